@@ -1,0 +1,62 @@
+//! Where btrfsqa test machines come from.
+//!
+//! A [`CloudProvider`] turns a [`MachineSpec`] into a [`Machine`]: a way to
+//! reach it ([`Access`]) and its data devices (one test device and a scratch
+//! pool). It never connects to the machine itself: the runner does that
+//! through `btrfsqa-remote`. Teardown removes everything the provider made,
+//! and [`CloudProvider::reap`] finds what a crashed controller left behind.
+//!
+//! Providers here: [`LocalProvider`] (this machine, loop devices on sparse
+//! files) and [`StaticProvider`] (existing SSH hosts).
+//!
+//! ```no_run
+//! use btrfsqa_cloud::{CloudProvider, LocalProvider, LocalSettings, MachineSpec};
+//! use btrfsqa_model::RunId;
+//!
+//! # async fn demo() -> Result<(), btrfsqa_cloud::ProvisionError> {
+//! let provider = LocalProvider::new(LocalSettings::new("/var/tmp/btrfsqa"));
+//! let spec = MachineSpec::new(RunId::parse("demo").unwrap(), "local-0");
+//! let machine = provider.provision(&spec).await?;
+//! println!("test device {}", machine.test_dev);
+//! provider.teardown(&machine).await.ok();
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod local;
+mod machine;
+mod static_hosts;
+
+pub use error::{ProvisionError, TeardownError};
+pub use local::{LocalProvider, LocalSettings};
+pub use machine::{Access, Machine, MachineSpec, ReapItem, SshEndpoint};
+pub use static_hosts::{StaticHost, StaticProvider};
+
+/// A source of test machines.
+///
+/// Implementers: `provision` must either return a usable machine or leave
+/// nothing behind (undo what it made before returning the error; when even
+/// that fails, say in the error what may be left). `teardown` must be
+/// idempotent and must only ever remove what this run made. Everything a
+/// provider creates is labelled with the run id so `reap` can find it after
+/// a crash of the controller.
+#[mockall::automock]
+#[async_trait::async_trait]
+pub trait CloudProvider: Send + Sync {
+    /// The provider's id (`local`, `static`, `aws`, `qemu`).
+    fn id(&self) -> &str;
+
+    /// Makes (or claims) one machine.
+    async fn provision(&self, spec: &MachineSpec) -> Result<Machine, ProvisionError>;
+
+    /// Removes everything made for `machine`. Safe to call twice.
+    async fn teardown(&self, machine: &Machine) -> Result<(), TeardownError>;
+
+    /// Finds what earlier runs left behind (all runs, or only `run`), and
+    /// removes it unless `dry_run`. Returns what was found.
+    async fn reap(
+        &self,
+        run: Option<btrfsqa_model::RunId>,
+        dry_run: bool,
+    ) -> Result<Vec<ReapItem>, TeardownError>;
+}

@@ -1,0 +1,120 @@
+use std::path::PathBuf;
+
+use btrfsqa_model::{MachineInfo, RunId};
+use serde::{Deserialize, Serialize};
+
+/// What the runner asks a provider for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineSpec {
+    /// The run the machine belongs to (tags, directory names).
+    pub run_id: RunId,
+    /// The machine's name within the run (`local-0`, `shard-3`).
+    pub name: String,
+    /// How many data devices: one test device plus a scratch pool of the rest.
+    pub data_devices: u32,
+    /// Size of each data device, in bytes.
+    pub device_size: u64,
+}
+
+impl MachineSpec {
+    /// Six 10 GiB devices, the design's default.
+    pub fn new(run_id: RunId, name: impl Into<String>) -> Self {
+        MachineSpec {
+            run_id,
+            name: name.into(),
+            data_devices: 6,
+            device_size: 10 << 30,
+        }
+    }
+}
+
+/// An SSH endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshEndpoint {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// User to log in as.
+    pub user: String,
+    /// Private key to use, if not the agent's or the default.
+    pub identity_file: Option<PathBuf>,
+    /// A known_hosts file pinning the host key, if the provider knows it.
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+impl SshEndpoint {
+    /// `user@host:port`.
+    pub fn address(&self) -> String {
+        format!("{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
+/// How the runner reaches a machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Access {
+    /// It is this machine: run commands as local processes.
+    Local,
+    /// Over SSH.
+    Ssh(SshEndpoint),
+}
+
+/// A machine ready for the runner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    /// The run it belongs to.
+    pub run_id: RunId,
+    /// Its name within the run.
+    pub name: String,
+    /// The provider that made it.
+    pub provider: String,
+    /// The provider's own id for it (instance id, pid, host name).
+    pub provider_id: String,
+    /// How to reach it.
+    pub access: Access,
+    /// The test device (fstests' TEST_DEV).
+    pub test_dev: String,
+    /// The scratch pool (fstests' SCRATCH_DEV_POOL).
+    pub scratch_devs: Vec<String>,
+    /// A directory on the machine the run may use for work files and mounts.
+    pub work_dir: String,
+    /// Instance type or VM shape, when there is one.
+    pub instance_type: Option<String>,
+    /// Provider-specific state teardown needs (backing files, volume ids).
+    #[serde(default)]
+    pub state: serde_json::Value,
+}
+
+impl Machine {
+    /// The description that goes into the run report.
+    pub fn info(&self) -> MachineInfo {
+        MachineInfo {
+            name: self.name.clone(),
+            provider: self.provider.clone(),
+            address: match &self.access {
+                Access::Local => "local".to_owned(),
+                Access::Ssh(endpoint) => endpoint.address(),
+            },
+            instance_type: self.instance_type.clone(),
+            test_dev: Some(self.test_dev.clone()),
+            scratch_devs: self.scratch_devs.clone(),
+            kernel: Default::default(),
+        }
+    }
+}
+
+/// Something `reap` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReapItem {
+    /// The provider.
+    pub provider: String,
+    /// What kind of thing (`loop-device`, `backing-file`, `instance`, `volume`).
+    pub kind: String,
+    /// Its id or path.
+    pub id: String,
+    /// The run it belonged to, if known.
+    pub run_id: Option<String>,
+    /// What was done: `deleted`, `would delete`, or the error.
+    pub action: String,
+}

@@ -1,0 +1,45 @@
+use std::path::PathBuf;
+
+/// What can go wrong with the model's own values and the results store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// A run id that is not of the accepted form.
+    #[error("invalid run id `{value}`: {reason}")]
+    InvalidRunId {
+        /// The rejected text.
+        value: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// Reading or writing a file of the results store failed.
+    #[error("results store: cannot {action} `{}`", path.display())]
+    Io {
+        /// What was being done (`write`, `read`, `create directory`, ...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `report.json` that does not parse.
+    #[error("results store: `{}` is not a valid report", path.display())]
+    BadReport {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A report written by a newer btrfsqa with an incompatible schema.
+    #[error("results store: `{}` has schema version {found}, this btrfsqa reads up to {supported}", path.display())]
+    UnsupportedSchema {
+        /// The file.
+        path: PathBuf,
+        /// The schema version in the file.
+        found: u32,
+        /// The newest version this build understands.
+        supported: u32,
+    },
+}

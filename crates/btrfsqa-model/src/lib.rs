@@ -1,0 +1,34 @@
+//! The stable, serializable vocabulary of btrfsqa.
+//!
+//! Everything a run produces is described here: [`RunId`], [`Verdict`],
+//! [`TestOutcome`], [`SuiteReport`], [`RunReport`] with its [`Provenance`],
+//! and the [`Event`]s a run emits while it goes. Other tools read the JSON
+//! these types serialize to (`report.json`, `--message-format json`), so the
+//! field names are part of the interface; the report carries
+//! [`SCHEMA_VERSION`] and any change that is not purely additive bumps it.
+//!
+//! [`ResultsStore`] is the on-disk layout of the results store that every
+//! run lands in before anything is published.
+//!
+//! ```
+//! use btrfsqa_model::{TestOutcome, Verdict};
+//!
+//! let outcome = TestOutcome::new("raid56-scrub", "raid5-data-repair", Verdict::Pass);
+//! let json = serde_json::to_string(&outcome).unwrap();
+//! assert!(json.contains(r#""verdict":"pass""#));
+//! ```
+
+mod error;
+mod event;
+mod report;
+mod run_id;
+mod store;
+
+pub use error::ModelError;
+pub use event::{Event, Stage};
+pub use report::{
+    Artifact, ArtifactKind, Counts, KernelInfo, MachineInfo, Provenance, RunReport, RunStatus,
+    SCHEMA_VERSION, SourceInfo, SuiteReport, TestOutcome, Verdict,
+};
+pub use run_id::RunId;
+pub use store::{ResultsStore, safe_file_name};

@@ -1,0 +1,240 @@
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::{ModelError, RunId, RunReport, SCHEMA_VERSION};
+
+/// The results store: one directory per run under a root.
+///
+/// ```text
+/// ROOT/<run-id>/report.json        the RunReport
+/// ROOT/<run-id>/<suite>/...        per-suite raw output and per-test artifacts
+/// ```
+///
+/// Reports are written atomically (temporary file, fsync, rename), so a
+/// reader never sees half a report and a crash leaves the previous one.
+#[derive(Debug, Clone)]
+pub struct ResultsStore {
+    root: PathBuf,
+}
+
+/// The file name of a run's report.
+const REPORT_FILE: &str = "report.json";
+
+impl ResultsStore {
+    /// A store rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        ResultsStore { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of run `id`.
+    pub fn run_dir(&self, id: &RunId) -> PathBuf {
+        self.root.join(id.as_str())
+    }
+
+    /// The path of run `id`'s report.
+    pub fn report_path(&self, id: &RunId) -> PathBuf {
+        self.run_dir(id).join(REPORT_FILE)
+    }
+
+    /// Creates run `id`'s directory and returns it.
+    pub fn create_run(&self, id: &RunId) -> Result<PathBuf, ModelError> {
+        let dir = self.run_dir(id);
+        fs::create_dir_all(&dir).map_err(|source| ModelError::Io {
+            action: "create directory",
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(dir)
+    }
+
+    /// Writes `report` as its run's `report.json`, atomically and durably.
+    pub fn write_report(&self, report: &RunReport) -> Result<PathBuf, ModelError> {
+        self.create_run(&report.run_id)?;
+        let path = self.report_path(&report.run_id);
+        let json = serde_json::to_vec_pretty(report).expect("a report always serializes");
+        write_atomic(&path, &json)?;
+        Ok(path)
+    }
+
+    /// Reads run `id`'s report.
+    pub fn read_report(&self, id: &RunId) -> Result<RunReport, ModelError> {
+        read_report_file(&self.report_path(id))
+    }
+
+    /// The ids of every run with a report, oldest first.
+    pub fn list_runs(&self) -> Result<Vec<RunId>, ModelError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(ModelError::Io {
+                    action: "list",
+                    path: self.root.clone(),
+                    source,
+                });
+            }
+        };
+        let mut ids: Vec<RunId> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().to_str().and_then(|n| RunId::parse(n).ok()))
+            .filter(|id| self.report_path(id).is_file())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Every readable report, oldest first, with the errors of those that
+    /// could not be read (a store must stay usable with one broken run in it).
+    pub fn load_all(&self) -> Result<(Vec<RunReport>, Vec<ModelError>), ModelError> {
+        let mut reports = Vec::new();
+        let mut errors = Vec::new();
+        for id in self.list_runs()? {
+            match self.read_report(&id) {
+                Ok(report) => reports.push(report),
+                Err(err) => errors.push(err),
+            }
+        }
+        Ok((reports, errors))
+    }
+}
+
+/// Reads and checks one `report.json` file.
+pub(crate) fn read_report_file(path: &Path) -> Result<RunReport, ModelError> {
+    let bytes = fs::read(path).map_err(|source| ModelError::Io {
+        action: "read",
+        path: path.to_owned(),
+        source,
+    })?;
+    // Look at the version first so a newer schema gets a precise error rather
+    // than whatever field happens not to parse.
+    #[derive(serde::Deserialize)]
+    struct Version {
+        schema_version: u32,
+    }
+    if let Ok(Version { schema_version }) = serde_json::from_slice::<Version>(&bytes)
+        && schema_version > SCHEMA_VERSION
+    {
+        return Err(ModelError::UnsupportedSchema {
+            path: path.to_owned(),
+            found: schema_version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|source| ModelError::BadReport {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes `bytes` to `path` so that readers see the old or the new content,
+/// never a mix, and the new content survives a crash once this returns.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let io = |action, source| ModelError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("json.tmp");
+    let mut file = fs::File::create(&tmp).map_err(|e| io("create", e))?;
+    file.write_all(bytes).map_err(|e| io("write", e))?;
+    file.sync_all().map_err(|e| io("sync", e))?;
+    fs::rename(&tmp, path).map_err(|e| io("rename into", e))?;
+    if let Some(dir) = path.parent()
+        && let Ok(dir) = fs::File::open(dir)
+    {
+        // Syncing the directory makes the rename itself durable; a failure
+        // here only weakens durability, so it is not an error.
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Turns any text (a test name, a host name) into one safe path component:
+/// only `[A-Za-z0-9._-]`, no leading dot, at most 100 bytes. Distinct names
+/// that would collide after replacement get a short hash suffix.
+pub fn safe_file_name(name: &str) -> String {
+    let mut safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe.starts_with('.') {
+        safe.replace_range(0..1, "_");
+    }
+    let changed = safe != name || safe.is_empty() || safe.len() > 100;
+    safe.truncate(100);
+    if changed {
+        // FNV-1a: stable across builds, unlike std's hasher.
+        let hash = name
+            .bytes()
+            .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        safe.truncate(91);
+        safe.push_str(&format!("-{:08x}", hash as u32));
+    }
+    safe
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Provenance, RunStatus};
+    use chrono::Utc;
+
+    #[test]
+    fn reports_round_trip_through_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResultsStore::new(dir.path());
+        assert!(store.list_runs().unwrap().is_empty());
+        let mut report = RunReport::start(RunId::parse("r1").unwrap(), Utc::now(), Provenance::default());
+        report.finish(RunStatus::Completed, Utc::now());
+        store.write_report(&report).unwrap();
+        assert_eq!(store.read_report(&report.run_id).unwrap(), report);
+        assert_eq!(store.list_runs().unwrap(), vec![report.run_id.clone()]);
+    }
+
+    #[test]
+    fn a_broken_report_does_not_hide_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResultsStore::new(dir.path());
+        let good = RunReport::start(RunId::parse("a").unwrap(), Utc::now(), Provenance::default());
+        store.write_report(&good).unwrap();
+        fs::create_dir_all(dir.path().join("b")).unwrap();
+        fs::write(dir.path().join("b/report.json"), b"{ truncated").unwrap();
+        let (reports, errors) = store.load_all().unwrap();
+        assert_eq!(reports.len(), 1);
+        assert!(errors[0].to_string().contains("b/report.json"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn newer_schemas_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("x")).unwrap();
+        fs::write(dir.path().join("x/report.json"), br#"{"schema_version": 99}"#).unwrap();
+        let err = ResultsStore::new(dir.path()).read_report(&RunId::parse("x").unwrap()).unwrap_err();
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+    }
+
+    #[test]
+    fn safe_file_names_are_safe_and_distinct() {
+        assert_eq!(safe_file_name("raid5-data_repair.1"), "raid5-data_repair.1");
+        let a = safe_file_name("btrfs/011");
+        let b = safe_file_name("btrfs_011");
+        assert_ne!(a, b);
+        for hostile in ["../../etc/passwd", ".", "..", "", "a\0b", "<img src=x>", &"y".repeat(300)] {
+            let safe = safe_file_name(hostile);
+            assert!(!safe.is_empty() && !safe.starts_with('.') && safe.len() <= 100, "{safe}");
+            assert!(safe.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+        }
+    }
+}

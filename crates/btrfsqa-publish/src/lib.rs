@@ -1,0 +1,56 @@
+//! Publishing btrfsqa results.
+//!
+//! A [`Publisher`] takes a run that is already in the [`ResultsStore`] and
+//! makes it visible somewhere. [`Dashboard`] renders the static site (an
+//! index of runs, a page per run with every test's verdict and links to its
+//! logs) from the store; [`GitPublisher`] commits that site to a git
+//! repository with gix and pushes it (GitHub Pages serves it). [`export`]
+//! writes JUnit XML and JSON for other tools.
+//!
+//! ```no_run
+//! use btrfsqa_model::{ResultsStore, RunId};
+//! use btrfsqa_publish::{Dashboard, GitPublisher, GitPublisherSettings, Publisher};
+//!
+//! # async fn demo() -> Result<(), btrfsqa_publish::PublishError> {
+//! let store = ResultsStore::new("results");
+//! let publisher = GitPublisher::new(GitPublisherSettings::new("/srv/site.git", "results/.site-cache"));
+//! let published = publisher.publish(&store, &RunId::parse("20261124-101500-ab12").unwrap()).await?;
+//! println!("published at {}", published.location);
+//! # Ok(()) }
+//! ```
+
+mod dashboard;
+mod error;
+pub mod export;
+mod git;
+
+pub use dashboard::{Dashboard, RenderStats};
+pub use error::PublishError;
+pub use git::{GitPublisher, GitPublisherSettings};
+
+use btrfsqa_model::{ResultsStore, RunId};
+
+/// Where a publish landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// A path or URL where the result can be seen or fetched.
+    pub location: String,
+    /// The commit made, for git-based publishers.
+    pub commit: Option<String>,
+}
+
+/// Makes a stored run visible.
+///
+/// Implementers: read everything from `store` (the run and, for an index,
+/// the runs before it); never modify the store; publishing the same run twice
+/// must be harmless. An `Err` never loses results: they are already in the
+/// store, and the run can be published again later.
+#[mockall::automock]
+#[async_trait::async_trait]
+pub trait Publisher: Send + Sync {
+    /// The publisher's id (`git`, `directory`).
+    fn id(&self) -> &str;
+
+    /// Publishes run `run` from `store`.
+    async fn publish(&self, store: &ResultsStore, run: &RunId) -> Result<Published, PublishError>;
+}

@@ -1,0 +1,216 @@
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+use crate::exec::push_capped;
+use crate::{ExecOutput, ExecRequest, OutputChunk, OutputSink, RemoteError, RemoteHost, StreamKind};
+
+/// This machine, reached through child processes (the `local` provider).
+#[derive(Debug, Clone)]
+pub struct LocalHost {
+    name: String,
+}
+
+impl LocalHost {
+    /// A host called `name` in events and messages.
+    pub fn new(name: impl Into<String>) -> Self {
+        LocalHost { name: name.into() }
+    }
+}
+
+#[async_trait::async_trait]
+impl RemoteHost for LocalHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn exec(
+        &self,
+        request: ExecRequest,
+        sink: Option<OutputSink>,
+    ) -> Result<ExecOutput, RemoteError> {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(&request.command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a timeout kills everything it started.
+            .process_group(0)
+            .kill_on_drop(true);
+        for (key, value) in &request.env {
+            command.env(key, value);
+        }
+        if let Some(cwd) = &request.cwd {
+            command.current_dir(cwd);
+        }
+        let started = Instant::now();
+        let mut child = command.spawn().map_err(|source| RemoteError::Spawn {
+            host: self.name.clone(),
+            command: request.command.clone(),
+            source: source.into(),
+        })?;
+        let pgid = child.id();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let limit = request.capture_limit;
+        let out_task = tokio::spawn(pump(stdout, StreamKind::Stdout, sink.clone(), limit));
+        let err_task = tokio::spawn(pump(stderr, StreamKind::Stderr, sink, limit));
+
+        let (status, timed_out) = match request.timeout {
+            Some(timeout) => match tokio::time::timeout(timeout, child.wait()).await {
+                Ok(status) => (Some(status), false),
+                Err(_) => {
+                    kill_group(pgid);
+                    let _ = child.wait().await;
+                    (None, true)
+                }
+            },
+            None => (Some(child.wait().await), false),
+        };
+        // Descendants that outlive the shell keep the pipes open; they belong
+        // to the command, so they go with it.
+        kill_group(pgid);
+        let stdout = out_task.await.unwrap_or_default();
+        let stderr = err_task.await.unwrap_or_default();
+        let status = status
+            .transpose()
+            .map_err(|source| RemoteError::Spawn {
+                host: self.name.clone(),
+                command: request.command.clone(),
+                source: source.into(),
+            })?;
+        Ok(ExecOutput {
+            code: status.and_then(|s| s.code()),
+            timed_out,
+            stdout,
+            stderr,
+            duration: started.elapsed(),
+        })
+    }
+
+    async fn upload(&self, local: &Path, remote: &str) -> Result<(), RemoteError> {
+        copy(local, Path::new(remote)).await.map_err(|source| RemoteError::Transfer {
+            host: self.name.clone(),
+            direction: "to",
+            remote: remote.to_owned(),
+            local: local.to_owned(),
+            source: source.into(),
+        })
+    }
+
+    async fn download(&self, remote: &str, local: &Path) -> Result<(), RemoteError> {
+        copy(Path::new(remote), local).await.map_err(|source| RemoteError::Transfer {
+            host: self.name.clone(),
+            direction: "from",
+            remote: remote.to_owned(),
+            local: local.to_owned(),
+            source: source.into(),
+        })
+    }
+
+    async fn reboot_and_wait(&self, _timeout: Duration) -> Result<(), RemoteError> {
+        Err(RemoteError::Unsupported {
+            host: self.name.clone(),
+            operation: "reboot the controller's own machine",
+        })
+    }
+}
+
+async fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    if let Some(parent) = to.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    tokio::fs::copy(from, to).await.map(drop)
+}
+
+fn kill_group(pgid: Option<u32>) {
+    if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+        // ESRCH (already gone) is the common, harmless case.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Reads a stream to its end, forwarding chunks to the sink and keeping the
+/// capped tail.
+pub(crate) async fn pump(
+    mut reader: impl AsyncRead + Unpin,
+    stream: StreamKind,
+    sink: Option<OutputSink>,
+    limit: usize,
+) -> Vec<u8> {
+    let mut captured = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                push_capped(&mut captured, &buf[..n], limit);
+                if let Some(sink) = &sink {
+                    // A closed receiver means nobody wants the stream any more.
+                    let _ = sink.send(OutputChunk {
+                        stream,
+                        data: buf[..n].to_vec(),
+                    });
+                }
+            }
+        }
+    }
+    captured
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_commands_and_streams_output() {
+        let host = LocalHost::new("t");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let out = host
+            .exec(ExecRequest::new("echo out; echo err >&2; exit 3"), Some(tx))
+            .await
+            .unwrap();
+        assert_eq!(out.code, Some(3));
+        assert_eq!(out.stdout_text(), "out\n");
+        assert_eq!(out.stderr_text(), "err\n");
+        let mut streamed = Vec::new();
+        while let Ok(chunk) = rx.try_recv() {
+            streamed.push(chunk.stream);
+        }
+        assert!(streamed.contains(&StreamKind::Stdout) && streamed.contains(&StreamKind::Stderr));
+    }
+
+    #[tokio::test]
+    async fn timeouts_kill_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("survivor");
+        let host = LocalHost::new("t");
+        let command = format!("(sleep 2; touch {}) & echo started; sleep 30", marker.display());
+        let out = host
+            .exec(ExecRequest::new(command).timeout(Duration::from_millis(300)), None)
+            .await
+            .unwrap();
+        assert!(out.timed_out && out.code.is_none());
+        assert_eq!(out.stdout_text(), "started\n");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!marker.exists(), "a background child survived the timeout");
+    }
+
+    #[tokio::test]
+    async fn env_and_cwd_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = LocalHost::new("t")
+            .exec(ExecRequest::new("echo $V; pwd").env("V", "x y").cwd(dir.path().to_str().unwrap()), None)
+            .await
+            .unwrap();
+        assert_eq!(out.stdout_text(), format!("x y\n{}\n", dir.path().display()));
+    }
+}

@@ -1,0 +1,142 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use btrfsqa_model::{Artifact, ArtifactKind, Event, TestOutcome, safe_file_name};
+use btrfsqa_remote::RemoteHost;
+use tokio_util::sync::CancellationToken;
+
+use crate::SuiteError;
+
+/// Receives the events a suite emits.
+pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// The data devices and directories of the machine a suite runs on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MachineDevices {
+    /// The machine's name.
+    pub name: String,
+    /// The test device (fstests' TEST_DEV).
+    pub test_dev: String,
+    /// The scratch pool (fstests' SCRATCH_DEV_POOL).
+    pub scratch_devs: Vec<String>,
+    /// A directory on the machine for work files and mount points.
+    pub work_dir: String,
+}
+
+/// Everything a suite gets to run with.
+#[derive(Clone)]
+pub struct SuiteContext {
+    /// The machine.
+    pub host: Arc<dyn RemoteHost>,
+    /// Its devices.
+    pub devices: MachineDevices,
+    /// The run's directory in the local results store.
+    pub run_dir: PathBuf,
+    /// Where events go.
+    pub events: EventSink,
+    /// Fires when the run is being stopped (signal, run timeout).
+    pub cancel: CancellationToken,
+    /// When set, run only these tests (resume, sharding); otherwise all.
+    pub only: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for SuiteContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SuiteContext")
+            .field("host", &self.host.name())
+            .field("devices", &self.devices)
+            .field("run_dir", &self.run_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SuiteContext {
+    /// A context that drops events and is never cancelled.
+    pub fn new(host: Arc<dyn RemoteHost>, devices: MachineDevices, run_dir: PathBuf) -> Self {
+        SuiteContext {
+            host,
+            devices,
+            run_dir,
+            events: Arc::new(|_| {}),
+            cancel: CancellationToken::new(),
+            only: None,
+        }
+    }
+
+    /// Whether `test` is selected by [`SuiteContext::only`].
+    pub fn selected(&self, test: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|t| t == test))
+    }
+
+    /// Emits an event.
+    pub fn emit(&self, event: Event) {
+        (self.events)(event);
+    }
+
+    /// Emits [`Event::TestStarted`].
+    pub fn test_started(&self, suite: &str, test: &str) {
+        self.emit(Event::TestStarted {
+            machine: self.devices.name.clone(),
+            suite: suite.to_owned(),
+            test: test.to_owned(),
+        });
+    }
+
+    /// Emits [`Event::TestFinished`] for `outcome` (with the machine filled in)
+    /// and returns the outcome.
+    pub fn test_finished(&self, mut outcome: TestOutcome) -> TestOutcome {
+        if outcome.machine.is_none() {
+            outcome.machine = Some(self.devices.name.clone());
+        }
+        self.emit(Event::TestFinished {
+            machine: self.devices.name.clone(),
+            outcome: outcome.clone(),
+        });
+        outcome
+    }
+
+    /// The suite's directory in the results store (`RUN_DIR/<suite>`).
+    pub fn suite_dir(&self, suite: &str) -> PathBuf {
+        self.run_dir.join(safe_file_name(suite))
+    }
+
+    /// Writes `contents` as the file `file` of test `test` in suite `suite`
+    /// (`RUN_DIR/<suite>/<test>/<file>`, each part made safe) and returns the
+    /// artifact that names it.
+    pub fn write_artifact(
+        &self,
+        suite: &str,
+        test: &str,
+        file: &str,
+        kind: ArtifactKind,
+        contents: &[u8],
+    ) -> Result<Artifact, SuiteError> {
+        let relative = artifact_relative_path(suite, test, file);
+        let path = self.run_dir.join(&relative);
+        write_file(&path, contents)?;
+        Ok(Artifact::new(kind, relative))
+    }
+}
+
+/// `<suite>/<test>/<file>` with each part made safe, `/`-separated.
+pub fn artifact_relative_path(suite: &str, test: &str, file: &str) -> String {
+    format!(
+        "{}/{}/{}",
+        safe_file_name(suite),
+        safe_file_name(test),
+        safe_file_name(file)
+    )
+}
+
+pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), SuiteError> {
+    let io = |source| SuiteError::Store {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    std::fs::write(path, contents).map_err(io)
+}

@@ -1,0 +1,53 @@
+use std::path::PathBuf;
+
+use btrfsqa_remote::RemoteError;
+
+/// A suite could not run (test failures are outcomes, not errors).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SuiteError {
+    /// The machine could not be used.
+    #[error("suite `{suite}`: machine error")]
+    Remote {
+        /// The suite.
+        suite: String,
+        /// The cause.
+        #[source]
+        source: RemoteError,
+    },
+    /// Setting up failed (a build, an install, a missing tool).
+    #[error("suite `{suite}`: {step} failed: {message}")]
+    Setup {
+        /// The suite.
+        suite: String,
+        /// What was being done.
+        step: String,
+        /// What went wrong (the tail of the command's output).
+        message: String,
+    },
+    /// The suite's configuration or input is unusable.
+    #[error("suite `{suite}`: {message}")]
+    Config {
+        /// The suite.
+        suite: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Writing to the results store failed.
+    #[error("cannot write `{}` to the results store", path.display())]
+    Store {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The run was cancelled while the suite ran.
+    #[error("suite `{suite}` was cancelled")]
+    Cancelled {
+        /// The suite.
+        suite: String,
+        /// What it had finished by then.
+        partial: Box<btrfsqa_model::SuiteReport>,
+    },
+}
