@@ -31,11 +31,18 @@ mod context;
 mod error;
 pub mod raid56;
 pub mod script;
+pub mod btrfs_progs;
+pub mod import;
+mod setup;
+mod source;
+pub mod xfstests;
 
 pub use context::{EventSink, MachineDevices, SuiteContext};
 pub use error::SuiteError;
 pub use raid56::{Raid56Scrub, Raid56ScrubConfig};
 pub use script::{ScriptSuite, ScriptSuiteConfig};
+pub use btrfs_progs::{BtrfsProgsConfig, BtrfsProgsTests};
+pub use xfstests::{Xfstests, XfstestsConfig};
 
 use btrfsqa_model::SuiteReport;
 pub use btrfsqa_remote::RemoteHost;

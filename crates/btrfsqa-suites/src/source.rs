@@ -1,0 +1,338 @@
+//! Git sources of the suites that build from source (fstests, btrfs-progs).
+//!
+//! The controller keeps a mirror of each repository in a cache directory,
+//! resolves the asked ref to a commit there ([`pin`]), and puts exactly that
+//! tree on the machine ([`place`]) as a tar archive it uploads. The machine
+//! never talks to the git server, needs no credentials, and the same path
+//! works for the local machine and for one reached over SSH.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use btrfsqa_model::{SourceInfo, safe_file_name};
+use btrfsqa_remote::{ExecRequest, RemoteHost, shell_quote};
+use tokio::process::Command;
+
+use crate::SuiteError;
+use crate::setup::run_step;
+
+/// The file in a placed tree that names the commit it holds.
+const COMMIT_MARKER: &str = ".btrfsqa-commit";
+/// The file in a placed tree that says the build finished.
+pub(crate) const BUILT_MARKER: &str = ".btrfsqa-built";
+
+/// One cache lock for the whole process: two machines of one run prepare at
+/// once, and two clones into one mirror directory would corrupt it.
+static CACHE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A source resolved to one commit, with the local mirror that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PinnedSource {
+    /// What goes into the report.
+    pub info: SourceInfo,
+    /// The full commit id.
+    pub commit: String,
+    /// The local bare mirror.
+    pub mirror: PathBuf,
+}
+
+impl PinnedSource {
+    /// The directory on the machine that holds this tree.
+    pub(crate) fn remote_dir(&self, work_dir: &str) -> String {
+        let short: String = self.commit.chars().take(12).collect();
+        format!(
+            "{}/btrfsqa-src/{}-{short}",
+            work_dir.trim_end_matches('/'),
+            safe_file_name(&self.info.name)
+        )
+    }
+}
+
+/// The default cache directory: `$XDG_CACHE_HOME/btrfsqa/git`, else
+/// `~/.cache/btrfsqa/git`, else a directory under the system's temporary one.
+pub(crate) fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("btrfsqa/git");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".cache/btrfsqa/git");
+    }
+    std::env::temp_dir().join("btrfsqa-cache/git")
+}
+
+/// Runs `git` on the controller.
+async fn git(suite: &str, step: &str, args: &[&str]) -> Result<String, SuiteError> {
+    let setup = |message: String| SuiteError::Setup {
+        suite: suite.to_owned(),
+        step: step.to_owned(),
+        message,
+    };
+    let out = Command::new("git")
+        .args(args)
+        // Never ask for a password: a source that needs one is a config error.
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| setup(format!("cannot run `git`: {e}")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(10).collect();
+        return Err(setup(tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Mirrors `url` into `cache_dir` (or updates the mirror) and resolves
+/// `git_ref` to a commit.
+pub(crate) async fn pin(
+    suite: &str,
+    name: &str,
+    url: &str,
+    git_ref: &str,
+    cache_dir: &Path,
+) -> Result<PinnedSource, SuiteError> {
+    let _guard = CACHE_LOCK.lock().await;
+    let mirror = cache_dir.join(format!("{}.git", safe_file_name(url)));
+    let mirror_str = mirror.to_string_lossy().into_owned();
+    let resolve = |m: String| async move {
+        git(
+            suite,
+            &format!("resolve `{git_ref}` in `{url}`"),
+            &["-C", &m, "rev-parse", "--verify", "--quiet", &format!("{git_ref}^{{commit}}")],
+        )
+        .await
+    };
+    if !mirror.join("HEAD").exists() {
+        std::fs::create_dir_all(cache_dir).map_err(|source| SuiteError::Store {
+            path: cache_dir.to_owned(),
+            source,
+        })?;
+        // Clone beside the final name and rename, so an interrupted clone
+        // never looks like a mirror.
+        let partial = cache_dir.join(format!(
+            "{}.partial-{}",
+            safe_file_name(url),
+            std::process::id()
+        ));
+        let partial_str = partial.to_string_lossy().into_owned();
+        let _ = std::fs::remove_dir_all(&partial);
+        git(
+            suite,
+            &format!("clone `{url}`"),
+            &["clone", "--mirror", "--quiet", "--", url, &partial_str],
+        )
+        .await?;
+        std::fs::rename(&partial, &mirror).map_err(|source| SuiteError::Store {
+            path: mirror.clone(),
+            source,
+        })?;
+    } else if resolve(mirror_str.clone()).await.is_err() || !is_commit_id(git_ref) {
+        // A branch or tag may have moved; a commit id that is already there
+        // cannot, so that case stays off the network.
+        git(
+            suite,
+            &format!("fetch `{url}`"),
+            &["-C", &mirror_str, "fetch", "--prune", "--quiet", "--", url, "+refs/*:refs/*"],
+        )
+        .await?;
+    }
+    let commit = resolve(mirror_str).await.map_err(|_| SuiteError::Config {
+        suite: suite.to_owned(),
+        message: format!("`{git_ref}` is not a branch, tag or commit of `{url}`"),
+    })?;
+    Ok(PinnedSource {
+        info: SourceInfo {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            git_ref: Some(git_ref.to_owned()),
+            commit: Some(commit.clone()),
+        },
+        commit,
+        mirror,
+    })
+}
+
+fn is_commit_id(value: &str) -> bool {
+    value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Puts the pinned tree at [`PinnedSource::remote_dir`] on the machine unless
+/// it is already there; returns that directory.
+pub(crate) async fn place(
+    host: &dyn RemoteHost,
+    suite: &str,
+    pinned: &PinnedSource,
+    work_dir: &str,
+) -> Result<String, SuiteError> {
+    let dir = pinned.remote_dir(work_dir);
+    let quoted = shell_quote(&dir);
+    let check = run_step(
+        host,
+        suite,
+        "look for a placed source tree",
+        ExecRequest::new(format!(
+            "cat {}/{COMMIT_MARKER} 2>/dev/null || true",
+            quoted
+        ))
+        .timeout(Duration::from_secs(60)),
+    )
+    .await?;
+    if check.stdout_text().trim() == pinned.commit {
+        return Ok(dir);
+    }
+
+    let local = tempfile_dir(suite)?;
+    let tar = local.path().join("source.tar");
+    let tar_str = tar.to_string_lossy().into_owned();
+    git(
+        suite,
+        &format!("archive `{}`", pinned.commit),
+        &[
+            "-C",
+            &pinned.mirror.to_string_lossy(),
+            "archive",
+            "--format=tar",
+            "-o",
+            &tar_str,
+            &pinned.commit,
+        ],
+    )
+    .await?;
+    let remote_tar = format!("{dir}.tar");
+    run_step(
+        host,
+        suite,
+        "make the source directory",
+        ExecRequest::new(format!(
+            "mkdir -p \"$(dirname {quoted})\" && rm -rf {quoted}"
+        ))
+        .timeout(Duration::from_secs(300)),
+    )
+    .await?;
+    host.upload(&tar, &remote_tar)
+        .await
+        .map_err(|source| SuiteError::Remote {
+            suite: suite.to_owned(),
+            source,
+        })?;
+    let remote_tar = shell_quote(&remote_tar);
+    run_step(
+        host,
+        suite,
+        "unpack the source",
+        ExecRequest::new(format!(
+            "mkdir -p {quoted} && tar -xf {remote_tar} -C {quoted} && rm -f {remote_tar} \
+             && echo {} > {quoted}/{COMMIT_MARKER}",
+            pinned.commit
+        ))
+        .timeout(Duration::from_secs(600)),
+    )
+    .await?;
+    Ok(dir)
+}
+
+/// A local temporary directory, removed when dropped.
+fn tempfile_dir(suite: &str) -> Result<TempDir, SuiteError> {
+    let path = std::env::temp_dir().join(format!(
+        "btrfsqa-{}-{}-{}",
+        safe_file_name(suite),
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    ));
+    std::fs::create_dir_all(&path).map_err(|source| SuiteError::Store {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(TempDir(path))
+}
+
+/// A directory removed on drop (tempfile is only a dev-dependency here).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use btrfsqa_remote::LocalHost;
+
+    fn git_sync(dir: &Path, args: &[&str]) {
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{:?}", status);
+    }
+
+    fn make_repo(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        git_sync(dir, &["init", "-q", "-b", "master"]);
+        std::fs::write(dir.join("check"), "#!/bin/sh\necho hi\n").unwrap();
+        git_sync(dir, &["add", "-A"]);
+        git_sync(dir, &["commit", "-q", "-m", "one"]);
+    }
+
+    #[tokio::test]
+    async fn sources_are_pinned_and_placed_once() {
+        if std::process::Command::new("git").arg("--version").output().is_err() {
+            eprintln!("skipped: no git");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let upstream = tmp.path().join("upstream");
+        make_repo(&upstream);
+        let url = upstream.to_string_lossy().into_owned();
+        let cache = tmp.path().join("cache");
+        let first = pin("t", "fstests", &url, "master", &cache).await.unwrap();
+        assert_eq!(first.commit.len(), 40);
+        assert_eq!(first.info.git_ref.as_deref(), Some("master"));
+
+        // A new commit upstream is picked up by the next pin.
+        std::fs::write(upstream.join("new"), "x").unwrap();
+        git_sync(&upstream, &["add", "-A"]);
+        git_sync(&upstream, &["commit", "-q", "-m", "two"]);
+        let second = pin("t", "fstests", &url, "master", &cache).await.unwrap();
+        assert_ne!(first.commit, second.commit);
+        // The old commit still resolves, from the mirror alone.
+        let old = pin("t", "fstests", &url, &first.commit, &cache).await.unwrap();
+        assert_eq!(old.commit, first.commit);
+
+        let err = pin("t", "fstests", &url, "no-such-branch", &cache)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("`no-such-branch`"), "{err}");
+
+        let work = tmp.path().join("work");
+        let host = LocalHost::new("t");
+        let dir = place(&host, "t", &second, &work.to_string_lossy())
+            .await
+            .unwrap();
+        assert!(Path::new(&dir).join("new").exists());
+        assert!(Path::new(&dir).join("check").exists());
+        // Placing again keeps the tree (and whatever was built in it).
+        std::fs::write(Path::new(&dir).join(BUILT_MARKER), "").unwrap();
+        let again = place(&host, "t", &second, &work.to_string_lossy())
+            .await
+            .unwrap();
+        assert_eq!(again, dir);
+        assert!(Path::new(&dir).join(BUILT_MARKER).exists());
+    }
+}

@@ -1,0 +1,667 @@
+//! fstests (xfstests) on btrfs: one outcome per test and profile.
+//!
+//! [`Xfstests`] pins fstests to a commit on the controller, builds it on the
+//! machine (installing its build and run-time packages and creating its users
+//! on Debian, Ubuntu and Fedora), writes a `local.config` with one fstests
+//! section per btrfs profile ([`config::PROFILES`]), and runs `./check -R xunit
+//! -s <section>` once per section. Each section's `result.xml` (with
+//! `check.log` and the console as fallbacks) becomes the outcomes, and each
+//! test's `.full`, `.out.bad` and `.dmesg` land in the results store as its
+//! artifacts.
+//!
+//! The console is read as it streams: tests are reported as they start and
+//! end, and a test that runs past `test-timeout-secs` has its `./check`
+//! stopped and is reported as hung.
+
+pub mod config;
+pub mod parse;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use btrfsqa_model::{Artifact, ArtifactKind, Event, SuiteReport, TestOutcome, Verdict, safe_file_name};
+use btrfsqa_remote::{ExecRequest, RemoteError, shell_quote};
+use chrono::{DateTime, Utc};
+
+pub use config::{MachineLayout, PROFILES, Profile, ResolvedSection, SectionConfig, XfstestsConfig};
+use parse::{ConsoleEvent, ConsoleParser, ParsedTest};
+
+use crate::setup::{Distro, detect_distro, install_packages, run_step};
+use crate::source::{self, BUILT_MARKER, PinnedSource};
+use crate::{SuiteContext, SuiteError, TestSuite};
+
+/// The suite id.
+pub const ID: &str = "xfstests";
+
+/// Packages fstests needs to build and run, per distribution family.
+fn packages(distro: Distro) -> &'static [&'static str] {
+    match distro {
+        Distro::Debian => &[
+            "make", "gcc", "autoconf", "automake", "libtool", "pkg-config", "xfslibs-dev", "uuid-dev",
+            "libattr1-dev", "libacl1-dev", "libaio-dev", "liburing-dev", "libgdbm-dev", "libcap-dev",
+            "xfsprogs", "attr", "acl", "bc", "fio", "dbench", "psmisc", "quota", "dmsetup", "duperemove",
+            "btrfs-progs", "e2fsprogs", "util-linux", "kmod", "gawk", "python3", "tar",
+        ],
+        Distro::Fedora => &[
+            "make", "gcc", "autoconf", "automake", "libtool", "pkgconf-pkg-config", "xfsprogs-devel",
+            "libuuid-devel", "libattr-devel", "libacl-devel", "libaio-devel", "liburing-devel",
+            "gdbm-devel", "libcap-devel", "xfsprogs", "attr", "acl", "bc", "fio", "dbench", "psmisc",
+            "quota", "device-mapper", "duperemove", "btrfs-progs", "e2fsprogs", "util-linux", "kmod",
+            "gawk", "python3", "tar",
+        ],
+    }
+}
+
+/// Creates the users and group fstests' tests switch to.
+const CREATE_USERS: &str = "getent group fsgqa >/dev/null || groupadd fsgqa; \
+    id -u fsgqa >/dev/null 2>&1 || useradd -m -g fsgqa fsgqa; \
+    id -u fsgqa2 >/dev/null 2>&1 || useradd -m fsgqa2; \
+    id -u 123456-fsgqa >/dev/null 2>&1 || useradd -m 123456-fsgqa 2>/dev/null \
+    || useradd --badname -m 123456-fsgqa";
+
+/// The per-test files collected as artifacts.
+const TEST_FILES: &[(&str, ArtifactKind)] = &[
+    (".full", ArtifactKind::Full),
+    (".out.bad", ArtifactKind::OutBad),
+    (".dmesg", ArtifactKind::Dmesg),
+];
+
+/// The fstests suite.
+#[derive(Debug)]
+pub struct Xfstests {
+    config: XfstestsConfig,
+    pinned: tokio::sync::OnceCell<PinnedSource>,
+}
+
+impl Xfstests {
+    /// A suite with `config` (check it first with [`XfstestsConfig::validate`]).
+    pub fn new(config: XfstestsConfig) -> Self {
+        Xfstests {
+            config,
+            pinned: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &XfstestsConfig {
+        &self.config
+    }
+
+    fn sections(&self) -> Result<Vec<ResolvedSection>, SuiteError> {
+        self.config.resolve().map_err(|issues| SuiteError::Config {
+            suite: ID.to_owned(),
+            message: issues
+                .iter()
+                .map(|(key, message)| format!("`{key}`: {message}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+    }
+
+    /// Pins the source once per suite (every machine of a run uses the same commit).
+    async fn pinned(&self) -> Result<&PinnedSource, SuiteError> {
+        self.pinned
+            .get_or_try_init(|| async {
+                let cache = self.config.cache_dir.clone().unwrap_or_else(source::default_cache_dir);
+                source::pin(ID, "fstests", &self.config.git_url, &self.config.git_ref, &cache).await
+            })
+            .await
+    }
+
+    async fn is_built(&self, ctx: &SuiteContext, dir: &str) -> Result<bool, SuiteError> {
+        let out = ctx
+            .host
+            .exec(
+                ExecRequest::new(format!("test -f {}/{BUILT_MARKER}", shell_quote(dir))).timeout(Duration::from_secs(60)),
+                None,
+            )
+            .await
+            .map_err(|source| remote_error(source))?;
+        Ok(out.success())
+    }
+}
+
+fn remote_error(source: RemoteError) -> SuiteError {
+    SuiteError::Remote {
+        suite: ID.to_owned(),
+        source,
+    }
+}
+
+#[async_trait::async_trait]
+impl TestSuite for Xfstests {
+    fn id(&self) -> &str {
+        ID
+    }
+
+    async fn prepare(&self, ctx: &SuiteContext) -> Result<(), SuiteError> {
+        self.sections()?;
+        let pinned = self.pinned().await?;
+        let host = ctx.host.as_ref();
+        if self.config.install_packages {
+            let distro = detect_distro(host, ID).await?;
+            install_packages(host, ID, distro, packages(distro)).await?;
+            run_step(
+                host,
+                ID,
+                "create fstests' users",
+                ExecRequest::new(CREATE_USERS).timeout(Duration::from_secs(120)),
+            )
+            .await?;
+        }
+        let dir = source::place(host, ID, pinned, &ctx.devices.work_dir).await?;
+        if !self.is_built(ctx, &dir).await? {
+            run_step(
+                host,
+                ID,
+                "build fstests",
+                ExecRequest::new(format!(
+                    "make -j\"$(nproc)\" >btrfsqa-build.log 2>&1 || {{ tail -n 40 btrfsqa-build.log; exit 1; }}; \
+                     touch {BUILT_MARKER}"
+                ))
+                .cwd(dir.clone())
+                .timeout(Duration::from_secs(3600)),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn run(&self, ctx: &SuiteContext) -> Result<SuiteReport, SuiteError> {
+        let started = Instant::now();
+        let sections = self.sections()?;
+        let pinned = self.pinned().await?.clone();
+        let dir = pinned.remote_dir(&ctx.devices.work_dir);
+        if !self.is_built(ctx, &dir).await? {
+            self.prepare(ctx).await?;
+        }
+        let mut report = SuiteReport::new(ID);
+        report.source = Some(pinned.info.clone());
+
+        let layout = MachineLayout::under(&ctx.devices.work_dir);
+        let local_config = config::local_config(&sections, &ctx.devices, &layout).map_err(|message| SuiteError::Config {
+            suite: ID.to_owned(),
+            message,
+        })?;
+        let config_artifact = ctx.write_artifact(ID, "_suite", "local.config", ArtifactKind::Other, local_config.as_bytes())?;
+        ctx.host
+            .upload(&ctx.run_dir.join(&config_artifact.path), &format!("{dir}/local.config"))
+            .await
+            .map_err(remote_error)?;
+        report.artifacts.push(config_artifact);
+
+        let runner = SectionRunner {
+            ctx,
+            config: &self.config,
+            dir: &dir,
+            layout: &layout,
+        };
+        runner.reset_machine().await?;
+        let mut errors = Vec::new();
+        let mut cancelled = false;
+        for section in &sections {
+            if ctx.cancel.is_cancelled() {
+                cancelled = true;
+                break;
+            }
+            if let Some(needed) = section.scratch_devs
+                && needed > ctx.devices.scratch_devs.len()
+            {
+                errors.push(format!(
+                    "section `{}` needs {needed} scratch devices, the machine has {}",
+                    section.name,
+                    ctx.devices.scratch_devs.len()
+                ));
+                continue;
+            }
+            match runner.run(section, &mut report).await {
+                Ok(SectionEnd::Done) => {}
+                Ok(SectionEnd::Cancelled) => {
+                    cancelled = true;
+                    break;
+                }
+                Err(err) => {
+                    errors.push(format!("section `{}`: {err}", section.name));
+                    if matches!(err, SuiteError::Remote { .. }) {
+                        // The machine is gone: the next sections cannot run either.
+                        break;
+                    }
+                }
+            }
+        }
+        runner.unmount().await;
+        report.duration_secs = Some(started.elapsed().as_secs_f64());
+        if !errors.is_empty() {
+            report.error = Some(errors.join("; "));
+        }
+        if cancelled {
+            return Err(SuiteError::Cancelled {
+                suite: ID.to_owned(),
+                partial: Box::new(report),
+            });
+        }
+        Ok(report)
+    }
+}
+
+/// How a section ended.
+enum SectionEnd {
+    Done,
+    Cancelled,
+}
+
+/// Runs the sections of one run on one machine.
+struct SectionRunner<'a> {
+    ctx: &'a SuiteContext,
+    config: &'a XfstestsConfig,
+    dir: &'a str,
+    layout: &'a MachineLayout,
+}
+
+impl SectionRunner<'_> {
+    /// Clears earlier results and mounts, and makes a btrfs on TEST_DEV (fstests expects one).
+    async fn reset_machine(&self) -> Result<(), SuiteError> {
+        let d = &self.ctx.devices;
+        let l = self.layout;
+        run_step(
+            self.ctx.host.as_ref(),
+            ID,
+            "prepare the test device",
+            ExecRequest::new(format!(
+                "umount {test} 2>/dev/null; umount {scratch} 2>/dev/null; \
+                 rm -rf {results} && mkdir -p {test} {scratch} {results} && mkfs.btrfs -f -q {dev}",
+                test = shell_quote(&l.test_dir),
+                scratch = shell_quote(&l.scratch_mnt),
+                results = shell_quote(&l.result_base),
+                dev = shell_quote(&d.test_dev),
+            ))
+            .timeout(Duration::from_secs(300)),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Leaves no fstests mount behind (best effort: the run is over either way).
+    async fn unmount(&self) {
+        let command = format!(
+            "umount {} 2>/dev/null; umount {} 2>/dev/null; true",
+            shell_quote(&self.layout.test_dir),
+            shell_quote(&self.layout.scratch_mnt)
+        );
+        let _ = self
+            .ctx
+            .host
+            .exec(ExecRequest::new(command).timeout(Duration::from_secs(120)), None)
+            .await;
+    }
+
+    fn pidfile(&self, section: &ResolvedSection) -> String {
+        format!("{}/check-{}.pid", self.layout.result_base, section.fstests_name)
+    }
+
+    /// Stops a running `./check` and everything it started (its own session).
+    async fn stop_check(&self, section: &ResolvedSection) {
+        let pidfile = shell_quote(&self.pidfile(section));
+        let command = format!(
+            "p=$(cat {pidfile} 2>/dev/null) && [ -n \"$p\" ] || exit 0; kill -TERM -- -\"$p\" 2>/dev/null; \
+             for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- -\"$p\" 2>/dev/null || exit 0; sleep 1; done; \
+             kill -KILL -- -\"$p\" 2>/dev/null; true"
+        );
+        let _ = self
+            .ctx
+            .host
+            .exec(ExecRequest::new(command).timeout(Duration::from_secs(60)), None)
+            .await;
+    }
+
+    async fn run(&self, section: &ResolvedSection, report: &mut SuiteReport) -> Result<SectionEnd, SuiteError> {
+        let ctx = self.ctx;
+        let host = ctx.host.as_ref();
+        let only = ctx.only.as_deref();
+        if only.is_some_and(|o| !o.iter().any(|t| parse::is_test_name(t))) {
+            return Ok(SectionEnd::Done);
+        }
+        let section_rel = format!("{ID}/{}", safe_file_name(&section.name));
+        let local_dir = ctx.run_dir.join(&section_rel);
+        std::fs::create_dir_all(&local_dir).map_err(|source| SuiteError::Store {
+            path: local_dir.clone(),
+            source,
+        })?;
+
+        let exclude_file = if section.exclude_tests.is_empty() {
+            None
+        } else {
+            let local = local_dir.join("exclude");
+            let mut text = section.exclude_tests.join("\n");
+            text.push('\n');
+            crate::context::write_file(&local, text.as_bytes())?;
+            let remote = format!("{}/btrfsqa-exclude-{}", self.dir, section.fstests_name);
+            host.upload(&local, &remote).await.map_err(remote_error)?;
+            Some(remote)
+        };
+        let args = config::check_args(section, exclude_file.as_deref(), only);
+        let check = std::iter::once("./check".to_owned())
+            .chain(args.iter().map(|a| shell_quote(a)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        // A session of its own, so a hung test can be stopped with all it
+        // started; its pid goes to a file because the command runs remotely.
+        let inner = format!("echo $$ > {}; exec {check}", shell_quote(&self.pidfile(section)));
+        let command = format!("setsid -w sh -c {}", shell_quote(&inner));
+
+        let console_path = local_dir.join("console.log");
+        let mut console = std::fs::File::create(&console_path).map_err(|source| SuiteError::Store {
+            path: console_path.clone(),
+            source,
+        })?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let exec = host.exec(ExecRequest::new(command).cwd(self.dir.to_owned()), Some(tx));
+        tokio::pin!(exec);
+        let mut parser = ConsoleParser::new();
+        let mut live = LiveState::default();
+        let timeout = Duration::from_secs(self.config.test_timeout_secs);
+        let mut stopped: Option<Verdict> = None;
+        let result = loop {
+            let deadline = live.deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
+            tokio::select! {
+                result = &mut exec => break result,
+                Some(chunk) = rx.recv() => {
+                    let _ = console.write_all(&chunk.data);
+                    for event in parser.push(&chunk.data) {
+                        live.event(ctx, section, event, timeout);
+                    }
+                }
+                _ = ctx.cancel.cancelled(), if stopped.is_none() => {
+                    stopped = Some(Verdict::Interrupted);
+                    self.stop_check(section).await;
+                }
+                _ = tokio::time::sleep_until(deadline), if stopped.is_none() && live.deadline.is_some() => {
+                    stopped = Some(Verdict::Hung);
+                    self.stop_check(section).await;
+                }
+            }
+        };
+        while let Ok(chunk) = rx.try_recv() {
+            let _ = console.write_all(&chunk.data);
+            for event in parser.push(&chunk.data) {
+                live.event(ctx, section, event, timeout);
+            }
+        }
+        for event in parser.finish() {
+            live.event(ctx, section, event, timeout);
+        }
+        drop(console);
+        report
+            .artifacts
+            .push(Artifact::new(ArtifactKind::Stdout, format!("{section_rel}/console.log")));
+
+        let lost = result.as_ref().err().map(|e| e.to_string());
+        // The test that was running when the section stopped gets the reason.
+        let mut interrupted = None;
+        if let Some(name) = parser.running() {
+            let verdict = match (&lost, stopped) {
+                (Some(_), _) => Some(Verdict::Crashed),
+                (None, Some(v)) => Some(v),
+                (None, None) => None,
+            };
+            if let Some(verdict) = verdict {
+                let message = match verdict {
+                    Verdict::Hung => format!("still running after {} s: stopped", timeout.as_secs()),
+                    Verdict::Interrupted => "the run was stopped while this test ran".to_owned(),
+                    _ => format!("the machine was lost while this test ran: {}", lost.clone().unwrap_or_default()),
+                };
+                let mut test = ParsedTest {
+                    name: name.to_owned(),
+                    verdict,
+                    duration_secs: None,
+                    message: Some(message),
+                };
+                test.duration_secs = live.started.get(name).map(|(_, at)| at.elapsed().as_secs_f64());
+                interrupted = Some(test);
+            }
+        }
+
+        let tests = if lost.is_none() {
+            self.collect(section, &section_rel, report).await
+        } else {
+            CollectedTests::default()
+        };
+        let merged = merge_results(
+            tests.xunit.clone(),
+            tests.check_log_tests.clone(),
+            live.finished.clone(),
+            interrupted.clone(),
+        );
+        for test in merged {
+            let mut outcome = TestOutcome::new(ID, test.name.clone(), test.verdict);
+            outcome.profile = Some(section.name.clone());
+            outcome.duration_secs = test.duration_secs;
+            outcome.message = test.message.clone();
+            outcome.machine = Some(ctx.devices.name.clone());
+            outcome.started_at = live.started.get(&test.name).map(|(at, _)| *at);
+            if let Some(files) = tests.files.get(&test.name) {
+                outcome.artifacts = files.clone();
+            }
+            if interrupted.as_ref().is_some_and(|i| i.name == test.name) {
+                // Reported live neither by the console nor by fstests.
+                ctx.test_finished(outcome.clone());
+            }
+            report.tests.push(outcome);
+        }
+        if let Err(err) = result {
+            return Err(remote_error(err));
+        }
+        Ok(match stopped {
+            Some(Verdict::Interrupted) => SectionEnd::Cancelled,
+            _ => SectionEnd::Done,
+        })
+    }
+
+    /// Brings the section's results into the store and parses them.
+    async fn collect(&self, section: &ResolvedSection, section_rel: &str, report: &mut SuiteReport) -> CollectedTests {
+        let ctx = self.ctx;
+        let remote_dir = format!("{}/{}", self.layout.result_base, section.fstests_name);
+        let listing = self.list_files(&remote_dir).await;
+        let mut collected = CollectedTests::default();
+        for (file, kind) in [
+            ("result.xml", ArtifactKind::Other),
+            ("check.log", ArtifactKind::Log),
+            ("check.time", ArtifactKind::Other),
+        ] {
+            if !listing.contains_key(file) {
+                continue;
+            }
+            let rel = format!("{section_rel}/{file}");
+            let local = ctx.run_dir.join(&rel);
+            if ctx.host.download(&format!("{remote_dir}/{file}"), &local).await.is_err() {
+                continue;
+            }
+            report.artifacts.push(Artifact::new(kind, rel));
+            let Ok(bytes) = std::fs::read(&local) else { continue };
+            match file {
+                "result.xml" => match parse::parse_xunit(&bytes) {
+                    Ok(x) => collected.xunit = Some(x.tests),
+                    Err(err) => ctx.emit(Event::Warning {
+                        machine: Some(ctx.devices.name.clone()),
+                        message: format!("xfstests section `{}`: result.xml unreadable ({err}); using check.log", section.name),
+                    }),
+                },
+                "check.log" => {
+                    collected.check_log = parse::parse_check_log(&String::from_utf8_lossy(&bytes));
+                }
+                _ => collected.times = parse::parse_check_time(&String::from_utf8_lossy(&bytes)),
+            }
+        }
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        if let Some(tests) = &collected.xunit {
+            names.extend(tests.iter().map(|t| t.name.clone()));
+        }
+        if let Some(log) = &collected.check_log {
+            names.extend(log.ran.iter().cloned());
+        }
+        names.extend(listing.keys().filter_map(|f| {
+            TEST_FILES.iter().find_map(|(suffix, _)| f.strip_suffix(suffix)).map(str::to_owned)
+        }));
+        for name in names.into_iter().filter(|n| parse::is_test_name(n)) {
+            let mut artifacts = Vec::new();
+            for (suffix, kind) in TEST_FILES {
+                let file = format!("{name}{suffix}");
+                let Some(&size) = listing.get(&file) else { continue };
+                let rel = format!(
+                    "{section_rel}/{}/{}",
+                    safe_file_name(&name),
+                    safe_file_name(&format!("{}{suffix}", name.rsplit('/').next().unwrap_or(&name)))
+                );
+                match self.fetch(&format!("{remote_dir}/{file}"), &rel, size).await {
+                    Ok(artifact) => artifacts.push(artifact.with_kind(*kind)),
+                    Err(err) => ctx.emit(Event::Warning {
+                        machine: Some(ctx.devices.name.clone()),
+                        message: format!("xfstests: cannot collect `{file}`: {err}"),
+                    }),
+                }
+            }
+            collected.files.insert(name, artifacts);
+        }
+        if let Some(log) = collected.check_log.take() {
+            collected.check_log_tests = Some(log.tests(&collected.times));
+        }
+        collected
+    }
+
+    /// `relative path -> size` of every file under `dir` on the machine.
+    async fn list_files(&self, dir: &str) -> BTreeMap<String, u64> {
+        let command = format!("cd {} 2>/dev/null && find . -type f -printf '%s %P\\n'", shell_quote(dir));
+        let Ok(out) = self
+            .ctx
+            .host
+            .exec(ExecRequest::new(command).timeout(Duration::from_secs(120)), None)
+            .await
+        else {
+            return BTreeMap::new();
+        };
+        out.stdout_text()
+            .lines()
+            .filter_map(|line| {
+                let (size, path) = line.split_once(' ')?;
+                Some((path.to_owned(), size.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Downloads `remote` into the store at `rel`, cut to the size limit.
+    async fn fetch(&self, remote: &str, rel: &str, size: u64) -> Result<Artifact, RemoteError> {
+        let ctx = self.ctx;
+        let local = ctx.run_dir.join(rel);
+        let max = self.config.max_artifact_bytes;
+        if size <= max {
+            ctx.host.download(remote, &local).await?;
+            return Ok(Artifact::new(ArtifactKind::Other, rel));
+        }
+        // Keep the head (setup, mkfs output) and the tail (where it failed).
+        let cut = format!("{remote}.btrfsqa-cut");
+        let (head, tail) = (max / 2, max - max / 2);
+        let command = format!(
+            "{{ head -c {head} {r}; printf '\\n[... btrfsqa cut %s bytes ...]\\n' {left}; tail -c {tail} {r}; }} > {c}",
+            r = shell_quote(remote),
+            c = shell_quote(&cut),
+            left = size - max,
+        );
+        ctx.host
+            .exec(ExecRequest::new(command).timeout(Duration::from_secs(300)), None)
+            .await?;
+        let result = ctx.host.download(&cut, &local).await;
+        let _ = ctx
+            .host
+            .exec(ExecRequest::new(format!("rm -f {}", shell_quote(&cut))).timeout(Duration::from_secs(60)), None)
+            .await;
+        result?;
+        let mut artifact = Artifact::new(ArtifactKind::Other, rel);
+        artifact.truncated_bytes = Some(size - max);
+        Ok(artifact)
+    }
+}
+
+trait WithKind {
+    fn with_kind(self, kind: ArtifactKind) -> Self;
+}
+
+impl WithKind for Artifact {
+    fn with_kind(mut self, kind: ArtifactKind) -> Self {
+        self.kind = kind;
+        self
+    }
+}
+
+/// What a section's results files said.
+#[derive(Debug, Default)]
+struct CollectedTests {
+    xunit: Option<Vec<ParsedTest>>,
+    check_log: Option<parse::CheckLog>,
+    check_log_tests: Option<Vec<ParsedTest>>,
+    times: BTreeMap<String, f64>,
+    files: BTreeMap<String, Vec<Artifact>>,
+}
+
+/// What the console said while the section ran.
+#[derive(Debug, Default)]
+struct LiveState {
+    /// Per test: when it started (wall clock, monotonic).
+    started: BTreeMap<String, (DateTime<Utc>, Instant)>,
+    finished: Vec<ParsedTest>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl LiveState {
+    fn event(&mut self, ctx: &SuiteContext, section: &ResolvedSection, event: ConsoleEvent, timeout: Duration) {
+        match event {
+            ConsoleEvent::Section(_) => {}
+            ConsoleEvent::TestStarted(name) => {
+                ctx.test_started(ID, &name);
+                self.deadline = Some(tokio::time::Instant::now() + timeout);
+                self.started.insert(name, (Utc::now(), Instant::now()));
+            }
+            ConsoleEvent::TestFinished(test) => {
+                self.deadline = None;
+                let mut outcome = TestOutcome::new(ID, test.name.clone(), test.verdict);
+                outcome.profile = Some(section.name.clone());
+                outcome.duration_secs = test.duration_secs;
+                outcome.message = test.message.clone();
+                outcome.started_at = self.started.get(&test.name).map(|(at, _)| *at);
+                // Live progress; the report's outcome adds what result.xml
+                // and the collected files say.
+                ctx.test_finished(outcome);
+                self.finished.push(test);
+            }
+        }
+    }
+}
+
+/// One result per test: result.xml first, then check.log, then the console,
+/// then the test that was running when the section stopped. Each source only
+/// adds tests the earlier ones lack (a truncated result.xml or a crash leaves
+/// gaps), and a later source fills in a duration an earlier one lacks.
+pub(crate) fn merge_results(
+    xunit: Option<Vec<ParsedTest>>,
+    check_log: Option<Vec<ParsedTest>>,
+    console: Vec<ParsedTest>,
+    interrupted: Option<ParsedTest>,
+) -> Vec<ParsedTest> {
+    let mut merged: Vec<ParsedTest> = Vec::new();
+    for source in [xunit.unwrap_or_default(), check_log.unwrap_or_default(), console, interrupted.into_iter().collect()] {
+        for test in source {
+            match merged.iter_mut().find(|t| t.name == test.name) {
+                Some(existing) => {
+                    if existing.duration_secs.is_none() {
+                        existing.duration_secs = test.duration_secs;
+                    }
+                }
+                None => merged.push(test),
+            }
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,87 @@
+//! fstests for real: needs root, loop devices and an fstests git repository
+//! named by `BTRFSQA_FSTESTS_GIT` (a path or URL; CI has none, so there this
+//! skips). It installs fstests' packages, builds fstests (several minutes the
+//! first time; the build is kept in the work directory named by
+//! `BTRFSQA_FSTESTS_WORK`, default a fresh temporary one) and runs four
+//! quick tests under two profiles.
+
+use std::sync::{Arc, Mutex};
+
+use btrfsqa_model::{ArtifactKind, Event, Verdict};
+use btrfsqa_remote::LocalHost;
+use btrfsqa_suites::{MachineDevices, SuiteContext, TestSuite, Xfstests, XfstestsConfig};
+
+use crate::loopdevs::{LoopDevices, have, is_root};
+
+#[tokio::test]
+async fn fstests_runs_on_loop_devices() {
+    let Some(git) = std::env::var("BTRFSQA_FSTESTS_GIT").ok().filter(|v| !v.is_empty()) else {
+        eprintln!("skipped: set BTRFSQA_FSTESTS_GIT to an fstests git repository to run fstests for real");
+        return;
+    };
+    if !is_root() || !have("losetup") || !have("mkfs.btrfs") {
+        eprintln!("skipped: needs root, losetup and mkfs.btrfs");
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("btrfsqa-fstests-").tempdir_in("/var/tmp").unwrap();
+    let work = std::env::var("BTRFSQA_FSTESTS_WORK")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| tmp.path().join("work").to_string_lossy().into_owned());
+    let loops = LoopDevices::new(tmp.path(), 6, 10);
+    let devices = MachineDevices {
+        name: "local-0".into(),
+        test_dev: loops.devices[0].clone(),
+        scratch_devs: loops.devices[1..].to_vec(),
+        work_dir: work,
+    };
+    let config: XfstestsConfig = toml_like(&git);
+    assert!(config.validate().is_empty(), "{:?}", config.validate());
+    let suite = Xfstests::new(config);
+    let run_dir = tmp.path().join("run");
+    let mut ctx = SuiteContext::new(Arc::new(LocalHost::new("local-0")), devices, run_dir.clone());
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    ctx.events = Arc::new(move |e| sink.lock().unwrap().push(e));
+
+    suite.prepare(&ctx).await.expect("prepare");
+    let report = suite.run(&ctx).await.expect("run");
+    eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
+
+    assert_eq!(report.source.as_ref().unwrap().commit.as_ref().unwrap().len(), 40);
+    for profile in ["default", "compress"] {
+        let of = |name: &str| {
+            report
+                .tests
+                .iter()
+                .find(|t| t.name == name && t.profile.as_deref() == Some(profile))
+                .unwrap_or_else(|| panic!("no outcome for {name} in {profile}"))
+        };
+        for name in ["btrfs/001", "btrfs/002", "generic/001"] {
+            let outcome = of(name);
+            assert_eq!(outcome.verdict, Verdict::Pass, "{outcome:?}");
+            assert!(outcome.duration_secs.is_some());
+            let full = outcome.artifacts.iter().find(|a| a.kind == ArtifactKind::Full).expect("a .full");
+            assert!(run_dir.join(&full.path).exists());
+        }
+        let notrun = of("generic/034");
+        assert_eq!(notrun.verdict, Verdict::Skip, "{notrun:?}");
+        assert!(notrun.message.is_some());
+    }
+    let events = events.lock().unwrap();
+    let started = events.iter().filter(|e| matches!(e, Event::TestStarted { .. })).count();
+    assert_eq!(started, 8, "one start per test and profile");
+    let mounts = std::process::Command::new("findmnt").arg("-rn").output().unwrap();
+    let mounts = String::from_utf8_lossy(&mounts.stdout);
+    assert!(!mounts.contains(&loops.devices[0]), "the test device is still mounted");
+}
+
+/// The configuration, as a user would write it.
+fn toml_like(git: &str) -> XfstestsConfig {
+    let text = format!(
+        r#"{{"git-url": {git:?}, "profiles": ["default", "compress"],
+            "tests": ["btrfs/001", "btrfs/002", "generic/001", "generic/034"],
+            "test-timeout-secs": 600}}"#
+    );
+    serde_json::from_str(&text).unwrap()
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Makes a local git repository of btrfs-progs from Debian's source package, for
+# the btrfs-progs integration test (BTRFSQA_BTRFS_PROGS_GIT) on machines without
+# the internet.
+#
+#   scripts/make-btrfs-progs-mirror.sh [--build-deps] DEST
+#
+# DEST becomes a git repository with one commit on branch `master` holding the
+# unpacked source (Debian's patches applied). With --build-deps it also installs
+# what building btrfs-progs and running its tests needs. Needs root for apt.
+# It prints the line to export at the end.
+set -euo pipefail
+
+build_deps=0
+if [ "${1:-}" = "--build-deps" ]; then
+    build_deps=1
+    shift
+fi
+dest=${1:?usage: make-btrfs-progs-mirror.sh [--build-deps] DEST}
+
+if [ -e "$dest/.git" ]; then
+    echo "$dest is already a git repository; remove it to make it again" >&2
+    echo "export BTRFSQA_BTRFS_PROGS_GIT=$dest"
+    exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+# `apt-get source` needs deb-src entries: add a twin of every deb822 source
+# that has `Types: deb` and of every one-line `deb` entry, once.
+twin=/etc/apt/sources.list.d/btrfsqa-deb-src.sources
+if ! grep -rqs '^Types:.*deb-src\|^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    {
+        for f in /etc/apt/sources.list.d/*.sources; do
+            [ -f "$f" ] || continue
+            sed -n '/^Types:/s/^Types:.*$/Types: deb-src/;p' "$f"
+            echo
+        done
+    } >"$twin.tmp"
+    if [ -f /etc/apt/sources.list ]; then
+        list_twin=/etc/apt/sources.list.d/btrfsqa-deb-src.list
+        sed -n 's/^deb \(.*\)$/deb-src \1/p' /etc/apt/sources.list >"$list_twin"
+    fi
+    if grep -q 'Types: deb-src' "$twin.tmp"; then
+        mv "$twin.tmp" "$twin"
+    else
+        rm -f "$twin.tmp"
+    fi
+fi
+apt-get update -qq
+command -v dpkg-source >/dev/null || apt-get install -y -qq dpkg-dev
+if [ "$build_deps" = 1 ]; then
+    apt-get build-dep -y -qq btrfs-progs
+    # The tests need these at run time beyond the build dependencies.
+    apt-get install -y -qq git make python3 e2fsprogs util-linux acl attr xfsprogs \
+        dmsetup udev
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+(cd "$work" && apt-get source -qq btrfs-progs >/dev/null)
+src=$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'btrfs-progs-*' | head -n 1)
+[ -n "$src" ] || { echo "apt-get source btrfs-progs gave no source tree" >&2; exit 1; }
+version=$(basename "$src")
+
+mkdir -p "$(dirname "$dest")"
+mv "$src" "$dest"
+# quilt's bookkeeping is not part of the source.
+rm -rf "$dest/.pc"
+git -C "$dest" init -q -b master
+git -C "$dest" add -A
+git -C "$dest" -c user.name=btrfsqa -c user.email=btrfsqa@localhost \
+    commit -q -m "$version from Debian's source package"
+echo "export BTRFSQA_BTRFS_PROGS_GIT=$dest"
