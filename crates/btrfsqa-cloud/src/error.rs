@@ -58,3 +58,28 @@ fn leftover_note(leftovers: &[String]) -> String {
         format!(" (may be left behind: {})", leftovers.join(", "))
     }
 }
+
+/// A system command (`losetup`, `umount`, `btrfs`) that could not be run or
+/// that failed. Used as the `source` of the errors above.
+#[derive(Debug, thiserror::Error)]
+#[error("`{command}` {}", describe_failure(*status, stderr))]
+pub struct CommandError {
+    /// The command line, for messages.
+    pub command: String,
+    /// Its exit code; `None` when it could not be started or was killed.
+    pub status: Option<i32>,
+    /// What it printed on stderr (trimmed), or why it could not start.
+    pub stderr: String,
+}
+
+fn describe_failure(status: Option<i32>, stderr: &str) -> String {
+    let head = match status {
+        Some(code) => format!("exited with status {code}"),
+        None => "did not run to completion".to_owned(),
+    };
+    if stderr.is_empty() {
+        head
+    } else {
+        format!("{head}: {stderr}")
+    }
+}

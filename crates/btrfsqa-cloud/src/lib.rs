@@ -27,7 +27,7 @@ mod local;
 mod machine;
 mod static_hosts;
 
-pub use error::{ProvisionError, TeardownError};
+pub use error::{CommandError, ProvisionError, TeardownError};
 pub use local::{LocalProvider, LocalSettings};
 pub use machine::{Access, Machine, MachineSpec, ReapItem, SshEndpoint};
 pub use static_hosts::{StaticHost, StaticProvider};

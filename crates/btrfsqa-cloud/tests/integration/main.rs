@@ -1,0 +1,5 @@
+//! Tests of the providers against the real thing: loop devices, btrfs and
+//! mounts on this machine. Each test checks its preconditions and says why
+//! it skips when they are missing.
+
+mod local;
