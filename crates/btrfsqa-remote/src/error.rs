@@ -67,3 +67,56 @@ pub enum RemoteError {
         operation: &'static str,
     },
 }
+
+/// A helper command on the machine ended badly; the cause inside a
+/// [`RemoteError`] (`Transfer`, `Spawn`).
+#[derive(Debug, thiserror::Error)]
+#[error("`{command}` exited with {}{}", describe_code(*code), describe_stderr(stderr))]
+pub(crate) struct CommandFailed {
+    /// What ran (never its environment).
+    pub(crate) command: String,
+    /// Its exit code, `None` when it did not exit normally.
+    pub(crate) code: Option<i32>,
+    /// The tail of its standard error.
+    pub(crate) stderr: String,
+}
+
+fn describe_code(code: Option<i32>) -> String {
+    match code {
+        Some(code) => format!("status `{code}`"),
+        None => "no status".to_owned(),
+    }
+}
+
+fn describe_stderr(stderr: &str) -> String {
+    let stderr = stderr.trim();
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": `{stderr}`")
+    }
+}
+
+/// A machine did not answer within the time given; the cause inside
+/// [`RemoteError::Connect`].
+#[derive(Debug, thiserror::Error)]
+#[error("no answer within {secs} s")]
+pub(crate) struct NotReachable {
+    /// The time waited.
+    pub(crate) secs: u64,
+    /// The last failure seen.
+    #[source]
+    pub(crate) last: RemoteError,
+}
+
+/// A request that cannot be sent to a machine as it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} `{value}` {why}")]
+pub(crate) struct InvalidRequest {
+    /// What it is (`host`, `environment variable`).
+    pub(crate) what: &'static str,
+    /// The offending value.
+    pub(crate) value: String,
+    /// Why it is refused.
+    pub(crate) why: &'static str,
+}

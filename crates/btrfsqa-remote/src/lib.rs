@@ -23,6 +23,8 @@ mod error;
 mod exec;
 mod local;
 mod ssh;
+#[cfg(feature = "test-support")]
+pub mod testsupport;
 
 pub use error::RemoteError;
 pub use exec::{ExecOutput, ExecRequest, OutputChunk, OutputSink, StreamKind, shell_quote};

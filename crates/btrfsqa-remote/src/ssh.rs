@@ -1,5 +1,73 @@
-// Placeholder until the OpenSSH host lands.
-use std::path::PathBuf;
+//! [`OpenSshHost`]: a machine reached over OpenSSH.
+//!
+//! One multiplexed master connection per machine (the `openssh` crate's native
+//! mux), so a command costs a few milliseconds instead of a full handshake.
+//! Everything that ssh reads lives in a directory private to the host: its own
+//! `ssh_config` (the user's `~/.ssh/config` and the system one are ignored), the
+//! control socket and, unless the caller pins host keys, a known_hosts file
+//! filled at first contact. The user's `~/.ssh/known_hosts` is never touched.
+//!
+//! Remote commands run as
+//!
+//! ```text
+//! login shell ── exec sh -c WRAPPER ── setsid sh -c SCRIPT
+//!                (waits, cleans up)     (own session and process group)
+//! ```
+//!
+//! The inner shell writes its process group id to a file in `$TMPDIR`
+//! (default `/tmp`) on the machine; a
+//! timeout kills that group over a second channel, and the wrapper kills what
+//! is left of it once the script ends (like [`crate::LocalHost`], background
+//! children die with the command), then reports the script's status. Because
+//! the wrapper itself is never killed, a session that ends without an exit
+//! status means the connection broke.
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use openssh::{ControlPersist, KnownHosts, OwningCommand, Session, SessionBuilder, Stdio};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Mutex, Semaphore, watch};
+
+use crate::error::{CommandFailed, InvalidRequest, NotReachable};
+use crate::exec::push_capped;
+use crate::{
+    ExecOutput, ExecRequest, OutputChunk, OutputSink, RemoteError, RemoteHost, StreamKind,
+    shell_quote,
+};
+
+/// How long one connection attempt may take (`ConnectTimeout`: TCP, then the
+/// SSH handshake).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Keepalive period; three unanswered probes end the master connection, which
+/// turns a silent network cut into [`RemoteError::Disconnected`] within 30 s.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+/// An idle master exits after this long, so a controller that crashes leaves
+/// no ssh process behind for long; the next command reconnects transparently.
+const MASTER_IDLE_SECS: usize = 600;
+/// Channels used at once by commands and transfers. sshd allows ten sessions
+/// per connection by default (`MaxSessions`); the rest stay free for killing
+/// timed-out commands.
+const MAX_CHANNELS: usize = 8;
+/// After a timeout kill, how long the output may take to drain before the
+/// streams are abandoned (a process that left the group may hold them open).
+const KILL_GRACE: Duration = Duration::from_secs(10);
+/// Bound on the helper command that kills a timed-out process group.
+const KILL_COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bound on a boot-id probe while waiting for a reboot.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Retry delays while waiting for a machine: first and largest.
+const BACKOFF_START: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Captured standard error of helper commands (transfers, probes).
+const HELPER_STDERR_LIMIT: usize = 16 << 10;
+const BOOT_ID_COMMAND: &str = "cat /proc/sys/kernel/random/boot_id";
+const DEFAULT_REBOOT_COMMAND: &str = "systemctl reboot || reboot";
 
 /// How to reach a machine over SSH.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,14 +78,929 @@ pub struct SshTarget {
     pub port: u16,
     /// User.
     pub user: String,
-    /// Private key.
+    /// Private key. `None` leaves the choice to ssh (agent, default keys).
     pub identity_file: Option<PathBuf>,
-    /// Pinned host keys.
+    /// Pinned host keys. When given, the machine's key must be in this file;
+    /// otherwise it is pinned at first contact into a file private to the
+    /// [`OpenSshHost`].
     pub known_hosts_file: Option<PathBuf>,
 }
 
-/// A machine reached over OpenSSH.
-#[derive(Debug)]
+impl SshTarget {
+    /// `user@host:port`, with ssh's defaults for the key and host keys.
+    pub fn new(host: impl Into<String>, port: u16, user: impl Into<String>) -> Self {
+        SshTarget {
+            host: host.into(),
+            port,
+            user: user.into(),
+            identity_file: None,
+            known_hosts_file: None,
+        }
+    }
+}
+
+/// A machine reached over OpenSSH, through one multiplexed master connection.
+///
+/// The connection lives behind a lock: when it breaks, the command under way
+/// fails with [`RemoteError::Disconnected`] and the next call connects again
+/// (once; if that fails it returns [`RemoteError::Connect`]). A command that
+/// could not even start because the master had gone away is retried on the
+/// new connection, since it never ran.
+///
+/// On this host a command killed by a signal reports `128 + signal` as its
+/// code (the shell's view), where [`crate::LocalHost`] reports `None`.
 pub struct OpenSshHost {
-    _target: SshTarget,
+    inner: Arc<Inner>,
+    reboot_command: String,
+}
+
+struct Inner {
+    name: String,
+    target: SshTarget,
+    /// The current master, if any. Declared before `private` so the session
+    /// shuts down before its control directory goes away.
+    master: Mutex<Option<Master>>,
+    channels: Semaphore,
+    config_file: PathBuf,
+    known_hosts: PathBuf,
+    strict_host_keys: bool,
+    /// ssh_config, pinned host keys, control sockets.
+    private: tempfile::TempDir,
+}
+
+type Master = Arc<Session>;
+
+impl fmt::Debug for OpenSshHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenSshHost")
+            .field("name", &self.inner.name)
+            .field("target", &self.inner.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenSshHost {
+    /// Opens the master connection to `target`; `name` is the machine's name
+    /// in messages.
+    pub async fn connect(name: impl Into<String>, target: SshTarget) -> Result<Self, RemoteError> {
+        let inner = Arc::new(Inner::new(name.into(), target)?);
+        let master = inner.clone().launch().await?;
+        *inner.master.lock().await = Some(master);
+        Ok(OpenSshHost {
+            inner,
+            reboot_command: DEFAULT_REBOOT_COMMAND.to_owned(),
+        })
+    }
+
+    /// Connects to a machine that may still be booting: retries with backoff
+    /// until it runs `true`, or `timeout` has passed. A host key that does
+    /// not match, or a target ssh cannot take, is refused at once.
+    pub async fn wait_until_reachable(
+        name: impl Into<String>,
+        target: SshTarget,
+        timeout: Duration,
+    ) -> Result<Self, RemoteError> {
+        let name = name.into();
+        let deadline = Instant::now() + timeout;
+        let mut delay = BACKOFF_START;
+        loop {
+            let failure = match OpenSshHost::connect(name.clone(), target.clone()).await {
+                Ok(host) => {
+                    let probe = ExecRequest::new("true").timeout(PROBE_TIMEOUT);
+                    match host.exec(probe, None).await {
+                        Ok(out) if out.success() => return Ok(host),
+                        Ok(out) => RemoteError::Spawn {
+                            host: name.clone(),
+                            command: "true".to_owned(),
+                            source: Box::new(CommandFailed {
+                                command: "true".to_owned(),
+                                code: out.code,
+                                stderr: out.stderr_text(),
+                            }),
+                        },
+                        Err(err) => err,
+                    }
+                }
+                Err(err) if is_permanent(&err) => return Err(err),
+                Err(err) => err,
+            };
+            tracing::debug!(host = %name, error = %failure, "not reachable yet");
+            if Instant::now() + delay >= deadline {
+                return Err(RemoteError::Connect {
+                    host: name,
+                    source: Box::new(NotReachable {
+                        secs: timeout.as_secs(),
+                        last: failure,
+                    }),
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Replaces the command that [`RemoteHost::reboot_and_wait`] runs
+    /// (default `systemctl reboot || reboot`), e.g. for a kexec reboot.
+    pub fn with_reboot_command(mut self, command: impl Into<String>) -> Self {
+        self.reboot_command = command.into();
+        self
+    }
+
+    /// Where this host is.
+    pub fn target(&self) -> &SshTarget {
+        &self.inner.target
+    }
+
+    async fn boot_id(&self, timeout: Option<Duration>) -> Result<String, RemoteError> {
+        let mut request = ExecRequest::new(BOOT_ID_COMMAND);
+        request.timeout = timeout;
+        let out = self.exec(request, None).await?;
+        let id = out.stdout_text().trim().to_owned();
+        if !out.success() || id.is_empty() {
+            return Err(RemoteError::Spawn {
+                host: self.inner.name.clone(),
+                command: BOOT_ID_COMMAND.to_owned(),
+                source: Box::new(CommandFailed {
+                    command: BOOT_ID_COMMAND.to_owned(),
+                    code: out.code,
+                    stderr: out.stderr_text(),
+                }),
+            });
+        }
+        Ok(id)
+    }
+}
+
+impl Inner {
+    fn new(name: String, target: SshTarget) -> Result<Self, RemoteError> {
+        let refuse = |source: Box<dyn std::error::Error + Send + Sync>| RemoteError::Connect {
+            host: name.clone(),
+            source,
+        };
+        if let Err(why) = check_host(&target.host) {
+            return Err(refuse(Box::new(InvalidRequest {
+                what: "host",
+                value: target.host.clone(),
+                why,
+            })));
+        }
+        let private = private_dir().map_err(|e| refuse(e.into()))?;
+        let config_file = private.path().join("ssh_config");
+        std::fs::write(&config_file, SSH_CONFIG).map_err(|e| refuse(e.into()))?;
+        let (known_hosts, strict_host_keys) = match &target.known_hosts_file {
+            Some(file) => (file.clone(), true),
+            None => (private.path().join("known_hosts"), false),
+        };
+        Ok(Inner {
+            name,
+            target,
+            master: Mutex::new(None),
+            channels: Semaphore::new(MAX_CHANNELS),
+            config_file,
+            known_hosts,
+            strict_host_keys,
+            private,
+        })
+    }
+
+    /// Starts a new master connection. It runs in its own task: if the caller
+    /// gives up half-way, the `ssh` it started is still waited for and shut
+    /// down, never left running detached.
+    async fn launch(self: Arc<Self>) -> Result<Master, RemoteError> {
+        let name = self.name.clone();
+        let task = tokio::spawn(async move {
+            let mut builder = SessionBuilder::default();
+            if !self.target.user.is_empty() {
+                builder.user(self.target.user.clone());
+            }
+            builder
+                .port(self.target.port)
+                .config_file(&self.config_file)
+                .user_known_hosts_file(&self.known_hosts)
+                .known_hosts_check(if self.strict_host_keys {
+                    KnownHosts::Strict
+                } else {
+                    KnownHosts::Add
+                })
+                .control_directory(self.private.path())
+                .control_persist(ControlPersist::IdleFor(
+                    NonZeroUsize::new(MASTER_IDLE_SECS).expect("non-zero"),
+                ))
+                .connect_timeout(CONNECT_TIMEOUT)
+                .server_alive_interval(KEEPALIVE);
+            if let Some(key) = &self.target.identity_file {
+                builder.keyfile(key);
+            }
+            tracing::debug!(host = %self.name, "opening ssh master connection");
+            builder.connect_mux(&self.target.host).await
+        });
+        match task.await {
+            Ok(Ok(session)) => Ok(Arc::new(session)),
+            Ok(Err(source)) => Err(RemoteError::Connect {
+                host: name,
+                source: Box::new(source),
+            }),
+            Err(join) => Err(RemoteError::Connect {
+                host: name,
+                source: Box::new(join),
+            }),
+        }
+    }
+
+    /// The current master, connecting first if there is none.
+    async fn master(self: &Arc<Self>) -> Result<Master, RemoteError> {
+        let mut current = self.master.lock().await;
+        if let Some(master) = &*current {
+            return Ok(master.clone());
+        }
+        let master = self.clone().launch().await?;
+        *current = Some(master.clone());
+        Ok(master)
+    }
+
+    /// Forgets `master` (if it is still the current one) so the next call
+    /// reconnects. The session shuts down once the last user lets go.
+    async fn discard(&self, master: &Master) {
+        let mut current = self.master.lock().await;
+        if current.as_ref().is_some_and(|m| Arc::ptr_eq(m, master)) {
+            tracing::debug!(host = %self.name, "dropping ssh master connection");
+            *current = None;
+        }
+    }
+
+    async fn discard_current(&self) {
+        self.master.lock().await.take();
+    }
+
+    /// Starts a remote command built by `build` on the current master. When
+    /// that fails because the master is gone, reconnects once and tries again:
+    /// the command never started, so running it now is safe.
+    async fn spawn(
+        self: &Arc<Self>,
+        label: &str,
+        build: impl Fn(&Master) -> Result<OwningCommand<Master>, RemoteError>,
+    ) -> Result<(Master, openssh::Child<Master>), RemoteError> {
+        let mut retried = false;
+        loop {
+            let master = self.master().await?;
+            let error = match build(&master)?.spawn().await {
+                Ok(child) => return Ok((master, child)),
+                Err(error) => error,
+            };
+            if retried || master.check().await.is_ok() {
+                return Err(RemoteError::Spawn {
+                    host: self.name.clone(),
+                    command: label.to_owned(),
+                    source: Box::new(error),
+                });
+            }
+            tracing::debug!(host = %self.name, "ssh master connection lost, reconnecting");
+            self.discard(&master).await;
+            retried = true;
+        }
+    }
+
+    /// Waits for a remote command's end, once its output streams are drained
+    /// (the `openssh` child stops the streams when `wait` returns).
+    async fn finish(&self, master: &Master, child: openssh::Child<Master>) -> Finish {
+        match child.wait().await {
+            Ok(status) => Finish::Exited(status.code()),
+            // The crate turns status 127 into an error; it is a status here.
+            Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                Finish::Exited(Some(127))
+            }
+            // No exit status: either the wrapper was killed or the connection
+            // broke, which the multiplexing protocol does not tell apart. A
+            // live master means the former.
+            Err(openssh::Error::RemoteProcessTerminated) => match master.check().await {
+                Ok(()) => Finish::Exited(None),
+                Err(_) => Finish::Lost(Box::new(openssh::Error::RemoteProcessTerminated)),
+            },
+            Err(error) => Finish::Lost(Box::new(error)),
+        }
+    }
+
+    fn disconnected(&self, command: &str, source: Box<openssh::Error>) -> RemoteError {
+        RemoteError::Disconnected {
+            host: self.name.clone(),
+            command: command.to_owned(),
+            source,
+        }
+    }
+}
+
+enum Finish {
+    Exited(Option<i32>),
+    Lost(Box<openssh::Error>),
+}
+
+#[async_trait::async_trait]
+impl RemoteHost for OpenSshHost {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    async fn exec(
+        &self,
+        request: ExecRequest,
+        sink: Option<OutputSink>,
+    ) -> Result<ExecOutput, RemoteError> {
+        let inner = &self.inner;
+        if let Some((key, _)) = request.env.iter().find(|(key, _)| !is_env_name(key)) {
+            return Err(RemoteError::Spawn {
+                host: inner.name.clone(),
+                command: request.command.clone(),
+                source: Box::new(InvalidRequest {
+                    what: "environment variable",
+                    value: key.clone(),
+                    why: "is not a valid shell variable name",
+                }),
+            });
+        }
+        let _permit = inner.channels.acquire().await.expect("never closed");
+        let pgid_file = unique_pgid_file();
+        let remote = wrap_exec(&request.script(), &pgid_file);
+        tracing::debug!(host = %inner.name, command = %request.command, "exec");
+        let (master, mut child) = inner
+            .spawn(&request.command, |master| {
+                let mut command = Session::to_raw_command(master.clone(), &remote);
+                command
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                Ok(command)
+            })
+            .await?;
+        let started = Instant::now();
+        let mut guard = KillOnDrop {
+            inner: inner.clone(),
+            master: master.clone(),
+            pgid_file: pgid_file.clone(),
+            armed: true,
+        };
+        let stdout = child.stdout().take().expect("stdout is piped");
+        let stderr = child.stderr().take().expect("stderr is piped");
+        let limit = request.capture_limit;
+        let (stop, stopped) = watch::channel(false);
+        let out_task = tokio::spawn(pump(
+            stdout,
+            StreamKind::Stdout,
+            sink.clone(),
+            limit,
+            stopped.clone(),
+        ));
+        let err_task = tokio::spawn(pump(stderr, StreamKind::Stderr, sink, limit, stopped));
+        let mut drained = Box::pin(async move {
+            let (out, err) = tokio::join!(out_task, err_task);
+            (out.unwrap_or_default(), err.unwrap_or_default())
+        });
+
+        let mut timed_out = false;
+        let (stdout, stderr) = match request.timeout {
+            None => drained.await,
+            Some(limit) => match tokio::time::timeout(limit, &mut drained).await {
+                Ok(output) => output,
+                Err(_) => {
+                    timed_out = true;
+                    tracing::debug!(host = %inner.name, command = %request.command, "timed out, killing");
+                    let _ = kill_group(&master, &pgid_file).await;
+                    match tokio::time::timeout(KILL_GRACE, &mut drained).await {
+                        Ok(output) => output,
+                        Err(_) => {
+                            let _ = stop.send(true);
+                            drained.await
+                        }
+                    }
+                }
+            },
+        };
+        let finish = if timed_out {
+            tokio::time::timeout(KILL_GRACE, inner.finish(&master, child))
+                .await
+                .unwrap_or(Finish::Exited(None))
+        } else {
+            inner.finish(&master, child).await
+        };
+        guard.armed = false;
+        match finish {
+            Finish::Exited(code) => Ok(ExecOutput {
+                code: if timed_out { None } else { code },
+                timed_out,
+                stdout,
+                stderr,
+                duration: started.elapsed(),
+            }),
+            Finish::Lost(source) => {
+                inner.discard(&master).await;
+                Err(inner.disconnected(&request.command, source))
+            }
+        }
+    }
+
+    async fn upload(&self, local: &Path, remote: &str) -> Result<(), RemoteError> {
+        let inner = &self.inner;
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| RemoteError::Transfer {
+            host: inner.name.clone(),
+            direction: "to",
+            remote: remote.to_owned(),
+            local: local.to_owned(),
+            source,
+        };
+        let label = format!("upload {}", shell_quote(remote));
+        let script = upload_command(remote);
+        let _permit = inner.channels.acquire().await.expect("never closed");
+        // Opened per attempt: the master reads the file itself, straight from
+        // this descriptor, so nothing large passes through this process.
+        let (master, mut child) = inner
+            .spawn(&label, |master| {
+                let file = std::fs::File::open(local).map_err(|e| failed(e.into()))?;
+                let mut command = Session::to_raw_command(master.clone(), &script);
+                command
+                    .stdin(file)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                Ok(command)
+            })
+            .await?;
+        let stderr = child.stderr().take().expect("stderr is piped");
+        let (_stop, stopped) = watch::channel(false);
+        let stderr = pump(
+            stderr,
+            StreamKind::Stderr,
+            None,
+            HELPER_STDERR_LIMIT,
+            stopped,
+        )
+        .await;
+        match inner.finish(&master, child).await {
+            Finish::Exited(Some(0)) => Ok(()),
+            Finish::Exited(code) => Err(failed(Box::new(CommandFailed {
+                command: label,
+                code,
+                stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            }))),
+            Finish::Lost(source) => {
+                inner.discard(&master).await;
+                Err(inner.disconnected(&label, source))
+            }
+        }
+    }
+
+    async fn download(&self, remote: &str, local: &Path) -> Result<(), RemoteError> {
+        let inner = &self.inner;
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| RemoteError::Transfer {
+            host: inner.name.clone(),
+            direction: "from",
+            remote: remote.to_owned(),
+            local: local.to_owned(),
+            source,
+        };
+        let label = format!("download {}", shell_quote(remote));
+        // Written beside the destination and renamed at the end, so a failed
+        // copy never leaves a truncated file under the real name.
+        let parent = match local.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let partial = tempfile::Builder::new()
+            .prefix(".btrfsqa-download-")
+            .tempfile_in(&parent)
+            .map_err(|e| failed(e.into()))?;
+        let mut file = tokio::fs::File::from_std(partial.reopen().map_err(|e| failed(e.into()))?);
+
+        let script = download_command(remote);
+        let _permit = inner.channels.acquire().await.expect("never closed");
+        let (master, mut child) = inner
+            .spawn(&label, |master| {
+                let mut command = Session::to_raw_command(master.clone(), &script);
+                command
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                Ok(command)
+            })
+            .await?;
+        let mut stdout = child.stdout().take().expect("stdout is piped");
+        let stderr = child.stderr().take().expect("stderr is piped");
+        let (stop, stopped) = watch::channel(false);
+        // Copied in chunks through this process (not handed to the master as
+        // a descriptor) so that the end of the stream is known for sure
+        // before the file is renamed.
+        let copy = async {
+            let copied = async {
+                tokio::io::copy(&mut stdout, &mut file).await?;
+                file.flush().await?;
+                file.sync_all().await
+            }
+            .await;
+            if copied.is_err() {
+                // The remote side may block on a full pipe now: give up on it.
+                let _ = stop.send(true);
+            }
+            copied
+        };
+        let (copied, stderr) = tokio::join!(
+            copy,
+            pump(
+                stderr,
+                StreamKind::Stderr,
+                None,
+                HELPER_STDERR_LIMIT,
+                stopped
+            )
+        );
+        drop(stdout);
+        copied.map_err(|e| failed(e.into()))?;
+        let finish = inner.finish(&master, child).await;
+        match finish {
+            Finish::Lost(source) => {
+                inner.discard(&master).await;
+                Err(inner.disconnected(&label, source))
+            }
+            Finish::Exited(Some(0)) => {
+                let permissions = std::fs::Permissions::from_mode(0o644);
+                std::fs::set_permissions(partial.path(), permissions)
+                    .map_err(|e| failed(e.into()))?;
+                partial.persist(local).map_err(|e| failed(e.error.into()))?;
+                Ok(())
+            }
+            Finish::Exited(code) => Err(failed(Box::new(CommandFailed {
+                command: label,
+                code,
+                stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            }))),
+        }
+    }
+
+    async fn reboot_and_wait(&self, timeout: Duration) -> Result<(), RemoteError> {
+        let inner = &self.inner;
+        let started = Instant::now();
+        let old = self.boot_id(Some(PROBE_TIMEOUT)).await?;
+        tracing::debug!(host = %inner.name, "rebooting");
+        let trigger =
+            ExecRequest::new(detached_command(&self.reboot_command)).timeout(PROBE_TIMEOUT);
+        match self.exec(trigger, None).await {
+            // The reboot may cut the connection before the status comes back.
+            Ok(_) | Err(RemoteError::Disconnected { .. }) => {}
+            Err(error) => return Err(error),
+        }
+        let mut delay = BACKOFF_START;
+        loop {
+            // A fresh connection for every probe: the old one dies with the
+            // old system, and a master talking to a machine that vanished
+            // would only notice after its keepalives run out.
+            inner.discard_current().await;
+            match self.boot_id(Some(PROBE_TIMEOUT)).await {
+                Ok(id) if id != old => {
+                    tracing::debug!(host = %inner.name, "back after reboot");
+                    return Ok(());
+                }
+                Ok(_) => tracing::debug!(host = %inner.name, "not gone down yet"),
+                Err(error) => tracing::debug!(host = %inner.name, %error, "not back yet"),
+            }
+            if started.elapsed() + delay >= timeout {
+                inner.discard_current().await;
+                return Err(RemoteError::RebootTimeout {
+                    host: inner.name.clone(),
+                    secs: timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
+/// Kills the remote process group of a command whose `exec` future was
+/// dropped before it finished (the caller gave up), so it does not run on.
+struct KillOnDrop {
+    inner: Arc<Inner>,
+    master: Master,
+    pgid_file: String,
+    armed: bool,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let inner = self.inner.clone();
+            let master = self.master.clone();
+            let pgid_file = std::mem::take(&mut self.pgid_file);
+            runtime.spawn(async move {
+                if kill_group(&master, &pgid_file).await.is_err() {
+                    tracing::debug!(host = %inner.name, "could not kill an abandoned command");
+                }
+            });
+        }
+    }
+}
+
+/// Kills the process group recorded in `pgid_file`, over its own channel.
+async fn kill_group(master: &Master, pgid_file: &str) -> Result<(), openssh::Error> {
+    let mut command = Session::to_raw_command(master.clone(), kill_group_command(pgid_file));
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let run = async { command.spawn().await?.wait().await.map(drop) };
+    match tokio::time::timeout(KILL_COMMAND_TIMEOUT, run).await {
+        Ok(result) => result,
+        Err(_) => Err(openssh::Error::Disconnected),
+    }
+}
+
+/// Reads a stream to its end (or until `stop`), forwarding chunks to the sink
+/// and keeping the capped tail.
+async fn pump(
+    mut reader: impl AsyncRead + Unpin,
+    stream: StreamKind,
+    sink: Option<OutputSink>,
+    limit: usize,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<u8> {
+    let mut captured = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let read = tokio::select! {
+            read = reader.read(&mut buf) => read,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                push_capped(&mut captured, &buf[..n], limit);
+                if let Some(sink) = &sink {
+                    // A closed receiver means nobody wants the stream any more.
+                    let _ = sink.send(OutputChunk {
+                        stream,
+                        data: buf[..n].to_vec(),
+                    });
+                }
+            }
+        }
+    }
+    captured
+}
+
+/// What ssh is told, whatever the user's own configuration says (`-F` makes
+/// ssh skip both `~/.ssh/config` and `/etc/ssh/ssh_config`). Host keys are
+/// checked only against the host's own file, which ssh never rewrites.
+const SSH_CONFIG: &str = "\
+# Written by btrfsqa for one machine; ssh reads no other configuration.
+Host *
+  BatchMode yes
+  PasswordAuthentication no
+  KbdInteractiveAuthentication no
+  GlobalKnownHostsFile /dev/null
+  HashKnownHosts no
+  CheckHostIP no
+  UpdateHostKeys no
+  ServerAliveCountMax 3
+  ForwardAgent no
+  ForwardX11 no
+  RequestTTY no
+  LogLevel ERROR
+";
+
+/// `exec sh -c BODY NAME ARGS...`: the login shell of the remote user (bash,
+/// zsh, fish...) only sees quoted words; everything else runs in `sh`, with
+/// the values as positional parameters rather than spliced into code.
+fn sh_command(body: &str, name: &str, args: &[&str]) -> String {
+    let mut command = format!("exec sh -c {} {}", shell_quote(body), name);
+    for arg in args {
+        command.push(' ');
+        command.push_str(&shell_quote(arg));
+    }
+    command
+}
+
+/// The remote command line for `script` (see the module documentation).
+/// `$1` names the file in `$TMPDIR` that receives the process group id, `$2`
+/// is the script.
+fn wrap_exec(script: &str, pgid_file: &str) -> String {
+    const WRAPPER: &str = r#"f=${TMPDIR:-/tmp}/$1
+setsid -w sh -c '{ echo $$ > "$1"; } 2>/dev/null; exec sh -c "$2"' btrfsqa-cmd "$f" "$2"
+s=$?
+if [ -s "$f" ]; then kill -9 -"$(cat "$f")" 2>/dev/null; fi
+rm -f "$f"
+exit $s"#;
+    sh_command(WRAPPER, "btrfsqa-exec", &[pgid_file, script])
+}
+
+/// Kills the group in `$1`, waiting a little for the file in case the
+/// command is only just starting. (`kill -9 -PGID`: dash's `kill` takes no
+/// `--`.)
+fn kill_group_command(pgid_file: &str) -> String {
+    const KILL: &str = r#"f=${TMPDIR:-/tmp}/$1
+i=0
+while [ ! -s "$f" ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i + 1)); done
+if [ -s "$f" ]; then kill -9 -"$(cat "$f")"; fi"#;
+    sh_command(KILL, "btrfsqa-kill", &[pgid_file])
+}
+
+fn upload_command(remote: &str) -> String {
+    sh_command(
+        r#"mkdir -p -- "$(dirname -- "$1")" && exec cat > "$1""#,
+        "btrfsqa-upload",
+        &[remote],
+    )
+}
+
+fn download_command(remote: &str) -> String {
+    sh_command(r#"exec cat -- "$1""#, "btrfsqa-download", &[remote])
+}
+
+/// Runs `command` in a new session after a second, detached from the
+/// channel, so that the channel can report back before the network goes.
+fn detached_command(command: &str) -> String {
+    format!(
+        "setsid -f sh -c {} </dev/null >/dev/null 2>&1",
+        shell_quote(&format!("sleep 1; {command}"))
+    )
+}
+
+/// A name for the file (in the machine's `$TMPDIR`) that holds a command's
+/// process group id.
+fn unique_pgid_file() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "btrfsqa-exec.{}.{}.{:08x}.pgid",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+/// A host name or address that ssh takes as a destination and nothing else
+/// (no option, no `user@`).
+fn check_host(host: &str) -> Result<(), &'static str> {
+    if host.is_empty() {
+        return Err("is empty");
+    }
+    if host.starts_with('-') {
+        return Err("starts with `-`");
+    }
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".-_:[]%".contains(&b))
+    {
+        return Err("is not a host name or address");
+    }
+    Ok(())
+}
+
+fn is_env_name(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Whether retrying a failed connection is pointless: the target is invalid,
+/// or the host key does not match the pinned one (a retry would get the
+/// same key).
+fn is_permanent(error: &RemoteError) -> bool {
+    let invalid = match error {
+        RemoteError::Connect { source, .. } => source.is::<InvalidRequest>(),
+        _ => false,
+    };
+    invalid || host_key_refused(error)
+}
+
+/// Whether a connection failed because the host key did not match.
+fn host_key_refused(error: &RemoteError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if text.contains("Host key verification failed")
+            || text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// A private directory for one host's ssh files. Kept short: the control
+/// socket path must fit in a `sockaddr_un` (108 bytes) with ssh's suffixes.
+fn private_dir() -> std::io::Result<tempfile::TempDir> {
+    let base = std::env::temp_dir();
+    let base = if base.as_os_str().len() <= 40 {
+        base
+    } else {
+        PathBuf::from("/tmp")
+    };
+    tempfile::Builder::new()
+        .prefix("btrfsqa-ssh-")
+        .tempdir_in(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_wrapper_passes_values_as_arguments() {
+        let script = ExecRequest::new("echo 'it''s'; exit 3")
+            .env("A", "x y")
+            .script();
+        let wrapped = wrap_exec(&script, "pg");
+        assert!(wrapped.starts_with("exec sh -c 'f=${TMPDIR:-/tmp}/$1\nsetsid -w sh -c '\\''"));
+        assert!(wrapped.ends_with(&format!(" btrfsqa-exec pg {}", shell_quote(&script))));
+        // One level of unquoting (what the login shell does) gives back the
+        // wrapper and the script untouched.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "printf '%s\\n' {}",
+                wrapped.trim_start_matches("exec sh -c ")
+            ))
+            .output()
+            .unwrap();
+        let words = String::from_utf8(out.stdout).unwrap();
+        let words: Vec<&str> = words.split('\n').collect();
+        assert_eq!(words[0], "f=${TMPDIR:-/tmp}/$1");
+        assert!(words[1].starts_with("setsid -w sh -c"));
+        assert!(words.contains(&"btrfsqa-exec"));
+        assert!(words.contains(&"pg"));
+    }
+
+    #[test]
+    fn helper_commands_quote_paths() {
+        assert_eq!(
+            upload_command("/tmp/a b/it's"),
+            r#"exec sh -c 'mkdir -p -- "$(dirname -- "$1")" && exec cat > "$1"' btrfsqa-upload '/tmp/a b/it'\''s'"#
+        );
+        assert_eq!(
+            download_command("-rf"),
+            r#"exec sh -c 'exec cat -- "$1"' btrfsqa-download -rf"#
+        );
+        assert!(kill_group_command("x y").ends_with(" btrfsqa-kill 'x y'"));
+        assert_eq!(
+            detached_command("systemctl reboot || reboot"),
+            "setsid -f sh -c 'sleep 1; systemctl reboot || reboot' </dev/null >/dev/null 2>&1"
+        );
+    }
+
+    #[test]
+    fn pgid_files_are_unique() {
+        let a = unique_pgid_file();
+        let b = unique_pgid_file();
+        assert_ne!(a, b);
+        assert!(a.starts_with("btrfsqa-exec.") && a.ends_with(".pgid"));
+    }
+
+    #[test]
+    fn hosts_that_ssh_would_misread_are_refused() {
+        for good in ["10.0.0.1", "vm-1.example.org", "::1", "fe80::1%eth0"] {
+            assert_eq!(check_host(good), Ok(()), "{good}");
+        }
+        for bad in ["", "-oProxyCommand=x", "root@h", "h x", "h;x"] {
+            assert!(check_host(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn environment_names_are_shell_names() {
+        assert!(is_env_name("FSTYP") && is_env_name("_x1"));
+        assert!(!is_env_name("") && !is_env_name("1A") && !is_env_name("A;rm -rf /"));
+    }
+
+    #[test]
+    fn host_key_failures_are_recognised_through_the_chain() {
+        let io = std::io::Error::other(
+            "@@@\nWARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!\nHost key verification failed.",
+        );
+        let error = RemoteError::Connect {
+            host: "m".into(),
+            source: Box::new(openssh::Error::Connect(io)),
+        };
+        assert!(host_key_refused(&error));
+        let other = RemoteError::Connect {
+            host: "m".into(),
+            source: Box::new(openssh::Error::Connect(std::io::Error::other(
+                "Connection refused",
+            ))),
+        };
+        assert!(!host_key_refused(&other) && !is_permanent(&other));
+        let invalid = Inner::new(
+            "m".into(),
+            SshTarget::new("-oProxyCommand=touch /tmp/x", 22, "root"),
+        )
+        .err()
+        .unwrap();
+        assert!(is_permanent(&invalid), "{invalid:?}");
+    }
 }
