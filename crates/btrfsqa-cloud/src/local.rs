@@ -71,6 +71,17 @@ impl Default for LocalSettings {
 
 /// This machine as a test machine: [`Access::Local`], with the data devices
 /// as loop devices on sparse files under the work directory. Needs root.
+///
+/// - `provision` makes `disk-<n>.img` files and attaches them; on failure it
+///   undoes what it made (the error's `leftovers` name what it could not).
+/// - `teardown` unmounts everything under the machine's directory or from
+///   its devices (a last-resort lazy unmount is logged and reported),
+///   forgets the devices' btrfs registrations, detaches them, checks with
+///   the kernel that none is left, and deletes the files. Safe to repeat.
+/// - `reap` does the same per run directory, for runs whose controller is
+///   gone (or the run named), and reports each `mount`, `loop-device`,
+///   `backing-file` and `work-dir` it found, plus a `run` item for each run
+///   kept because its btrfsqa controller still runs.
 pub struct LocalProvider {
     inner: Arc<Inner>,
 }

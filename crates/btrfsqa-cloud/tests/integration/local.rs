@@ -223,7 +223,10 @@ async fn six_devices_raid1_mounted_then_torn_down() {
     run("mkfs.btrfs", &["-q", "-f", &machine.test_dev]);
     let outside = elsewhere.path();
     run("mount", &[&machine.test_dev, outside.to_str().unwrap()]);
-    assert_eq!(mounts_under(&sandbox.path()), std::slice::from_ref(&scratch));
+    assert_eq!(
+        mounts_under(&sandbox.path()),
+        std::slice::from_ref(&scratch)
+    );
 
     provider.teardown(&machine).await.unwrap();
     assert_gone(&sandbox, &machine);
