@@ -380,6 +380,24 @@ impl Inner {
         }
     }
 
+    /// Kills a timed-out command's process group. `Lost` when that failed
+    /// because the connection is gone.
+    async fn kill_timed_out(
+        &self,
+        master: &Master,
+        pgid_file: &str,
+        request: &ExecRequest,
+    ) -> Finish {
+        tracing::debug!(host = %self.name, command = %request.command, "timed out, killing");
+        match kill_group(master, pgid_file).await {
+            Ok(()) => Finish::Exited(None),
+            Err(error) => match master.check().await {
+                Ok(()) => Finish::Exited(None),
+                Err(_) => Finish::Lost(Box::new(error)),
+            },
+        }
+    }
+
     fn disconnected(&self, command: &str, source: Box<openssh::Error>) -> RemoteError {
         RemoteError::Disconnected {
             host: self.name.clone(),
@@ -389,9 +407,18 @@ impl Inner {
     }
 }
 
+/// How a remote command ended, as far as the connection could tell.
 enum Finish {
+    /// With this status (`None`: no normal exit).
     Exited(Option<i32>),
+    /// The connection broke.
     Lost(Box<openssh::Error>),
+}
+
+/// Whether `exec` saw the command end by itself or killed it.
+enum End {
+    Finished(Finish),
+    TimedOut(Finish),
 }
 
 #[async_trait::async_trait]
@@ -455,33 +482,56 @@ impl RemoteHost for OpenSshHost {
             (out.unwrap_or_default(), err.unwrap_or_default())
         });
 
-        let mut timed_out = false;
-        let (stdout, stderr) = match request.timeout {
-            None => drained.await,
-            Some(limit) => match tokio::time::timeout(limit, &mut drained).await {
-                Ok(output) => output,
-                Err(_) => {
-                    timed_out = true;
-                    tracing::debug!(host = %inner.name, command = %request.command, "timed out, killing");
-                    let _ = kill_group(&master, &pgid_file).await;
-                    match tokio::time::timeout(KILL_GRACE, &mut drained).await {
-                        Ok(output) => output,
-                        Err(_) => {
-                            let _ = stop.send(true);
-                            drained.await
-                        }
+        // The timeout covers the whole command: its output streams, then its
+        // exit (a command may close its output and run on).
+        let deadline = request
+            .timeout
+            .map(|limit| tokio::time::Instant::now() + limit);
+        let drained_in_time = match deadline {
+            None => Ok(drained.as_mut().await),
+            Some(deadline) => tokio::time::timeout_at(deadline, drained.as_mut()).await,
+        };
+        let (stdout, stderr, end) = match drained_in_time {
+            Ok((stdout, stderr)) => {
+                let finish = inner.finish(&master, child);
+                let finish = match deadline {
+                    None => Some(finish.await),
+                    Some(deadline) => tokio::time::timeout_at(deadline, finish).await.ok(),
+                };
+                match finish {
+                    Some(finish) => (stdout, stderr, End::Finished(finish)),
+                    // The output is complete; only the exit status is lost.
+                    None => {
+                        let killed = inner.kill_timed_out(&master, &pgid_file, &request).await;
+                        (stdout, stderr, End::TimedOut(killed))
                     }
                 }
-            },
-        };
-        let finish = if timed_out {
-            tokio::time::timeout(KILL_GRACE, inner.finish(&master, child))
-                .await
-                .unwrap_or(Finish::Exited(None))
-        } else {
-            inner.finish(&master, child).await
+            }
+            Err(_) => {
+                let killed = inner.kill_timed_out(&master, &pgid_file, &request).await;
+                let drained = match tokio::time::timeout(KILL_GRACE, drained.as_mut()).await {
+                    Ok(output) => output,
+                    Err(_) => {
+                        let _ = stop.send(true);
+                        drained.await
+                    }
+                };
+                let end = match killed {
+                    Finish::Lost(source) => Finish::Lost(source),
+                    Finish::Exited(_) => {
+                        tokio::time::timeout(KILL_GRACE, inner.finish(&master, child))
+                            .await
+                            .unwrap_or(Finish::Exited(None))
+                    }
+                };
+                (drained.0, drained.1, End::TimedOut(end))
+            }
         };
         guard.armed = false;
+        let (timed_out, finish) = match end {
+            End::Finished(finish) => (false, finish),
+            End::TimedOut(finish) => (true, finish),
+        };
         match finish {
             Finish::Exited(code) => Ok(ExecOutput {
                 code: if timed_out { None } else { code },
@@ -591,7 +641,8 @@ impl RemoteHost for OpenSshHost {
         // before the file is renamed.
         let copy = async {
             let copied = async {
-                tokio::io::copy(&mut stdout, &mut file).await?;
+                let mut reader = tokio::io::BufReader::with_capacity(256 << 10, &mut stdout);
+                tokio::io::copy_buf(&mut reader, &mut file).await?;
                 file.flush().await?;
                 file.sync_all().await
             }

@@ -101,6 +101,26 @@ pub async fn timeout_kills_the_tree(host: &dyn RemoteHost, dir: &Path) {
     assert_dies(&pid_file).await;
 }
 
+/// The timeout covers the command's whole life, also after it closed its
+/// output.
+pub async fn timeout_applies_after_output_closes(host: &dyn RemoteHost, dir: &Path) {
+    let pid_file = dir.join("quiet.pid");
+    let command = format!(
+        "echo bye; exec >/dev/null 2>&1; sleep 60 & echo $! > {}; sleep 60",
+        shell(&pid_file)
+    );
+    let out = host
+        .exec(
+            ExecRequest::new(command).timeout(Duration::from_secs(3)),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.timed_out && out.code.is_none(), "{out:?}");
+    assert_eq!(out.stdout_text(), "bye\n");
+    assert_dies(&pid_file).await;
+}
+
 /// Background children die with the command, and do not hold it open.
 pub async fn background_children_end_with_the_command(host: &dyn RemoteHost, dir: &Path) {
     let pid_file = dir.join("bg.pid");
@@ -285,6 +305,12 @@ async fn local_env_and_cwd() {
 async fn local_timeout_kills_the_tree() {
     let dir = tempfile::tempdir().unwrap();
     timeout_kills_the_tree(&local(), dir.path()).await;
+}
+
+#[tokio::test]
+async fn local_timeout_applies_after_output_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    timeout_applies_after_output_closes(&local(), dir.path()).await;
 }
 
 #[tokio::test]

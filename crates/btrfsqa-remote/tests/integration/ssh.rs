@@ -75,6 +75,15 @@ async fn ssh_timeout_kills_the_tree() {
 }
 
 #[tokio::test]
+async fn ssh_timeout_applies_after_output_closes() {
+    let Some((_sshd, host)) = connected().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    contract::timeout_applies_after_output_closes(&host, dir.path()).await;
+}
+
+#[tokio::test]
 async fn ssh_background_children_end_with_the_command() {
     let Some((_sshd, host)) = connected().await else {
         return;
