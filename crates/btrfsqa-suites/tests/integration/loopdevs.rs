@@ -32,6 +32,11 @@ pub struct LoopDevices {
 impl LoopDevices {
     /// `count` devices of `size_gib` GiB each under `dir`.
     pub fn new(dir: &Path, count: usize, size_gib: u64) -> Self {
+        Self::with_bytes(dir, count, size_gib << 30)
+    }
+
+    /// `count` devices of `bytes` bytes each under `dir`.
+    pub fn with_bytes(dir: &Path, count: usize, bytes: u64) -> Self {
         let mut loops = LoopDevices {
             devices: Vec::new(),
             dir: dir.to_owned(),
@@ -39,7 +44,7 @@ impl LoopDevices {
         for i in 0..count {
             let file = dir.join(format!("disk{i}.img"));
             let f = std::fs::File::create(&file).unwrap();
-            f.set_len(size_gib << 30).unwrap();
+            f.set_len(bytes).unwrap();
             let out = Command::new("losetup").args(["-f", "--show"]).arg(&file).output().unwrap();
             assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
             loops.devices.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
@@ -60,6 +65,15 @@ impl Drop for LoopDevices {
             devs = self.devices.join(" ")
         );
         let _ = Command::new("sh").arg("-c").arg(script).status();
+        // Stale multi-device registrations would confuse a later mkfs or
+        // mount on a reused loop device name.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "btrfs device scan --forget {} >/dev/null 2>&1; true",
+                self.devices.join(" ")
+            ))
+            .status();
         for dev in &self.devices {
             let _ = Command::new("losetup").arg("-d").arg(dev).status();
         }

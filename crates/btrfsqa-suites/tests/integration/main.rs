@@ -4,4 +4,6 @@
 
 mod btrfs_progs;
 mod loopdevs;
+mod raid56;
+mod script;
 mod xfstests;
