@@ -7,7 +7,8 @@
 //! and [`CloudProvider::reap`] finds what a crashed controller left behind.
 //!
 //! Providers here: [`LocalProvider`] (this machine, loop devices on sparse
-//! files) and [`StaticProvider`] (existing SSH hosts).
+//! files) and [`StaticProvider`] (existing SSH hosts). With the `aws` feature
+//! (on by default): `AwsProvider` (EC2 spot machines with EBS volumes).
 //!
 //! ```no_run
 //! use btrfsqa_cloud::{CloudProvider, LocalProvider, LocalSettings, MachineSpec};
@@ -22,11 +23,17 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "aws")]
+mod aws;
 mod error;
 mod local;
 mod machine;
 mod static_hosts;
 
+#[cfg(feature = "aws")]
+pub use aws::{
+    AmiSelector, AwsError, AwsMachineState, AwsProvider, AwsSettings, Ec2Error, RetryPolicy,
+};
 pub use error::{CommandError, ProvisionError, TeardownError};
 pub use local::{LocalProvider, LocalSettings};
 pub use machine::{Access, Machine, MachineSpec, ReapItem, SshEndpoint};

@@ -1,0 +1,207 @@
+//! The EC2 calls the provider makes, as a small trait over plain types.
+//!
+//! The provider's logic (fallbacks, cleanup, reaping) is written against
+//! [`Ec2Api`] so that every error path can be tested with `MockEc2Api`; the
+//! one real implementation is a thin adapter over `aws_sdk_ec2::Client`
+//! (`sdk.rs`). No retrying happens here: the caller decides what to retry.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::error::Ec2Error;
+
+/// An EC2 filter (`tag:btrfsqa:run-id` = `[run]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Filter {
+    pub name: String,
+    pub values: Vec<String>,
+}
+
+impl Filter {
+    pub fn new(
+        name: impl Into<String>,
+        values: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Filter {
+            name: name.into(),
+            values: values.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Resources whose tag `key` is `value`.
+    pub fn tag(key: &str, value: &str) -> Self {
+        Filter::new(format!("tag:{key}"), [value])
+    }
+
+    /// Resources that carry tag `key`, whatever its value.
+    pub fn tag_key(key: &str) -> Self {
+        Filter::new("tag-key", [key])
+    }
+}
+
+/// A machine image.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct ImageInfo {
+    pub id: String,
+    pub name: Option<String>,
+    /// ISO 8601, as EC2 gives it; compares correctly as text.
+    pub creation_date: Option<String>,
+    /// The device name the root volume must be mapped to (`/dev/xvda`).
+    pub root_device_name: Option<String>,
+}
+
+/// Spot or on-demand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Market {
+    /// One-time spot, terminated on interruption.
+    Spot {
+        max_price: Option<String>,
+    },
+    OnDemand,
+}
+
+impl Market {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Market::Spot { .. } => "spot",
+            Market::OnDemand => "on-demand",
+        }
+    }
+}
+
+/// One RunInstances request: one instance, its volumes and tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LaunchRequest {
+    pub image_id: String,
+    pub instance_type: String,
+    pub market: Market,
+    pub key_name: String,
+    pub security_group_id: String,
+    pub subnet_id: Option<String>,
+    pub availability_zone: Option<String>,
+    pub associate_public_ip: bool,
+    pub root_device_name: String,
+    pub root_volume_gib: u32,
+    /// Device names of the data volumes (`/dev/sdf`, ...), in order.
+    pub data_device_names: Vec<String>,
+    pub volume_gib: u32,
+    pub volume_type: String,
+    /// Plain text; the adapter encodes it.
+    pub user_data: String,
+    /// Put on the instance and on its volumes.
+    pub tags: Vec<(String, String)>,
+    /// Makes a retried request idempotent.
+    pub client_token: String,
+}
+
+/// An instance as DescribeInstances shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct InstanceInfo {
+    pub id: String,
+    /// `pending`, `running`, `shutting-down`, `terminated`, `stopping`, `stopped`.
+    pub state: String,
+    pub instance_type: Option<String>,
+    pub availability_zone: Option<String>,
+    pub public_ip: Option<String>,
+    pub private_ip: Option<String>,
+    pub launch_time: Option<DateTime<Utc>>,
+    pub tags: BTreeMap<String, String>,
+    /// (device name, volume id) of every attached EBS volume.
+    pub block_devices: Vec<(String, String)>,
+}
+
+/// A volume, key pair or security group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct ResourceInfo {
+    /// Volume id, key pair id, group id.
+    pub id: String,
+    /// Key name or group name.
+    pub name: Option<String>,
+    /// Volume state (`available`, `in-use`), when there is one.
+    pub state: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The EC2 calls btrfsqa needs, one method per API action.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait::async_trait]
+pub(crate) trait Ec2Api: Send + Sync {
+    /// DescribeImages by ids, or by filters and owners.
+    async fn describe_images(
+        &self,
+        ids: &[String],
+        owners: &[String],
+        filters: &[Filter],
+    ) -> Result<Vec<ImageInfo>, Ec2Error>;
+
+    /// DescribeVpcs: the region's default VPC, if it has one.
+    async fn default_vpc(&self) -> Result<Option<String>, Ec2Error>;
+
+    /// DescribeSubnets: the VPC a subnet belongs to.
+    async fn subnet_vpc(&self, subnet_id: &str) -> Result<String, Ec2Error>;
+
+    /// ImportKeyPair with tags; returns the key pair id.
+    async fn import_key_pair(
+        &self,
+        name: &str,
+        public_key: &str,
+        tags: &[(String, String)],
+    ) -> Result<String, Ec2Error>;
+
+    /// DescribeKeyPairs.
+    async fn describe_key_pairs(&self, filters: &[Filter]) -> Result<Vec<ResourceInfo>, Ec2Error>;
+
+    /// DeleteKeyPair by id.
+    async fn delete_key_pair(&self, key_pair_id: &str) -> Result<(), Ec2Error>;
+
+    /// CreateSecurityGroup with tags; returns the group id.
+    async fn create_security_group(
+        &self,
+        name: &str,
+        description: &str,
+        vpc_id: &str,
+        tags: &[(String, String)],
+    ) -> Result<String, Ec2Error>;
+
+    /// AuthorizeSecurityGroupIngress: TCP 22 from `cidr` (IPv4 or IPv6).
+    async fn authorize_ssh(&self, group_id: &str, cidr: &str) -> Result<(), Ec2Error>;
+
+    /// DescribeSecurityGroups.
+    async fn describe_security_groups(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<ResourceInfo>, Ec2Error>;
+
+    /// DeleteSecurityGroup by id.
+    async fn delete_security_group(&self, group_id: &str) -> Result<(), Ec2Error>;
+
+    /// RunInstances for one instance; returns its id.
+    async fn run_instance(&self, request: &LaunchRequest) -> Result<String, Ec2Error>;
+
+    /// DescribeInstances by ids and/or filters (all pages).
+    async fn describe_instances(
+        &self,
+        ids: &[String],
+        filters: &[Filter],
+    ) -> Result<Vec<InstanceInfo>, Ec2Error>;
+
+    /// TerminateInstances.
+    async fn terminate_instances(&self, ids: &[String]) -> Result<(), Ec2Error>;
+
+    /// DescribeVolumes (all pages).
+    async fn describe_volumes(&self, filters: &[Filter]) -> Result<Vec<ResourceInfo>, Ec2Error>;
+
+    /// DeleteVolume.
+    async fn delete_volume(&self, volume_id: &str) -> Result<(), Ec2Error>;
+
+    /// DescribeSpotPriceHistory: the latest Linux price per hour in USD.
+    async fn spot_price(
+        &self,
+        instance_type: &str,
+        availability_zone: &str,
+    ) -> Result<Option<f64>, Ec2Error>;
+
+    /// GetConsoleOutput, decoded; `None` while there is none yet.
+    async fn console_output(&self, instance_id: &str) -> Result<Option<String>, Ec2Error>;
+}

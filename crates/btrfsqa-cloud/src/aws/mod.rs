@@ -1,0 +1,345 @@
+//! The `aws` provider: EC2 spot machines with six EBS volumes, locked down,
+//! and nothing ever leaked.
+//!
+//! # What a machine is made of
+//!
+//! For each [`MachineSpec`] the provider makes, in this order, and tags with
+//! the run id, the machine name, the owner, the creation and expiry times
+//! and a `Name`:
+//!
+//! 1. an ed25519 key generated with `ssh-keygen` into a private directory
+//!    under [`AwsSettings::key_dir`], imported as a key pair (unless
+//!    [`AwsSettings::key_name`] names an existing one, which is never deleted);
+//! 2. a security group that lets in TCP 22 only from
+//!    [`AwsSettings::ssh_cidr`] or, when unset, from the operator's detected
+//!    public address (never from the whole Internet unless configured so);
+//! 3. one instance, one-time spot by default, trying each of
+//!    [`AwsSettings::instance_types`] in turn when EC2 has no capacity, then
+//!    on-demand if [`AwsSettings::allow_on_demand`]; with the root volume and
+//!    the data volumes (gp3, `DeleteOnTermination`) in its block device
+//!    mapping, IMDSv2 only, no instance role, shutdown behaviour
+//!    `terminate`, and user data that powers it off at the run's deadline on
+//!    every boot, so a lost controller still stops the bill.
+//!
+//! If any step fails, everything made so far is removed before the error is
+//! returned; what could not be removed is named in the error.
+//!
+//! # Devices
+//!
+//! The machine's devices are given as the guest sees them, derived from the
+//! volume ids EC2 reports, never from attach order:
+//! `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123…` (udev's name on
+//! Nitro instances, which expose EBS volumes as NVMe disks whose serial is
+//! the volume id). Xen instances (types older than the 5th generation) show
+//! a volume mapped at `/dev/sdf` as `/dev/xvdf` instead; those names are kept
+//! in [`AwsMachineState::xen_devices`] for such types.
+//!
+//! # Host keys
+//!
+//! Provisioning polls the console output for up to
+//! [`AwsSettings::host_key_wait`] and writes the host keys cloud-init prints
+//! there to the machine's `known_hosts` file. When none appear (the EC2
+//! emulator prints none), the file stays empty and the SSH client pins the
+//! key at first contact (`StrictHostKeyChecking=accept-new` with that file),
+//! which records it.
+//!
+//! # Teardown and reaping
+//!
+//! Teardown terminates the instance, waits until it is terminated, then
+//! deletes the volumes, the key pair and the security group that carry this
+//! run's and machine's tags, and nothing else. `reap` finds, in every
+//! region of [`AwsSettings::reap_regions`], what carries the run tag and is
+//! expired, or belongs to a run with no instance left, or to the run asked
+//! for, and removes it.
+//!
+//! # Credentials
+//!
+//! Only the standard AWS chain (environment, profiles, SSO, process
+//! credentials, instance role), and the standard environment (`AWS_REGION`,
+//! `AWS_PROFILE`, `AWS_ENDPOINT_URL`). btrfsqa never writes a credential
+//! anywhere and the instance gets none.
+
+mod api;
+mod console;
+mod error;
+mod launch;
+mod local_files;
+mod provision;
+mod reap;
+mod retry;
+mod sdk;
+mod settings;
+mod tags;
+mod teardown;
+
+#[cfg(test)]
+mod test_support;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{CloudProvider, Machine, MachineSpec, ProvisionError, ReapItem, TeardownError};
+
+use api::Ec2Api;
+pub use error::{AwsError, Ec2Error};
+pub use settings::{AmiSelector, AwsSettings, RetryPolicy};
+
+const PROVIDER: &str = "aws";
+
+/// Gives the EC2 client of a region.
+type ApiFactory = Arc<dyn Fn(&str) -> Arc<dyn Ec2Api> + Send + Sync>;
+
+/// EC2 machines for btrfsqa. See the [module documentation](self).
+pub struct AwsProvider {
+    settings: AwsSettings,
+    region: String,
+    apis: ApiFactory,
+}
+
+impl std::fmt::Debug for AwsProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsProvider")
+            .field("region", &self.region)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an AWS machine's [`Machine::state`] holds: what teardown, the cost
+/// estimate and the run report need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AwsMachineState {
+    /// Region of the instance.
+    pub region: String,
+    /// Instance id.
+    pub instance_id: String,
+    /// Instance type it was launched as.
+    pub instance_type: String,
+    /// `spot` or `on-demand`.
+    pub market: String,
+    /// Spot price per hour in USD at launch; `None` on-demand (EC2 does not
+    /// tell on-demand prices) or when the price history could not be read.
+    pub hourly_price_usd: Option<f64>,
+    /// When the instance was launched.
+    pub launched_at: DateTime<Utc>,
+    /// When it powers itself off and its resources count as expired.
+    pub expires_at: DateTime<Utc>,
+    /// Its availability zone.
+    pub availability_zone: Option<String>,
+    /// Data volume ids, the test device's first.
+    pub volume_ids: Vec<String>,
+    /// The data devices' names on a Xen instance (`/dev/xvdf`, ...), same order.
+    pub xen_devices: Vec<String>,
+    /// The key pair's name.
+    pub key_name: String,
+    /// The key pair's id when this run made it (and teardown deletes it).
+    pub key_pair_id: Option<String>,
+    /// Security group id.
+    pub security_group_id: String,
+    /// The local directory with the generated key and known_hosts.
+    pub local_dir: PathBuf,
+    /// Host keys read from the console (`type base64`), empty when none
+    /// were printed in time.
+    pub host_keys: Vec<String>,
+}
+
+impl AwsMachineState {
+    /// Reads the state of a machine the `aws` provider made.
+    pub fn from_machine(machine: &Machine) -> Option<Self> {
+        if machine.provider != PROVIDER {
+            return None;
+        }
+        serde_json::from_value(machine.state.clone()).ok()
+    }
+}
+
+fn config_error(message: impl Into<String>) -> ProvisionError {
+    ProvisionError::Config {
+        provider: PROVIDER.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl AwsProvider {
+    /// A provider with the standard AWS configuration chain (environment,
+    /// profiles, SSO, instance role), overridden by the settings' region,
+    /// profile and endpoint. Makes no request yet.
+    pub async fn new(settings: AwsSettings) -> Result<Self, ProvisionError> {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &settings.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(profile) = &settings.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
+        Self::from_sdk_config(settings, &config)
+    }
+
+    /// A provider over an SDK configuration the caller built (an embedder
+    /// with its own credential provider, or a test with dummy credentials).
+    /// The settings' region and endpoint still take precedence.
+    pub fn from_sdk_config(
+        settings: AwsSettings,
+        config: &aws_config::SdkConfig,
+    ) -> Result<Self, ProvisionError> {
+        let region = settings
+            .region
+            .clone()
+            .or_else(|| config.region().map(ToString::to_string))
+            .ok_or_else(|| {
+                config_error("no region: set `region` in the configuration or `AWS_REGION`")
+            })?;
+        let mut base = aws_sdk_ec2::config::Builder::from(config)
+            // The provider retries itself (retry.rs), knowing which errors
+            // pass; two layers would multiply the waits.
+            .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_ec2::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(10))
+                    .operation_attempt_timeout(std::time::Duration::from_secs(60))
+                    .build(),
+            );
+        if let Some(url) = &settings.endpoint_url {
+            base = base.endpoint_url(url);
+        }
+        let clients: Mutex<HashMap<String, Arc<dyn Ec2Api>>> = Mutex::default();
+        let apis: ApiFactory = Arc::new(move |region: &str| {
+            let mut clients = clients.lock().unwrap_or_else(|poison| poison.into_inner());
+            clients
+                .entry(region.to_owned())
+                .or_insert_with(|| {
+                    let config = base
+                        .clone()
+                        .region(aws_sdk_ec2::config::Region::new(region.to_owned()))
+                        .build();
+                    Arc::new(sdk::SdkEc2::new(aws_sdk_ec2::Client::from_conf(config)))
+                })
+                .clone()
+        });
+        Ok(AwsProvider {
+            settings,
+            region,
+            apis,
+        })
+    }
+
+    /// A provider over any [`Ec2Api`] (the tests' mocks).
+    #[cfg(test)]
+    pub(crate) fn with_api(settings: AwsSettings, region: &str, apis: ApiFactory) -> Self {
+        AwsProvider {
+            settings,
+            region: region.to_owned(),
+            apis,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &AwsSettings {
+        &self.settings
+    }
+
+    /// The region machines are launched in.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The regions `reap` searches.
+    pub fn reap_regions(&self) -> Vec<String> {
+        if self.settings.reap_regions.is_empty() {
+            vec![self.region.clone()]
+        } else {
+            self.settings.reap_regions.clone()
+        }
+    }
+
+    fn api(&self, region: &str) -> Arc<dyn Ec2Api> {
+        (self.apis)(region)
+    }
+
+    /// What the machine cost from launch to `ended_at`, in USD: the spot
+    /// price at launch times the hours (EC2 bills spot per second). `None`
+    /// when the price is unknown (on-demand, or not an AWS machine).
+    pub fn cost_estimate(machine: &Machine, ended_at: DateTime<Utc>) -> Option<f64> {
+        let state = AwsMachineState::from_machine(machine)?;
+        let price = state.hourly_price_usd?;
+        let seconds = (ended_at - state.launched_at).num_milliseconds().max(0) as f64 / 1000.0;
+        Some(price * seconds / 3600.0)
+    }
+
+    /// The host keys the instance printed on its console, as `type base64`
+    /// (best effort: empty while there are none, or on images that print
+    /// none; an error when the console shows conflicting keys).
+    pub async fn console_host_keys(
+        &self,
+        machine: &Machine,
+    ) -> Result<Vec<String>, ProvisionError> {
+        let state = AwsMachineState::from_machine(machine)
+            .ok_or_else(|| config_error(format!("`{}` is not an aws machine", machine.name)))?;
+        let api = self.api(&state.region);
+        let output = retry::retry(&self.settings.retry, retry::transient, || {
+            api.console_output(&state.instance_id)
+        })
+        .await
+        .map_err(|error| ProvisionError::Failed {
+            provider: PROVIDER.to_owned(),
+            operation: format!("read the console of `{}`", state.instance_id),
+            leftovers: Vec::new(),
+            source: Box::new(AwsError::from(error)),
+        })?;
+        match output.as_deref().map(console::host_keys) {
+            Some(console::ConsoleHostKeys::Keys(keys)) => Ok(keys),
+            Some(console::ConsoleHostKeys::Conflicting) => Err(ProvisionError::Failed {
+                provider: PROVIDER.to_owned(),
+                operation: format!("read the host keys of `{}`", state.instance_id),
+                leftovers: Vec::new(),
+                source: Box::new(AwsError::ConflictingHostKeys {
+                    instance: state.instance_id.clone(),
+                }),
+            }),
+            Some(console::ConsoleHostKeys::NotYet) | None => Ok(Vec::new()),
+        }
+    }
+
+    /// [`CloudProvider::reap`] as if the time were `now` (to see what would
+    /// be reaped later, and for tests).
+    pub async fn reap_at(
+        &self,
+        run: Option<btrfsqa_model::RunId>,
+        dry_run: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ReapItem>, TeardownError> {
+        self.reap_all(run.as_ref().map(|run| run.as_str()), dry_run, now)
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl CloudProvider for AwsProvider {
+    fn id(&self) -> &str {
+        PROVIDER
+    }
+
+    async fn provision(&self, spec: &MachineSpec) -> Result<Machine, ProvisionError> {
+        self.provision_machine(spec).await
+    }
+
+    async fn teardown(&self, machine: &Machine) -> Result<(), TeardownError> {
+        self.teardown_machine(machine).await
+    }
+
+    async fn reap(
+        &self,
+        run: Option<btrfsqa_model::RunId>,
+        dry_run: bool,
+    ) -> Result<Vec<ReapItem>, TeardownError> {
+        self.reap_at(run, dry_run, Utc::now()).await
+    }
+}

@@ -1,0 +1,1057 @@
+//! Provisioning: key pair, security group, instance with its volumes; and
+//! on any failure, removal of everything made so far.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use super::api::{Ec2Api, Filter, ImageInfo, InstanceInfo, LaunchRequest, Market};
+use super::console::{ConsoleHostKeys, host_keys, known_hosts_lines};
+use super::error::{AwsError, Ec2Error};
+use super::launch::{self, SshCidr};
+use super::local_files;
+use super::retry::{retry, transient};
+use super::settings::AmiSelector;
+use super::tags::{RunTags, belongs_to};
+use super::{AwsMachineState, AwsProvider, PROVIDER, config_error};
+use crate::{Access, Machine, MachineSpec, ProvisionError, SshEndpoint};
+
+/// Where the run may work on the machine.
+const WORK_DIR: &str = "/var/tmp/btrfsqa";
+
+/// What is decided before anything is made.
+#[derive(Debug, Clone)]
+pub(super) struct Plan {
+    pub run: String,
+    pub machine: String,
+    pub name: String,
+    pub tags: RunTags,
+    pub data_devices: Vec<String>,
+    pub volume_gib: u32,
+    pub dir: PathBuf,
+}
+
+/// A failed step: what was being done, and why.
+pub(super) struct Step {
+    operation: String,
+    error: AwsError,
+}
+
+trait StepResult<T> {
+    fn step(self, operation: impl Into<String>) -> Result<T, Step>;
+}
+
+impl<T, E: Into<AwsError>> StepResult<T> for Result<T, E> {
+    fn step(self, operation: impl Into<String>) -> Result<T, Step> {
+        self.map_err(|error| Step {
+            operation: operation.into(),
+            error: error.into(),
+        })
+    }
+}
+
+fn failed(operation: impl Into<String>, error: impl Into<AwsError>) -> ProvisionError {
+    ProvisionError::Failed {
+        provider: PROVIDER.to_owned(),
+        operation: operation.into(),
+        leftovers: Vec::new(),
+        source: Box::new(error.into()),
+    }
+}
+
+impl AwsProvider {
+    fn plan(&self, spec: &MachineSpec, now: DateTime<Utc>) -> Result<Plan, ProvisionError> {
+        let settings = &self.settings;
+        if settings.instance_types.is_empty() {
+            return Err(config_error("`instance-types` is empty"));
+        }
+        if settings.max_run_hours == 0 {
+            return Err(config_error("`max-run-hours` must be at least 1"));
+        }
+        let count = settings.volume_count.unwrap_or(spec.data_devices);
+        let data_devices = launch::data_device_names(count).map_err(config_error)?;
+        let volume_gib = settings
+            .volume_size_gib
+            .unwrap_or_else(|| {
+                u32::try_from(spec.device_size.div_ceil(1 << 30)).unwrap_or(u32::MAX)
+            })
+            .max(1);
+        let run = spec.run_id.as_str().to_owned();
+        let tags = RunTags {
+            run: run.clone(),
+            machine: spec.name.clone(),
+            owner: settings.owner.clone(),
+            created: now,
+            expires: now + chrono::Duration::hours(i64::from(settings.max_run_hours)),
+        };
+        Ok(Plan {
+            name: launch::resource_name(&run, &spec.name),
+            dir: local_files::machine_dir(&settings.key_dir, &run, &spec.name),
+            machine: spec.name.clone(),
+            run,
+            tags,
+            data_devices,
+            volume_gib,
+        })
+    }
+
+    pub(super) async fn provision_machine(
+        &self,
+        spec: &MachineSpec,
+    ) -> Result<Machine, ProvisionError> {
+        let plan = self.plan(spec, Utc::now())?;
+        let api = self.api(&self.region);
+        let api = api.as_ref();
+        let image = self
+            .resolve_image(api)
+            .await
+            .map_err(|error| failed("find the machine image", error))?;
+        let cidr = self.ssh_cidr().await?;
+        let vpc = self.resolve_vpc(api).await?;
+        let mut launched = Vec::new();
+        match self
+            .create(api, &plan, &image, &cidr, &vpc, &mut launched)
+            .await
+        {
+            Ok(machine) => Ok(machine),
+            Err(Step { operation, error }) => {
+                tracing::warn!(%error, run = %plan.run, machine = %plan.machine,
+                    "provisioning failed; removing what was made");
+                let leftovers = self
+                    .remove_machine(api, &plan.run, &plan.machine, &launched, Some(&plan.dir))
+                    .await;
+                Err(ProvisionError::Failed {
+                    provider: PROVIDER.to_owned(),
+                    operation,
+                    leftovers,
+                    source: Box::new(error),
+                })
+            }
+        }
+    }
+
+    async fn resolve_image(&self, api: &dyn Ec2Api) -> Result<ImageInfo, AwsError> {
+        let policy = &self.settings.retry;
+        let (images, selector) = match &self.settings.ami {
+            AmiSelector::Id(id) => (
+                retry(policy, transient, || {
+                    api.describe_images(std::slice::from_ref(id), &[], &[])
+                })
+                .await?,
+                format!("id `{id}`"),
+            ),
+            AmiSelector::NameFilter { pattern, owner } => {
+                let filters = [
+                    Filter::new("name", [pattern.as_str()]),
+                    Filter::new("state", ["available"]),
+                ];
+                (
+                    retry(policy, transient, || {
+                        api.describe_images(&[], std::slice::from_ref(owner), &filters)
+                    })
+                    .await?,
+                    format!("name `{pattern}` of owner `{owner}`"),
+                )
+            }
+        };
+        // ISO 8601 dates in one format compare as text; an image without a
+        // date sorts first and so is chosen last.
+        images
+            .into_iter()
+            .max_by(|a, b| a.creation_date.cmp(&b.creation_date).then(a.id.cmp(&b.id)))
+            .ok_or(AwsError::NoImage { selector })
+    }
+
+    /// The SSH source range: configured, or the operator's own address.
+    async fn ssh_cidr(&self) -> Result<SshCidr, ProvisionError> {
+        if let Some(text) = &self.settings.ssh_cidr {
+            let cidr = launch::parse_cidr(text)
+                .map_err(|message| config_error(format!("`ssh-cidr`: {message}")))?;
+            if cidr.open_to_world {
+                tracing::warn!(cidr = %cidr.text, "ssh-cidr opens port 22 to the whole Internet");
+            }
+            return Ok(cidr);
+        }
+        let address = local_files::detect_public_address(&self.settings.address_check_url)
+            .await
+            .map_err(|why| {
+                config_error(format!(
+                    "cannot find this machine's public address to allow SSH from ({why}); \
+                     set `ssh-cidr` (e.g. `203.0.113.7/32`) to the range the controller connects from"
+                ))
+            })?;
+        Ok(SshCidr {
+            text: launch::single_address(address),
+            open_to_world: false,
+        })
+    }
+
+    async fn resolve_vpc(&self, api: &dyn Ec2Api) -> Result<String, ProvisionError> {
+        let policy = &self.settings.retry;
+        match &self.settings.subnet_id {
+            Some(subnet) => retry(policy, transient, || api.subnet_vpc(subnet))
+                .await
+                .map_err(|error| failed(format!("find the VPC of subnet `{subnet}`"), error)),
+            None => retry(policy, transient, || api.default_vpc())
+                .await
+                .map_err(|error| failed("find the default VPC", error))?
+                .ok_or_else(|| {
+                    config_error(format!(
+                        "region `{}` has no default VPC: set `subnet-id`",
+                        self.region
+                    ))
+                }),
+        }
+    }
+
+    async fn create(
+        &self,
+        api: &dyn Ec2Api,
+        plan: &Plan,
+        image: &ImageInfo,
+        cidr: &SshCidr,
+        vpc: &str,
+        launched: &mut Vec<String>,
+    ) -> Result<Machine, Step> {
+        let settings = &self.settings;
+        local_files::make_private_dir(&settings.key_dir, &plan.dir)
+            .await
+            .step("make the key directory")?;
+        let (key_name, key_pair_id, identity_file) = match &settings.key_name {
+            Some(name) => (name.clone(), None, settings.identity_file.clone()),
+            None => {
+                let (private, public) = local_files::generate_key(&plan.dir, &plan.name)
+                    .await
+                    .step("generate an SSH key")?;
+                let id = self
+                    .import_key(api, plan, &public)
+                    .await
+                    .step(format!("import key pair `{}`", plan.name))?;
+                (plan.name.clone(), Some(id), Some(private))
+            }
+        };
+        let group = self
+            .make_security_group(api, plan, vpc, cidr)
+            .await
+            .step(format!("make security group `{}`", plan.name))?;
+        let (instance, market) = self
+            .launch(api, plan, image, &key_name, &group, launched)
+            .await?;
+        let instance_type = instance
+            .instance_type
+            .clone()
+            .unwrap_or_else(|| settings.instance_types[0].clone());
+
+        let volume_ids = plan
+            .data_devices
+            .iter()
+            .map(|device| {
+                instance
+                    .block_devices
+                    .iter()
+                    .find(|(name, _)| name == device)
+                    .map(|(_, volume)| volume.clone())
+                    .ok_or_else(|| Ec2Error::MissingField {
+                        action: "DescribeInstances".to_owned(),
+                        field: format!("BlockDeviceMappings[{device}]"),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .step(format!("find the volumes of `{}`", instance.id))?;
+        let host = instance
+            .public_ip
+            .clone()
+            .filter(|_| settings.associate_public_ip)
+            .or_else(|| instance.private_ip.clone())
+            .or_else(|| instance.public_ip.clone())
+            .ok_or_else(|| Ec2Error::MissingField {
+                action: "DescribeInstances".to_owned(),
+                field: "PublicIpAddress".to_owned(),
+            })
+            .step(format!("find the address of `{}`", instance.id))?;
+
+        let hourly_price_usd = match (&market, &instance.availability_zone) {
+            (Market::Spot { .. }, Some(zone)) => {
+                match retry(&settings.retry, transient, || {
+                    api.spot_price(&instance_type, zone)
+                })
+                .await
+                {
+                    Ok(price) => price,
+                    Err(error) => {
+                        tracing::warn!(%error, "no spot price: the run's cost will be unknown");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+
+        let host_keys = self
+            .wait_host_keys(api, &instance.id)
+            .await
+            .step(format!("read the host keys of `{}`", instance.id))?;
+        let known_hosts = plan.dir.join("known_hosts");
+        local_files::write_private_file(&known_hosts, &known_hosts_lines(&host, &host_keys))
+            .await
+            .step("write known_hosts")?;
+
+        let devices: Vec<String> = volume_ids
+            .iter()
+            .map(|id| launch::nitro_device_path(id))
+            .collect();
+        let state = AwsMachineState {
+            region: self.region.clone(),
+            instance_id: instance.id.clone(),
+            instance_type: instance_type.clone(),
+            market: market.label().to_owned(),
+            hourly_price_usd,
+            launched_at: instance.launch_time.unwrap_or(plan.tags.created),
+            expires_at: plan.tags.expires,
+            availability_zone: instance.availability_zone.clone(),
+            volume_ids,
+            xen_devices: plan
+                .data_devices
+                .iter()
+                .map(|d| launch::xen_device_path(d))
+                .collect(),
+            key_name,
+            key_pair_id,
+            security_group_id: group,
+            local_dir: plan.dir.clone(),
+            host_keys,
+        };
+        Ok(Machine {
+            run_id: btrfsqa_model::RunId::parse(&plan.run).expect("the run id came from a RunId"),
+            name: plan.machine.clone(),
+            provider: PROVIDER.to_owned(),
+            provider_id: instance.id.clone(),
+            access: Access::Ssh(SshEndpoint {
+                host,
+                port: 22,
+                user: settings.ssh_user.clone(),
+                identity_file,
+                known_hosts_file: Some(known_hosts),
+            }),
+            test_dev: devices[0].clone(),
+            scratch_devs: devices[1..].to_vec(),
+            work_dir: WORK_DIR.to_owned(),
+            instance_type: Some(instance_type),
+            state: serde_json::to_value(&state).expect("the state serializes"),
+        })
+    }
+
+    /// Imports the public key; a key pair of the same name left by an
+    /// earlier attempt for this very machine is replaced, any other is an
+    /// error (never touched).
+    async fn import_key(
+        &self,
+        api: &dyn Ec2Api,
+        plan: &Plan,
+        public: &str,
+    ) -> Result<String, Ec2Error> {
+        let policy = &self.settings.retry;
+        let tags = plan.tags.with_name(&plan.name);
+        let import = || {
+            retry(policy, transient, || {
+                api.import_key_pair(&plan.name, public, &tags)
+            })
+        };
+        match import().await {
+            Err(error) if error.has_code("InvalidKeyPair.Duplicate") => {
+                let by_name = [Filter::new("key-name", [plan.name.as_str()])];
+                let found = retry(policy, transient, || api.describe_key_pairs(&by_name)).await?;
+                let Some(old) = found
+                    .iter()
+                    .find(|key| belongs_to(&key.tags, &plan.run, Some(&plan.machine)))
+                else {
+                    return Err(error);
+                };
+                retry(policy, transient, || api.delete_key_pair(&old.id)).await?;
+                import().await
+            }
+            other => other,
+        }
+    }
+
+    async fn make_security_group(
+        &self,
+        api: &dyn Ec2Api,
+        plan: &Plan,
+        vpc: &str,
+        cidr: &SshCidr,
+    ) -> Result<String, Ec2Error> {
+        let policy = &self.settings.retry;
+        let tags = plan.tags.with_name(&plan.name);
+        let description = format!("btrfsqa run {}: ssh from the controller only", plan.run);
+        let created = retry(policy, transient, || {
+            api.create_security_group(&plan.name, &description, vpc, &tags)
+        })
+        .await;
+        let group = match created {
+            Err(error) if error.has_code("InvalidGroup.Duplicate") => {
+                // Made by an earlier attempt for this machine: reuse it.
+                let by_name = [
+                    Filter::new("group-name", [plan.name.as_str()]),
+                    Filter::new("vpc-id", [vpc]),
+                ];
+                let found =
+                    retry(policy, transient, || api.describe_security_groups(&by_name)).await?;
+                match found
+                    .into_iter()
+                    .find(|group| belongs_to(&group.tags, &plan.run, Some(&plan.machine)))
+                {
+                    Some(group) => group.id,
+                    None => return Err(error),
+                }
+            }
+            other => other?,
+        };
+        match retry(policy, transient, || api.authorize_ssh(&group, &cidr.text)).await {
+            Err(error) if error.has_code("InvalidPermission.Duplicate") => {}
+            other => other?,
+        }
+        Ok(group)
+    }
+
+    /// Tries each instance type, spot first, then on-demand when allowed,
+    /// until one runs. Ids of launched instances go to `launched` at once,
+    /// so that a failure later removes them.
+    async fn launch(
+        &self,
+        api: &dyn Ec2Api,
+        plan: &Plan,
+        image: &ImageInfo,
+        key_name: &str,
+        group: &str,
+        launched: &mut Vec<String>,
+    ) -> Result<(InstanceInfo, Market), Step> {
+        let settings = &self.settings;
+        let mut markets = Vec::new();
+        if settings.spot {
+            markets.push(Market::Spot {
+                max_price: settings.max_price.clone(),
+            });
+        }
+        if !settings.spot || settings.allow_on_demand {
+            markets.push(Market::OnDemand);
+        }
+        let nonce = launch::random_u64();
+        let user_data = launch::self_destruct_user_data(plan.tags.expires);
+        let tags = plan.tags.with_name(&plan.name);
+        let mut attempts = Vec::new();
+        let mut last = None;
+        for market in &markets {
+            for instance_type in &settings.instance_types {
+                let request = LaunchRequest {
+                    image_id: image.id.clone(),
+                    instance_type: instance_type.clone(),
+                    market: market.clone(),
+                    key_name: key_name.to_owned(),
+                    security_group_id: group.to_owned(),
+                    subnet_id: settings.subnet_id.clone(),
+                    availability_zone: settings.availability_zone.clone(),
+                    associate_public_ip: settings.associate_public_ip,
+                    root_device_name: image
+                        .root_device_name
+                        .clone()
+                        .unwrap_or_else(|| "/dev/xvda".to_owned()),
+                    root_volume_gib: settings.root_volume_gib,
+                    data_device_names: plan.data_devices.clone(),
+                    volume_gib: plan.volume_gib,
+                    volume_type: settings.volume_type.clone(),
+                    user_data: user_data.clone(),
+                    tags: tags.clone(),
+                    client_token: launch::client_token(
+                        &[&plan.run, &plan.machine, instance_type, market.label()],
+                        nonce,
+                    ),
+                };
+                let label = format!("{instance_type} ({})", market.label());
+                match retry(&settings.retry, transient, || api.run_instance(&request)).await {
+                    Ok(id) => {
+                        tracing::info!(instance = %id, %label, "launched");
+                        launched.push(id.clone());
+                        match self.wait_running(api, &id).await {
+                            Ok(instance) => return Ok((instance, market.clone())),
+                            // Spot capacity can be taken back before boot.
+                            Err(AwsError::Ended { state, .. })
+                                if matches!(market, Market::Spot { .. }) =>
+                            {
+                                attempts.push(format!("{label}: `{id}` went to `{state}`"));
+                            }
+                            Err(error) => {
+                                return Err(Step {
+                                    operation: format!("start instance `{id}`"),
+                                    error,
+                                });
+                            }
+                        }
+                    }
+                    Err(error) if error.is_capacity() => {
+                        tracing::info!(%error, %label, "no capacity; trying the next choice");
+                        attempts.push(format!("{label}: `{}`", error.code().unwrap_or_default()));
+                        last = Some(Box::new(error));
+                    }
+                    Err(error) => {
+                        return Err(Step {
+                            operation: format!("launch a {label} instance"),
+                            error: error.into(),
+                        });
+                    }
+                }
+            }
+        }
+        Err(Step {
+            operation: "launch an instance".to_owned(),
+            error: AwsError::NoCapacity { attempts, last },
+        })
+    }
+
+    async fn wait_running(&self, api: &dyn Ec2Api, id: &str) -> Result<InstanceInfo, AwsError> {
+        let started = Instant::now();
+        let ids = [id.to_owned()];
+        loop {
+            // Just after RunInstances, DescribeInstances may not know the id yet.
+            let found = retry(
+                &self.settings.retry,
+                |error| error.has_code("InvalidInstanceID.NotFound"),
+                || api.describe_instances(&ids, &[]),
+            )
+            .await?;
+            let state = match found.into_iter().find(|instance| instance.id == id) {
+                Some(instance) if instance.state == "running" => return Ok(instance),
+                Some(instance) if instance.state == "pending" => instance.state,
+                Some(instance) => {
+                    return Err(AwsError::Ended {
+                        instance: id.to_owned(),
+                        state: instance.state,
+                    });
+                }
+                None => "unknown".to_owned(),
+            };
+            if started.elapsed() >= self.settings.launch_timeout {
+                return Err(AwsError::Timeout {
+                    instance: id.to_owned(),
+                    state,
+                    waited_secs: started.elapsed().as_secs(),
+                });
+            }
+            tokio::time::sleep(self.settings.poll_interval).await;
+        }
+    }
+
+    /// Polls the console for the host keys for up to `host_key_wait`; none
+    /// is not an error (the key is then pinned at first contact).
+    async fn wait_host_keys(&self, api: &dyn Ec2Api, id: &str) -> Result<Vec<String>, AwsError> {
+        let started = Instant::now();
+        loop {
+            match retry(&self.settings.retry, transient, || api.console_output(id)).await {
+                Ok(output) => match output.as_deref().map(host_keys) {
+                    Some(ConsoleHostKeys::Keys(keys)) => return Ok(keys),
+                    Some(ConsoleHostKeys::Conflicting) => {
+                        return Err(AwsError::ConflictingHostKeys {
+                            instance: id.to_owned(),
+                        });
+                    }
+                    Some(ConsoleHostKeys::NotYet) | None => {}
+                },
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the console; the host key will be pinned at first contact");
+                    return Ok(Vec::new());
+                }
+            }
+            let waited = started.elapsed();
+            if waited >= self.settings.host_key_wait {
+                tracing::info!(
+                    instance = id,
+                    "no host keys on the console; pinning at first contact"
+                );
+                return Ok(Vec::new());
+            }
+            tokio::time::sleep(
+                self.settings
+                    .poll_interval
+                    .min(self.settings.host_key_wait - waited),
+            )
+            .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::api::MockEc2Api;
+    use super::super::tags::{EXPIRES, OWNER, RUN as RUN_TAG};
+    use super::super::test_support::{
+        RUN, World, chain, ec2_error, have_ssh_keygen, provider, settings, spec, wire,
+    };
+    use super::*;
+    use crate::CloudProvider;
+
+    fn endpoint(machine: &Machine) -> &SshEndpoint {
+        match &machine.access {
+            Access::Ssh(endpoint) => endpoint,
+            Access::Local => panic!("an aws machine is reached over ssh"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_spot_machine_with_six_volumes_locked_down() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+
+        let machine = provider.provision(&spec()).await.unwrap();
+
+        {
+            let w = world.lock().unwrap();
+            let launch = &w.launches[0];
+            assert_eq!(launch.market, Market::Spot { max_price: None });
+            assert_eq!(launch.instance_type, "m6i.large");
+            assert_eq!(
+                launch.image_id, "ami-new",
+                "the newest image of the name filter"
+            );
+            assert_eq!(launch.root_device_name, "/dev/xvda");
+            assert_eq!(launch.root_volume_gib, 30);
+            assert_eq!(launch.data_device_names.len(), 6);
+            assert_eq!(
+                (launch.volume_gib, launch.volume_type.as_str()),
+                (10, "gp3")
+            );
+            assert!(
+                launch.user_data.contains("shutdown -h"),
+                "{}",
+                launch.user_data
+            );
+            let tags: std::collections::BTreeMap<_, _> = launch.tags.iter().cloned().collect();
+            assert_eq!(tags["Name"], format!("btrfsqa-{RUN}-aws-0"));
+            assert_eq!(tags[RUN_TAG], RUN);
+            assert_eq!(tags[OWNER], "tester");
+            assert!(tags.contains_key(EXPIRES));
+            assert_eq!(
+                w.rules,
+                [(
+                    launch.security_group_id.clone(),
+                    "198.51.100.7/32".to_owned()
+                )]
+            );
+            assert!(w.keys[0].tags.get(RUN_TAG).is_some_and(|run| run == RUN));
+            assert!(w.groups[0].tags.get(RUN_TAG).is_some_and(|run| run == RUN));
+
+            // Devices by volume id, in the order of the mapping.
+            let instance = &w.instances[0];
+            let volume_of = |device: &str| {
+                instance
+                    .block_devices
+                    .iter()
+                    .find(|(name, _)| name == device)
+                    .unwrap()
+                    .1
+                    .replace('-', "")
+            };
+            assert_eq!(
+                machine.test_dev,
+                format!(
+                    "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{}",
+                    volume_of("/dev/sdf")
+                )
+            );
+            assert_eq!(machine.scratch_devs.len(), 5);
+            assert!(machine.scratch_devs[4].ends_with(&volume_of("/dev/sdk")));
+            assert_eq!(machine.provider_id, instance.id);
+            assert_eq!(machine.instance_type.as_deref(), Some("m6i.large"));
+        }
+
+        let endpoint = endpoint(&machine);
+        assert_eq!(
+            (endpoint.host.as_str(), endpoint.port),
+            ("203.0.113.10", 22)
+        );
+        assert_eq!(endpoint.user, "admin");
+        let identity = endpoint.identity_file.as_ref().unwrap();
+        assert!(identity.starts_with(keys.path()) && identity.exists());
+        let known_hosts = endpoint.known_hosts_file.as_ref().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(known_hosts).unwrap(),
+            "",
+            "pinned at first contact"
+        );
+
+        let state = AwsMachineState::from_machine(&machine).unwrap();
+        assert_eq!(state.market, "spot");
+        assert_eq!(state.hourly_price_usd, Some(0.0321));
+        assert_eq!(state.xen_devices[0], "/dev/xvdf");
+        let cost =
+            AwsProvider::cost_estimate(&machine, state.launched_at + chrono::Duration::hours(2));
+        assert!((cost.unwrap() - 0.0642).abs() < 1e-9);
+
+        provider.teardown(&machine).await.unwrap();
+        assert_eq!(world.lock().unwrap().of_run(RUN), Vec::<String>::new());
+        assert!(!identity.exists());
+        provider.teardown(&machine).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn host_keys_from_the_console_are_pinned() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let console = include_str!("../../fixtures/aws/console-cloud-init.txt");
+        world.lock().unwrap().console = Some(console.to_owned());
+        let mut mock = MockEc2Api::new();
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+
+        let machine = provider.provision(&spec()).await.unwrap();
+
+        let known_hosts =
+            std::fs::read_to_string(endpoint(&machine).known_hosts_file.as_ref().unwrap()).unwrap();
+        assert_eq!(known_hosts.lines().count(), 3, "{known_hosts}");
+        assert!(
+            known_hosts
+                .lines()
+                .all(|line| line.starts_with("203.0.113.10 "))
+        );
+        assert_eq!(provider.console_host_keys(&machine).await.unwrap().len(), 3);
+        provider.teardown(&machine).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_with_backoff() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        mock.expect_describe_images()
+            .times(1)
+            .returning(|_, _, _| Err(ec2_error("DescribeImages", "RequestLimitExceeded")));
+        mock.expect_import_key_pair()
+            .times(2)
+            .returning(|_, _, _| Err(ec2_error("ImportKeyPair", "Throttling")));
+        mock.expect_run_instance()
+            .times(1)
+            .returning(|_| Err(ec2_error("RunInstances", "InternalError")));
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+
+        let machine = provider.provision(&spec()).await.unwrap();
+
+        assert_eq!(world.lock().unwrap().keys.len(), 1);
+        assert_eq!(world.lock().unwrap().instances.len(), 1);
+        provider.teardown(&machine).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn throttling_that_does_not_pass_fails_cleanly() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        mock.expect_create_security_group()
+            .returning(|_, _, _, _| Err(ec2_error("CreateSecurityGroup", "RequestLimitExceeded")));
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+
+        let error = provider.provision(&spec()).await.unwrap_err();
+
+        assert!(chain(&error).contains("was throttled"), "{}", chain(&error));
+        assert_eq!(world.lock().unwrap().of_run(RUN), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn no_capacity_moves_on_to_the_next_type() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        mock.expect_run_instance()
+            .withf(|request| request.instance_type == "m6i.large")
+            .returning(|_| Err(ec2_error("RunInstances", "InsufficientInstanceCapacity")));
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+
+        let machine = provider.provision(&spec()).await.unwrap();
+
+        assert_eq!(machine.instance_type.as_deref(), Some("m5.large"));
+        let state = AwsMachineState::from_machine(&machine).unwrap();
+        assert_eq!(state.market, "spot");
+        provider.teardown(&machine).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn no_spot_capacity_falls_back_to_on_demand_when_allowed() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        mock.expect_run_instance()
+            .withf(|request| matches!(request.market, Market::Spot { .. }))
+            .times(2)
+            .returning(|_| Err(ec2_error("RunInstances", "SpotMaxPriceTooLow")));
+        wire(&world, &mut mock);
+        let mut settings = settings(keys.path());
+        settings.allow_on_demand = true;
+        settings.max_price = Some("0.01".to_owned());
+        let provider = provider(settings, mock);
+
+        let machine = provider.provision(&spec()).await.unwrap();
+
+        let state = AwsMachineState::from_machine(&machine).unwrap();
+        assert_eq!(
+            (state.market.as_str(), state.instance_type.as_str()),
+            ("on-demand", "m6i.large")
+        );
+        assert_eq!(
+            state.hourly_price_usd, None,
+            "EC2 does not tell on-demand prices"
+        );
+        assert_eq!(AwsProvider::cost_estimate(&machine, Utc::now()), None);
+        provider.teardown(&machine).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn no_capacity_anywhere_leaves_nothing() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        mock.expect_run_instance()
+            .returning(|_| Err(ec2_error("RunInstances", "InsufficientInstanceCapacity")));
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+
+        let error = provider.provision(&spec()).await.unwrap_err();
+
+        let ProvisionError::Failed {
+            leftovers, source, ..
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let text = chain(&error);
+        assert!(
+            text.contains("m6i.large (spot)") && text.contains("m5.large (spot)"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("on-demand"),
+            "on-demand was not allowed: {text}"
+        );
+        assert!(matches!(
+            source.downcast_ref::<AwsError>(),
+            Some(AwsError::NoCapacity { .. })
+        ));
+        assert_eq!(world.lock().unwrap().of_run(RUN), Vec::<String>::new());
+        assert!(!keys.path().join(RUN).exists(), "the local key is gone too");
+    }
+
+    #[tokio::test]
+    async fn a_failure_halfway_removes_what_was_made() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        mock.expect_authorize_ssh().returning(|_, _| {
+            Err(ec2_error(
+                "AuthorizeSecurityGroupIngress",
+                "UnauthorizedOperation",
+            ))
+        });
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+
+        let error = provider.provision(&spec()).await.unwrap_err();
+
+        let text = chain(&error);
+        assert!(
+            text.contains("not permitted to call `ec2:AuthorizeSecurityGroupIngress`"),
+            "{text}"
+        );
+        let w = world.lock().unwrap();
+        assert_eq!(w.of_run(RUN), Vec::<String>::new());
+        assert!(
+            w.removed.iter().any(|r| r.starts_with("key ")),
+            "{:?}",
+            w.removed
+        );
+        assert!(
+            w.removed.iter().any(|r| r.starts_with("group ")),
+            "{:?}",
+            w.removed
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_after_launch_terminates_the_instance() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        world.lock().unwrap().console =
+            Some(include_str!("../../fixtures/aws/console-conflicting-keys.txt").to_owned());
+        let mut mock = MockEc2Api::new();
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+
+        let error = provider.provision(&spec()).await.unwrap_err();
+
+        assert!(
+            chain(&error).contains("conflicting host keys"),
+            "{}",
+            chain(&error)
+        );
+        let w = world.lock().unwrap();
+        assert!(
+            w.removed.iter().any(|r| r.starts_with("instance ")),
+            "{:?}",
+            w.removed
+        );
+        assert_eq!(w.of_run(RUN), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_missing_permission_names_the_ec2_action() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        mock.expect_run_instance()
+            .returning(|_| Err(ec2_error("RunInstances", "UnauthorizedOperation")));
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+
+        let error = provider.provision(&spec()).await.unwrap_err();
+
+        let text = chain(&error);
+        assert!(
+            text.contains("not permitted to call `ec2:RunInstances`"),
+            "{text}"
+        );
+        assert_eq!(world.lock().unwrap().launches.len(), 0);
+        assert_eq!(world.lock().unwrap().of_run(RUN), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn what_cleanup_cannot_remove_is_named() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        mock.expect_run_instance()
+            .returning(|_| Err(ec2_error("RunInstances", "InsufficientInstanceCapacity")));
+        mock.expect_delete_security_group()
+            .returning(|_| Err(ec2_error("DeleteSecurityGroup", "UnauthorizedOperation")));
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+
+        let error = provider.provision(&spec()).await.unwrap_err();
+
+        let ProvisionError::Failed { leftovers, .. } = &error else {
+            panic!("{error:?}");
+        };
+        let group = world.lock().unwrap().groups[0].id.clone();
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+        assert!(
+            leftovers[0].contains(&format!("security group `{group}`")),
+            "{leftovers:?}"
+        );
+        assert!(error.to_string().contains("may be left behind"), "{error}");
+        assert_eq!(world.lock().unwrap().keys.len(), 0, "the rest went");
+    }
+
+    #[tokio::test]
+    async fn ssh_is_never_opened_to_the_world_by_default() {
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        wire(&world, &mut mock);
+        let mut settings = settings(keys.path());
+        settings.ssh_cidr = None;
+        // Nothing answers there: the address cannot be detected.
+        settings.address_check_url = "http://127.0.0.1:1/".to_owned();
+        let provider = provider(settings, mock);
+
+        let error = provider.provision(&spec()).await.unwrap_err();
+
+        assert!(matches!(error, ProvisionError::Config { .. }), "{error:?}");
+        assert!(error.to_string().contains("`ssh-cidr`"), "{error}");
+        let w = world.lock().unwrap();
+        assert!(w.keys.is_empty() && w.groups.is_empty() && w.instances.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_named_key_pair_is_used_and_kept() {
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        mock.expect_import_key_pair().never();
+        wire(&world, &mut mock);
+        let mut settings = settings(keys.path());
+        settings.key_name = Some("my-key".to_owned());
+        settings.identity_file = Some("/home/me/.ssh/id_ed25519".into());
+        settings.subnet_id = Some("subnet-1".to_owned());
+        let provider = provider(settings, mock);
+
+        let machine = provider.provision(&spec()).await.unwrap();
+
+        assert_eq!(
+            endpoint(&machine).identity_file.as_deref(),
+            Some(std::path::Path::new("/home/me/.ssh/id_ed25519"))
+        );
+        let launch = world.lock().unwrap().launches[0].clone();
+        assert_eq!(launch.key_name, "my-key");
+        assert_eq!(launch.subnet_id.as_deref(), Some("subnet-1"));
+        provider.teardown(&machine).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn bad_settings_are_refused_before_anything_is_made() {
+        let keys = tempfile::tempdir().unwrap();
+        let mock = MockEc2Api::new();
+        let mut settings = settings(keys.path());
+        settings.volume_count = Some(0);
+        let error = provider(settings.clone(), MockEc2Api::new())
+            .provision(&spec())
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("volume-count"), "{error}");
+        settings.volume_count = None;
+        settings.ssh_cidr = Some("everyone".to_owned());
+        let world = World::new();
+        let mut wired = mock;
+        wire(&world, &mut wired);
+        let error = provider(settings, wired)
+            .provision(&spec())
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("ssh-cidr"), "{error}");
+    }
+}

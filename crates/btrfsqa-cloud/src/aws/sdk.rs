@@ -1,0 +1,611 @@
+//! [`Ec2Api`] over `aws_sdk_ec2::Client`: builds requests, reads answers into
+//! the plain types of `api.rs`, and sorts errors. No logic beyond that.
+
+use std::collections::BTreeMap;
+use std::error::Error as StdError;
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::primitives::Blob;
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, InstanceInterruptionBehavior,
+    InstanceMarketOptionsRequest, InstanceMetadataOptionsRequest,
+    InstanceNetworkInterfaceSpecification, InstanceType, IpPermission, IpRange, Ipv6Range,
+    MarketType, Placement, ResourceType, ShutdownBehavior, SpotInstanceType, SpotMarketOptions,
+    Tag, TagSpecification, VolumeType,
+};
+use chrono::{DateTime, Utc};
+
+use super::api::{Ec2Api, Filter, ImageInfo, InstanceInfo, LaunchRequest, Market, ResourceInfo};
+use super::error::Ec2Error;
+
+/// The real EC2, through the SDK.
+#[derive(Debug, Clone)]
+pub(crate) struct SdkEc2 {
+    client: Client,
+}
+
+impl SdkEc2 {
+    pub fn new(client: Client) -> Self {
+        SdkEc2 { client }
+    }
+}
+
+/// Sorts an SDK error: EC2's code when it answered, else whether the request
+/// could be sent at all.
+fn sdk_error<E, R>(action: &str, error: SdkError<E, R>) -> Ec2Error
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+    SdkError<E, R>: StdError + Send + Sync + 'static,
+    R: HasStatus,
+{
+    let status = error.raw_response().map(HasStatus::status_code);
+    if let Some(code) = error.code() {
+        let message = error.message().unwrap_or_default().to_owned();
+        return Ec2Error::from_code(action, code, &message, status);
+    }
+    let retryable = match &error {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(failure) => failure.is_io() || failure.is_timeout(),
+        SdkError::ServiceError(_) => true,
+        _ => false,
+    };
+    if let (SdkError::ServiceError(_), Some(status)) = (&error, status) {
+        return Ec2Error::from_code(action, &format!("HTTP {status}"), "", Some(status));
+    }
+    if retryable {
+        Ec2Error::Transport {
+            action: action.to_owned(),
+            source: Box::new(error),
+        }
+    } else {
+        // Credentials that cannot be loaded land here: retrying would not help.
+        Ec2Error::Request {
+            action: action.to_owned(),
+            source: Box::new(error),
+        }
+    }
+}
+
+/// The HTTP status of a raw response.
+pub(crate) trait HasStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_sdk_ec2::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+fn filters(filters: &[Filter]) -> Option<Vec<aws_sdk_ec2::types::Filter>> {
+    Some(
+        filters
+            .iter()
+            .map(|filter| {
+                aws_sdk_ec2::types::Filter::builder()
+                    .name(&filter.name)
+                    .set_values(Some(filter.values.clone()))
+                    .build()
+            })
+            .collect(),
+    )
+}
+
+fn tag_spec(resource: ResourceType, tags: &[(String, String)]) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(resource)
+        .set_tags(Some(
+            tags.iter()
+                .map(|(key, value)| Tag::builder().key(key).value(value).build())
+                .collect(),
+        ))
+        .build()
+}
+
+fn tags(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|tag| {
+            Some((
+                tag.key()?.to_owned(),
+                tag.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
+}
+
+fn time(value: &aws_sdk_ec2::primitives::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(value.secs(), value.subsec_nanos())
+}
+
+fn missing(action: &str, field: &str) -> Ec2Error {
+    Ec2Error::MissingField {
+        action: action.to_owned(),
+        field: field.to_owned(),
+    }
+}
+
+fn instance_info(instance: &aws_sdk_ec2::types::Instance) -> Option<InstanceInfo> {
+    Some(InstanceInfo {
+        id: instance.instance_id()?.to_owned(),
+        state: instance
+            .state()
+            .and_then(|state| state.name())
+            .map(|name| name.as_str().to_owned())
+            .unwrap_or_default(),
+        instance_type: instance.instance_type().map(|t| t.as_str().to_owned()),
+        availability_zone: instance
+            .placement()
+            .and_then(|placement| placement.availability_zone())
+            .map(str::to_owned),
+        public_ip: instance.public_ip_address().map(str::to_owned),
+        private_ip: instance.private_ip_address().map(str::to_owned),
+        launch_time: instance.launch_time().and_then(time),
+        tags: tags(instance.tags()),
+        block_devices: instance
+            .block_device_mappings()
+            .iter()
+            .filter_map(|mapping| {
+                Some((
+                    mapping.device_name()?.to_owned(),
+                    mapping.ebs()?.volume_id()?.to_owned(),
+                ))
+            })
+            .collect(),
+    })
+}
+
+#[async_trait::async_trait]
+impl Ec2Api for SdkEc2 {
+    async fn describe_images(
+        &self,
+        ids: &[String],
+        owners: &[String],
+        filter_list: &[Filter],
+    ) -> Result<Vec<ImageInfo>, Ec2Error> {
+        const ACTION: &str = "DescribeImages";
+        let mut images = Vec::new();
+        let mut token = None;
+        loop {
+            let answer = self
+                .client
+                .describe_images()
+                .set_image_ids((!ids.is_empty()).then(|| ids.to_vec()))
+                .set_owners((!owners.is_empty()).then(|| owners.to_vec()))
+                .set_filters(filters(filter_list))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|error| sdk_error(ACTION, error))?;
+            images.extend(answer.images().iter().filter_map(|image| {
+                Some(ImageInfo {
+                    id: image.image_id()?.to_owned(),
+                    name: image.name().map(str::to_owned),
+                    creation_date: image.creation_date().map(str::to_owned),
+                    root_device_name: image.root_device_name().map(str::to_owned),
+                })
+            }));
+            token = answer
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if token.is_none() {
+                return Ok(images);
+            }
+        }
+    }
+
+    async fn default_vpc(&self) -> Result<Option<String>, Ec2Error> {
+        let answer = self
+            .client
+            .describe_vpcs()
+            .set_filters(filters(&[Filter::new("isDefault", ["true"])]))
+            .send()
+            .await
+            .map_err(|error| sdk_error("DescribeVpcs", error))?;
+        Ok(answer
+            .vpcs()
+            .iter()
+            .find_map(|vpc| vpc.vpc_id().map(str::to_owned)))
+    }
+
+    async fn subnet_vpc(&self, subnet_id: &str) -> Result<String, Ec2Error> {
+        const ACTION: &str = "DescribeSubnets";
+        let answer = self
+            .client
+            .describe_subnets()
+            .subnet_ids(subnet_id)
+            .send()
+            .await
+            .map_err(|error| sdk_error(ACTION, error))?;
+        answer
+            .subnets()
+            .iter()
+            .find_map(|subnet| subnet.vpc_id().map(str::to_owned))
+            .ok_or_else(|| missing(ACTION, "Subnets[].VpcId"))
+    }
+
+    async fn import_key_pair(
+        &self,
+        name: &str,
+        public_key: &str,
+        tag_list: &[(String, String)],
+    ) -> Result<String, Ec2Error> {
+        const ACTION: &str = "ImportKeyPair";
+        let answer = self
+            .client
+            .import_key_pair()
+            .key_name(name)
+            .public_key_material(Blob::new(public_key.as_bytes()))
+            .tag_specifications(tag_spec(ResourceType::KeyPair, tag_list))
+            .send()
+            .await
+            .map_err(|error| sdk_error(ACTION, error))?;
+        answer
+            .key_pair_id()
+            .map(str::to_owned)
+            .ok_or_else(|| missing(ACTION, "KeyPairId"))
+    }
+
+    async fn describe_key_pairs(
+        &self,
+        filter_list: &[Filter],
+    ) -> Result<Vec<ResourceInfo>, Ec2Error> {
+        let answer = self
+            .client
+            .describe_key_pairs()
+            .set_filters(filters(filter_list))
+            .send()
+            .await
+            .map_err(|error| sdk_error("DescribeKeyPairs", error))?;
+        Ok(answer
+            .key_pairs()
+            .iter()
+            .filter_map(|key| {
+                Some(ResourceInfo {
+                    id: key.key_pair_id()?.to_owned(),
+                    name: key.key_name().map(str::to_owned),
+                    state: None,
+                    tags: tags(key.tags()),
+                })
+            })
+            .collect())
+    }
+
+    async fn delete_key_pair(&self, key_pair_id: &str) -> Result<(), Ec2Error> {
+        self.client
+            .delete_key_pair()
+            .key_pair_id(key_pair_id)
+            .send()
+            .await
+            .map_err(|error| sdk_error("DeleteKeyPair", error))?;
+        Ok(())
+    }
+
+    async fn create_security_group(
+        &self,
+        name: &str,
+        description: &str,
+        vpc_id: &str,
+        tag_list: &[(String, String)],
+    ) -> Result<String, Ec2Error> {
+        const ACTION: &str = "CreateSecurityGroup";
+        let answer = self
+            .client
+            .create_security_group()
+            .group_name(name)
+            .description(description)
+            .vpc_id(vpc_id)
+            .tag_specifications(tag_spec(ResourceType::SecurityGroup, tag_list))
+            .send()
+            .await
+            .map_err(|error| sdk_error(ACTION, error))?;
+        answer
+            .group_id()
+            .map(str::to_owned)
+            .ok_or_else(|| missing(ACTION, "GroupId"))
+    }
+
+    async fn authorize_ssh(&self, group_id: &str, cidr: &str) -> Result<(), Ec2Error> {
+        let description = "ssh from the btrfsqa controller";
+        let mut permission = IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(22)
+            .to_port(22);
+        permission = if cidr.contains(':') {
+            permission.ipv6_ranges(
+                Ipv6Range::builder()
+                    .cidr_ipv6(cidr)
+                    .description(description)
+                    .build(),
+            )
+        } else {
+            permission.ip_ranges(
+                IpRange::builder()
+                    .cidr_ip(cidr)
+                    .description(description)
+                    .build(),
+            )
+        };
+        self.client
+            .authorize_security_group_ingress()
+            .group_id(group_id)
+            .ip_permissions(permission.build())
+            .send()
+            .await
+            .map_err(|error| sdk_error("AuthorizeSecurityGroupIngress", error))?;
+        Ok(())
+    }
+
+    async fn describe_security_groups(
+        &self,
+        filter_list: &[Filter],
+    ) -> Result<Vec<ResourceInfo>, Ec2Error> {
+        let mut groups = Vec::new();
+        let mut token = None;
+        loop {
+            let answer = self
+                .client
+                .describe_security_groups()
+                .set_filters(filters(filter_list))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|error| sdk_error("DescribeSecurityGroups", error))?;
+            groups.extend(answer.security_groups().iter().filter_map(|group| {
+                Some(ResourceInfo {
+                    id: group.group_id()?.to_owned(),
+                    name: group.group_name().map(str::to_owned),
+                    state: None,
+                    tags: tags(group.tags()),
+                })
+            }));
+            token = answer
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if token.is_none() {
+                return Ok(groups);
+            }
+        }
+    }
+
+    async fn delete_security_group(&self, group_id: &str) -> Result<(), Ec2Error> {
+        self.client
+            .delete_security_group()
+            .group_id(group_id)
+            .send()
+            .await
+            .map_err(|error| sdk_error("DeleteSecurityGroup", error))?;
+        Ok(())
+    }
+
+    async fn run_instance(&self, request: &LaunchRequest) -> Result<String, Ec2Error> {
+        const ACTION: &str = "RunInstances";
+        let volume = |device: &str, gib: u32, volume_type: &str| {
+            BlockDeviceMapping::builder()
+                .device_name(device)
+                .ebs(
+                    EbsBlockDevice::builder()
+                        .volume_size(i32::try_from(gib).unwrap_or(i32::MAX))
+                        .volume_type(VolumeType::from(volume_type))
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build()
+        };
+        let mut mappings = vec![volume(
+            &request.root_device_name,
+            request.root_volume_gib,
+            "gp3",
+        )];
+        mappings.extend(
+            request
+                .data_device_names
+                .iter()
+                .map(|device| volume(device, request.volume_gib, &request.volume_type)),
+        );
+        let mut builder = self
+            .client
+            .run_instances()
+            .image_id(&request.image_id)
+            .instance_type(InstanceType::from(request.instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .key_name(&request.key_name)
+            .set_block_device_mappings(Some(mappings))
+            .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
+            .user_data(aws_smithy_types::base64::encode(&request.user_data))
+            // IMDSv2 only; the instance gets no role, so it holds no credential.
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_tokens(HttpTokensState::Required)
+                    .build(),
+            )
+            .tag_specifications(tag_spec(ResourceType::Instance, &request.tags))
+            .tag_specifications(tag_spec(ResourceType::Volume, &request.tags))
+            .client_token(&request.client_token);
+        if let Market::Spot { max_price } = &request.market {
+            builder = builder.instance_market_options(
+                InstanceMarketOptionsRequest::builder()
+                    .market_type(MarketType::Spot)
+                    .spot_options(
+                        SpotMarketOptions::builder()
+                            .spot_instance_type(SpotInstanceType::OneTime)
+                            .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                            .set_max_price(max_price.clone())
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        if let Some(subnet) = &request.subnet_id {
+            // A subnet of a non-default VPC does not hand out public
+            // addresses by itself: ask through the interface.
+            builder = builder.network_interfaces(
+                InstanceNetworkInterfaceSpecification::builder()
+                    .device_index(0)
+                    .subnet_id(subnet)
+                    .groups(&request.security_group_id)
+                    .associate_public_ip_address(request.associate_public_ip)
+                    .delete_on_termination(true)
+                    .build(),
+            );
+        } else {
+            builder = builder.security_group_ids(&request.security_group_id);
+            if let Some(zone) = &request.availability_zone {
+                builder = builder.placement(Placement::builder().availability_zone(zone).build());
+            }
+        }
+        let answer = builder
+            .send()
+            .await
+            .map_err(|error| sdk_error(ACTION, error))?;
+        answer
+            .instances()
+            .iter()
+            .find_map(|instance| instance.instance_id().map(str::to_owned))
+            .ok_or_else(|| missing(ACTION, "Instances[].InstanceId"))
+    }
+
+    async fn describe_instances(
+        &self,
+        ids: &[String],
+        filter_list: &[Filter],
+    ) -> Result<Vec<InstanceInfo>, Ec2Error> {
+        let mut instances = Vec::new();
+        let mut token = None;
+        loop {
+            let answer = self
+                .client
+                .describe_instances()
+                .set_instance_ids((!ids.is_empty()).then(|| ids.to_vec()))
+                .set_filters(filters(filter_list))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|error| sdk_error("DescribeInstances", error))?;
+            instances.extend(
+                answer
+                    .reservations()
+                    .iter()
+                    .flat_map(|reservation| reservation.instances())
+                    .filter_map(instance_info),
+            );
+            token = answer
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if token.is_none() {
+                return Ok(instances);
+            }
+        }
+    }
+
+    async fn terminate_instances(&self, ids: &[String]) -> Result<(), Ec2Error> {
+        self.client
+            .terminate_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .map_err(|error| sdk_error("TerminateInstances", error))?;
+        Ok(())
+    }
+
+    async fn describe_volumes(
+        &self,
+        filter_list: &[Filter],
+    ) -> Result<Vec<ResourceInfo>, Ec2Error> {
+        let mut volumes = Vec::new();
+        let mut token = None;
+        loop {
+            let answer = self
+                .client
+                .describe_volumes()
+                .set_filters(filters(filter_list))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|error| sdk_error("DescribeVolumes", error))?;
+            volumes.extend(answer.volumes().iter().filter_map(|volume| {
+                Some(ResourceInfo {
+                    id: volume.volume_id()?.to_owned(),
+                    name: None,
+                    state: volume.state().map(|state| state.as_str().to_owned()),
+                    tags: tags(volume.tags()),
+                })
+            }));
+            token = answer
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if token.is_none() {
+                return Ok(volumes);
+            }
+        }
+    }
+
+    async fn delete_volume(&self, volume_id: &str) -> Result<(), Ec2Error> {
+        self.client
+            .delete_volume()
+            .volume_id(volume_id)
+            .send()
+            .await
+            .map_err(|error| sdk_error("DeleteVolume", error))?;
+        Ok(())
+    }
+
+    async fn spot_price(
+        &self,
+        instance_type: &str,
+        availability_zone: &str,
+    ) -> Result<Option<f64>, Ec2Error> {
+        let answer = self
+            .client
+            .describe_spot_price_history()
+            .instance_types(InstanceType::from(instance_type))
+            .availability_zone(availability_zone)
+            .product_descriptions("Linux/UNIX")
+            .product_descriptions("Linux/UNIX (Amazon VPC)")
+            .start_time(aws_sdk_ec2::primitives::DateTime::from_secs(
+                Utc::now().timestamp(),
+            ))
+            .send()
+            .await
+            .map_err(|error| sdk_error("DescribeSpotPriceHistory", error))?;
+        // With a start time of now, EC2 answers with the price in force.
+        Ok(answer
+            .spot_price_history()
+            .iter()
+            .filter(|price| price.availability_zone() == Some(availability_zone))
+            .max_by_key(|price| price.timestamp().map(|t| t.secs()))
+            .and_then(|price| price.spot_price()?.parse().ok()))
+    }
+
+    async fn console_output(&self, instance_id: &str) -> Result<Option<String>, Ec2Error> {
+        let answer = self
+            .client
+            .get_console_output()
+            .instance_id(instance_id)
+            .latest(true)
+            .send()
+            .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            // `Latest` exists only on Nitro instances; ask again without it.
+            Err(error) if error.code() == Some("UnsupportedOperation") => self
+                .client
+                .get_console_output()
+                .instance_id(instance_id)
+                .send()
+                .await
+                .map_err(|error| sdk_error("GetConsoleOutput", error))?,
+            Err(error) => return Err(sdk_error("GetConsoleOutput", error)),
+        };
+        Ok(answer
+            .output()
+            .filter(|output| !output.is_empty())
+            .map(super::console::decode_console_output))
+    }
+}

@@ -1,0 +1,494 @@
+//! Teardown: terminate, wait until terminated, then delete the volumes, key
+//! pair and security group that carry the run's tags, and nothing else.
+//! The deletion steps are shared with `reap` and with the cleanup after a
+//! failed provisioning.
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::api::{Ec2Api, Filter, InstanceInfo, ResourceInfo};
+use super::error::Ec2Error;
+use super::local_files;
+use super::retry::{polling, retry, retry_if, transient};
+use super::tags::{MACHINE, RUN, belongs_to, run_of};
+use super::{AwsMachineState, AwsProvider, PROVIDER};
+use crate::{Machine, TeardownError};
+
+/// Instance states that still cost or still hold resources.
+pub(super) const NOT_TERMINATED: [&str; 5] =
+    ["pending", "running", "shutting-down", "stopping", "stopped"];
+
+impl AwsProvider {
+    pub(super) async fn teardown_machine(&self, machine: &Machine) -> Result<(), TeardownError> {
+        let state = AwsMachineState::from_machine(machine);
+        let region = state
+            .as_ref()
+            .map_or_else(|| self.region.clone(), |state| state.region.clone());
+        let run = machine.run_id.as_str();
+        let dir = state.as_ref().map_or_else(
+            || local_files::machine_dir(&self.settings.key_dir, run, &machine.name),
+            |state| state.local_dir.clone(),
+        );
+        let known: Vec<String> = Some(machine.provider_id.clone())
+            .filter(|id| id.starts_with("i-"))
+            .into_iter()
+            .collect();
+        let api = self.api(&region);
+        let leftovers = self
+            .remove_machine(api.as_ref(), run, &machine.name, &known, Some(&dir))
+            .await;
+        if leftovers.is_empty() {
+            Ok(())
+        } else {
+            Err(TeardownError::Leftovers {
+                provider: PROVIDER.to_owned(),
+                leftovers,
+            })
+        }
+    }
+
+    /// Removes everything tagged with `run` and `machine` (plus the
+    /// `known` instances if they carry the run's tag) and the local key
+    /// directory; returns what is left, with why. Safe to repeat.
+    pub(super) async fn remove_machine(
+        &self,
+        api: &dyn Ec2Api,
+        run: &str,
+        machine: &str,
+        known: &[String],
+        dir: Option<&Path>,
+    ) -> Vec<String> {
+        let policy = &self.settings.retry;
+        let mut leftovers = Vec::new();
+        let scope = [Filter::tag(RUN, run), Filter::tag(MACHINE, machine)];
+        let what = format!("run `{run}` machine `{machine}`");
+
+        let live = [
+            scope[0].clone(),
+            scope[1].clone(),
+            Filter::new("instance-state-name", NOT_TERMINATED),
+        ];
+        let mut instances: Vec<InstanceInfo> =
+            match retry(policy, transient, || api.describe_instances(&[], &live)).await {
+                Ok(found) => found,
+                Err(error) => {
+                    leftovers.push(format!("instances of {what} (cannot list them: {error})"));
+                    Vec::new()
+                }
+            };
+        let ours = [Filter::tag(RUN, run)];
+        for id in known {
+            if instances.iter().any(|instance| &instance.id == id) {
+                continue;
+            }
+            // The filter on the run tag keeps an instance that is not ours
+            // out of reach even if its id was passed in.
+            match retry(policy, transient, || {
+                api.describe_instances(std::slice::from_ref(id), &ours)
+            })
+            .await
+            {
+                Ok(found) => instances.extend(found),
+                Err(error) if error.is_not_found() => {}
+                Err(error) => {
+                    leftovers.push(format!("instance `{id}` (cannot look it up: {error})"))
+                }
+            }
+        }
+        instances.retain(|instance| {
+            belongs_to(&instance.tags, run, None) && instance.state != "terminated"
+        });
+        let ids: Vec<String> = instances.into_iter().map(|instance| instance.id).collect();
+        for (id, outcome) in self.terminate_and_wait(api, &ids).await {
+            if let Err(why) = outcome {
+                leftovers.push(format!("instance `{id}` ({why})"));
+            }
+        }
+
+        match retry(policy, transient, || api.describe_volumes(&scope)).await {
+            Ok(volumes) => {
+                for volume in volumes
+                    .iter()
+                    .filter(|v| belongs_to(&v.tags, run, Some(machine)))
+                {
+                    if let Err(error) = self.delete_volume(api, volume).await {
+                        leftovers.push(format!("volume `{}` ({error})", volume.id));
+                    }
+                }
+            }
+            Err(error) => leftovers.push(format!("volumes of {what} (cannot list them: {error})")),
+        }
+        match retry(policy, transient, || api.describe_key_pairs(&scope)).await {
+            Ok(keys) => {
+                for key in keys
+                    .iter()
+                    .filter(|k| belongs_to(&k.tags, run, Some(machine)))
+                {
+                    if let Err(error) = self.delete_key_pair(api, key).await {
+                        leftovers.push(format!("key pair `{}` ({error})", key_label(key)));
+                    }
+                }
+            }
+            Err(error) => {
+                leftovers.push(format!("key pairs of {what} (cannot list them: {error})"))
+            }
+        }
+        match retry(policy, transient, || api.describe_security_groups(&scope)).await {
+            Ok(groups) => {
+                for group in groups
+                    .iter()
+                    .filter(|g| belongs_to(&g.tags, run, Some(machine)))
+                {
+                    if let Err(error) = self.delete_security_group(api, group).await {
+                        leftovers.push(format!("security group `{}` ({error})", group.id));
+                    }
+                }
+            }
+            Err(error) => {
+                leftovers.push(format!(
+                    "security groups of {what} (cannot list them: {error})"
+                ));
+            }
+        }
+        if let Some(dir) = dir {
+            if let Err(error) = local_files::remove_machine_dir(dir).await {
+                leftovers.push(format!("local key directory `{}` ({error})", dir.display()));
+            }
+        }
+        leftovers
+    }
+
+    /// Terminates `ids` and waits until they are terminated; the outcome of
+    /// each, in order.
+    pub(super) async fn terminate_and_wait(
+        &self,
+        api: &dyn Ec2Api,
+        ids: &[String],
+    ) -> Vec<(String, Result<(), String>)> {
+        let policy = &self.settings.retry;
+        let mut outcomes: Vec<(String, Result<(), String>)> = Vec::new();
+        let mut waiting = Vec::new();
+        for id in ids {
+            match retry(policy, transient, || {
+                api.terminate_instances(std::slice::from_ref(id))
+            })
+            .await
+            {
+                Ok(()) => waiting.push(id.clone()),
+                Err(error) if error.is_not_found() => outcomes.push((id.clone(), Ok(()))),
+                Err(error) => {
+                    outcomes.push((id.clone(), Err(format!("cannot terminate: {error}"))))
+                }
+            }
+        }
+        let started = Instant::now();
+        while !waiting.is_empty() {
+            match retry(policy, transient, || api.describe_instances(&waiting, &[])).await {
+                Ok(found) => {
+                    waiting.retain(|id| {
+                        let gone = found
+                            .iter()
+                            .find(|instance| &instance.id == id)
+                            .is_none_or(|instance| instance.state == "terminated");
+                        if gone {
+                            outcomes.push((id.clone(), Ok(())));
+                        }
+                        !gone
+                    });
+                }
+                // Terminated long enough ago to be forgotten.
+                Err(error) if error.is_not_found() && waiting.len() == 1 => {
+                    outcomes.push((waiting.remove(0), Ok(())));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot see whether instances are terminated yet");
+                }
+            }
+            if waiting.is_empty() {
+                break;
+            }
+            if started.elapsed() >= self.settings.teardown_timeout {
+                let waited = started.elapsed().as_secs();
+                outcomes.extend(
+                    waiting
+                        .drain(..)
+                        .map(|id| (id, Err(format!("not terminated after {waited} s")))),
+                );
+                break;
+            }
+            tokio::time::sleep(self.settings.poll_interval).await;
+        }
+        outcomes
+    }
+
+    fn patient(&self) -> super::settings::RetryPolicy {
+        polling(self.settings.poll_interval, self.settings.teardown_timeout)
+    }
+
+    /// Deletes a volume; one still detaching from a terminated instance is
+    /// waited for, one already gone is fine.
+    pub(super) async fn delete_volume(
+        &self,
+        api: &dyn Ec2Api,
+        volume: &ResourceInfo,
+    ) -> Result<bool, Ec2Error> {
+        let busy =
+            |error: &Ec2Error| error.has_code("VolumeInUse") || error.has_code("IncorrectState");
+        let patient = self.patient();
+        gone_is_fine(
+            retry_if(&patient, busy, || {
+                retry(&self.settings.retry, transient, || {
+                    api.delete_volume(&volume.id)
+                })
+            })
+            .await,
+        )
+    }
+
+    pub(super) async fn delete_key_pair(
+        &self,
+        api: &dyn Ec2Api,
+        key: &ResourceInfo,
+    ) -> Result<bool, Ec2Error> {
+        gone_is_fine(
+            retry(&self.settings.retry, transient, || {
+                api.delete_key_pair(&key.id)
+            })
+            .await,
+        )
+    }
+
+    /// Deletes a security group; while a terminating instance's network
+    /// interface still holds it, EC2 says `DependencyViolation`: wait.
+    pub(super) async fn delete_security_group(
+        &self,
+        api: &dyn Ec2Api,
+        group: &ResourceInfo,
+    ) -> Result<bool, Ec2Error> {
+        let patient = self.patient();
+        gone_is_fine(
+            retry_if(
+                &patient,
+                |error| error.has_code("DependencyViolation"),
+                || {
+                    retry(&self.settings.retry, transient, || {
+                        api.delete_security_group(&group.id)
+                    })
+                },
+            )
+            .await,
+        )
+    }
+}
+
+/// `true` when deleted now, `false` when it was already gone (a volume
+/// deleted with its instance).
+fn gone_is_fine(outcome: Result<(), Ec2Error>) -> Result<bool, Ec2Error> {
+    match outcome {
+        Ok(()) => Ok(true),
+        Err(error) if error.is_not_found() => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// A key pair's name, else its id.
+pub(super) fn key_label(key: &ResourceInfo) -> &str {
+    key.name.as_deref().unwrap_or(&key.id)
+}
+
+/// The run of a resource; resources without one never get here (every
+/// listing filters on the tag), this is the second check.
+pub(super) fn owned_run(tags: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    run_of(tags).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::api::MockEc2Api;
+    use super::super::test_support::{
+        RUN, World, ec2_error, have_ssh_keygen, provider, settings, spec, tag_map, wire,
+    };
+    use super::*;
+    use crate::CloudProvider;
+    use crate::aws::tags::RUN as RUN_TAG;
+
+    #[tokio::test]
+    async fn teardown_removes_only_what_carries_the_run() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let (foreign, other_run) = {
+            let mut w = world.lock().unwrap();
+            (
+                w.add_volume(&[("Name", format!("btrfsqa-{RUN}-aws-0").as_str())]),
+                w.add_volume(&[(RUN_TAG, "another-run"), (MACHINE, "aws-0")]),
+            )
+        };
+        let mut mock = MockEc2Api::new();
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+        let machine = provider.provision(&spec()).await.unwrap();
+
+        provider.teardown(&machine).await.unwrap();
+
+        let w = world.lock().unwrap();
+        assert_eq!(w.of_run(RUN), Vec::<String>::new());
+        let left: Vec<_> = w.volumes.iter().map(|v| v.id.clone()).collect();
+        assert_eq!(left, [foreign.clone(), other_run.clone()]);
+        assert!(
+            !w.removed
+                .iter()
+                .any(|r| r.contains(&foreign) || r.contains(&other_run))
+        );
+        // Terminated first, then the rest.
+        assert!(w.removed[0].starts_with("instance "), "{:?}", w.removed);
+    }
+
+    #[tokio::test]
+    async fn an_instance_not_tagged_as_ours_is_never_terminated() {
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+        // Someone else's instance, named as this machine's provider id.
+        let id = {
+            let mut w = world.lock().unwrap();
+            w.instances.push(InstanceInfo {
+                id: "i-00000000000000abc".to_owned(),
+                state: "running".to_owned(),
+                tags: tag_map(&[("Name", "production")]),
+                ..InstanceInfo::default()
+            });
+            "i-00000000000000abc".to_owned()
+        };
+        let machine = Machine {
+            run_id: spec().run_id,
+            name: "aws-0".to_owned(),
+            provider: PROVIDER.to_owned(),
+            provider_id: id,
+            access: crate::Access::Local,
+            test_dev: String::new(),
+            scratch_devs: Vec::new(),
+            work_dir: String::new(),
+            instance_type: None,
+            state: serde_json::Value::Null,
+        };
+
+        provider.teardown(&machine).await.unwrap();
+
+        let w = world.lock().unwrap();
+        assert_eq!(w.instances[0].state, "running");
+        assert!(w.removed.is_empty(), "{:?}", w.removed);
+    }
+
+    #[tokio::test]
+    async fn teardown_waits_while_the_group_is_still_in_use() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        mock.expect_delete_security_group()
+            .times(3)
+            .returning(|_| Err(ec2_error("DeleteSecurityGroup", "DependencyViolation")));
+        mock.expect_delete_volume()
+            .times(1)
+            .returning(|_| Err(ec2_error("DeleteVolume", "RequestLimitExceeded")));
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+        let machine = provider.provision(&spec()).await.unwrap();
+        // A volume that outlived its instance (DeleteOnTermination undone).
+        world
+            .lock()
+            .unwrap()
+            .add_volume(&[(RUN_TAG, RUN), (MACHINE, "aws-0")]);
+
+        provider.teardown(&machine).await.unwrap();
+
+        assert_eq!(world.lock().unwrap().of_run(RUN), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn teardown_errors_name_what_is_left() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        mock.expect_delete_key_pair()
+            .returning(|_| Err(ec2_error("DeleteKeyPair", "UnauthorizedOperation")));
+        mock.expect_terminate_instances()
+            .times(2)
+            .returning(|_| Err(ec2_error("TerminateInstances", "ServiceUnavailable")));
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+        let machine = provider.provision(&spec()).await.unwrap();
+
+        let error = provider.teardown(&machine).await.unwrap_err();
+
+        let TeardownError::Leftovers { leftovers, .. } = &error else {
+            panic!("{error:?}");
+        };
+        let key = format!("btrfsqa-{RUN}-aws-0");
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+        assert!(
+            leftovers[0].contains(&format!("key pair `{key}`")),
+            "{leftovers:?}"
+        );
+        assert!(
+            leftovers[0].contains("not permitted to call `ec2:DeleteKeyPair`"),
+            "{leftovers:?}"
+        );
+        let left = world.lock().unwrap().of_run(RUN);
+        assert_eq!(left.len(), 1, "only the key pair is left: {left:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_api_is_reported_not_ignored() {
+        let keys = tempfile::tempdir().unwrap();
+        let mut mock = MockEc2Api::new();
+        let down = |action: &str| Ec2Error::Transport {
+            action: action.to_owned(),
+            source: "connection refused".into(),
+        };
+        mock.expect_describe_instances()
+            .returning(move |_, _| Err(down("DescribeInstances")));
+        mock.expect_describe_volumes()
+            .returning(move |_| Err(down("DescribeVolumes")));
+        mock.expect_describe_key_pairs()
+            .returning(move |_| Err(down("DescribeKeyPairs")));
+        mock.expect_describe_security_groups()
+            .returning(move |_| Err(down("DescribeSecurityGroups")));
+        let provider = provider(settings(keys.path()), mock);
+        let mut machine_spec = spec();
+        machine_spec.name = "aws-1".to_owned();
+        let machine = Machine {
+            run_id: machine_spec.run_id,
+            name: machine_spec.name,
+            provider: PROVIDER.to_owned(),
+            provider_id: "i-0123".to_owned(),
+            access: crate::Access::Local,
+            test_dev: String::new(),
+            scratch_devs: Vec::new(),
+            work_dir: String::new(),
+            instance_type: None,
+            state: serde_json::Value::Null,
+        };
+
+        let error = provider.teardown(&machine).await.unwrap_err();
+
+        let TeardownError::Leftovers { leftovers, .. } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(leftovers.len(), 5, "{leftovers:?}");
+        assert!(
+            leftovers.iter().all(|l| l.contains("got no answer")),
+            "{leftovers:?}"
+        );
+    }
+}

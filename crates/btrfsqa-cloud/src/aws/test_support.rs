@@ -1,0 +1,452 @@
+//! Helpers for the provider tests: a `MockEc2Api` whose default answers come
+//! from a small in-memory EC2 ([`World`]), so that a test sets only the
+//! expectations that make its error path happen (mockall tries expectations
+//! in the order they were set: set the failures first, then [`wire`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use btrfsqa_model::RunId;
+
+use super::AwsProvider;
+use super::api::{Filter, ImageInfo, InstanceInfo, LaunchRequest, MockEc2Api, ResourceInfo};
+use super::error::Ec2Error;
+use super::settings::{AmiSelector, AwsSettings, RetryPolicy};
+use crate::MachineSpec;
+
+pub(crate) const REGION: &str = "us-east-1";
+
+/// EC2's state as the fake sees it.
+#[derive(Debug, Default)]
+pub(crate) struct World {
+    next_id: u32,
+    pub images: Vec<ImageInfo>,
+    pub default_vpc: Option<String>,
+    pub keys: Vec<ResourceInfo>,
+    pub groups: Vec<ResourceInfo>,
+    /// (group id, cidr) of every SSH rule.
+    pub rules: Vec<(String, String)>,
+    pub instances: Vec<InstanceInfo>,
+    pub volumes: Vec<ResourceInfo>,
+    pub launches: Vec<LaunchRequest>,
+    pub console: Option<String>,
+    pub spot_price: Option<f64>,
+    /// Every deletion and termination, in order (`volume vol-1`).
+    pub removed: Vec<String>,
+}
+
+impl World {
+    /// A region with one Debian image and a default VPC.
+    pub fn new() -> Arc<Mutex<World>> {
+        Arc::new(Mutex::new(World {
+            images: vec![
+                ImageInfo {
+                    id: "ami-old".to_owned(),
+                    name: Some("debian-12-amd64-20240101-1".to_owned()),
+                    creation_date: Some("2024-01-01T00:00:00.000Z".to_owned()),
+                    root_device_name: Some("/dev/xvda".to_owned()),
+                },
+                ImageInfo {
+                    id: "ami-new".to_owned(),
+                    name: Some("debian-12-amd64-20250201-2".to_owned()),
+                    creation_date: Some("2025-02-01T00:00:00.000Z".to_owned()),
+                    root_device_name: Some("/dev/xvda".to_owned()),
+                },
+            ],
+            default_vpc: Some("vpc-1".to_owned()),
+            spot_price: Some(0.0321),
+            ..World::default()
+        }))
+    }
+
+    fn id(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}-{:017x}", self.next_id)
+    }
+
+    /// A resource made outside btrfsqa, or by another run.
+    pub fn add_volume(&mut self, tags: &[(&str, &str)]) -> String {
+        let id = self.id("vol");
+        self.volumes.push(ResourceInfo {
+            id: id.clone(),
+            state: Some("available".to_owned()),
+            tags: tag_map(tags),
+            ..ResourceInfo::default()
+        });
+        id
+    }
+
+    /// Everything still there that carries `run`'s tag.
+    pub fn of_run(&self, run: &str) -> Vec<String> {
+        let ours = |tags: &BTreeMap<String, String>| {
+            tags.get(super::tags::RUN).map(String::as_str) == Some(run)
+        };
+        let mut left = Vec::new();
+        left.extend(
+            self.instances
+                .iter()
+                .filter(|i| ours(&i.tags) && i.state != "terminated")
+                .map(|i| format!("instance {}", i.id)),
+        );
+        left.extend(
+            self.volumes
+                .iter()
+                .filter(|v| ours(&v.tags))
+                .map(|v| format!("volume {}", v.id)),
+        );
+        left.extend(
+            self.keys
+                .iter()
+                .filter(|k| ours(&k.tags))
+                .map(|k| format!("key {}", k.id)),
+        );
+        left.extend(
+            self.groups
+                .iter()
+                .filter(|g| ours(&g.tags))
+                .map(|g| format!("group {}", g.id)),
+        );
+        left
+    }
+}
+
+pub(crate) fn tag_map(tags: &[(&str, &str)]) -> BTreeMap<String, String> {
+    tags.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn matches(tags: &BTreeMap<String, String>, fields: &[(&str, &str)], filters: &[Filter]) -> bool {
+    filters.iter().all(|filter| {
+        let value = if let Some(key) = filter.name.strip_prefix("tag:") {
+            tags.get(key).cloned()
+        } else if filter.name == "tag-key" {
+            return filter.values.iter().any(|key| tags.contains_key(key));
+        } else {
+            fields
+                .iter()
+                .find(|(name, _)| *name == filter.name)
+                .map(|(_, value)| (*value).to_owned())
+        };
+        value.is_some_and(|value| {
+            filter.values.iter().any(|wanted| {
+                wanted
+                    .strip_suffix('*')
+                    .map_or(*wanted == value, |prefix| value.starts_with(prefix))
+            })
+        })
+    })
+}
+
+fn not_found(action: &str, code: &str) -> Ec2Error {
+    Ec2Error::from_code(action, code, "does not exist", Some(400))
+}
+
+/// EC2's answers to a code, as the adapter would sort them.
+pub(crate) fn ec2_error(action: &str, code: &str) -> Ec2Error {
+    Ec2Error::from_code(action, code, "from the test", Some(400))
+}
+
+/// Makes every method of `mock` answer from `world`.
+pub(crate) fn wire(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
+    let w = world.clone();
+    mock.expect_describe_images()
+        .returning(move |ids, owners, filters| {
+            let _ = owners;
+            let world = w.lock().unwrap();
+            Ok(world
+                .images
+                .iter()
+                .filter(|image| ids.is_empty() || ids.contains(&image.id))
+                .filter(|image| {
+                    let name = image.name.clone().unwrap_or_default();
+                    matches(
+                        &BTreeMap::new(),
+                        &[("name", &name), ("state", "available")],
+                        filters,
+                    )
+                })
+                .cloned()
+                .collect())
+        });
+    let w = world.clone();
+    mock.expect_default_vpc()
+        .returning(move || Ok(w.lock().unwrap().default_vpc.clone()));
+    mock.expect_subnet_vpc()
+        .returning(|_| Ok("vpc-of-subnet".to_owned()));
+    let w = world.clone();
+    mock.expect_import_key_pair()
+        .returning(move |name, _, tags| {
+            let mut world = w.lock().unwrap();
+            if world.keys.iter().any(|k| k.name.as_deref() == Some(name)) {
+                return Err(ec2_error("ImportKeyPair", "InvalidKeyPair.Duplicate"));
+            }
+            let id = world.id("key");
+            world.keys.push(ResourceInfo {
+                id: id.clone(),
+                name: Some(name.to_owned()),
+                state: None,
+                tags: tags.iter().cloned().collect(),
+            });
+            Ok(id)
+        });
+    let w = world.clone();
+    mock.expect_describe_key_pairs().returning(move |filters| {
+        let world = w.lock().unwrap();
+        Ok(world
+            .keys
+            .iter()
+            .filter(|k| {
+                matches(
+                    &k.tags,
+                    &[("key-name", k.name.as_deref().unwrap_or_default())],
+                    filters,
+                )
+            })
+            .cloned()
+            .collect())
+    });
+    let w = world.clone();
+    mock.expect_delete_key_pair().returning(move |id| {
+        let mut world = w.lock().unwrap();
+        let before = world.keys.len();
+        world.keys.retain(|k| k.id != id);
+        if world.keys.len() == before {
+            return Err(not_found("DeleteKeyPair", "InvalidKeyPair.NotFound"));
+        }
+        world.removed.push(format!("key {id}"));
+        Ok(())
+    });
+    let w = world.clone();
+    mock.expect_create_security_group()
+        .returning(move |name, _, _, tags| {
+            let mut world = w.lock().unwrap();
+            if world.groups.iter().any(|g| g.name.as_deref() == Some(name)) {
+                return Err(ec2_error("CreateSecurityGroup", "InvalidGroup.Duplicate"));
+            }
+            let id = world.id("sg");
+            world.groups.push(ResourceInfo {
+                id: id.clone(),
+                name: Some(name.to_owned()),
+                state: None,
+                tags: tags.iter().cloned().collect(),
+            });
+            Ok(id)
+        });
+    let w = world.clone();
+    mock.expect_authorize_ssh().returning(move |group, cidr| {
+        w.lock()
+            .unwrap()
+            .rules
+            .push((group.to_owned(), cidr.to_owned()));
+        Ok(())
+    });
+    let w = world.clone();
+    mock.expect_describe_security_groups()
+        .returning(move |filters| {
+            let world = w.lock().unwrap();
+            Ok(world
+                .groups
+                .iter()
+                .filter(|g| {
+                    matches(
+                        &g.tags,
+                        &[
+                            ("group-name", g.name.as_deref().unwrap_or_default()),
+                            ("vpc-id", "vpc-1"),
+                        ],
+                        filters,
+                    )
+                })
+                .cloned()
+                .collect())
+        });
+    let w = world.clone();
+    mock.expect_delete_security_group().returning(move |id| {
+        let mut world = w.lock().unwrap();
+        let in_use = world
+            .instances
+            .iter()
+            .zip(&world.launches)
+            .any(|(i, launch)| i.state != "terminated" && launch.security_group_id == id);
+        if in_use {
+            return Err(ec2_error("DeleteSecurityGroup", "DependencyViolation"));
+        }
+        let before = world.groups.len();
+        world.groups.retain(|g| g.id != id);
+        if world.groups.len() == before {
+            return Err(not_found("DeleteSecurityGroup", "InvalidGroup.NotFound"));
+        }
+        world.removed.push(format!("group {id}"));
+        Ok(())
+    });
+    let w = world.clone();
+    mock.expect_run_instance().returning(move |request| {
+        let mut world = w.lock().unwrap();
+        let id = world.id("i");
+        let mut block_devices = Vec::new();
+        for device in std::iter::once(&request.root_device_name).chain(&request.data_device_names) {
+            let volume = world.id("vol");
+            world.volumes.push(ResourceInfo {
+                id: volume.clone(),
+                state: Some("in-use".to_owned()),
+                tags: request.tags.iter().cloned().collect(),
+                ..ResourceInfo::default()
+            });
+            block_devices.push((device.clone(), volume));
+        }
+        world.instances.push(InstanceInfo {
+            id: id.clone(),
+            state: "pending".to_owned(),
+            instance_type: Some(request.instance_type.clone()),
+            availability_zone: Some(format!("{REGION}a")),
+            public_ip: Some("203.0.113.10".to_owned()),
+            private_ip: Some("172.31.0.10".to_owned()),
+            launch_time: Some(chrono::Utc::now()),
+            tags: request.tags.iter().cloned().collect(),
+            block_devices,
+        });
+        world.launches.push(request.clone());
+        Ok(id)
+    });
+    let w = world.clone();
+    mock.expect_describe_instances()
+        .returning(move |ids, filters| {
+            let mut world = w.lock().unwrap();
+            if ids
+                .iter()
+                .any(|id| !world.instances.iter().any(|i| &i.id == id))
+            {
+                return Err(not_found("DescribeInstances", "InvalidInstanceID.NotFound"));
+            }
+            let mut found = Vec::new();
+            let mut volumes_gone = Vec::new();
+            for instance in &mut world.instances {
+                if !ids.is_empty() && !ids.contains(&instance.id) {
+                    continue;
+                }
+                // Each look moves an instance one state further, as time would.
+                let moved = match instance.state.as_str() {
+                    "pending" => Some("running"),
+                    "shutting-down" => Some("terminated"),
+                    _ => None,
+                };
+                let state = instance.state.clone();
+                if matches(&instance.tags, &[("instance-state-name", &state)], filters) {
+                    found.push(instance.clone());
+                }
+                if let Some(next) = moved {
+                    instance.state = next.to_owned();
+                    if next == "terminated" {
+                        volumes_gone.extend(instance.block_devices.iter().map(|(_, v)| v.clone()));
+                    }
+                }
+            }
+            // DeleteOnTermination.
+            world.volumes.retain(|v| !volumes_gone.contains(&v.id));
+            Ok(found)
+        });
+    let w = world.clone();
+    mock.expect_terminate_instances().returning(move |ids| {
+        let mut world = w.lock().unwrap();
+        for id in ids {
+            let instance = world
+                .instances
+                .iter_mut()
+                .find(|i| &i.id == id)
+                .ok_or_else(|| not_found("TerminateInstances", "InvalidInstanceID.NotFound"))?;
+            if instance.state != "terminated" {
+                instance.state = "shutting-down".to_owned();
+            }
+            world.removed.push(format!("instance {id}"));
+        }
+        Ok(())
+    });
+    let w = world.clone();
+    mock.expect_describe_volumes().returning(move |filters| {
+        let world = w.lock().unwrap();
+        Ok(world
+            .volumes
+            .iter()
+            .filter(|v| matches(&v.tags, &[], filters))
+            .cloned()
+            .collect())
+    });
+    let w = world.clone();
+    mock.expect_delete_volume().returning(move |id| {
+        let mut world = w.lock().unwrap();
+        let Some(volume) = world.volumes.iter().find(|v| v.id == id) else {
+            return Err(not_found("DeleteVolume", "InvalidVolume.NotFound"));
+        };
+        if volume.state.as_deref() == Some("in-use") {
+            return Err(ec2_error("DeleteVolume", "VolumeInUse"));
+        }
+        world.volumes.retain(|v| v.id != id);
+        world.removed.push(format!("volume {id}"));
+        Ok(())
+    });
+    let w = world.clone();
+    mock.expect_spot_price()
+        .returning(move |_, _| Ok(w.lock().unwrap().spot_price));
+    let w = world.clone();
+    mock.expect_console_output()
+        .returning(move |_| Ok(w.lock().unwrap().console.clone()));
+}
+
+/// Settings for tests: no waiting, a fixed SSH range, keys under `key_dir`.
+pub(crate) fn settings(key_dir: &Path) -> AwsSettings {
+    AwsSettings {
+        region: Some(REGION.to_owned()),
+        ssh_cidr: Some("198.51.100.7/32".to_owned()),
+        owner: "tester".to_owned(),
+        key_dir: key_dir.to_owned(),
+        ami: AmiSelector::debian_12_amd64(),
+        host_key_wait: Duration::ZERO,
+        launch_timeout: Duration::from_secs(5),
+        teardown_timeout: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(1),
+        retry: RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        },
+        ..AwsSettings::default()
+    }
+}
+
+pub(crate) fn provider(settings: AwsSettings, mock: MockEc2Api) -> AwsProvider {
+    let api: Arc<dyn super::api::Ec2Api> = Arc::new(mock);
+    AwsProvider::with_api(settings, REGION, Arc::new(move |_| api.clone()))
+}
+
+pub(crate) const RUN: &str = "20250301-100000-ab12";
+
+pub(crate) fn spec() -> MachineSpec {
+    MachineSpec::new(RunId::parse(RUN).unwrap(), "aws-0")
+}
+
+/// ssh-keygen is needed to make a key; tests that make one skip without it.
+pub(crate) fn have_ssh_keygen() -> bool {
+    let found = std::process::Command::new("ssh-keygen")
+        .arg("-?")
+        .output()
+        .is_ok();
+    if !found {
+        eprintln!("skipped: no ssh-keygen on PATH");
+    }
+    found
+}
+
+/// An error and all its sources, one line.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
