@@ -65,7 +65,9 @@ fn progs_results(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut found = Vec::new();
     for d in [dir.to_owned(), dir.join("tests")] {
         for entry in fs::read_dir(&d).into_iter().flatten().flatten() {
-            let Ok(name) = entry.file_name().into_string() else { continue };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
             if let Some(suite) = name.strip_suffix("-tests-results.txt")
                 && entry.path().is_file()
             {
@@ -147,7 +149,14 @@ pub fn xfstests(dir: &Path, run_dir: &Path) -> Result<SuiteReport, SuiteError> {
             if src.is_file() {
                 let rel = format!("{section_rel}/{file}");
                 let truncated = copy_capped(&src, &run_dir.join(&rel))?;
-                let mut artifact = Artifact::new(if file == "check.log" { ArtifactKind::Log } else { ArtifactKind::Other }, rel);
+                let mut artifact = Artifact::new(
+                    if file == "check.log" {
+                        ArtifactKind::Log
+                    } else {
+                        ArtifactKind::Other
+                    },
+                    rel,
+                );
                 artifact.truncated_bytes = truncated;
                 report.artifacts.push(artifact);
             }
@@ -216,7 +225,10 @@ pub fn btrfs_progs(dir: &Path, run_dir: &Path) -> Result<SuiteReport, SuiteError
         })?;
         let text = String::from_utf8_lossy(&bytes);
         let suite_rel = format!("{}/{}", btrfs_progs::ID, safe_file_name(&suite));
-        let rel = format!("{suite_rel}/{}", safe_file_name(&format!("{suite}-tests-results.txt")));
+        let rel = format!(
+            "{suite_rel}/{}",
+            safe_file_name(&format!("{suite}-tests-results.txt"))
+        );
         let truncated = copy_capped(&file, &run_dir.join(&rel))?;
         let mut artifact = Artifact::new(ArtifactKind::Log, rel);
         artifact.truncated_bytes = truncated;
@@ -229,7 +241,9 @@ pub fn btrfs_progs(dir: &Path, run_dir: &Path) -> Result<SuiteReport, SuiteError
             if let Some((_, block)) = blocks.iter().find(|(n, _)| *n == case.name) {
                 let rel = format!("{suite_rel}/{}/results.txt", safe_file_name(&case.name));
                 crate::context::write_file(&run_dir.join(&rel), cap_text(block).as_bytes())?;
-                outcome.artifacts.push(Artifact::new(ArtifactKind::Log, rel));
+                outcome
+                    .artifacts
+                    .push(Artifact::new(ArtifactKind::Log, rel));
             }
             report.tests.push(outcome);
         }
@@ -269,7 +283,9 @@ fn copy_capped(src: &Path, dst: &Path) -> Result<Option<u64>, SuiteError> {
     let mut output = fs::File::create(dst).map_err(store(dst))?;
     let mut head = vec![0; half as usize];
     input.read_exact(&mut head).map_err(store(src))?;
-    input.seek(SeekFrom::Start(size - half)).map_err(store(src))?;
+    input
+        .seek(SeekFrom::Start(size - half))
+        .map_err(store(src))?;
     let mut tail = Vec::with_capacity(half as usize);
     input.read_to_end(&mut tail).map_err(store(src))?;
     let left_out = size - MAX_ARTIFACT_BYTES;
@@ -300,7 +316,13 @@ mod tests {
         assert_eq!(report.tests.len(), 30);
         let failed = report.tests.iter().find(|t| t.name == "btrfs/012").unwrap();
         assert_eq!(failed.verdict, Verdict::Fail);
-        assert!(failed.message.as_deref().unwrap().contains("output mismatch"));
+        assert!(
+            failed
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("output mismatch")
+        );
         let kinds: Vec<ArtifactKind> = failed.artifacts.iter().map(|a| a.kind).collect();
         assert_eq!(kinds, [ArtifactKind::Full, ArtifactKind::OutBad]);
         for artifact in failed.artifacts.iter().chain(&report.artifacts) {
@@ -314,9 +336,18 @@ mod tests {
         let src = fixtures().join("xfstests/sections");
         let run = tempfile::tempdir().unwrap();
         let report = xfstests(&src, run.path()).unwrap();
-        let profiles: std::collections::BTreeSet<_> = report.tests.iter().filter_map(|t| t.profile.clone()).collect();
+        let profiles: std::collections::BTreeSet<_> = report
+            .tests
+            .iter()
+            .filter_map(|t| t.profile.clone())
+            .collect();
         assert!(profiles.len() >= 2, "{profiles:?}");
-        assert!(report.tests.iter().any(|t| t.verdict == Verdict::Skip && t.message.is_some()));
+        assert!(
+            report
+                .tests
+                .iter()
+                .any(|t| t.verdict == Verdict::Skip && t.message.is_some())
+        );
     }
 
     #[test]
@@ -328,11 +359,19 @@ mod tests {
         let mut cli = fixture("cli-001-btrfs.results");
         cli.extend(fixture("cli-002-balance-full-no-filters.results"));
         fs::write(tests.join("cli-tests-results.txt"), cli).unwrap();
-        fs::write(tests.join("misc-tests-results.txt"), fixture("misc-047-raid5-convert.results")).unwrap();
+        fs::write(
+            tests.join("misc-tests-results.txt"),
+            fixture("misc-047-raid5-convert.results"),
+        )
+        .unwrap();
         assert_eq!(detect(tmp.path()).unwrap(), ImportKind::BtrfsProgs);
         let run = tempfile::tempdir().unwrap();
         let report = btrfs_progs(tmp.path(), run.path()).unwrap();
-        let names: Vec<(&str, Verdict)> = report.tests.iter().map(|t| (t.name.as_str(), t.verdict)).collect();
+        let names: Vec<(&str, Verdict)> = report
+            .tests
+            .iter()
+            .map(|t| (t.name.as_str(), t.verdict))
+            .collect();
         assert_eq!(
             names,
             [
@@ -342,7 +381,13 @@ mod tests {
             ]
         );
         let failed = &report.tests[1];
-        assert!(failed.message.as_deref().unwrap().contains("target is busy"));
+        assert!(
+            failed
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("target is busy")
+        );
         let log = fs::read_to_string(run.path().join(&failed.artifacts[0].path)).unwrap();
         assert!(log.contains("target is busy") && !log.contains("001-btrfs"));
         // The same tree read as fstests results says what it is.
@@ -355,10 +400,18 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join("notes.txt"), "hello").unwrap();
         let err = detect(tmp.path()).unwrap_err().to_string();
-        assert!(err.contains("neither fstests results") && err.contains("btrfs-progs"), "{err}");
+        assert!(
+            err.contains("neither fstests results") && err.contains("btrfs-progs"),
+            "{err}"
+        );
         let err = btrfs_progs(tmp.path(), tmp.path()).unwrap_err().to_string();
         assert!(err.contains("neither"), "{err}");
-        assert!(detect(&tmp.path().join("missing")).unwrap_err().to_string().contains("not a directory"));
+        assert!(
+            detect(&tmp.path().join("missing"))
+                .unwrap_err()
+                .to_string()
+                .contains("not a directory")
+        );
     }
 
     #[test]

@@ -29,23 +29,26 @@
 
 // `SuiteError` carries a `RemoteError` inline (it is part of the contract);
 // it is returned at most once per suite run, so its size costs nothing.
-#![expect(clippy::result_large_err, reason = "SuiteError embeds RemoteError by contract")]
+#![expect(
+    clippy::result_large_err,
+    reason = "SuiteError embeds RemoteError by contract"
+)]
 
+pub mod btrfs_progs;
 mod context;
 mod error;
+pub mod import;
 pub mod raid56;
 pub mod script;
-pub mod btrfs_progs;
-pub mod import;
 mod setup;
 mod source;
 pub mod xfstests;
 
+pub use btrfs_progs::{BtrfsProgsConfig, BtrfsProgsTests};
 pub use context::{EventSink, MachineDevices, SuiteContext};
 pub use error::SuiteError;
 pub use raid56::{Raid56Scrub, Raid56ScrubConfig};
 pub use script::{ScriptSuite, ScriptSuiteConfig};
-pub use btrfs_progs::{BtrfsProgsConfig, BtrfsProgsTests};
 pub use xfstests::{Xfstests, XfstestsConfig};
 
 use btrfsqa_model::SuiteReport;

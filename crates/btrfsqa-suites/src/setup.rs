@@ -174,14 +174,20 @@ mod tests {
         assert!(apt.contains("for p in xfsprogs fio;"), "{apt}");
         assert!(apt.contains("apt-get install -y"), "{apt}");
         let dnf = install_command(Distro::Fedora, &["xfsprogs"]);
-        assert!(dnf.contains("rpm -q") && dnf.contains("dnf install -y"), "{dnf}");
+        assert!(
+            dnf.contains("rpm -q") && dnf.contains("dnf install -y"),
+            "{dnf}"
+        );
     }
 
     #[test]
     fn tails_keep_the_last_lines() {
         let out = ExecOutput {
             code: Some(2),
-            stdout: (1..=30).map(|i| format!("line {i}\n")).collect::<String>().into_bytes(),
+            stdout: (1..=30)
+                .map(|i| format!("line {i}\n"))
+                .collect::<String>()
+                .into_bytes(),
             stderr: b"boom\n".to_vec(),
             ..ExecOutput::default()
         };

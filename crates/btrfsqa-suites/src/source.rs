@@ -100,7 +100,14 @@ pub(crate) async fn pin(
         git(
             suite,
             &format!("resolve `{git_ref}` in `{url}`"),
-            &["-C", &m, "rev-parse", "--verify", "--quiet", &format!("{git_ref}^{{commit}}")],
+            &[
+                "-C",
+                &m,
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("{git_ref}^{{commit}}"),
+            ],
         )
         .await
     };
@@ -134,7 +141,16 @@ pub(crate) async fn pin(
         git(
             suite,
             &format!("fetch `{url}`"),
-            &["-C", &mirror_str, "fetch", "--prune", "--quiet", "--", url, "+refs/*:refs/*"],
+            &[
+                "-C",
+                &mirror_str,
+                "fetch",
+                "--prune",
+                "--quiet",
+                "--",
+                url,
+                "+refs/*:refs/*",
+            ],
         )
         .await?;
     }
@@ -292,7 +308,11 @@ mod tests {
 
     #[tokio::test]
     async fn sources_are_pinned_and_placed_once() {
-        if std::process::Command::new("git").arg("--version").output().is_err() {
+        if std::process::Command::new("git")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             eprintln!("skipped: no git");
             return;
         }
@@ -312,7 +332,9 @@ mod tests {
         let second = pin("t", "fstests", &url, "master", &cache).await.unwrap();
         assert_ne!(first.commit, second.commit);
         // The old commit still resolves, from the mirror alone.
-        let old = pin("t", "fstests", &url, &first.commit, &cache).await.unwrap();
+        let old = pin("t", "fstests", &url, &first.commit, &cache)
+            .await
+            .unwrap();
         assert_eq!(old.commit, first.commit);
 
         let err = pin("t", "fstests", &url, "no-such-branch", &cache)

@@ -92,10 +92,16 @@ impl BtrfsProgsConfig {
             issues.push(("git-url".to_owned(), "must not be empty".to_owned()));
         }
         if self.git_ref.trim().is_empty() || self.git_ref.starts_with('-') {
-            issues.push(("git-ref".to_owned(), "must name a branch, tag or commit".to_owned()));
+            issues.push((
+                "git-ref".to_owned(),
+                "must name a branch, tag or commit".to_owned(),
+            ));
         }
         if self.suites.is_empty() {
-            issues.push(("suites".to_owned(), format!("names no suite (known: {})", SUITES.join(", "))));
+            issues.push((
+                "suites".to_owned(),
+                format!("names no suite (known: {})", SUITES.join(", ")),
+            ));
         }
         for (i, suite) in self.suites.iter().enumerate() {
             if !SUITES.contains(&suite.as_str()) {
@@ -104,7 +110,10 @@ impl BtrfsProgsConfig {
                     format!("unknown suite `{suite}` (known: {})", SUITES.join(", ")),
                 ));
             } else if self.suites[..i].contains(suite) {
-                issues.push((format!("suites[{i}]"), format!("suite `{suite}` is listed twice")));
+                issues.push((
+                    format!("suites[{i}]"),
+                    format!("suite `{suite}` is listed twice"),
+                ));
             }
         }
         for (key, patterns) in [("include", &self.include), ("exclude", &self.exclude)] {
@@ -119,14 +128,23 @@ impl BtrfsProgsConfig {
         }
         for (i, arg) in self.configure_args.iter().enumerate() {
             if !arg.starts_with("--") {
-                issues.push((format!("configure-args[{i}]"), format!("`{arg}` is not a `--option`")));
+                issues.push((
+                    format!("configure-args[{i}]"),
+                    format!("`{arg}` is not a `--option`"),
+                ));
             }
         }
         if self.case_timeout_secs == 0 {
-            issues.push(("case-timeout-secs".to_owned(), "must be at least 1".to_owned()));
+            issues.push((
+                "case-timeout-secs".to_owned(),
+                "must be at least 1".to_owned(),
+            ));
         }
         if self.max_artifact_bytes < 1024 {
-            issues.push(("max-artifact-bytes".to_owned(), "must be at least 1024".to_owned()));
+            issues.push((
+                "max-artifact-bytes".to_owned(),
+                "must be at least 1024".to_owned(),
+            ));
         }
         issues
     }
@@ -166,22 +184,65 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 fn packages(distro: Distro) -> &'static [&'static str] {
     match distro {
         Distro::Debian => &[
-            "make", "gcc", "autoconf", "automake", "libtool", "pkg-config", "libblkid-dev", "uuid-dev",
-            "zlib1g-dev", "libzstd-dev", "liblzo2-dev", "libudev-dev", "libext2fs-dev", "libaio-dev",
-            "liburing-dev", "python3", "e2fsprogs", "util-linux", "acl", "attr", "xfsprogs", "dmsetup",
-            "udev", "tar", "kmod",
+            "make",
+            "gcc",
+            "autoconf",
+            "automake",
+            "libtool",
+            "pkg-config",
+            "libblkid-dev",
+            "uuid-dev",
+            "zlib1g-dev",
+            "libzstd-dev",
+            "liblzo2-dev",
+            "libudev-dev",
+            "libext2fs-dev",
+            "libaio-dev",
+            "liburing-dev",
+            "python3",
+            "e2fsprogs",
+            "util-linux",
+            "acl",
+            "attr",
+            "xfsprogs",
+            "dmsetup",
+            "udev",
+            "tar",
+            "kmod",
         ],
         Distro::Fedora => &[
-            "make", "gcc", "autoconf", "automake", "libtool", "pkgconf-pkg-config", "libblkid-devel",
-            "libuuid-devel", "zlib-devel", "libzstd-devel", "lzo-devel", "systemd-devel", "e2fsprogs-devel",
-            "libaio-devel", "liburing-devel", "python3", "e2fsprogs", "util-linux", "acl", "attr",
-            "xfsprogs", "device-mapper", "systemd-udev", "tar", "kmod",
+            "make",
+            "gcc",
+            "autoconf",
+            "automake",
+            "libtool",
+            "pkgconf-pkg-config",
+            "libblkid-devel",
+            "libuuid-devel",
+            "zlib-devel",
+            "libzstd-devel",
+            "lzo-devel",
+            "systemd-devel",
+            "e2fsprogs-devel",
+            "libaio-devel",
+            "liburing-devel",
+            "python3",
+            "e2fsprogs",
+            "util-linux",
+            "acl",
+            "attr",
+            "xfsprogs",
+            "device-mapper",
+            "systemd-udev",
+            "tar",
+            "kmod",
         ],
     }
 }
 
 /// The helper programs the test scripts call besides the default build.
-const TEST_TARGETS: &str = "btrfs-corrupt-block btrfs-find-root btrfs-select-super fssum fsstress btrfs-convert";
+const TEST_TARGETS: &str =
+    "btrfs-corrupt-block btrfs-find-root btrfs-select-super fssum fsstress btrfs-convert";
 
 /// Undoes what a case may have left in the tree: mounts under it (or of
 /// loop devices backed by files in it), then those loop devices.
@@ -238,8 +299,19 @@ impl BtrfsProgsTests {
     async fn pinned(&self) -> Result<&PinnedSource, SuiteError> {
         self.pinned
             .get_or_try_init(|| async {
-                let cache = self.config.cache_dir.clone().unwrap_or_else(source::default_cache_dir);
-                source::pin(ID, "btrfs-progs", &self.config.git_url, &self.config.git_ref, &cache).await
+                let cache = self
+                    .config
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(source::default_cache_dir);
+                source::pin(
+                    ID,
+                    "btrfs-progs",
+                    &self.config.git_url,
+                    &self.config.git_ref,
+                    &cache,
+                )
+                .await
             })
             .await
     }
@@ -248,7 +320,8 @@ impl BtrfsProgsTests {
         let out = ctx
             .host
             .exec(
-                ExecRequest::new(format!("test -f {}/{BUILT_MARKER}", shell_quote(dir))).timeout(Duration::from_secs(60)),
+                ExecRequest::new(format!("test -f {}/{BUILT_MARKER}", shell_quote(dir)))
+                    .timeout(Duration::from_secs(60)),
                 None,
             )
             .await
@@ -257,7 +330,11 @@ impl BtrfsProgsTests {
     }
 
     /// Every case of the configured suites, as `(suite, case)`, in order.
-    async fn list_cases(&self, ctx: &SuiteContext, dir: &str) -> Result<Vec<(String, String)>, SuiteError> {
+    async fn list_cases(
+        &self,
+        ctx: &SuiteContext,
+        dir: &str,
+    ) -> Result<Vec<(String, String)>, SuiteError> {
         let mut cases = Vec::new();
         for suite in &self.config.suites {
             let out = run_step(
@@ -305,9 +382,16 @@ impl TestSuite for BtrfsProgsTests {
         }
         let dir = source::place(host, ID, pinned, &ctx.devices.work_dir).await?;
         if !self.is_built(ctx, &dir).await? {
-            let mut configure = vec!["--disable-documentation".to_owned(), "--disable-python".to_owned()];
+            let mut configure = vec![
+                "--disable-documentation".to_owned(),
+                "--disable-python".to_owned(),
+            ];
             configure.extend(self.config.configure_args.iter().cloned());
-            let configure = configure.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
+            let configure = configure
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ");
             run_step(
                 host,
                 ID,
@@ -367,7 +451,10 @@ impl TestSuite for BtrfsProgsTests {
         if lost.is_none() {
             let _ = ctx
                 .host
-                .exec(ExecRequest::new(cleanup_command(&dir)).timeout(Duration::from_secs(300)), None)
+                .exec(
+                    ExecRequest::new(cleanup_command(&dir)).timeout(Duration::from_secs(300)),
+                    None,
+                )
                 .await;
         }
         report.duration_secs = Some(started.elapsed().as_secs_f64());
@@ -394,8 +481,11 @@ impl BtrfsProgsTests {
     ) -> Result<(TestOutcome, bool), RemoteError> {
         let test = format!("{suite}/{case}");
         let host = ctx.host.as_ref();
-        host.exec(ExecRequest::new(cleanup_command(dir)).timeout(Duration::from_secs(300)), None)
-            .await?;
+        host.exec(
+            ExecRequest::new(cleanup_command(dir)).timeout(Duration::from_secs(300)),
+            None,
+        )
+        .await?;
         let results_file = format!("tests/{suite}-tests-results.txt");
         ctx.test_started(ID, &test);
         let began = chrono::Utc::now();
@@ -409,7 +499,12 @@ impl BtrfsProgsTests {
             case = shell_quote(case),
         );
         let timeout = Duration::from_secs(self.config.case_timeout_secs);
-        let exec = host.exec(ExecRequest::new(command).cwd(dir.to_owned()).timeout(timeout), None);
+        let exec = host.exec(
+            ExecRequest::new(command)
+                .cwd(dir.to_owned())
+                .timeout(timeout),
+            None,
+        );
         tokio::pin!(exec);
         let mut stopped = false;
         let out = loop {
@@ -418,7 +513,7 @@ impl BtrfsProgsTests {
                 _ = ctx.cancel.cancelled(), if !stopped => {
                     stopped = true;
                     let kill = format!(
-                        "p=$(cat {}) && kill -TERM -- -\"$p\" 2>/dev/null || kill -TERM \"$p\" 2>/dev/null; true",
+                        "p=$(cat {}) && kill -TERM -\"$p\" 2>/dev/null || kill -TERM \"$p\" 2>/dev/null; true",
                         shell_quote(&pidfile)
                     );
                     host.exec(ExecRequest::new(kill).timeout(Duration::from_secs(60)), None).await?;
@@ -426,7 +521,12 @@ impl BtrfsProgsTests {
             }
         };
 
-        let rel_dir = format!("{}/{}/{}", safe_file_name(ID), safe_file_name(suite), safe_file_name(case));
+        let rel_dir = format!(
+            "{}/{}/{}",
+            safe_file_name(ID),
+            safe_file_name(suite),
+            safe_file_name(case)
+        );
         let mut outcome = TestOutcome::new(ID, test.as_str(), Verdict::Pass);
         outcome.started_at = Some(began);
         outcome.duration_secs = Some(out.duration.as_secs_f64());
@@ -438,29 +538,41 @@ impl BtrfsProgsTests {
         }
         let path = format!("{rel_dir}/console.log");
         if crate::context::write_file(&ctx.run_dir.join(&path), &console_bytes).is_ok() {
-            outcome.artifacts.push(Artifact::new(ArtifactKind::Stdout, path));
+            outcome
+                .artifacts
+                .push(Artifact::new(ArtifactKind::Stdout, path));
         }
         let results = self.fetch_results(ctx, dir, &results_file, &rel_dir).await;
-        let parsed_results = results
-            .as_ref()
-            .and_then(|(_, text)| parse::parse_results(text).into_iter().find(|c| c.name == case));
+        let parsed_results = results.as_ref().and_then(|(_, text)| {
+            parse::parse_results(text)
+                .into_iter()
+                .find(|c| c.name == case)
+        });
         if let Some((artifact, _)) = results {
             outcome.artifacts.push(artifact);
         }
         let consoles = parse::parse_console(&console);
         let console_case = consoles.iter().find(|c| c.name == case);
-        let (mut verdict, mut message) =
-            parse::case_verdict(out.success(), out.timed_out, console_case, parsed_results.as_ref(), &console);
+        let (mut verdict, mut message) = parse::case_verdict(
+            out.success(),
+            out.timed_out,
+            console_case,
+            parsed_results.as_ref(),
+            &console,
+        );
         if stopped {
             verdict = Verdict::Interrupted;
             message = Some("the run was stopped while this case ran".to_owned());
-        } else if console_case.is_none() && verdict == Verdict::Pass {
+        } else if console_case.is_none() && !out.timed_out {
             // The script never reached the case (a missing tool, a kernel
             // without btrfs): that is the harness, not the case.
             verdict = Verdict::Error;
             message = Some(format!(
                 "the script did not run the case: {}",
-                crate::setup::output_tail(&out).lines().last().unwrap_or("no output")
+                crate::setup::output_tail(&out)
+                    .lines()
+                    .last()
+                    .unwrap_or("no output")
             ));
         }
         outcome.verdict = verdict;
@@ -470,12 +582,19 @@ impl BtrfsProgsTests {
 
     /// Downloads the suite's results file into the store (its tail, when it
     /// is over the size limit) and returns it with its text.
-    async fn fetch_results(&self, ctx: &SuiteContext, dir: &str, file: &str, rel_dir: &str) -> Option<(Artifact, String)> {
+    async fn fetch_results(
+        &self,
+        ctx: &SuiteContext,
+        dir: &str,
+        file: &str,
+        rel_dir: &str,
+    ) -> Option<(Artifact, String)> {
         let remote = format!("{dir}/{file}");
         let size = ctx
             .host
             .exec(
-                ExecRequest::new(format!("stat -c %s {}", shell_quote(&remote))).timeout(Duration::from_secs(60)),
+                ExecRequest::new(format!("stat -c %s {}", shell_quote(&remote)))
+                    .timeout(Duration::from_secs(60)),
                 None,
             )
             .await
@@ -491,15 +610,26 @@ impl BtrfsProgsTests {
         } else {
             // The failure is at the end; keep the tail.
             let cut = format!("{remote}.btrfsqa-tail");
-            let command = format!("tail -c {max} {} > {}", shell_quote(&remote), shell_quote(&cut));
+            let command = format!(
+                "tail -c {max} {} > {}",
+                shell_quote(&remote),
+                shell_quote(&cut)
+            );
             ctx.host
-                .exec(ExecRequest::new(command).timeout(Duration::from_secs(120)), None)
+                .exec(
+                    ExecRequest::new(command).timeout(Duration::from_secs(120)),
+                    None,
+                )
                 .await
                 .ok()?;
             let result = ctx.host.download(&cut, &local).await;
             let _ = ctx
                 .host
-                .exec(ExecRequest::new(format!("rm -f {}", shell_quote(&cut))).timeout(Duration::from_secs(60)), None)
+                .exec(
+                    ExecRequest::new(format!("rm -f {}", shell_quote(&cut)))
+                        .timeout(Duration::from_secs(60)),
+                    None,
+                )
                 .await;
             result.ok()?;
             artifact.truncated_bytes = Some(size - max);

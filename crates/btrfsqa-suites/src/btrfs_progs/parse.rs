@@ -57,7 +57,12 @@ pub fn parse_results(text: &str) -> Vec<ResultsCase> {
             if let Some((name, lines)) = current.take() {
                 cases.push(read_block(name, &lines));
             }
-            let name = path.trim().trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+            let name = path
+                .trim()
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
             current = Some((name.to_owned(), Vec::new()));
         } else if let Some((_, lines)) = current.as_mut() {
             lines.push(line);
@@ -74,7 +79,12 @@ pub fn split_results(text: &str) -> Vec<(String, String)> {
     let mut blocks: Vec<(String, String)> = Vec::new();
     for line in text.split_inclusive('\n') {
         if let Some(path) = line.strip_prefix("=== START TEST ") {
-            let name = path.trim().trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+            let name = path
+                .trim()
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
             blocks.push((name.to_owned(), String::new()));
         }
         if let Some((_, block)) = blocks.last_mut() {
@@ -92,15 +102,21 @@ fn read_block(name: String, lines: &[&str]) -> ResultsCase {
         output: Vec::new(),
         message: None,
     };
-    if let Some(skip) = lines.iter().rev().find_map(|l| l.trim().strip_prefix("[SKIPPED]")) {
+    if let Some(skip) = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("[SKIPPED]"))
+    {
         case.verdict = Verdict::Skip;
         case.message = Some(skip.trim().to_owned()).filter(|m| !m.is_empty());
         return case;
     }
-    let failed_at = lines.iter().rposition(|l| l.starts_with("test failed for case "));
-    let fail_line = lines
+    let failed_at = lines
         .iter()
-        .rposition(|l| l.starts_with("failed: ") || l.starts_with("mayfail: ") || l.starts_with("found subpage"));
+        .rposition(|l| l.starts_with("test failed for case "));
+    let fail_line = lines.iter().rposition(|l| {
+        l.starts_with("failed: ") || l.starts_with("mayfail: ") || l.starts_with("found subpage")
+    });
     let Some(end) = fail_line.or(failed_at) else {
         return case;
     };
@@ -160,8 +176,13 @@ pub fn parse_console(text: &str) -> Vec<ConsoleCase> {
             });
             continue;
         }
-        let Some(case) = cases.last_mut() else { continue };
-        if let Some(reason) = trimmed.strip_prefix("[NOTRUN]").or_else(|| trimmed.strip_prefix("[SKIPPED]")) {
+        let Some(case) = cases.last_mut() else {
+            continue;
+        };
+        if let Some(reason) = trimmed
+            .strip_prefix("[NOTRUN]")
+            .or_else(|| trimmed.strip_prefix("[SKIPPED]"))
+        {
             case.skipped = Some(reason.trim().to_owned());
         } else if trimmed.starts_with("test failed for case ") {
             case.failed = true;
@@ -182,7 +203,10 @@ pub fn case_verdict(
     console_tail: &str,
 ) -> (Verdict, Option<String>) {
     if timed_out {
-        return (Verdict::Hung, Some("did not finish in time: stopped".to_owned()));
+        return (
+            Verdict::Hung,
+            Some("did not finish in time: stopped".to_owned()),
+        );
     }
     if let Some(reason) = console.and_then(|c| c.skipped.clone()) {
         return (Verdict::Skip, Some(reason).filter(|r| !r.is_empty()));
@@ -200,7 +224,10 @@ pub fn case_verdict(
         .and_then(ResultsCase::summary)
         .or_else(|| console.and_then(|c| c.messages.last().cloned()))
         .or_else(|| {
-            let tail: Vec<&str> = console_tail.lines().filter(|l| !l.trim().is_empty()).collect();
+            let tail: Vec<&str> = console_tail
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect();
             let start = tail.len().saturating_sub(5);
             Some(tail[start..].join("\n")).filter(|t| !t.is_empty())
         })
@@ -213,7 +240,9 @@ pub fn is_case_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 100
         && !name.starts_with(['.', '-'])
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]
@@ -239,8 +268,17 @@ mod tests {
         let cases = parse_results(&fixture("cli-002-balance-full-no-filters.results"));
         let case = &cases[0];
         assert_eq!(case.verdict, Verdict::Fail);
-        assert!(case.failed_command.as_deref().unwrap().starts_with("umount "), "{case:?}");
-        assert!(case.output.iter().any(|l| l.contains("target is busy")), "{case:?}");
+        assert!(
+            case.failed_command
+                .as_deref()
+                .unwrap()
+                .starts_with("umount "),
+            "{case:?}"
+        );
+        assert!(
+            case.output.iter().any(|l| l.contains("target is busy")),
+            "{case:?}"
+        );
         let summary = case.summary().unwrap();
         assert!(summary.starts_with("failed: umount "), "{summary}");
         assert!(summary.contains("target is busy"), "{summary}");
@@ -259,9 +297,15 @@ mod tests {
         assert_eq!(cases.len(), 1);
         assert_eq!(cases[0].name, "016-btrfs-fi-usage");
         assert!(cases[0].failed);
-        assert!(cases[0].messages[0].contains("mkfs.btrfs -f -draid5"), "{cases:?}");
+        assert!(
+            cases[0].messages[0].contains("mkfs.btrfs -f -draid5"),
+            "{cases:?}"
+        );
         let pass = parse_console(&fixture("misc-047-raid5-convert.console"));
-        assert_eq!((pass[0].name.as_str(), pass[0].failed), ("047-raid5-convert", false));
+        assert_eq!(
+            (pass[0].name.as_str(), pass[0].failed),
+            ("047-raid5-convert", false)
+        );
         // A TEST= that matched nothing prints no case at all.
         assert!(parse_console(&fixture("fuzz-001-simple-unmounted.console")).is_empty());
     }
@@ -273,13 +317,21 @@ mod tests {
         let (verdict, message) = case_verdict(false, false, console.first(), results.first(), "");
         assert_eq!(verdict, Verdict::Fail);
         assert!(message.unwrap().contains("-draid5"));
-        let notrun = parse_console("    [TEST/misc]   004-shrink-fs\n    [NOTRUN] Need to validate root privileges\n");
+        let notrun = parse_console(
+            "    [TEST/misc]   004-shrink-fs\n    [NOTRUN] Need to validate root privileges\n",
+        );
         let (verdict, message) = case_verdict(true, false, notrun.first(), None, "");
-        assert_eq!((verdict, message.as_deref()), (Verdict::Skip, Some("Need to validate root privileges")));
+        assert_eq!(
+            (verdict, message.as_deref()),
+            (Verdict::Skip, Some("Need to validate root privileges"))
+        );
         assert_eq!(case_verdict(false, true, None, None, "").0, Verdict::Hung);
         assert_eq!(case_verdict(true, false, None, None, "").0, Verdict::Pass);
         let (verdict, message) = case_verdict(false, false, None, None, "bash: x: No such file\n");
-        assert_eq!((verdict, message.as_deref()), (Verdict::Fail, Some("bash: x: No such file")));
+        assert_eq!(
+            (verdict, message.as_deref()),
+            (Verdict::Fail, Some("bash: x: No such file"))
+        );
     }
 
     #[test]

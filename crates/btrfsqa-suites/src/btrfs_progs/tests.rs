@@ -1,1 +1,243 @@
-#[test] fn placeholder() {}
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use btrfsqa_model::{ArtifactKind, Event, Verdict};
+use btrfsqa_remote::{ExecOutput, MockRemoteHost};
+
+use super::*;
+use crate::MachineDevices;
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/btrfs-progs")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn fake_progs(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    git(&["init", "-q", "-b", "master"]);
+    std::fs::write(dir.join("autogen.sh"), "#!/bin/sh\n").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "btrfs-progs"]);
+}
+
+fn exec_result(code: i32, stdout: &[u8]) -> ExecOutput {
+    ExecOutput {
+        code: Some(code),
+        stdout: stdout.to_vec(),
+        ..ExecOutput::default()
+    }
+}
+
+/// The case command for `case`, if `command` is one.
+fn case_of(command: &str) -> Option<String> {
+    let rest = command.split("exec env TEST=").nth(1)?;
+    Some(rest.split_whitespace().next()?.to_owned())
+}
+
+#[tokio::test]
+async fn each_case_runs_alone_after_a_cleanup_and_gets_its_own_verdict() {
+    let tmp = tempfile::tempdir().unwrap();
+    fake_progs(&tmp.path().join("progs"));
+    let config: BtrfsProgsConfig = serde_json::from_value(serde_json::json!({
+        "git-url": tmp.path().join("progs"),
+        "cache-dir": tmp.path().join("cache"),
+        "suites": ["cli"],
+        "exclude": ["cli/017-*"],
+        "install-packages": false,
+    }))
+    .unwrap();
+    let commands = Arc::new(Mutex::new(Vec::<String>::new()));
+    let last_case = Arc::new(Mutex::new(String::new()));
+    let mut host = MockRemoteHost::new();
+    host.expect_name().return_const("vm-1".to_owned());
+    let (seen, current) = (commands.clone(), last_case.clone());
+    host.expect_exec().returning(move |request, _| {
+        let command = request.command.clone();
+        seen.lock().unwrap().push(command.clone());
+        if command.starts_with("test -f") {
+            return Ok(exec_result(0, b""));
+        }
+        if command.contains("cd tests/cli-tests && find") {
+            return Ok(exec_result(
+                0,
+                b"001-btrfs\n002-balance-full-no-filters\n004-notrun\n006-no-such\n017-fi-show-missing\n",
+            ));
+        }
+        if let Some(case) = case_of(&command) {
+            *current.lock().unwrap() = case.clone();
+            return Ok(match case.as_str() {
+                "001-btrfs" => exec_result(0, &fixture("cli-001-btrfs.console")),
+                "002-balance-full-no-filters" => exec_result(1, &fixture("cli-002-balance-full-no-filters.console")),
+                "004-notrun" => exec_result(0, b"    [TEST/cli]   004-notrun\n    [NOTRUN] Need to validate root privileges\n"),
+                // The script stops before the case (a missing helper).
+                _ => exec_result(1, b"ERROR: cannot execute btrfs from TOP=/x\n"),
+            });
+        }
+        if command.starts_with("stat -c %s") {
+            let case = current.lock().unwrap().clone();
+            return Ok(match case.as_str() {
+                "001-btrfs" | "002-balance-full-no-filters" => exec_result(0, b"1000\n"),
+                _ => exec_result(1, b""),
+            });
+        }
+        Ok(exec_result(0, b""))
+    });
+    let current = last_case.clone();
+    host.expect_download().returning(move |_remote, local| {
+        let case = current.lock().unwrap().clone();
+        std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+        std::fs::write(local, fixture(&format!("cli-{case}.results"))).unwrap();
+        Ok(())
+    });
+    let run_dir = tmp.path().join("run");
+    let mut ctx = SuiteContext::new(
+        Arc::new(host),
+        MachineDevices {
+            name: "vm-1".into(),
+            work_dir: "/srv/w".into(),
+            ..MachineDevices::default()
+        },
+        run_dir.clone(),
+    );
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    ctx.events = Arc::new(move |e| sink.lock().unwrap().push(e));
+
+    let report = BtrfsProgsTests::new(config).run(&ctx).await.unwrap();
+    let got: Vec<(&str, Verdict)> = report
+        .tests
+        .iter()
+        .map(|t| (t.name.as_str(), t.verdict))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("cli/001-btrfs", Verdict::Pass),
+            ("cli/002-balance-full-no-filters", Verdict::Fail),
+            ("cli/004-notrun", Verdict::Skip),
+            ("cli/006-no-such", Verdict::Error),
+        ]
+    );
+    let failed = &report.tests[1];
+    let message = failed.message.as_deref().unwrap();
+    assert!(
+        message.starts_with("failed: umount ") && message.contains("target is busy"),
+        "{message}"
+    );
+    assert_eq!(
+        report.tests[2].message.as_deref(),
+        Some("Need to validate root privileges")
+    );
+    assert!(
+        report.tests[3]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("cannot execute btrfs")
+    );
+    for artifact in report.tests.iter().flat_map(|t| &t.artifacts) {
+        assert!(run_dir.join(&artifact.path).is_file(), "{artifact:?}");
+    }
+    let kinds: Vec<ArtifactKind> = failed.artifacts.iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, [ArtifactKind::Stdout, ArtifactKind::Log]);
+
+    // A cleanup before every case and one at the end; cases in order.
+    let commands = commands.lock().unwrap();
+    let cases: Vec<String> = commands.iter().filter_map(|c| case_of(c)).collect();
+    assert_eq!(
+        cases,
+        [
+            "001-btrfs",
+            "002-balance-full-no-filters",
+            "004-notrun",
+            "006-no-such"
+        ]
+    );
+    for (i, c) in commands.iter().enumerate() {
+        if case_of(c).is_some() {
+            assert!(
+                commands[i - 1].contains("losetup -d"),
+                "no cleanup before {c}"
+            );
+            assert!(c.contains("rm -f tests/cli-tests-results.txt"));
+        }
+    }
+    assert!(commands.last().unwrap().contains("losetup -d"));
+    assert_eq!(report.source.as_ref().unwrap().name, "btrfs-progs");
+    let finished = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Event::TestFinished { .. }))
+        .count();
+    assert_eq!(finished, 4);
+}
+
+#[test]
+fn config_defaults_validate_and_mistakes_are_named() {
+    let config = BtrfsProgsConfig::default();
+    assert!(config.validate().is_empty());
+    assert_eq!(config.suites, ["fsck", "cli", "misc", "fuzz"]);
+    let bad: BtrfsProgsConfig = serde_json::from_value(serde_json::json!({
+        "git-url": "",
+        "suites": ["cli", "clii", "cli"],
+        "exclude": ["017"],
+        "configure-args": ["rm -rf /"],
+        "case-timeout-secs": 0,
+    }))
+    .unwrap();
+    let keys: Vec<String> = bad.validate().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        keys,
+        [
+            "git-url",
+            "suites[1]",
+            "suites[2]",
+            "exclude[0]",
+            "configure-args[0]",
+            "case-timeout-secs"
+        ]
+    );
+    assert!(serde_json::from_value::<BtrfsProgsConfig>(serde_json::json!({"suite": []})).is_err());
+}
+
+#[test]
+fn selection_by_patterns() {
+    let config = BtrfsProgsConfig {
+        include: vec!["cli/*".into(), "misc/04?-*".into()],
+        exclude: vec!["cli/017-*".into()],
+        ..BtrfsProgsConfig::default()
+    };
+    assert!(config.selects("cli/001-btrfs"));
+    assert!(!config.selects("cli/017-fi-show-missing"));
+    assert!(config.selects("misc/047-raid5-convert"));
+    assert!(!config.selects("misc/015-dump-super-garbage"));
+    assert!(!config.selects("fsck/001-bad-file-extent-bytenr"));
+    assert!(glob_match("*", ""));
+    assert!(glob_match("a*b*c", "axxbyyc"));
+    assert!(!glob_match("a*b", "ac"));
+}
+
+#[test]
+fn cleanup_quotes_the_tree() {
+    let command = cleanup_command("/srv/w/it's here");
+    assert!(
+        command.starts_with("T='/srv/w/it'\\''s here';"),
+        "{command}"
+    );
+    let _unused: Option<PathBuf> = None;
+}

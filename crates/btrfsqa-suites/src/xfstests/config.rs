@@ -230,9 +230,12 @@ pub struct ResolvedSection {
 /// line inside double quotes and cuts at `#`, so quotes, `$`, backquotes,
 /// backslashes, `#` and line breaks are out.
 fn config_safe(value: &str) -> bool {
-    !value
-        .chars()
-        .any(|c| matches!(c, '"' | '\'' | '$' | '`' | '\\' | '#' | ';' | '&' | '|' | '<' | '>') || c.is_control())
+    !value.chars().any(|c| {
+        matches!(
+            c,
+            '"' | '\'' | '$' | '`' | '\\' | '#' | ';' | '&' | '|' | '<' | '>'
+        ) || c.is_control()
+    })
 }
 
 fn valid_name(name: &str) -> bool {
@@ -244,7 +247,10 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn valid_group(group: &str) -> bool {
-    !group.is_empty() && group.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !group.is_empty()
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl XfstestsConfig {
@@ -282,8 +288,14 @@ impl XfstestsConfig {
         for (i, name) in self.profiles.iter().enumerate() {
             let key = format!("profiles[{i}]");
             match profile(name) {
-                Some(p) => sections.push(self.section(&mut issues, &key, name.clone(), Some(p), None)),
-                None => push(&mut issues, &key, format!("unknown profile `{name}` (known: {})", known_profiles())),
+                Some(p) => {
+                    sections.push(self.section(&mut issues, &key, name.clone(), Some(p), None))
+                }
+                None => push(
+                    &mut issues,
+                    &key,
+                    format!("unknown profile `{name}` (known: {})", known_profiles()),
+                ),
             }
         }
         for (i, custom) in self.sections.iter().enumerate() {
@@ -302,8 +314,16 @@ impl XfstestsConfig {
                 },
                 None => None,
             };
-            let Some(name) = custom.name.clone().or_else(|| base.map(|p| p.name.to_owned())) else {
-                push(&mut issues, &format!("{key}.name"), "a section without a profile needs a name");
+            let Some(name) = custom
+                .name
+                .clone()
+                .or_else(|| base.map(|p| p.name.to_owned()))
+            else {
+                push(
+                    &mut issues,
+                    &format!("{key}.name"),
+                    "a section without a profile needs a name",
+                );
                 continue;
             };
             sections.push(self.section(&mut issues, &key, name, base, Some(custom)));
@@ -313,7 +333,8 @@ impl XfstestsConfig {
         }
         let mut seen = std::collections::BTreeSet::new();
         for section in &sections {
-            if !seen.insert(section.fstests_name.clone()) || section.fstests_name == COMMON_SECTION {
+            if !seen.insert(section.fstests_name.clone()) || section.fstests_name == COMMON_SECTION
+            {
                 push(
                     &mut issues,
                     "sections",
@@ -324,7 +345,11 @@ impl XfstestsConfig {
                 );
             }
         }
-        if issues.is_empty() { Ok(sections) } else { Err(issues) }
+        if issues.is_empty() {
+            Ok(sections)
+        } else {
+            Err(issues)
+        }
     }
 
     /// Resolves one section from a profile, a custom section, or both.
@@ -337,17 +362,34 @@ impl XfstestsConfig {
         custom: Option<&SectionConfig>,
     ) -> ResolvedSection {
         if !valid_name(&name) {
-            push(issues, key, format!("section name `{name}` may hold only a-z, 0-9, `-` and `_`"));
+            push(
+                issues,
+                key,
+                format!("section name `{name}` may hold only a-z, 0-9, `-` and `_`"),
+            );
         }
-        let pick = |own: Option<&String>, from_profile: &str| own.cloned().unwrap_or_else(|| from_profile.to_owned());
-        let mkfs_options = pick(custom.and_then(|c| c.mkfs_options.as_ref()), base.map_or("", |p| p.mkfs_options));
-        let mount_options = pick(custom.and_then(|c| c.mount_options.as_ref()), base.map_or("", |p| p.mount_options));
-        for (field, value) in [("mkfs-options", &mkfs_options), ("mount-options", &mount_options)] {
+        let pick = |own: Option<&String>, from_profile: &str| {
+            own.cloned().unwrap_or_else(|| from_profile.to_owned())
+        };
+        let mkfs_options = pick(
+            custom.and_then(|c| c.mkfs_options.as_ref()),
+            base.map_or("", |p| p.mkfs_options),
+        );
+        let mount_options = pick(
+            custom.and_then(|c| c.mount_options.as_ref()),
+            base.map_or("", |p| p.mount_options),
+        );
+        for (field, value) in [
+            ("mkfs-options", &mkfs_options),
+            ("mount-options", &mount_options),
+        ] {
             if !config_safe(value) {
                 push(
                     issues,
                     &format!("{key}.{field}"),
-                    format!("`{value}` holds a character fstests' config cannot carry (quotes, `$`, `#`, `;`, ...)"),
+                    format!(
+                        "`{value}` holds a character fstests' config cannot carry (quotes, `$`, `#`, `;`, ...)"
+                    ),
                 );
             }
         }
@@ -358,7 +400,10 @@ impl XfstestsConfig {
         };
         let groups = custom
             .and_then(|c| c.groups.clone())
-            .or_else(|| base.and_then(|p| p.groups).map(|g| g.iter().map(|s| (*s).to_owned()).collect()))
+            .or_else(|| {
+                base.and_then(|p| p.groups)
+                    .map(|g| g.iter().map(|s| (*s).to_owned()).collect())
+            })
             .unwrap_or(suite_groups);
         let mut exclude_groups = self.exclude_groups.clone();
         let mut exclude_tests = self.exclude_tests.clone();
@@ -366,12 +411,22 @@ impl XfstestsConfig {
             if let Some(groups) = &custom.groups {
                 check_groups(issues, &format!("{key}.groups"), groups);
             }
-            check_groups(issues, &format!("{key}.exclude-groups"), &custom.exclude_groups);
-            check_tests(issues, &format!("{key}.exclude-tests"), &custom.exclude_tests);
+            check_groups(
+                issues,
+                &format!("{key}.exclude-groups"),
+                &custom.exclude_groups,
+            );
+            check_tests(
+                issues,
+                &format!("{key}.exclude-tests"),
+                &custom.exclude_tests,
+            );
             exclude_groups.extend(custom.exclude_groups.iter().cloned());
             exclude_tests.extend(custom.exclude_tests.iter().cloned());
         }
-        let scratch_devs = custom.and_then(|c| c.scratch_devs).or(base.and_then(|p| p.scratch_devs));
+        let scratch_devs = custom
+            .and_then(|c| c.scratch_devs)
+            .or(base.and_then(|p| p.scratch_devs));
         if scratch_devs == Some(0) {
             push(issues, &format!("{key}.scratch-devs"), "must be at least 1");
         }
@@ -397,13 +452,21 @@ fn push(issues: &mut Vec<(String, String)>, key: &str, message: impl Into<String
 }
 
 fn known_profiles() -> String {
-    PROFILES.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+    PROFILES
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn check_groups(issues: &mut Vec<(String, String)>, key: &str, groups: &[String]) {
     for (i, g) in groups.iter().enumerate() {
         if !valid_group(g) {
-            push(issues, &format!("{key}[{i}]"), format!("`{g}` is not an fstests group name"));
+            push(
+                issues,
+                &format!("{key}[{i}]"),
+                format!("`{g}` is not an fstests group name"),
+            );
         }
     }
 }
@@ -473,7 +536,10 @@ pub fn local_config(
     out.push_str(&format!("TEST_DEV={}\n", devices.test_dev));
     out.push_str(&format!("TEST_DIR={}\n", layout.test_dir));
     out.push_str(&format!("SCRATCH_MNT={}\n", layout.scratch_mnt));
-    out.push_str(&format!("SCRATCH_DEV_POOL=\"{}\"\n", devices.scratch_devs.join(" ")));
+    out.push_str(&format!(
+        "SCRATCH_DEV_POOL=\"{}\"\n",
+        devices.scratch_devs.join(" ")
+    ));
     out.push_str(&format!("RESULT_BASE={}\n", layout.result_base));
     for section in sections {
         out.push_str(&format!("\n[{}]\n", section.fstests_name));
@@ -482,10 +548,18 @@ pub fn local_config(
         }
         if !section.mount_options.is_empty() {
             out.push_str(&format!("MOUNT_OPTIONS=\"{}\"\n", section.mount_options));
-            out.push_str(&format!("TEST_FS_MOUNT_OPTS=\"{}\"\n", section.mount_options));
+            out.push_str(&format!(
+                "TEST_FS_MOUNT_OPTS=\"{}\"\n",
+                section.mount_options
+            ));
         }
         if let Some(n) = section.scratch_devs {
-            let pool = devices.scratch_devs.iter().take(n).cloned().collect::<Vec<_>>();
+            let pool = devices
+                .scratch_devs
+                .iter()
+                .take(n)
+                .cloned()
+                .collect::<Vec<_>>();
             out.push_str(&format!("SCRATCH_DEV_POOL=\"{}\"\n", pool.join(" ")));
         }
     }
@@ -495,13 +569,27 @@ pub fn local_config(
 /// The `./check` arguments for `section`, with `exclude_file` holding its
 /// excluded tests (when it has any). `only` replaces the selection (resume,
 /// sharding).
-pub fn check_args(section: &ResolvedSection, exclude_file: Option<&str>, only: Option<&[String]>) -> Vec<String> {
-    let mut args = vec!["-R".to_owned(), "xunit".to_owned(), "-s".to_owned(), section.fstests_name.clone()];
+pub fn check_args(
+    section: &ResolvedSection,
+    exclude_file: Option<&str>,
+    only: Option<&[String]>,
+) -> Vec<String> {
+    let mut args = vec![
+        "-R".to_owned(),
+        "xunit".to_owned(),
+        "-s".to_owned(),
+        section.fstests_name.clone(),
+    ];
     if let Some(file) = exclude_file {
         args.extend(["-E".to_owned(), file.to_owned()]);
     }
     match only {
-        Some(tests) => args.extend(tests.iter().filter(|t| super::parse::is_test_name(t)).cloned()),
+        Some(tests) => args.extend(
+            tests
+                .iter()
+                .filter(|t| super::parse::is_test_name(t))
+                .cloned(),
+        ),
         None => {
             if !section.groups.is_empty() {
                 args.extend(["-g".to_owned(), section.groups.join(",")]);

@@ -20,11 +20,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use btrfsqa_model::{Artifact, ArtifactKind, Event, SuiteReport, TestOutcome, Verdict, safe_file_name};
+use btrfsqa_model::{
+    Artifact, ArtifactKind, Event, SuiteReport, TestOutcome, Verdict, safe_file_name,
+};
 use btrfsqa_remote::{ExecRequest, RemoteError, shell_quote};
 use chrono::{DateTime, Utc};
 
-pub use config::{MachineLayout, PROFILES, Profile, ResolvedSection, SectionConfig, XfstestsConfig};
+pub use config::{
+    MachineLayout, PROFILES, Profile, ResolvedSection, SectionConfig, XfstestsConfig,
+};
 use parse::{ConsoleEvent, ConsoleParser, ParsedTest};
 
 use crate::setup::{Distro, detect_distro, install_packages, run_step};
@@ -38,17 +42,70 @@ pub const ID: &str = "xfstests";
 fn packages(distro: Distro) -> &'static [&'static str] {
     match distro {
         Distro::Debian => &[
-            "make", "gcc", "autoconf", "automake", "libtool", "pkg-config", "xfslibs-dev", "uuid-dev",
-            "libattr1-dev", "libacl1-dev", "libaio-dev", "liburing-dev", "libgdbm-dev", "libcap-dev",
-            "xfsprogs", "attr", "acl", "bc", "fio", "dbench", "psmisc", "quota", "dmsetup", "duperemove",
-            "btrfs-progs", "e2fsprogs", "util-linux", "kmod", "gawk", "python3", "tar",
+            "make",
+            "gcc",
+            "autoconf",
+            "automake",
+            "libtool",
+            "pkg-config",
+            "xfslibs-dev",
+            "uuid-dev",
+            "libattr1-dev",
+            "libacl1-dev",
+            "libaio-dev",
+            "liburing-dev",
+            "libgdbm-dev",
+            "libcap-dev",
+            "xfsprogs",
+            "attr",
+            "acl",
+            "bc",
+            "fio",
+            "dbench",
+            "psmisc",
+            "quota",
+            "dmsetup",
+            "duperemove",
+            "btrfs-progs",
+            "e2fsprogs",
+            "util-linux",
+            "kmod",
+            "gawk",
+            "python3",
+            "tar",
         ],
         Distro::Fedora => &[
-            "make", "gcc", "autoconf", "automake", "libtool", "pkgconf-pkg-config", "xfsprogs-devel",
-            "libuuid-devel", "libattr-devel", "libacl-devel", "libaio-devel", "liburing-devel",
-            "gdbm-devel", "libcap-devel", "xfsprogs", "attr", "acl", "bc", "fio", "dbench", "psmisc",
-            "quota", "device-mapper", "duperemove", "btrfs-progs", "e2fsprogs", "util-linux", "kmod",
-            "gawk", "python3", "tar",
+            "make",
+            "gcc",
+            "autoconf",
+            "automake",
+            "libtool",
+            "pkgconf-pkg-config",
+            "xfsprogs-devel",
+            "libuuid-devel",
+            "libattr-devel",
+            "libacl-devel",
+            "libaio-devel",
+            "liburing-devel",
+            "gdbm-devel",
+            "libcap-devel",
+            "xfsprogs",
+            "attr",
+            "acl",
+            "bc",
+            "fio",
+            "dbench",
+            "psmisc",
+            "quota",
+            "device-mapper",
+            "duperemove",
+            "btrfs-progs",
+            "e2fsprogs",
+            "util-linux",
+            "kmod",
+            "gawk",
+            "python3",
+            "tar",
         ],
     }
 }
@@ -103,8 +160,19 @@ impl Xfstests {
     async fn pinned(&self) -> Result<&PinnedSource, SuiteError> {
         self.pinned
             .get_or_try_init(|| async {
-                let cache = self.config.cache_dir.clone().unwrap_or_else(source::default_cache_dir);
-                source::pin(ID, "fstests", &self.config.git_url, &self.config.git_ref, &cache).await
+                let cache = self
+                    .config
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(source::default_cache_dir);
+                source::pin(
+                    ID,
+                    "fstests",
+                    &self.config.git_url,
+                    &self.config.git_ref,
+                    &cache,
+                )
+                .await
             })
             .await
     }
@@ -113,11 +181,12 @@ impl Xfstests {
         let out = ctx
             .host
             .exec(
-                ExecRequest::new(format!("test -f {}/{BUILT_MARKER}", shell_quote(dir))).timeout(Duration::from_secs(60)),
+                ExecRequest::new(format!("test -f {}/{BUILT_MARKER}", shell_quote(dir)))
+                    .timeout(Duration::from_secs(60)),
                 None,
             )
             .await
-            .map_err(|source| remote_error(source))?;
+            .map_err(remote_error)?;
         Ok(out.success())
     }
 }
@@ -180,13 +249,25 @@ impl TestSuite for Xfstests {
         report.source = Some(pinned.info.clone());
 
         let layout = MachineLayout::under(&ctx.devices.work_dir);
-        let local_config = config::local_config(&sections, &ctx.devices, &layout).map_err(|message| SuiteError::Config {
-            suite: ID.to_owned(),
-            message,
-        })?;
-        let config_artifact = ctx.write_artifact(ID, "_suite", "local.config", ArtifactKind::Other, local_config.as_bytes())?;
+        let local_config =
+            config::local_config(&sections, &ctx.devices, &layout).map_err(|message| {
+                SuiteError::Config {
+                    suite: ID.to_owned(),
+                    message,
+                }
+            })?;
+        let config_artifact = ctx.write_artifact(
+            ID,
+            "_suite",
+            "local.config",
+            ArtifactKind::Other,
+            local_config.as_bytes(),
+        )?;
         ctx.host
-            .upload(&ctx.run_dir.join(&config_artifact.path), &format!("{dir}/local.config"))
+            .upload(
+                &ctx.run_dir.join(&config_artifact.path),
+                &format!("{dir}/local.config"),
+            )
             .await
             .map_err(remote_error)?;
         report.artifacts.push(config_artifact);
@@ -245,6 +326,17 @@ impl TestSuite for Xfstests {
     }
 }
 
+/// How often a section's `./check` is restarted after a hung test.
+const MAX_HANGS: usize = 5;
+
+/// What one `./check` invocation gave.
+struct Invocation {
+    live: LiveState,
+    stopped: Option<Verdict>,
+    lost: Option<RemoteError>,
+    interrupted: Option<ParsedTest>,
+}
+
 /// How a section ended.
 enum SectionEnd {
     Done,
@@ -292,32 +384,47 @@ impl SectionRunner<'_> {
         let _ = self
             .ctx
             .host
-            .exec(ExecRequest::new(command).timeout(Duration::from_secs(120)), None)
+            .exec(
+                ExecRequest::new(command).timeout(Duration::from_secs(120)),
+                None,
+            )
             .await;
     }
 
     fn pidfile(&self, section: &ResolvedSection) -> String {
-        format!("{}/check-{}.pid", self.layout.result_base, section.fstests_name)
+        format!(
+            "{}/check-{}.pid",
+            self.layout.result_base, section.fstests_name
+        )
     }
 
     /// Stops a running `./check` and everything it started (its own session).
     async fn stop_check(&self, section: &ResolvedSection) {
         let pidfile = shell_quote(&self.pidfile(section));
         let command = format!(
-            "p=$(cat {pidfile} 2>/dev/null) && [ -n \"$p\" ] || exit 0; kill -TERM -- -\"$p\" 2>/dev/null; \
-             for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- -\"$p\" 2>/dev/null || exit 0; sleep 1; done; \
-             kill -KILL -- -\"$p\" 2>/dev/null; true"
+            "p=$(cat {pidfile} 2>/dev/null) && [ -n \"$p\" ] || exit 0; kill -TERM -\"$p\" 2>/dev/null; \
+             for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 -\"$p\" 2>/dev/null || exit 0; sleep 1; done; \
+             kill -KILL -\"$p\" 2>/dev/null; true"
         );
         let _ = self
             .ctx
             .host
-            .exec(ExecRequest::new(command).timeout(Duration::from_secs(60)), None)
+            .exec(
+                ExecRequest::new(command).timeout(Duration::from_secs(60)),
+                None,
+            )
             .await;
     }
 
-    async fn run(&self, section: &ResolvedSection, report: &mut SuiteReport) -> Result<SectionEnd, SuiteError> {
+    /// Runs one section: `./check` once, and again for the tests after a
+    /// hung one (the hung test and those done before it excluded), up to
+    /// [`MAX_HANGS`] times.
+    async fn run(
+        &self,
+        section: &ResolvedSection,
+        report: &mut SuiteReport,
+    ) -> Result<SectionEnd, SuiteError> {
         let ctx = self.ctx;
-        let host = ctx.host.as_ref();
         let only = ctx.only.as_deref();
         if only.is_some_and(|o| !o.iter().any(|t| parse::is_test_name(t))) {
             return Ok(SectionEnd::Done);
@@ -328,33 +435,119 @@ impl SectionRunner<'_> {
             path: local_dir.clone(),
             source,
         })?;
+        let console_path = local_dir.join("console.log");
+        let mut console =
+            std::fs::File::create(&console_path).map_err(|source| SuiteError::Store {
+                path: console_path.clone(),
+                source,
+            })?;
+        report.artifacts.push(Artifact::new(
+            ArtifactKind::Stdout,
+            format!("{section_rel}/console.log"),
+        ));
 
-        let exclude_file = if section.exclude_tests.is_empty() {
-            None
-        } else {
-            let local = local_dir.join("exclude");
-            let mut text = section.exclude_tests.join("\n");
-            text.push('\n');
-            crate::context::write_file(&local, text.as_bytes())?;
-            let remote = format!("{}/btrfsqa-exclude-{}", self.dir, section.fstests_name);
-            host.upload(&local, &remote).await.map_err(remote_error)?;
-            Some(remote)
-        };
-        let args = config::check_args(section, exclude_file.as_deref(), only);
+        let mut done: BTreeSet<String> = BTreeSet::new();
+        let mut hangs = 0;
+        loop {
+            let mut excluded: Vec<String> = section.exclude_tests.clone();
+            excluded.extend(done.iter().cloned());
+            let exclude_file = if excluded.is_empty() {
+                None
+            } else {
+                let local = local_dir.join("exclude");
+                crate::context::write_file(
+                    &local,
+                    format!("{}\n", excluded.join("\n")).as_bytes(),
+                )?;
+                let remote = format!("{}/btrfsqa-exclude-{}", self.dir, section.fstests_name);
+                ctx.host
+                    .upload(&local, &remote)
+                    .await
+                    .map_err(remote_error)?;
+                Some(remote)
+            };
+            if hangs > 0 {
+                let _ = write!(
+                    console,
+                    "\n--- btrfsqa: ./check restarted after a hung test ---\n"
+                );
+            }
+            let invocation = self
+                .invoke(section, exclude_file.as_deref(), &mut console)
+                .await;
+            let tests = if invocation.lost.is_none() {
+                self.collect(section, &section_rel, hangs, &done, report)
+                    .await
+            } else {
+                CollectedTests::default()
+            };
+            let merged = merge_results(
+                tests.xunit.clone(),
+                tests.check_log_tests.clone(),
+                invocation.live.finished.clone(),
+                invocation.interrupted.clone(),
+            );
+            for test in merged {
+                if done.contains(&test.name) {
+                    continue;
+                }
+                let mut outcome = TestOutcome::new(ID, test.name.clone(), test.verdict);
+                outcome.profile = Some(section.name.clone());
+                outcome.duration_secs = test.duration_secs;
+                outcome.message = test.message.clone();
+                outcome.machine = Some(ctx.devices.name.clone());
+                outcome.started_at = invocation.live.started.get(&test.name).map(|(at, _)| *at);
+                if let Some(files) = tests.files.get(&test.name) {
+                    outcome.artifacts = files.clone();
+                }
+                if invocation
+                    .interrupted
+                    .as_ref()
+                    .is_some_and(|i| i.name == test.name)
+                {
+                    // Neither the console nor fstests reported it.
+                    ctx.test_finished(outcome.clone());
+                }
+                done.insert(test.name.clone());
+                report.tests.push(outcome);
+            }
+            if let Some(err) = invocation.lost {
+                return Err(remote_error(err));
+            }
+            match invocation.stopped {
+                Some(Verdict::Interrupted) => return Ok(SectionEnd::Cancelled),
+                Some(Verdict::Hung) if hangs < MAX_HANGS => {
+                    hangs += 1;
+                    // What the stopped test left mounted would fail the next one.
+                    self.unmount().await;
+                }
+                _ => return Ok(SectionEnd::Done),
+            }
+        }
+    }
+
+    /// Runs `./check` once for `section`, reading its console as it streams.
+    async fn invoke(
+        &self,
+        section: &ResolvedSection,
+        exclude_file: Option<&str>,
+        console: &mut std::fs::File,
+    ) -> Invocation {
+        let ctx = self.ctx;
+        let host = ctx.host.as_ref();
+        let args = config::check_args(section, exclude_file, ctx.only.as_deref());
         let check = std::iter::once("./check".to_owned())
             .chain(args.iter().map(|a| shell_quote(a)))
             .collect::<Vec<_>>()
             .join(" ");
         // A session of its own, so a hung test can be stopped with all it
         // started; its pid goes to a file because the command runs remotely.
-        let inner = format!("echo $$ > {}; exec {check}", shell_quote(&self.pidfile(section)));
+        let inner = format!(
+            "echo $$ > {}; exec {check}",
+            shell_quote(&self.pidfile(section))
+        );
         let command = format!("setsid -w sh -c {}", shell_quote(&inner));
 
-        let console_path = local_dir.join("console.log");
-        let mut console = std::fs::File::create(&console_path).map_err(|source| SuiteError::Store {
-            path: console_path.clone(),
-            source,
-        })?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let exec = host.exec(ExecRequest::new(command).cwd(self.dir.to_owned()), Some(tx));
         tokio::pin!(exec);
@@ -363,7 +556,9 @@ impl SectionRunner<'_> {
         let timeout = Duration::from_secs(self.config.test_timeout_secs);
         let mut stopped: Option<Verdict> = None;
         let result = loop {
-            let deadline = live.deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
+            let deadline = live
+                .deadline
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
             tokio::select! {
                 result = &mut exec => break result,
                 Some(chunk) = rx.recv() => {
@@ -391,75 +586,48 @@ impl SectionRunner<'_> {
         for event in parser.finish() {
             live.event(ctx, section, event, timeout);
         }
-        drop(console);
-        report
-            .artifacts
-            .push(Artifact::new(ArtifactKind::Stdout, format!("{section_rel}/console.log")));
-
-        let lost = result.as_ref().err().map(|e| e.to_string());
-        // The test that was running when the section stopped gets the reason.
-        let mut interrupted = None;
-        if let Some(name) = parser.running() {
-            let verdict = match (&lost, stopped) {
-                (Some(_), _) => Some(Verdict::Crashed),
-                (None, Some(v)) => Some(v),
-                (None, None) => None,
+        let lost = result.err();
+        // The test that was running when `./check` stopped gets the reason.
+        let interrupted = parser.running().and_then(|name| {
+            let (verdict, message) = match (&lost, stopped) {
+                (Some(err), _) => (
+                    Verdict::Crashed,
+                    format!("the machine was lost while this test ran: {err}"),
+                ),
+                (None, Some(Verdict::Hung)) => (
+                    Verdict::Hung,
+                    format!("still running after {} s: stopped", timeout.as_secs()),
+                ),
+                (None, Some(v)) => (v, "the run was stopped while this test ran".to_owned()),
+                (None, None) => return None,
             };
-            if let Some(verdict) = verdict {
-                let message = match verdict {
-                    Verdict::Hung => format!("still running after {} s: stopped", timeout.as_secs()),
-                    Verdict::Interrupted => "the run was stopped while this test ran".to_owned(),
-                    _ => format!("the machine was lost while this test ran: {}", lost.clone().unwrap_or_default()),
-                };
-                let mut test = ParsedTest {
-                    name: name.to_owned(),
-                    verdict,
-                    duration_secs: None,
-                    message: Some(message),
-                };
-                test.duration_secs = live.started.get(name).map(|(_, at)| at.elapsed().as_secs_f64());
-                interrupted = Some(test);
-            }
+            Some(ParsedTest {
+                name: name.to_owned(),
+                verdict,
+                duration_secs: live
+                    .started
+                    .get(name)
+                    .map(|(_, at)| at.elapsed().as_secs_f64()),
+                message: Some(message),
+            })
+        });
+        Invocation {
+            live,
+            stopped,
+            lost,
+            interrupted,
         }
-
-        let tests = if lost.is_none() {
-            self.collect(section, &section_rel, report).await
-        } else {
-            CollectedTests::default()
-        };
-        let merged = merge_results(
-            tests.xunit.clone(),
-            tests.check_log_tests.clone(),
-            live.finished.clone(),
-            interrupted.clone(),
-        );
-        for test in merged {
-            let mut outcome = TestOutcome::new(ID, test.name.clone(), test.verdict);
-            outcome.profile = Some(section.name.clone());
-            outcome.duration_secs = test.duration_secs;
-            outcome.message = test.message.clone();
-            outcome.machine = Some(ctx.devices.name.clone());
-            outcome.started_at = live.started.get(&test.name).map(|(at, _)| *at);
-            if let Some(files) = tests.files.get(&test.name) {
-                outcome.artifacts = files.clone();
-            }
-            if interrupted.as_ref().is_some_and(|i| i.name == test.name) {
-                // Reported live neither by the console nor by fstests.
-                ctx.test_finished(outcome.clone());
-            }
-            report.tests.push(outcome);
-        }
-        if let Err(err) = result {
-            return Err(remote_error(err));
-        }
-        Ok(match stopped {
-            Some(Verdict::Interrupted) => SectionEnd::Cancelled,
-            _ => SectionEnd::Done,
-        })
     }
 
     /// Brings the section's results into the store and parses them.
-    async fn collect(&self, section: &ResolvedSection, section_rel: &str, report: &mut SuiteReport) -> CollectedTests {
+    async fn collect(
+        &self,
+        section: &ResolvedSection,
+        section_rel: &str,
+        restarts: usize,
+        done: &BTreeSet<String>,
+        report: &mut SuiteReport,
+    ) -> CollectedTests {
         let ctx = self.ctx;
         let remote_dir = format!("{}/{}", self.layout.result_base, section.fstests_name);
         let listing = self.list_files(&remote_dir).await;
@@ -472,19 +640,35 @@ impl SectionRunner<'_> {
             if !listing.contains_key(file) {
                 continue;
             }
-            let rel = format!("{section_rel}/{file}");
+            // A restarted `./check` rewrites these files: keep each run's.
+            let rel = match restarts {
+                0 => format!("{section_rel}/{file}"),
+                n => format!("{section_rel}/restart-{n}/{file}"),
+            };
             let local = ctx.run_dir.join(&rel);
-            if ctx.host.download(&format!("{remote_dir}/{file}"), &local).await.is_err() {
+            if ctx
+                .host
+                .download(&format!("{remote_dir}/{file}"), &local)
+                .await
+                .is_err()
+            {
                 continue;
             }
-            report.artifacts.push(Artifact::new(kind, rel));
-            let Ok(bytes) = std::fs::read(&local) else { continue };
+            if !report.artifacts.iter().any(|a| a.path == rel) {
+                report.artifacts.push(Artifact::new(kind, rel));
+            }
+            let Ok(bytes) = std::fs::read(&local) else {
+                continue;
+            };
             match file {
                 "result.xml" => match parse::parse_xunit(&bytes) {
                     Ok(x) => collected.xunit = Some(x.tests),
                     Err(err) => ctx.emit(Event::Warning {
                         machine: Some(ctx.devices.name.clone()),
-                        message: format!("xfstests section `{}`: result.xml unreadable ({err}); using check.log", section.name),
+                        message: format!(
+                            "xfstests section `{}`: result.xml unreadable ({err}); using check.log",
+                            section.name
+                        ),
                     }),
                 },
                 "check.log" => {
@@ -501,19 +685,33 @@ impl SectionRunner<'_> {
             names.extend(log.ran.iter().cloned());
         }
         names.extend(listing.keys().filter_map(|f| {
-            TEST_FILES.iter().find_map(|(suffix, _)| f.strip_suffix(suffix)).map(str::to_owned)
+            TEST_FILES
+                .iter()
+                .find_map(|(suffix, _)| f.strip_suffix(suffix))
+                .map(str::to_owned)
         }));
-        for name in names.into_iter().filter(|n| parse::is_test_name(n)) {
+        for name in names
+            .into_iter()
+            .filter(|n| parse::is_test_name(n) && !done.contains(n))
+        {
             let mut artifacts = Vec::new();
             for (suffix, kind) in TEST_FILES {
                 let file = format!("{name}{suffix}");
-                let Some(&size) = listing.get(&file) else { continue };
+                let Some(&size) = listing.get(&file) else {
+                    continue;
+                };
                 let rel = format!(
                     "{section_rel}/{}/{}",
                     safe_file_name(&name),
-                    safe_file_name(&format!("{}{suffix}", name.rsplit('/').next().unwrap_or(&name)))
+                    safe_file_name(&format!(
+                        "{}{suffix}",
+                        name.rsplit('/').next().unwrap_or(&name)
+                    ))
                 );
-                match self.fetch(&format!("{remote_dir}/{file}"), &rel, size).await {
+                match self
+                    .fetch(&format!("{remote_dir}/{file}"), &rel, size)
+                    .await
+                {
                     Ok(artifact) => artifacts.push(artifact.with_kind(*kind)),
                     Err(err) => ctx.emit(Event::Warning {
                         machine: Some(ctx.devices.name.clone()),
@@ -531,11 +729,17 @@ impl SectionRunner<'_> {
 
     /// `relative path -> size` of every file under `dir` on the machine.
     async fn list_files(&self, dir: &str) -> BTreeMap<String, u64> {
-        let command = format!("cd {} 2>/dev/null && find . -type f -printf '%s %P\\n'", shell_quote(dir));
+        let command = format!(
+            "cd {} 2>/dev/null && find . -type f -printf '%s %P\\n'",
+            shell_quote(dir)
+        );
         let Ok(out) = self
             .ctx
             .host
-            .exec(ExecRequest::new(command).timeout(Duration::from_secs(120)), None)
+            .exec(
+                ExecRequest::new(command).timeout(Duration::from_secs(120)),
+                None,
+            )
             .await
         else {
             return BTreeMap::new();
@@ -568,12 +772,19 @@ impl SectionRunner<'_> {
             left = size - max,
         );
         ctx.host
-            .exec(ExecRequest::new(command).timeout(Duration::from_secs(300)), None)
+            .exec(
+                ExecRequest::new(command).timeout(Duration::from_secs(300)),
+                None,
+            )
             .await?;
         let result = ctx.host.download(&cut, &local).await;
         let _ = ctx
             .host
-            .exec(ExecRequest::new(format!("rm -f {}", shell_quote(&cut))).timeout(Duration::from_secs(60)), None)
+            .exec(
+                ExecRequest::new(format!("rm -f {}", shell_quote(&cut)))
+                    .timeout(Duration::from_secs(60)),
+                None,
+            )
             .await;
         result?;
         let mut artifact = Artifact::new(ArtifactKind::Other, rel);
@@ -613,7 +824,13 @@ struct LiveState {
 }
 
 impl LiveState {
-    fn event(&mut self, ctx: &SuiteContext, section: &ResolvedSection, event: ConsoleEvent, timeout: Duration) {
+    fn event(
+        &mut self,
+        ctx: &SuiteContext,
+        section: &ResolvedSection,
+        event: ConsoleEvent,
+        timeout: Duration,
+    ) {
         match event {
             ConsoleEvent::Section(_) => {}
             ConsoleEvent::TestStarted(name) => {
@@ -638,26 +855,35 @@ impl LiveState {
 }
 
 /// One result per test: result.xml first, then check.log, then the console,
-/// then the test that was running when the section stopped. Each source only
+/// then the test that was running when `./check` stopped. Each source only
 /// adds tests the earlier ones lack (a truncated result.xml or a crash leaves
-/// gaps), and a later source fills in a duration an earlier one lacks.
+/// gaps), and a later source fills in a duration an earlier one lacks. The
+/// stopped test is the exception: what btrfsqa saw (hung, lost machine)
+/// beats what check.log and the console guessed, as fstests never finished
+/// that test.
 pub(crate) fn merge_results(
     xunit: Option<Vec<ParsedTest>>,
     check_log: Option<Vec<ParsedTest>>,
     console: Vec<ParsedTest>,
     interrupted: Option<ParsedTest>,
 ) -> Vec<ParsedTest> {
-    let mut merged: Vec<ParsedTest> = Vec::new();
-    for source in [xunit.unwrap_or_default(), check_log.unwrap_or_default(), console, interrupted.into_iter().collect()] {
-        for test in source {
-            match merged.iter_mut().find(|t| t.name == test.name) {
-                Some(existing) => {
-                    if existing.duration_secs.is_none() {
-                        existing.duration_secs = test.duration_secs;
-                    }
+    let mut merged: Vec<ParsedTest> = xunit.unwrap_or_default();
+    let from_xunit = merged.len();
+    for test in check_log.unwrap_or_default().into_iter().chain(console) {
+        match merged.iter_mut().find(|t| t.name == test.name) {
+            Some(existing) => {
+                if existing.duration_secs.is_none() {
+                    existing.duration_secs = test.duration_secs;
                 }
-                None => merged.push(test),
             }
+            None => merged.push(test),
+        }
+    }
+    if let Some(stopped) = interrupted {
+        match merged.iter().position(|t| t.name == stopped.name) {
+            Some(i) if i >= from_xunit => merged[i] = stopped,
+            Some(_) => {}
+            None => merged.push(stopped),
         }
     }
     merged

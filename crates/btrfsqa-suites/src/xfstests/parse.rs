@@ -77,7 +77,8 @@ pub fn parse_xunit(bytes: &[u8]) -> Result<XunitReport, ParseError> {
         Ok(report) => Ok(report),
         Err(first) => {
             let salvaged = salvage(&text).ok_or_else(|| ParseError::NotXunit(first.clone()))?;
-            let mut report = parse_xunit_text(&salvaged).map_err(|_| ParseError::NotXunit(first))?;
+            let mut report =
+                parse_xunit_text(&salvaged).map_err(|_| ParseError::NotXunit(first))?;
             report.truncated = true;
             Ok(report)
         }
@@ -108,7 +109,10 @@ fn salvage(text: &str) -> Option<String> {
         .flatten()
         .max()
         // No complete test case: keep the properties, if they are whole.
-        .or_else(|| text.rfind("</properties>").map(|i| i + "</properties>".len()))
+        .or_else(|| {
+            text.rfind("</properties>")
+                .map(|i| i + "</properties>".len())
+        })
         .or_else(|| {
             let open = text[root_end..].find('>')? + root_end + 1;
             Some(open)
@@ -123,14 +127,19 @@ fn parse_xunit_text(text: &str) -> Result<XunitReport, String> {
     let doc = roxmltree::Document::parse(text).map_err(|e| e.to_string())?;
     let root = doc.root_element();
     if root.tag_name().name() != "testsuite" {
-        return Err(format!("the root element is `{}`, not `testsuite`", root.tag_name().name()));
+        return Err(format!(
+            "the root element is `{}`, not `testsuite`",
+            root.tag_name().name()
+        ));
     }
     let mut report = XunitReport::default();
     for node in root.children().filter(|n| n.is_element()) {
         match node.tag_name().name() {
             "properties" => {
                 for prop in node.children().filter(|n| n.has_tag_name("property")) {
-                    if let (Some(name), Some(value)) = (prop.attribute("name"), prop.attribute("value")) {
+                    if let (Some(name), Some(value)) =
+                        (prop.attribute("name"), prop.attribute("value"))
+                    {
                         report.properties.insert(name.to_owned(), value.to_owned());
                     }
                 }
@@ -196,7 +205,8 @@ fn diff_excerpt(diff: &str) -> String {
     let changed: Vec<&str> = diff
         .lines()
         .filter(|l| {
-            (l.starts_with('+') && !l.starts_with("+++")) || (l.starts_with('-') && !l.starts_with("---"))
+            (l.starts_with('+') && !l.starts_with("+++"))
+                || (l.starts_with('-') && !l.starts_with("---"))
         })
         .collect();
     let mut excerpt = changed
@@ -206,7 +216,10 @@ fn diff_excerpt(diff: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n");
     if changed.len() > DIFF_LINES_IN_MESSAGE {
-        excerpt.push_str(&format!("\n... ({} more changed lines)", changed.len() - DIFF_LINES_IN_MESSAGE));
+        excerpt.push_str(&format!(
+            "\n... ({} more changed lines)",
+            changed.len() - DIFF_LINES_IN_MESSAGE
+        ));
     }
     excerpt
 }
@@ -227,13 +240,22 @@ pub struct CheckLog {
 }
 
 impl CheckLog {
-    /// One outcome per test tried, with durations from `check.time` where known.
+    /// One outcome per test tried, with durations from `check.time` where
+    /// known. In an interrupted run the last test tried is the one that was
+    /// running: it is reported as interrupted.
     pub fn tests(&self, times: &BTreeMap<String, f64>) -> Vec<ParsedTest> {
+        let running = self.ran.last().filter(|n| {
+            self.interrupted && !self.failures.contains(n) && !self.not_run.contains(n)
+        });
         self.ran
             .iter()
             .map(|name| {
-                let mut test = if self.failures.contains(name) {
-                    ParsedTest::new(name, Verdict::Fail).with_message("failed (from check.log; no details)")
+                let mut test = if Some(name) == running {
+                    ParsedTest::new(name, Verdict::Interrupted)
+                        .with_message("interrupted while it ran (from check.log)")
+                } else if self.failures.contains(name) {
+                    ParsedTest::new(name, Verdict::Fail)
+                        .with_message("failed (from check.log; no details)")
                 } else if self.not_run.contains(name) {
                     ParsedTest::new(name, Verdict::Skip)
                 } else {
@@ -266,7 +288,11 @@ pub fn parse_check_log(text: &str) -> Option<CheckLog> {
     let mut log = CheckLog::default();
     for line in text[start..].lines() {
         let line = line.trim_end();
-        let words = |rest: &str| rest.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        let words = |rest: &str| {
+            rest.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
         if let Some(rest) = line.strip_prefix("Kernel version:") {
             log.kernel = Some(rest.trim().to_owned());
         } else if let Some(rest) = line.strip_prefix("Ran:") {
@@ -404,6 +430,12 @@ impl ConsoleParser {
         if self.started.as_deref() != Some(name) {
             events.push(ConsoleEvent::TestStarted(name.to_owned()));
         }
+        if rest.is_empty() {
+            // The name and nothing else: the line was cut (the test was
+            // stopped), so the test never ended.
+            self.started = Some(name.to_owned());
+            return;
+        }
         self.started = None;
         if let Some(test) = console_result(name, rest) {
             events.push(ConsoleEvent::TestFinished(test));
@@ -428,7 +460,10 @@ fn console_result(name: &str, rest: &str) -> Option<ParsedTest> {
     // A pass prints its time (`2s`), after the previous time when there is
     // one (`2s ...  3s`).
     let words: Vec<&str> = rest.split_whitespace().collect();
-    let is_time = |w: &str| w.strip_suffix('s').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let is_time = |w: &str| {
+        w.strip_suffix('s')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
     if !words.is_empty() && words.iter().all(|w| is_time(w) || *w == "...") {
         let mut test = ParsedTest::new(name, Verdict::Pass);
         test.duration_secs = words

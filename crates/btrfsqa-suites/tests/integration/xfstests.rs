@@ -11,19 +11,30 @@ use btrfsqa_model::{ArtifactKind, Event, Verdict};
 use btrfsqa_remote::LocalHost;
 use btrfsqa_suites::{MachineDevices, SuiteContext, TestSuite, Xfstests, XfstestsConfig};
 
+use std::path::Path;
+use std::process::Command;
+
 use crate::loopdevs::{LoopDevices, have, is_root};
 
 #[tokio::test]
 async fn fstests_runs_on_loop_devices() {
-    let Some(git) = std::env::var("BTRFSQA_FSTESTS_GIT").ok().filter(|v| !v.is_empty()) else {
-        eprintln!("skipped: set BTRFSQA_FSTESTS_GIT to an fstests git repository to run fstests for real");
+    let Some(git) = std::env::var("BTRFSQA_FSTESTS_GIT")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        eprintln!(
+            "skipped: set BTRFSQA_FSTESTS_GIT to an fstests git repository to run fstests for real"
+        );
         return;
     };
     if !is_root() || !have("losetup") || !have("mkfs.btrfs") {
         eprintln!("skipped: needs root, losetup and mkfs.btrfs");
         return;
     }
-    let tmp = tempfile::Builder::new().prefix("btrfsqa-fstests-").tempdir_in("/var/tmp").unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("btrfsqa-fstests-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
     let work = std::env::var("BTRFSQA_FSTESTS_WORK")
         .ok()
         .filter(|v| !v.is_empty())
@@ -39,7 +50,11 @@ async fn fstests_runs_on_loop_devices() {
     assert!(config.validate().is_empty(), "{:?}", config.validate());
     let suite = Xfstests::new(config);
     let run_dir = tmp.path().join("run");
-    let mut ctx = SuiteContext::new(Arc::new(LocalHost::new("local-0")), devices, run_dir.clone());
+    let mut ctx = SuiteContext::new(
+        Arc::new(LocalHost::new("local-0")),
+        devices,
+        run_dir.clone(),
+    );
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     ctx.events = Arc::new(move |e| sink.lock().unwrap().push(e));
@@ -47,8 +62,19 @@ async fn fstests_runs_on_loop_devices() {
     suite.prepare(&ctx).await.expect("prepare");
     let report = suite.run(&ctx).await.expect("run");
     eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
+    keep_run(&run_dir, "fstests-sections");
 
-    assert_eq!(report.source.as_ref().unwrap().commit.as_ref().unwrap().len(), 40);
+    assert_eq!(
+        report
+            .source
+            .as_ref()
+            .unwrap()
+            .commit
+            .as_ref()
+            .unwrap()
+            .len(),
+        40
+    );
     for profile in ["default", "compress"] {
         let of = |name: &str| {
             report
@@ -61,7 +87,11 @@ async fn fstests_runs_on_loop_devices() {
             let outcome = of(name);
             assert_eq!(outcome.verdict, Verdict::Pass, "{outcome:?}");
             assert!(outcome.duration_secs.is_some());
-            let full = outcome.artifacts.iter().find(|a| a.kind == ArtifactKind::Full).expect("a .full");
+            let full = outcome
+                .artifacts
+                .iter()
+                .find(|a| a.kind == ArtifactKind::Full)
+                .expect("a .full");
             assert!(run_dir.join(&full.path).exists());
         }
         let notrun = of("generic/034");
@@ -69,11 +99,99 @@ async fn fstests_runs_on_loop_devices() {
         assert!(notrun.message.is_some());
     }
     let events = events.lock().unwrap();
-    let started = events.iter().filter(|e| matches!(e, Event::TestStarted { .. })).count();
+    let started = events
+        .iter()
+        .filter(|e| matches!(e, Event::TestStarted { .. }))
+        .count();
     assert_eq!(started, 8, "one start per test and profile");
-    let mounts = std::process::Command::new("findmnt").arg("-rn").output().unwrap();
+    let mounts = std::process::Command::new("findmnt")
+        .arg("-rn")
+        .output()
+        .unwrap();
     let mounts = String::from_utf8_lossy(&mounts.stdout);
-    assert!(!mounts.contains(&loops.devices[0]), "the test device is still mounted");
+    assert!(
+        !mounts.contains(&loops.devices[0]),
+        "the test device is still mounted"
+    );
+}
+
+#[tokio::test]
+async fn a_hung_fstests_test_is_stopped_and_the_next_ones_still_run() {
+    let Some(git) = std::env::var("BTRFSQA_FSTESTS_GIT")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        eprintln!(
+            "skipped: set BTRFSQA_FSTESTS_GIT to an fstests git repository to run fstests for real"
+        );
+        return;
+    };
+    if !is_root() || !have("losetup") || !have("mkfs.btrfs") {
+        eprintln!("skipped: needs root, losetup and mkfs.btrfs");
+        return;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("btrfsqa-fstests-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let work = std::env::var("BTRFSQA_FSTESTS_WORK")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| tmp.path().join("work").to_string_lossy().into_owned());
+    let loops = LoopDevices::new(tmp.path(), 6, 10);
+    let devices = MachineDevices {
+        name: "local-0".into(),
+        test_dev: loops.devices[0].clone(),
+        scratch_devs: loops.devices[1..].to_vec(),
+        work_dir: work,
+    };
+    // btrfs/002 takes about ten seconds here: with six, it hangs.
+    let config: XfstestsConfig = serde_json::from_value(serde_json::json!({
+        "git-url": git,
+        "tests": ["btrfs/001", "btrfs/002", "generic/001"],
+        "test-timeout-secs": 6,
+    }))
+    .unwrap();
+    let suite = Xfstests::new(config);
+    let run_dir = tmp.path().join("run");
+    let ctx = SuiteContext::new(
+        Arc::new(LocalHost::new("local-0")),
+        devices,
+        run_dir.clone(),
+    );
+    suite.prepare(&ctx).await.expect("prepare");
+    let report = suite.run(&ctx).await.expect("run");
+    keep_run(&run_dir, "fstests-hung");
+    let got: Vec<(&str, Verdict)> = report
+        .tests
+        .iter()
+        .map(|t| (t.name.as_str(), t.verdict))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("btrfs/001", Verdict::Pass),
+            ("btrfs/002", Verdict::Hung),
+            ("generic/001", Verdict::Pass)
+        ],
+        "{report:#?}"
+    );
+    assert!(
+        report.tests[1]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("still running after 6 s")
+    );
+    let mounts = std::process::Command::new("findmnt")
+        .arg("-rn")
+        .output()
+        .unwrap();
+    let mounts = String::from_utf8_lossy(&mounts.stdout);
+    assert!(
+        !mounts.contains(&loops.devices[0]),
+        "the test device is still mounted"
+    );
 }
 
 /// The configuration, as a user would write it.
@@ -84,4 +202,18 @@ fn toml_like(git: &str) -> XfstestsConfig {
             "test-timeout-secs": 600}}"#
     );
     serde_json::from_str(&text).unwrap()
+}
+
+/// Copies a run directory to `$BTRFSQA_KEEP_RUN/<name>` when that is set,
+/// to look at (or to capture fixtures from) what a real run left.
+pub fn keep_run(run_dir: &Path, name: &str) {
+    if let Some(keep) = std::env::var_os("BTRFSQA_KEEP_RUN") {
+        let dest = Path::new(&keep).join(name);
+        let _ = std::fs::create_dir_all(&dest);
+        let _ = Command::new("cp")
+            .arg("-a")
+            .arg(run_dir)
+            .arg(&dest)
+            .status();
+    }
 }
