@@ -1165,3 +1165,6 @@ impl TestSuite for Raid56Scrub {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests;
