@@ -500,12 +500,9 @@ impl SectionRunner<'_> {
                 if let Some(files) = tests.files.get(&test.name) {
                     outcome.artifacts = files.clone();
                 }
-                if invocation
-                    .interrupted
-                    .as_ref()
-                    .is_some_and(|i| i.name == test.name)
-                {
-                    // Neither the console nor fstests reported it.
+                if !invocation.live.finished.iter().any(|t| t.name == test.name) {
+                    // Not seen to end on the console (stopped, or a line the
+                    // console parser did not read): reported now.
                     ctx.test_finished(outcome.clone());
                 }
                 done.insert(test.name.clone());
