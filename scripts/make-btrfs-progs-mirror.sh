@@ -57,8 +57,8 @@ if [ "$build_deps" = 1 ]; then
 fi
 
 work=$(mktemp -d)
-# apt-get source downloads as the _apt user when it can read the directory.
-chmod 755 "$work"
+# apt-get source downloads as the _apt user when that user can write here.
+chown _apt "$work" 2>/dev/null || true
 trap 'rm -rf "$work"' EXIT
 (cd "$work" && apt-get source -qq btrfs-progs >/dev/null)
 src=$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'btrfs-progs-*' | head -n 1)
