@@ -152,8 +152,13 @@ pub(crate) trait Ec2Api: Send + Sync {
     /// DescribeKeyPairs.
     async fn describe_key_pairs(&self, filters: &[Filter]) -> Result<Vec<ResourceInfo>, Ec2Error>;
 
-    /// DeleteKeyPair by id.
-    async fn delete_key_pair(&self, key_pair_id: &str) -> Result<(), Ec2Error>;
+    /// DeleteKeyPair, by name when there is one (every implementation
+    /// knows names; some emulators ignore ids), else by id.
+    async fn delete_key_pair(
+        &self,
+        key_pair_id: &str,
+        key_name: Option<String>,
+    ) -> Result<(), Ec2Error>;
 
     /// CreateSecurityGroup with tags; returns the group id.
     async fn create_security_group(

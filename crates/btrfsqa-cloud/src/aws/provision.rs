@@ -368,7 +368,10 @@ impl AwsProvider {
                 else {
                     return Err(error);
                 };
-                retry(policy, transient, || api.delete_key_pair(&old.id)).await?;
+                retry(policy, transient, || {
+                    api.delete_key_pair(&old.id, old.name.clone())
+                })
+                .await?;
                 import().await
             }
             other => other,

@@ -273,10 +273,17 @@ impl Ec2Api for SdkEc2 {
             .collect())
     }
 
-    async fn delete_key_pair(&self, key_pair_id: &str) -> Result<(), Ec2Error> {
-        self.client
-            .delete_key_pair()
-            .key_pair_id(key_pair_id)
+    async fn delete_key_pair(
+        &self,
+        key_pair_id: &str,
+        key_name: Option<String>,
+    ) -> Result<(), Ec2Error> {
+        let request = self.client.delete_key_pair();
+        let request = match key_name {
+            Some(name) => request.key_name(name),
+            None => request.key_pair_id(key_pair_id),
+        };
+        request
             .send()
             .await
             .map_err(|error| sdk_error("DeleteKeyPair", error))?;

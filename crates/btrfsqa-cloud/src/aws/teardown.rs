@@ -252,7 +252,7 @@ impl AwsProvider {
     ) -> Result<bool, Ec2Error> {
         gone_is_fine(
             retry(&self.settings.retry, transient, || {
-                api.delete_key_pair(&key.id)
+                api.delete_key_pair(&key.id, key.name.clone())
             })
             .await,
         )
@@ -421,7 +421,7 @@ mod tests {
         let world = World::new();
         let mut mock = MockEc2Api::new();
         mock.expect_delete_key_pair()
-            .returning(|_| Err(ec2_error("DeleteKeyPair", "UnauthorizedOperation")));
+            .returning(|_, _| Err(ec2_error("DeleteKeyPair", "UnauthorizedOperation")));
         mock.expect_terminate_instances()
             .times(2)
             .returning(|_| Err(ec2_error("TerminateInstances", "ServiceUnavailable")));

@@ -209,7 +209,7 @@ pub(crate) fn wire(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
             .collect())
     });
     let w = world.clone();
-    mock.expect_delete_key_pair().returning(move |id| {
+    mock.expect_delete_key_pair().returning(move |id, _| {
         let mut world = w.lock().unwrap();
         let before = world.keys.len();
         world.keys.retain(|k| k.id != id);

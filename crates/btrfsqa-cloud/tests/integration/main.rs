@@ -2,4 +2,6 @@
 //! mounts on this machine. Each test checks its preconditions and says why
 //! it skips when they are missing.
 
+#[cfg(feature = "aws")]
+mod aws;
 mod local;

@@ -1,0 +1,511 @@
+//! The `aws` provider through the real aws-sdk-ec2 against moto's EC2
+//! emulator on 127.0.0.1, one server per test.
+//!
+//! The emulator comes from PyPI (`scripts/moto-server.sh` installs it):
+//! `BTRFSQA_MOTO_SERVER` names its `moto_server`, else
+//! `/var/tmp/btrfsqa-moto/bin/moto_server` is used; without it the tests
+//! say so and skip. moto boots nothing, so the instances never answer SSH:
+//! the provider never connects, so that does not matter here.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::Filter;
+use btrfsqa_cloud::{
+    Access, AmiSelector, AwsMachineState, AwsProvider, AwsSettings, CloudProvider, Machine,
+    MachineSpec, RetryPolicy,
+};
+use btrfsqa_model::RunId;
+
+const REGION: &str = "us-east-1";
+const RUN_TAG: &str = "btrfsqa:run-id";
+const SSH_CIDR: &str = "198.51.100.7/32";
+
+/// A moto server on a free port of 127.0.0.1, stopped on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+    _log: tempfile::NamedTempFile,
+}
+
+impl Moto {
+    fn binary() -> Option<PathBuf> {
+        let path = std::env::var_os("BTRFSQA_MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/tmp/btrfsqa-moto/bin/moto_server"));
+        if path.exists() {
+            Some(path)
+        } else {
+            eprintln!(
+                "skipped: no EC2 emulator at `{}` (run scripts/moto-server.sh --install-only, \
+                 or set BTRFSQA_MOTO_SERVER)",
+                path.display()
+            );
+            None
+        }
+    }
+
+    fn start() -> Option<Moto> {
+        let binary = Moto::binary()?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start `{}`: {error}", binary.display()));
+        let mut moto = Moto {
+            child,
+            port,
+            _log: log,
+        };
+        let started = Instant::now();
+        while moto.reset().is_err() {
+            if let Some(status) = moto.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(moto._log.path()).unwrap_or_default();
+                panic!("moto_server exited with {status}:\n{log}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto_server did not answer in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(moto)
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `POST /moto-api/reset`: forget every resource.
+    fn reset(&self) -> std::io::Result<()> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "POST /moto-api/reset HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(answer))
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SDK configuration for the emulator, with dummy credentials (nothing
+/// here may ever reach AWS).
+async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(moto.endpoint())
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
+        .load()
+        .await
+}
+
+fn settings(moto: &Moto, key_dir: &Path) -> AwsSettings {
+    AwsSettings {
+        region: Some(REGION.to_owned()),
+        endpoint_url: Some(moto.endpoint()),
+        // moto's own images include Ubuntu's: exercise the newest-by-name path.
+        ami: AmiSelector::NameFilter {
+            pattern: "ubuntu/images/hvm-ssd/ubuntu-*-amd64-server-*".to_owned(),
+            owner: "099720109477".to_owned(),
+        },
+        ssh_cidr: Some(SSH_CIDR.to_owned()),
+        ssh_user: "ubuntu".to_owned(),
+        owner: "integration-test".to_owned(),
+        key_dir: key_dir.to_owned(),
+        host_key_wait: Duration::ZERO,
+        launch_timeout: Duration::from_secs(30),
+        teardown_timeout: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(100),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(200),
+        },
+        ..AwsSettings::default()
+    }
+}
+
+fn spec(name: &str) -> MachineSpec {
+    MachineSpec::new(RunId::generate(chrono::Utc::now()), name)
+}
+
+fn run_filter(run: &str) -> Filter {
+    Filter::builder()
+        .name(format!("tag:{RUN_TAG}"))
+        .values(run)
+        .build()
+}
+
+/// Every resource of `run` that still exists (instances not terminated).
+async fn left_of_run(ec2: &aws_sdk_ec2::Client, run: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    let instances = ec2
+        .describe_instances()
+        .filters(run_filter(run))
+        .send()
+        .await
+        .unwrap();
+    for instance in instances.reservations().iter().flat_map(|r| r.instances()) {
+        let state = instance.state().and_then(|s| s.name()).unwrap().as_str();
+        if state != "terminated" {
+            left.push(format!(
+                "instance {} ({state})",
+                instance.instance_id().unwrap()
+            ));
+        }
+    }
+    let volumes = ec2
+        .describe_volumes()
+        .filters(run_filter(run))
+        .send()
+        .await
+        .unwrap();
+    left.extend(
+        volumes
+            .volumes()
+            .iter()
+            .map(|v| format!("volume {}", v.volume_id().unwrap())),
+    );
+    let keys = ec2
+        .describe_key_pairs()
+        .filters(run_filter(run))
+        .send()
+        .await
+        .unwrap();
+    left.extend(
+        keys.key_pairs()
+            .iter()
+            .map(|k| format!("key pair {}", k.key_name().unwrap())),
+    );
+    let groups = ec2
+        .describe_security_groups()
+        .filters(run_filter(run))
+        .send()
+        .await
+        .unwrap();
+    left.extend(
+        groups
+            .security_groups()
+            .iter()
+            .map(|g| format!("security group {}", g.group_id().unwrap())),
+    );
+    left
+}
+
+fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+fn state_of(machine: &Machine) -> AwsMachineState {
+    AwsMachineState::from_machine(machine).expect("an aws machine")
+}
+
+#[tokio::test]
+async fn provision_is_locked_down_and_teardown_leaves_nothing() {
+    let Some(moto) = Moto::start() else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let config = sdk_config(&moto).await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let provider = AwsProvider::from_sdk_config(settings(&moto, keys.path()), &config).unwrap();
+    let spec = spec("aws-0");
+    let run = spec.run_id.as_str().to_owned();
+
+    let machine = provider.provision(&spec).await.unwrap();
+
+    // The instance: tagged, spot, terminates on shutdown, powers itself off.
+    let state = state_of(&machine);
+    assert_eq!(machine.provider_id, state.instance_id);
+    let described = ec2
+        .describe_instances()
+        .instance_ids(&state.instance_id)
+        .send()
+        .await
+        .unwrap();
+    let instance = &described.reservations()[0].instances()[0];
+    assert_eq!(tag(instance.tags(), RUN_TAG), Some(run.as_str()));
+    assert_eq!(
+        tag(instance.tags(), "btrfsqa:owner"),
+        Some("integration-test")
+    );
+    assert_eq!(
+        tag(instance.tags(), "Name"),
+        Some(format!("btrfsqa-{run}-aws-0").as_str())
+    );
+    assert!(tag(instance.tags(), "btrfsqa:expires").is_some());
+    assert_eq!(state.market, "spot");
+    let shutdown = ec2
+        .describe_instance_attribute()
+        .instance_id(&state.instance_id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        shutdown
+            .instance_initiated_shutdown_behavior()
+            .and_then(|v| v.value()),
+        Some("terminate")
+    );
+    let user_data = ec2
+        .describe_instance_attribute()
+        .instance_id(&state.instance_id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let user_data = user_data.user_data().and_then(|v| v.value()).unwrap();
+    let user_data =
+        String::from_utf8(aws_smithy_types::base64::decode(user_data).unwrap()).unwrap();
+    assert!(user_data.contains("shutdown -h"), "{user_data}");
+
+    // Seven volumes (root + six), all deleted with the instance, all tagged;
+    // the machine's devices are the data volumes', by id, in order.
+    let mappings = instance.block_device_mappings();
+    assert_eq!(mappings.len(), 7);
+    assert!(
+        mappings
+            .iter()
+            .all(|m| m.ebs().unwrap().delete_on_termination() == Some(true))
+    );
+    let volumes = ec2
+        .describe_volumes()
+        .filters(run_filter(&run))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(volumes.volumes().len(), 7);
+    let data: Vec<_> = volumes
+        .volumes()
+        .iter()
+        .filter(|v| v.size() == Some(10))
+        .collect();
+    assert_eq!(data.len(), 6);
+    assert!(
+        data.iter()
+            .all(|v| v.volume_type().map(|t| t.as_str()) == Some("gp3"))
+    );
+    let by_device = |device: &str| {
+        mappings
+            .iter()
+            .find(|m| m.device_name() == Some(device))
+            .and_then(|m| m.ebs()?.volume_id())
+            .unwrap()
+            .replace('-', "")
+    };
+    assert_eq!(
+        machine.test_dev,
+        format!(
+            "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{}",
+            by_device("/dev/sdf")
+        )
+    );
+    assert_eq!(machine.scratch_devs.len(), 5);
+    assert!(machine.scratch_devs[0].ends_with(&by_device("/dev/sdg")));
+    assert_eq!(
+        state.volume_ids.iter().collect::<BTreeSet<_>>(),
+        data.iter()
+            .map(|v| v.volume_id().unwrap().to_owned())
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .collect()
+    );
+
+    // The key pair made for the run, and the key beside it.
+    let key_pairs = ec2
+        .describe_key_pairs()
+        .filters(run_filter(&run))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(key_pairs.key_pairs().len(), 1);
+    assert_eq!(
+        key_pairs.key_pairs()[0].key_name(),
+        Some(state.key_name.as_str())
+    );
+    let Access::Ssh(endpoint) = &machine.access else {
+        panic!("an aws machine is reached over ssh")
+    };
+    assert_eq!(instance.key_name(), Some(state.key_name.as_str()));
+    let identity = endpoint.identity_file.clone().unwrap();
+    assert!(identity.starts_with(keys.path()) && identity.exists());
+    assert_eq!(endpoint.port, 22);
+    assert_eq!(endpoint.user, "ubuntu");
+    assert!(endpoint.known_hosts_file.as_ref().unwrap().exists());
+
+    // The security group: SSH from the configured range only.
+    let groups = ec2
+        .describe_security_groups()
+        .group_ids(&state.security_group_id)
+        .send()
+        .await
+        .unwrap();
+    let group = &groups.security_groups()[0];
+    assert_eq!(tag(group.tags(), RUN_TAG), Some(run.as_str()));
+    let rules = group.ip_permissions();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(
+        (rules[0].from_port(), rules[0].to_port()),
+        (Some(22), Some(22))
+    );
+    let ranges: Vec<_> = rules[0]
+        .ip_ranges()
+        .iter()
+        .filter_map(|r| r.cidr_ip())
+        .collect();
+    assert_eq!(ranges, [SSH_CIDR]);
+    assert!(rules[0].ipv6_ranges().is_empty());
+
+    provider.teardown(&machine).await.unwrap();
+
+    assert_eq!(left_of_run(&ec2, &run).await, Vec::<String>::new());
+    assert!(!identity.exists(), "the generated key is deleted too");
+    provider.teardown(&machine).await.unwrap();
+}
+
+#[tokio::test]
+async fn reap_after_a_killed_controller_leaves_only_what_is_not_ours() {
+    let Some(moto) = Moto::start() else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let config = sdk_config(&moto).await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let provider = AwsProvider::from_sdk_config(settings(&moto, keys.path()), &config).unwrap();
+
+    // Someone else's volume, named like ours but without the run tag.
+    let foreign = ec2
+        .create_volume()
+        .availability_zone(format!("{REGION}a"))
+        .size(1)
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Volume)
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key("Name")
+                        .value("btrfsqa-lookalike")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .volume_id()
+        .unwrap()
+        .to_owned();
+
+    let expired = provider.provision(&spec("aws-0")).await.unwrap();
+    let named = provider.provision(&spec("aws-1")).await.unwrap();
+    let expires_at = state_of(&expired).expires_at;
+    // The controller dies: nothing will tear these down.
+    let (expired_run, named_run) = (expired.run_id.clone(), named.run_id.clone());
+    drop((expired, named));
+
+    // Nothing has ended yet: a plain reap touches nothing.
+    let items = provider.reap(None, false).await.unwrap();
+    assert!(items.is_empty(), "{items:?}");
+
+    // `btrfsqa teardown RUN` / `reap --run RUN`: that run, at once.
+    let items = provider.reap(Some(named_run.clone()), false).await.unwrap();
+    assert!(
+        items
+            .iter()
+            .any(|i| i.kind == "instance" && i.action == "terminated"),
+        "{items:?}"
+    );
+    assert!(
+        items
+            .iter()
+            .all(|i| i.run_id.as_deref() == Some(named_run.as_str())),
+        "{items:?}"
+    );
+    assert_eq!(
+        left_of_run(&ec2, named_run.as_str()).await,
+        Vec::<String>::new()
+    );
+    assert!(!left_of_run(&ec2, expired_run.as_str()).await.is_empty());
+
+    // After the expiry: a dry run says what would go and removes nothing...
+    let later = expires_at + chrono::Duration::minutes(1);
+    let planned = provider.reap_at(None, true, later).await.unwrap();
+    assert!(
+        planned
+            .iter()
+            .any(|i| i.kind == "instance" && i.action == "would terminate"),
+        "{planned:?}"
+    );
+    assert!(
+        planned.iter().all(|i| i.action.starts_with("would ")),
+        "{planned:?}"
+    );
+    assert!(!left_of_run(&ec2, expired_run.as_str()).await.is_empty());
+
+    // ...and the real one removes it all.
+    let items = provider.reap_at(None, false, later).await.unwrap();
+    assert!(
+        items.iter().all(|i| !i.action.starts_with("failed")),
+        "{items:?}"
+    );
+    assert_eq!(
+        left_of_run(&ec2, expired_run.as_str()).await,
+        Vec::<String>::new()
+    );
+
+    // What is not tagged as ours survives.
+    let still = ec2
+        .describe_volumes()
+        .volume_ids(&foreign)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.volumes().len(), 1);
+    assert!(!keys.path().join(expired_run.as_str()).exists());
+}
+
+#[tokio::test]
+async fn the_standard_credential_chain_reaches_the_endpoint() {
+    // Credentials only ever come from the environment here; without them
+    // the chain would wait on the instance metadata service.
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        eprintln!("skipped: AWS_ACCESS_KEY_ID is not set (CI sets dummy ones for the emulator)");
+        return;
+    }
+    let Some(moto) = Moto::start() else { return };
+    let keys = tempfile::tempdir().unwrap();
+
+    let provider = AwsProvider::new(settings(&moto, keys.path()))
+        .await
+        .unwrap();
+
+    assert_eq!(provider.region(), REGION);
+    let items = provider.reap(None, true).await.unwrap();
+    assert!(items.is_empty(), "{items:?}");
+}
