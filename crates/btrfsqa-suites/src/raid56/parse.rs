@@ -393,19 +393,22 @@ pub struct Mapping {
     pub device: String,
 }
 
-/// Parses `btrfs-map-logical -l LOGICAL [-b BYTES] DEV` output.
+/// Parses `btrfs-map-logical -l LOGICAL [-b BYTES] DEV` output (standard
+/// output and error together).
 ///
-/// Errors on `ERROR:` lines (which btrfs-progs prints with exit status 0 for
-/// a range with no extent) and when no mapping line is present.
+/// Errors when no mapping line is present, quoting its `ERROR:` lines (it
+/// prints them with exit status 0 for a range with no extent). `ERROR:` lines
+/// beside mappings are ignored: btrfs-map-logical scans every block device
+/// of the machine and reports the ones it cannot read (another user's loop
+/// device going away, say), then maps anyway.
 pub fn parse_map_logical(text: &str) -> Result<Vec<Mapping>, ParseError> {
     let mut mappings = Vec::new();
+    let mut errors = Vec::new();
     for line in text.lines() {
         let trimmed = line.trim();
         if let Some(message) = trimmed.strip_prefix("ERROR:") {
-            return Err(error(
-                MAP,
-                format!("btrfs-map-logical said `{}`", message.trim()),
-            ));
+            errors.push(format!("`{}`", message.trim()));
+            continue;
         }
         if !trimmed.starts_with("mirror ") {
             continue;
@@ -441,6 +444,12 @@ pub fn parse_map_logical(text: &str) -> Result<Vec<Mapping>, ParseError> {
         mappings.push(mapping);
     }
     if mappings.is_empty() {
+        if !errors.is_empty() {
+            return Err(error(
+                MAP,
+                format!("btrfs-map-logical said {}", errors.join(", ")),
+            ));
+        }
         return Err(error(
             MAP,
             "no `mirror N logical L physical P device D` line",
@@ -944,6 +953,12 @@ mod tests {
             let err = parse_map_logical(&fixture(name)).unwrap_err();
             assert!(err.message.contains("extent"), "{name}: {err}");
         }
+        // A device it could not scan does not spoil the mapping.
+        let noisy = format!(
+            "ERROR: cannot scan /dev/loop11: Input/output error\n{}",
+            fixture("map-logical-raid5-64k.txt")
+        );
+        assert_eq!(parse_map_logical(&noisy).unwrap().len(), 2);
         assert!(parse_map_logical("").is_err());
         assert!(parse_map_logical("mirror 1 logical 12 physical\n").is_err());
         assert!(parse_map_logical("mirror x logical 1 physical 2 device /dev/a\n").is_err());
