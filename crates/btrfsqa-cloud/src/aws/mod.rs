@@ -1,63 +1,5 @@
 //! The `aws` provider: EC2 spot machines with six EBS volumes, locked down,
-//! and nothing ever leaked.
-//!
-//! # What a machine is made of
-//!
-//! For each [`MachineSpec`] the provider makes, in this order, and tags with
-//! the run id, the machine name, the owner, the creation and expiry times
-//! and a `Name`:
-//!
-//! 1. an ed25519 key generated with `ssh-keygen` into a private directory
-//!    under [`AwsSettings::key_dir`], imported as a key pair (unless
-//!    [`AwsSettings::key_name`] names an existing one, which is never deleted);
-//! 2. a security group that lets in TCP 22 only from
-//!    [`AwsSettings::ssh_cidr`] or, when unset, from the operator's detected
-//!    public address (never from the whole Internet unless configured so);
-//! 3. one instance, one-time spot by default, trying each of
-//!    [`AwsSettings::instance_types`] in turn when EC2 has no capacity, then
-//!    on-demand if [`AwsSettings::allow_on_demand`]; with the root volume and
-//!    the data volumes (gp3, `DeleteOnTermination`) in its block device
-//!    mapping, IMDSv2 only, no instance role, shutdown behaviour
-//!    `terminate`, and user data that powers it off at the run's deadline on
-//!    every boot, so a lost controller still stops the bill.
-//!
-//! If any step fails, everything made so far is removed before the error is
-//! returned; what could not be removed is named in the error.
-//!
-//! # Devices
-//!
-//! The machine's devices are given as the guest sees them, derived from the
-//! volume ids EC2 reports, never from attach order:
-//! `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123…` (udev's name on
-//! Nitro instances, which expose EBS volumes as NVMe disks whose serial is
-//! the volume id). Xen instances (types older than the 5th generation) show
-//! a volume mapped at `/dev/sdf` as `/dev/xvdf` instead; those names are kept
-//! in [`AwsMachineState::xen_devices`] for such types.
-//!
-//! # Host keys
-//!
-//! Provisioning polls the console output for up to
-//! [`AwsSettings::host_key_wait`] and writes the host keys cloud-init prints
-//! there to the machine's `known_hosts` file. When none appear (the EC2
-//! emulator prints none), the file stays empty and the SSH client pins the
-//! key at first contact (`StrictHostKeyChecking=accept-new` with that file),
-//! which records it.
-//!
-//! # Teardown and reaping
-//!
-//! Teardown terminates the instance, waits until it is terminated, then
-//! deletes the volumes, the key pair and the security group that carry this
-//! run's and machine's tags, and nothing else. `reap` finds, in every
-//! region of [`AwsSettings::reap_regions`], what carries the run tag and is
-//! expired, or belongs to a run with no instance left, or to the run asked
-//! for, and removes it.
-//!
-//! # Credentials
-//!
-//! Only the standard AWS chain (environment, profiles, SSO, process
-//! credentials, instance role), and the standard environment (`AWS_REGION`,
-//! `AWS_PROFILE`, `AWS_ENDPOINT_URL`). btrfsqa never writes a credential
-//! anywhere and the instance gets none.
+//! and nothing ever leaked. See [`AwsProvider`].
 
 mod api;
 mod console;
@@ -93,7 +35,85 @@ const PROVIDER: &str = "aws";
 /// Gives the EC2 client of a region.
 type ApiFactory = Arc<dyn Fn(&str) -> Arc<dyn Ec2Api> + Send + Sync>;
 
-/// EC2 machines for btrfsqa. See the [module documentation](self).
+/// The `aws` provider: EC2 spot machines with six EBS volumes, locked down,
+/// and nothing ever leaked.
+///
+/// # What a machine is made of
+///
+/// For each [`MachineSpec`] the provider makes, in this order, and tags with
+/// the run id, the machine name, the owner, the creation and expiry times
+/// and a `Name`:
+///
+/// 1. an ed25519 key generated with `ssh-keygen` into a private directory
+///    under [`AwsSettings::key_dir`], imported as a key pair (unless
+///    [`AwsSettings::key_name`] names an existing one, which is never deleted);
+/// 2. a security group that lets in TCP 22 only from
+///    [`AwsSettings::ssh_cidr`] or, when unset, from the operator's detected
+///    public address (never from the whole Internet unless configured so);
+/// 3. one instance, one-time spot by default, trying each of
+///    [`AwsSettings::instance_types`] in turn when EC2 has no capacity, then
+///    on-demand if [`AwsSettings::allow_on_demand`]; with the root volume and
+///    the data volumes (gp3, `DeleteOnTermination`) in its block device
+///    mapping, IMDSv2 only, no instance role, shutdown behaviour
+///    `terminate`, and user data that powers it off at the run's deadline on
+///    every boot, so a lost controller still stops the bill.
+///
+/// If any step fails, everything made so far is removed before the error is
+/// returned; what could not be removed is named in the error.
+///
+/// # Devices
+///
+/// The machine's devices are given as the guest sees them, derived from the
+/// volume ids EC2 reports, never from attach order:
+/// `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123…` (udev's name on
+/// Nitro instances, which expose EBS volumes as NVMe disks whose serial is
+/// the volume id). Xen instances (types older than the 5th generation) show
+/// a volume mapped at `/dev/sdf` as `/dev/xvdf` instead; those names are kept
+/// in [`AwsMachineState::xen_devices`] for such types.
+///
+/// # Host keys
+///
+/// Provisioning polls the console output for up to
+/// [`AwsSettings::host_key_wait`] and writes the host keys cloud-init prints
+/// there to the machine's `known_hosts` file. When none appear (the EC2
+/// emulator prints none), the file stays empty and the SSH client pins the
+/// key at first contact (`StrictHostKeyChecking=accept-new` with that file),
+/// which records it.
+///
+/// # Teardown and reaping
+///
+/// Teardown terminates the instance, waits until it is terminated, then
+/// deletes the volumes, the key pair and the security group that carry this
+/// run's and machine's tags, and nothing else. `reap` finds, in every
+/// region of [`AwsSettings::reap_regions`], what carries the run tag and is
+/// expired, or belongs to a run with no instance left, or to the run asked
+/// for, and removes it.
+///
+/// # Credentials
+///
+/// Only the standard AWS chain (environment, profiles, SSO, process
+/// credentials, instance role), and the standard environment (`AWS_REGION`,
+/// `AWS_PROFILE`, `AWS_ENDPOINT_URL`). btrfsqa never writes a credential
+/// anywhere and the instance gets none.
+///
+/// ```no_run
+/// use btrfsqa_cloud::{AwsProvider, AwsSettings, CloudProvider, MachineSpec};
+/// use btrfsqa_model::RunId;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let settings = AwsSettings {
+///     region: Some("eu-west-1".to_owned()),
+///     ssh_cidr: Some("203.0.113.7/32".to_owned()),
+///     ..AwsSettings::default()
+/// };
+/// let provider = AwsProvider::new(settings).await?;
+/// let spec = MachineSpec::new(RunId::generate(chrono::Utc::now()), "aws-0");
+/// let machine = provider.provision(&spec).await?;
+/// // ... run the suites over SSH ...
+/// let cost = AwsProvider::cost_estimate(&machine, chrono::Utc::now());
+/// provider.teardown(&machine).await?;
+/// # let _ = cost; Ok(()) }
+/// ```
 pub struct AwsProvider {
     settings: AwsSettings,
     region: String,

@@ -25,10 +25,22 @@ impl AwsProvider {
             .as_ref()
             .map_or_else(|| self.region.clone(), |state| state.region.clone());
         let run = machine.run_id.as_str();
-        let dir = state.as_ref().map_or_else(
-            || local_files::machine_dir(&self.settings.key_dir, run, &machine.name),
-            |state| state.local_dir.clone(),
-        );
+        // The recorded directory is trusted only if it has the shape this
+        // provider gives (`…/<run>/<machine>`): a damaged record must not
+        // make teardown delete some other directory.
+        let expected = local_files::machine_dir(&self.settings.key_dir, run, &machine.name);
+        let dir = state
+            .as_ref()
+            .map(|state| state.local_dir.clone())
+            .filter(|recorded| {
+                recorded.is_absolute()
+                    && recorded
+                        .components()
+                        .rev()
+                        .take(2)
+                        .eq(expected.components().rev().take(2))
+            })
+            .unwrap_or(expected);
         let known: Vec<String> = Some(machine.provider_id.clone())
             .filter(|id| id.starts_with("i-"))
             .into_iter()
@@ -382,6 +394,32 @@ mod tests {
         let w = world.lock().unwrap();
         assert_eq!(w.instances[0].state, "running");
         assert!(w.removed.is_empty(), "{:?}", w.removed);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_record_cannot_point_teardown_at_another_directory() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let precious = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+        let mut machine = provider.provision(&spec()).await.unwrap();
+        let mut state = AwsMachineState::from_machine(&machine).unwrap();
+        let real_dir = state.local_dir.clone();
+        state.local_dir = precious.path().to_owned();
+        machine.state = serde_json::to_value(&state).unwrap();
+
+        provider.teardown(&machine).await.unwrap();
+
+        assert!(precious.path().exists());
+        assert!(
+            !real_dir.exists(),
+            "the machine's own directory went instead"
+        );
     }
 
     #[tokio::test]
