@@ -89,6 +89,19 @@ type ApiFactory = Arc<dyn Fn(&str) -> Arc<dyn Ec2Api> + Send + Sync>;
 /// expired, or belongs to a run with no instance left, or to the run asked
 /// for, and removes it.
 ///
+/// # Permissions
+///
+/// The credentials need `ec2:` `DescribeImages`, `DescribeVpcs`,
+/// `DescribeSubnets`, `ImportKeyPair`, `DescribeKeyPairs`, `DeleteKeyPair`,
+/// `CreateSecurityGroup`, `AuthorizeSecurityGroupIngress`,
+/// `DescribeSecurityGroups`, `DeleteSecurityGroup`, `RunInstances`,
+/// `CreateTags` (tags are set at creation), `DescribeInstances`,
+/// `TerminateInstances`, `DescribeVolumes`, `DeleteVolume`,
+/// `DescribeSpotPriceHistory` and `GetConsoleOutput`; the account's first
+/// spot launch also needs `iam:CreateServiceLinkedRole` for
+/// `spot.amazonaws.com`. A missing one is reported by name
+/// ([`Ec2Error::Unauthorized`]).
+///
 /// # Credentials
 ///
 /// Only the standard AWS chain (environment, profiles, SSO, process

@@ -601,13 +601,18 @@ impl Ec2Api for SdkEc2 {
         let answer = match answer {
             Ok(answer) => answer,
             // `Latest` exists only on Nitro instances; ask again without it.
-            Err(error) if error.code() == Some("UnsupportedOperation") => self
-                .client
-                .get_console_output()
-                .instance_id(instance_id)
-                .send()
-                .await
-                .map_err(|error| sdk_error("GetConsoleOutput", error))?,
+            Err(error)
+                if error.code().is_some_and(|code| {
+                    code.starts_with("Unsupported") || code.starts_with("InvalidParameter")
+                }) =>
+            {
+                self.client
+                    .get_console_output()
+                    .instance_id(instance_id)
+                    .send()
+                    .await
+                    .map_err(|error| sdk_error("GetConsoleOutput", error))?
+            }
             Err(error) => return Err(sdk_error("GetConsoleOutput", error)),
         };
         Ok(answer
