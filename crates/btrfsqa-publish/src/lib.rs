@@ -24,7 +24,7 @@ mod error;
 pub mod export;
 mod git;
 
-pub use dashboard::{Dashboard, RenderStats};
+pub use dashboard::{Dashboard, DashboardSettings, DirectoryPublisher, RenderStats};
 pub use error::PublishError;
 pub use git::{GitPublisher, GitPublisherSettings};
 

@@ -1,0 +1,631 @@
+use std::collections::BTreeSet;
+
+use btrfsqa_model::{KernelInfo, MachineInfo, Provenance, SuiteReport, TestOutcome};
+
+use super::*;
+
+const RUN: &str = "20261124-101500-ab12";
+const OLDER_RUN: &str = "20261123-020000-0f0f";
+
+fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
+    text.parse().unwrap()
+}
+
+fn source(name: &str, url: &str, git_ref: &str, commit: &str) -> SourceInfo {
+    SourceInfo {
+        name: name.into(),
+        url: url.into(),
+        git_ref: Some(git_ref.into()),
+        commit: Some(commit.into()),
+    }
+}
+
+fn outcome(suite: &str, name: &str, verdict: Verdict, secs: f64) -> TestOutcome {
+    let mut outcome = TestOutcome::new(suite, name, verdict);
+    outcome.duration_secs = Some(secs);
+    outcome
+}
+
+/// A run with every kind of content the run page shows, at fixed times.
+fn fixed_report() -> RunReport {
+    let kernel = KernelInfo {
+        release: Some("6.18.0-rc4-btrfsqa".into()),
+        version: Some("#1 SMP PREEMPT_DYNAMIC Mon Nov 23 20:00:00 UTC 2026".into()),
+        source: Some(source(
+            "kernel",
+            "https://git.kernel.org/pub/scm/linux/kernel/git/kdave/linux.git",
+            "for-next",
+            "0123456789abcdef0123456789abcdef01234567",
+        )),
+    };
+    let provenance = Provenance {
+        btrfsqa_version: "0.1.0".into(),
+        config_hash: "sha256:5f2b9d".into(),
+        provider: "qemu".into(),
+        controller: Some("ci-runner-1".into()),
+        machines: vec![MachineInfo {
+            name: "qemu-0".into(),
+            provider: "qemu".into(),
+            address: "root@127.0.0.1:2222".into(),
+            instance_type: Some("4cpu-8g".into()),
+            test_dev: Some("/dev/vdb".into()),
+            scratch_devs: vec!["/dev/vdc".into(), "/dev/vdd".into()],
+            kernel: kernel.clone(),
+        }],
+        kernel,
+        sources: vec![
+            source(
+                "fstests",
+                "https://user:token@example.com/fstests.git",
+                "master",
+                "89abcdef",
+            ),
+            source(
+                "btrfs-progs",
+                "/srv/mirrors/btrfs-progs",
+                "v6.17",
+                "fedcba98",
+            ),
+        ],
+    };
+    let mut report = RunReport::start(
+        RunId::parse(RUN).unwrap(),
+        at("2026-11-24T10:15:00Z"),
+        provenance,
+    );
+    report.labels.insert("trigger".into(), "nightly".into());
+
+    let mut xfstests = SuiteReport::new("xfstests");
+    xfstests.duration_secs = Some(2710.0);
+    xfstests.source = report.provenance.sources.first().cloned();
+    xfstests
+        .artifacts
+        .push(Artifact::new(ArtifactKind::Log, "xfstests/check.log"));
+    xfstests
+        .tests
+        .push(outcome("xfstests", "btrfs/001", Verdict::Pass, 3.2));
+    let mut failed = outcome("xfstests", "btrfs/011", Verdict::Fail, 142.0).with_message(
+        "- output mismatch (see btrfs/011.out.bad)\n+ERROR: scrub failed: Input/output error",
+    );
+    failed.profile = Some("raid56".into());
+    failed.machine = Some("qemu-0".into());
+    failed.artifacts = vec![
+        Artifact::new(ArtifactKind::Full, "xfstests/btrfs/011.full"),
+        Artifact::new(ArtifactKind::OutBad, "xfstests/btrfs/011.out.bad"),
+        Artifact::new(ArtifactKind::Dmesg, "xfstests/btrfs/011.dmesg"),
+    ];
+    xfstests.tests.push(failed);
+    xfstests.tests.push(
+        outcome("xfstests", "btrfs/100", Verdict::Skip, 0.0)
+            .with_message("not run: zoned devices required"),
+    );
+    xfstests.tests.push(
+        outcome("xfstests", "generic/475", Verdict::Hung, 900.0)
+            .with_message("no verdict after 900 s"),
+    );
+    report.suites.push(xfstests);
+
+    let mut raid = SuiteReport::new("raid56-scrub");
+    raid.error = Some("lost the machine during scrub".into());
+    raid.tests.push(outcome(
+        "raid56-scrub",
+        "raid5-data-repair",
+        Verdict::Crashed,
+        61.5,
+    ));
+    report.suites.push(raid);
+
+    report.finish(RunStatus::Completed, at("2026-11-24T11:02:03Z"));
+    report
+}
+
+fn older_report() -> RunReport {
+    let provenance = Provenance {
+        provider: "local".into(),
+        ..Provenance::default()
+    };
+    let mut report = RunReport::start(
+        RunId::parse(OLDER_RUN).unwrap(),
+        at("2026-11-23T02:00:00Z"),
+        provenance,
+    );
+    let mut suite = SuiteReport::new("btrfs-progs-cli");
+    suite
+        .tests
+        .push(outcome("btrfs-progs-cli", "001-btrfs", Verdict::Pass, 1.0));
+    report.suites.push(suite);
+    report.finish(RunStatus::Completed, at("2026-11-23T02:00:51Z"));
+    report
+}
+
+fn write_artifact(store: &ResultsStore, run: &str, path: &str, content: &[u8]) {
+    let file = store.run_dir(&RunId::parse(run).unwrap()).join(path);
+    fs::create_dir_all(file.parent().unwrap()).unwrap();
+    fs::write(file, content).unwrap();
+}
+
+fn fixed_store(dir: &Path) -> ResultsStore {
+    let store = ResultsStore::new(dir);
+    store.write_report(&fixed_report()).unwrap();
+    store.write_report(&older_report()).unwrap();
+    write_artifact(
+        &store,
+        RUN,
+        "xfstests/check.log",
+        b"btrfs/001 3s\nbtrfs/011 - output mismatch\n",
+    );
+    write_artifact(&store, RUN, "xfstests/btrfs/011.full", b"scrub started\n");
+    write_artifact(
+        &store,
+        RUN,
+        "xfstests/btrfs/011.out.bad",
+        b"QA output created by 011\n+ERROR\n",
+    );
+    // 011.dmesg is missing on purpose: the page says so instead of linking.
+    store
+}
+
+fn read(path: impl AsRef<Path>) -> String {
+    fs::read_to_string(path).unwrap()
+}
+
+/// Every element of `html` is one the templates write, with attributes the
+/// templates write: nothing from the data became markup.
+fn assert_only_template_markup(html: &str) {
+    const TAGS: &[&str] = &[
+        "!DOCTYPE", "html", "head", "meta", "title", "link", "body", "header", "footer", "main",
+        "h1", "h2", "h3", "p", "a", "dl", "dt", "dd", "pre", "ul", "li", "code", "span", "div",
+        "table", "thead", "tbody", "tr", "th", "td", "br",
+    ];
+    const ATTRIBUTES: &[&str] = &[
+        "lang",
+        "charset",
+        "name",
+        "content",
+        "http-equiv",
+        "rel",
+        "href",
+        "class",
+        "id",
+        "html",
+    ];
+    let mut rest = html;
+    while let Some(start) = rest.find('<') {
+        let end = rest[start..].find('>').expect("unclosed tag") + start;
+        let tag = &rest[start + 1..end];
+        let tag = tag.strip_prefix('/').unwrap_or(tag);
+        let mut parts = tag.splitn(2, char::is_whitespace);
+        let name = parts.next().unwrap();
+        assert!(
+            TAGS.contains(&name),
+            "unexpected element <{tag}> in:\n{html}"
+        );
+        let mut attributes = parts.next().unwrap_or("").trim();
+        while !attributes.is_empty() {
+            let (attribute, after) = attributes.split_once('=').unwrap_or((attributes, ""));
+            assert!(
+                ATTRIBUTES.contains(&attribute.trim()),
+                "unexpected attribute `{attribute}` in <{tag}>"
+            );
+            let after = after.trim_start();
+            if let Some(value) = after.strip_prefix('"') {
+                let close = value.find('"').expect("unclosed attribute value");
+                attributes = value[close + 1..].trim_start();
+            } else {
+                attributes = "";
+            }
+        }
+        rest = &rest[end + 1..];
+    }
+}
+
+/// Every `href` of `page`, unescaped.
+fn hrefs(page: &str) -> Vec<String> {
+    page.split("href=\"")
+        .skip(1)
+        .map(|rest| {
+            rest[..rest.find('"').unwrap()]
+                .replace("&#x2f;", "/")
+                .replace("&amp;", "&")
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// Every relative link of every page of the site leads to a file of the
+/// site, and none is absolute or leaves the site.
+fn assert_links_resolve(site: &Path) {
+    let mut pages = vec![site.join("index.html")];
+    for entry in fs::read_dir(site.join("runs")).unwrap() {
+        pages.push(entry.unwrap().path().join("index.html"));
+    }
+    for page in pages {
+        let html = read(&page);
+        assert_only_template_markup(&html);
+        for href in hrefs(&html) {
+            if href.starts_with('#') {
+                continue;
+            }
+            assert!(
+                !href.contains(':') && !href.starts_with('/'),
+                "absolute link `{href}` in {}",
+                page.display()
+            );
+            let target = page.parent().unwrap().join(percent_decode(&href));
+            let target = fs::canonicalize(&target)
+                .unwrap_or_else(|_| panic!("`{href}` in {} is broken", page.display()));
+            assert!(
+                target.starts_with(fs::canonicalize(site).unwrap()),
+                "`{href}` leaves the site"
+            );
+        }
+    }
+}
+
+#[test]
+fn index_and_run_page_snapshots() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let store = fixed_store(store_dir.path());
+    let stats = Dashboard::new().render(&store, site.path()).unwrap();
+    assert_eq!(stats.written.len(), 2);
+    assert_eq!(stats.artifacts_copied, 3);
+    assert_eq!(
+        stats.artifacts_refused,
+        [format!(
+            "{RUN}: xfstests/btrfs/011.dmesg: missing from the results store"
+        )]
+    );
+
+    let index = read(site.path().join("index.html"));
+    assert!(
+        index.find(RUN).unwrap() < index.find(OLDER_RUN).unwrap(),
+        "newest first"
+    );
+    insta::assert_snapshot!("index", index);
+    let run_dir = site.path().join("runs").join(RUN);
+    insta::assert_snapshot!("run_page", read(run_dir.join("index.html")));
+
+    assert_eq!(
+        read(run_dir.join("report.json")),
+        read(store.report_path(&RunId::parse(RUN).unwrap()))
+    );
+    assert!(read(run_dir.join("junit.xml")).contains("<testsuite name=\"xfstests\""));
+    assert_eq!(
+        read(run_dir.join("files/xfstests/btrfs/011.full")),
+        "scrub started\n"
+    );
+    assert!(site.path().join(".nojekyll").is_file());
+    assert!(read(site.path().join("style.css")).contains("@media (max-width"));
+    assert_links_resolve(site.path());
+}
+
+#[test]
+fn hostile_strings_are_escaped_and_paths_outside_the_run_are_not_copied() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let store = ResultsStore::new(store_dir.path());
+    let script = "<script>alert(1)</script>";
+    let img = "\"><img src=x onerror=alert(1)>";
+
+    let mut report = fixed_report();
+    report.provenance.kernel.release = Some(script.into());
+    report.provenance.provider = img.into();
+    report.provenance.machines[0].name = format!("host{img}");
+    report.provenance.machines[0].address = "'><svg onload=alert(2)>".into();
+    report.provenance.sources[0].url = "javascript:alert(1)//<b>".into();
+    report.error = Some(format!("</pre>{script}"));
+    report.labels.insert(img.into(), script.into());
+    let mut suite = SuiteReport::new(format!("suite{script}"));
+    suite.error = Some(format!("</pre><pre>{img}"));
+    let mut test = TestOutcome::new(suite.id.clone(), script, Verdict::Fail)
+        .with_message(format!("{img}\n</pre>{script}"));
+    test.profile = Some(img.into());
+    test.machine = Some(script.into());
+    test.artifacts = [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "logs/../../../etc/passwd",
+        "escape/passwd",
+        "other-run-secret.log",
+        "page.html",
+        &format!("odd{img}.log"),
+        "a/.git/config",
+        "logs",
+    ]
+    .iter()
+    .map(|path| Artifact::new(ArtifactKind::Other, *path))
+    .collect();
+    suite.tests.push(test);
+    report.suites.push(suite);
+    store.write_report(&report).unwrap();
+
+    let run_dir = store.run_dir(&report.run_id);
+    write_artifact(
+        &store,
+        RUN,
+        "page.html",
+        format!("<html>{script}</html>").as_bytes(),
+    );
+    write_artifact(&store, RUN, &format!("odd{img}.log"), b"odd but allowed\n");
+    write_artifact(&store, RUN, "logs/x", b"a directory is not an artifact\n");
+    write_artifact(&store, RUN, "a/.git/config", b"[core]\n");
+    write_artifact(&store, "elsewhere", "secret.log", b"SECRET\n");
+    std::os::unix::fs::symlink("/etc", run_dir.join("escape")).unwrap();
+    std::os::unix::fs::symlink(
+        "../elsewhere/secret.log",
+        run_dir.join("other-run-secret.log"),
+    )
+    .unwrap();
+
+    let stats = Dashboard::new().render(&store, site.path()).unwrap();
+
+    for page in [
+        site.path().join("index.html"),
+        site.path().join("runs").join(RUN).join("index.html"),
+    ] {
+        let html = read(&page);
+        assert_only_template_markup(&html);
+        for raw in ["<script", "<img", "<svg", "<b>", "javascript:alert(1)//<"] {
+            assert!(
+                !html.contains(raw),
+                "`{raw}` emitted unescaped in {}",
+                page.display()
+            );
+        }
+        for href in hrefs(&html) {
+            assert!(
+                !href.contains("javascript") && !href.contains("/etc/") && !href.contains("passwd"),
+                "{href}"
+            );
+        }
+    }
+    let run_page = read(site.path().join("runs").join(RUN).join("index.html"));
+    assert!(
+        run_page.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+        "the text is still shown, escaped"
+    );
+
+    // Nothing outside the run directory was copied; what is inside was.
+    let mut copied = BTreeSet::new();
+    let files = site.path().join("runs").join(RUN).join("files");
+    let mut stack = vec![files.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            assert!(
+                !kind.is_symlink(),
+                "{} is a symlink",
+                entry.path().display()
+            );
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else {
+                let content = fs::read(entry.path()).unwrap();
+                assert!(!content.starts_with(b"root:") && content != b"SECRET\n");
+                copied.insert(
+                    entry
+                        .path()
+                        .strip_prefix(&files)
+                        .unwrap()
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    let expected: BTreeSet<String> = ["page.html.txt".to_owned(), format!("odd{img}.log")].into();
+    assert_eq!(copied, expected);
+    // The fixed report's own artifacts were not written here: refused as missing.
+    let hostile: Vec<_> = stats
+        .artifacts_refused
+        .iter()
+        .filter(|l| !l.contains(": xfstests/"))
+        .collect();
+    assert_eq!(hostile.len(), 7, "{:#?}", stats.artifacts_refused);
+    assert!(run_page.contains("the path leads outside the run directory"));
+    assert!(
+        run_page.contains("href=\"files&#x2f;page.html.txt\""),
+        "active content is served as text"
+    );
+    assert!(
+        run_page.contains(
+            "href=\"files&#x2f;odd%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.log\""
+        )
+    );
+    assert_links_resolve(site.path());
+}
+
+#[test]
+fn large_artifacts_keep_head_and_tail_with_a_note() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let store = fixed_store(store_dir.path());
+    let big: Vec<u8> = (0..10_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    write_artifact(&store, RUN, "xfstests/btrfs/011.full", &big);
+    let dashboard = Dashboard::with_settings(DashboardSettings {
+        max_artifact_bytes: 1000,
+        ..DashboardSettings::default()
+    });
+    let stats = dashboard.render(&store, site.path()).unwrap();
+    assert_eq!(stats.artifacts_trimmed, 1);
+
+    let run_dir = site.path().join("runs").join(RUN);
+    let copy = fs::read(run_dir.join("files/xfstests/btrfs/011.full")).unwrap();
+    assert_eq!(&copy[..500], &big[..500]);
+    assert_eq!(&copy[copy.len() - 500..], &big[big.len() - 500..]);
+    let note = String::from_utf8_lossy(&copy[500..copy.len() - 500]).into_owned();
+    assert!(
+        note.contains("9000 bytes (8.8 KiB) left out here"),
+        "{note}"
+    );
+    assert!(
+        note.contains(&format!("results store: {RUN}/xfstests/btrfs/011.full")),
+        "{note}"
+    );
+    let page = read(run_dir.join("index.html"));
+    assert!(page.contains(
+        "trimmed: 9000 bytes (8.8 KiB) left out here; the full file is in the results store"
+    ));
+    // Small files are copied whole.
+    assert_eq!(
+        read(run_dir.join("files/xfstests/check.log")),
+        "btrfs/001 3s\nbtrfs/011 - output mismatch\n"
+    );
+}
+
+#[test]
+fn unchanged_run_pages_are_skipped() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let store = fixed_store(store_dir.path());
+    let dashboard = Dashboard::new();
+    let run = RunId::parse(RUN).unwrap();
+    let older = RunId::parse(OLDER_RUN).unwrap();
+
+    let first = dashboard.render(&store, site.path()).unwrap();
+    assert_eq!((first.pages_written(), first.pages_skipped()), (3, 0));
+
+    let second = dashboard.render(&store, site.path()).unwrap();
+    assert_eq!(second.written, Vec::<RunId>::new());
+    assert_eq!(second.skipped, [older.clone(), run.clone()]);
+    assert_eq!(second.pages_written(), 1, "the index is always written");
+    assert_eq!(second.artifacts_copied, 0);
+
+    let mut report = store.read_report(&older).unwrap();
+    report.labels.insert("note".into(), "re-run".into());
+    store.write_report(&report).unwrap();
+    fs::remove_file(site.path().join("runs").join(RUN).join("index.html")).unwrap();
+    let third = dashboard.render(&store, site.path()).unwrap();
+    assert_eq!(
+        third.written,
+        [older.clone(), run.clone()],
+        "changed report, and a missing page"
+    );
+    assert!(read(site.path().join("runs").join(OLDER_RUN).join("index.html")).contains("re-run"));
+
+    // Another renderer (here: other settings) makes every page stale.
+    let other = Dashboard::with_settings(DashboardSettings {
+        title: "Other title".into(),
+        ..DashboardSettings::default()
+    });
+    assert_eq!(other.render(&store, site.path()).unwrap().written.len(), 2);
+    assert!(read(site.path().join("index.html")).contains("Other title"));
+}
+
+#[test]
+fn an_unreadable_report_does_not_stop_the_others() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let store = fixed_store(store_dir.path());
+    fs::create_dir_all(store_dir.path().join("broken-run")).unwrap();
+    fs::write(
+        store_dir.path().join("broken-run/report.json"),
+        b"{ truncated",
+    )
+    .unwrap();
+    let stats = Dashboard::new().render(&store, site.path()).unwrap();
+    assert_eq!(stats.written.len(), 2);
+    assert_eq!(stats.unreadable.len(), 1);
+    assert!(
+        stats.unreadable[0].starts_with("broken-run: not a valid report"),
+        "{:?}",
+        stats.unreadable
+    );
+    let index = read(site.path().join("index.html"));
+    assert!(index.contains(RUN) && index.contains("broken-run: not a valid report"));
+    assert!(
+        !index.contains(&store_dir.path().display().to_string()),
+        "no local paths on the site"
+    );
+}
+
+#[test]
+fn published_runs_are_listed_but_not_rendered() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let store = ResultsStore::new(store_dir.path());
+    store.write_report(&older_report()).unwrap();
+    let stats = Dashboard::new()
+        .render_site(&store, site.path(), &[fixed_report(), older_report()])
+        .unwrap();
+    assert_eq!(stats.kept, [RunId::parse(RUN).unwrap()]);
+    assert_eq!(stats.written, [RunId::parse(OLDER_RUN).unwrap()]);
+    assert!(read(site.path().join("index.html")).contains(RUN));
+    assert!(!site.path().join("runs").join(RUN).exists());
+}
+
+#[tokio::test]
+async fn the_directory_publisher_renders_into_its_directory() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let store = fixed_store(store_dir.path());
+    let publisher = DirectoryPublisher::new(site.path(), Dashboard::new());
+    assert_eq!(publisher.id(), "directory");
+    let published = publisher
+        .publish(&store, &RunId::parse(RUN).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        published
+            .location
+            .ends_with(&format!("runs/{RUN}/index.html"))
+    );
+    assert!(Path::new(&published.location).is_file());
+    let missing = publisher
+        .publish(&store, &RunId::parse("nope").unwrap())
+        .await;
+    assert!(matches!(missing, Err(PublishError::Store { .. })));
+}
+
+#[test]
+fn artifact_paths_are_checked() {
+    assert_eq!(relative_components("a/./b//c").unwrap(), ["a", "b", "c"]);
+    for bad in [
+        "",
+        "/",
+        "/etc/passwd",
+        "../x",
+        "a/../../x",
+        "a\\b",
+        ".git/config",
+        "a/.GIT/x",
+        "a/git~1/x",
+        ".",
+    ] {
+        assert!(relative_components(bad).is_err(), "{bad:?} was accepted");
+    }
+    assert!(
+        is_active_content("x.HTML")
+            && is_active_content("a.svg")
+            && !is_active_content("011.out.bad")
+    );
+    assert_eq!(percent_encode("a b#?%/.x~"), "a%20b%23%3F%25%2F.x~");
+}
+
+#[test]
+fn durations_and_sizes_read_well() {
+    assert_eq!(human_duration(0.42).unwrap(), "0.4 s");
+    assert_eq!(human_duration(42.0).unwrap(), "42 s");
+    assert_eq!(human_duration(245.0).unwrap(), "4m 05s");
+    assert_eq!(human_duration(7384.0).unwrap(), "2h 03m");
+    assert_eq!(human_duration(f64::NAN), None);
+    assert_eq!(byte_count(12), "12 bytes");
+    assert_eq!(byte_count(3 * 1024 * 1024), "3145728 bytes (3.0 MiB)");
+}
