@@ -16,8 +16,13 @@ use std::process::Command;
 
 use crate::loopdevs::{LoopDevices, have, is_root};
 
+/// The fstests tests share one work directory when `BTRFSQA_FSTESTS_WORK`
+/// is set (to build fstests once): one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn fstests_runs_on_loop_devices() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(git) = std::env::var("BTRFSQA_FSTESTS_GIT")
         .ok()
         .filter(|v| !v.is_empty())
@@ -117,6 +122,7 @@ async fn fstests_runs_on_loop_devices() {
 
 #[tokio::test]
 async fn a_hung_fstests_test_is_stopped_and_the_next_ones_still_run() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(git) = std::env::var("BTRFSQA_FSTESTS_GIT")
         .ok()
         .filter(|v| !v.is_empty())
