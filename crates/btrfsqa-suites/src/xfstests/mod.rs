@@ -566,10 +566,12 @@ impl SectionRunner<'_> {
                 }
                 _ = ctx.cancel.cancelled(), if stopped.is_none() => {
                     stopped = Some(Verdict::Interrupted);
+                    live.stopped = parser.running().map(str::to_owned);
                     self.stop_check(section).await;
                 }
                 _ = tokio::time::sleep_until(deadline), if stopped.is_none() && live.deadline.is_some() => {
                     stopped = Some(Verdict::Hung);
+                    live.stopped = parser.running().map(str::to_owned);
                     self.stop_check(section).await;
                 }
             }
@@ -584,8 +586,14 @@ impl SectionRunner<'_> {
             live.event(ctx, section, event, timeout);
         }
         let lost = result.err();
-        // The test that was running when `./check` stopped gets the reason.
-        let interrupted = parser.running().and_then(|name| {
+        // The test that was running when `./check` was stopped (or when the
+        // machine was lost) gets the reason; whatever the console printed
+        // for it after the stop (`Terminated`) is not its result.
+        let running = live
+            .stopped
+            .clone()
+            .or_else(|| parser.running().map(str::to_owned));
+        let interrupted = running.as_deref().and_then(|name| {
             let (verdict, message) = match (&lost, stopped) {
                 (Some(err), _) => (
                     Verdict::Crashed,
@@ -818,6 +826,8 @@ struct LiveState {
     started: BTreeMap<String, (DateTime<Utc>, Instant)>,
     finished: Vec<ParsedTest>,
     deadline: Option<tokio::time::Instant>,
+    /// The test that ran when btrfsqa stopped `./check`.
+    stopped: Option<String>,
 }
 
 impl LiveState {
@@ -835,6 +845,7 @@ impl LiveState {
                 self.deadline = Some(tokio::time::Instant::now() + timeout);
                 self.started.insert(name, (Utc::now(), Instant::now()));
             }
+            ConsoleEvent::TestFinished(test) if self.stopped.as_ref() == Some(&test.name) => {}
             ConsoleEvent::TestFinished(test) => {
                 self.deadline = None;
                 let mut outcome = TestOutcome::new(ID, test.name.clone(), test.verdict);

@@ -606,3 +606,151 @@ fn results_merge_prefers_result_xml_and_fills_gaps() {
         ]
     );
 }
+
+/// Stands in for fstests' `./check`: prints its console for three tests,
+/// honours `-s` and `-E`, and hangs in the test named in the file `hang`.
+const FAKE_CHECK: &str = r#"#!/bin/bash
+sec=; excl=/dev/null
+while [ $# -gt 0 ]; do case "$1" in -s) sec=$2; shift;; -E) excl=$2; shift;; esac; shift; done
+base=$(sed -n 's/^RESULT_BASE=//p' local.config)
+mkdir -p "$base/$sec/btrfs"
+echo "SECTION       -- $sec"
+echo
+for t in btrfs/001 btrfs/002 btrfs/003; do
+  printf '%-12s' "$t"
+  if grep -qx "$t" "$excl"; then echo " [expunged]"; continue; fi
+  echo "output of $t" > "$base/$sec/$t.full"
+  if [ "$(cat hang 2>/dev/null)" = "$t" ]; then sleep 60; fi
+  echo " 1s"
+done
+"#;
+
+/// A fake fstests tree with [`FAKE_CHECK`], a sparse file as TEST_DEV, and a
+/// context on this machine; `None` (with the reason printed) without mkfs.btrfs.
+fn fake_local_run(tmp: &Path, hang: &str) -> Option<(XfstestsConfig, SuiteContext)> {
+    let have_mkfs = std::process::Command::new("sh")
+        .args(["-c", "command -v mkfs.btrfs"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_mkfs {
+        eprintln!("skipped: no mkfs.btrfs");
+        return None;
+    }
+    let repo = tmp.join("fstests");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "master"]);
+    std::fs::write(repo.join("check"), FAKE_CHECK).unwrap();
+    std::fs::write(repo.join("Makefile"), "all:\n\ttrue\n").unwrap();
+    std::fs::write(repo.join("hang"), format!("{hang}\n")).unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["update-index", "--chmod=+x", "check"]);
+    git(&repo, &["commit", "-q", "-m", "fake"]);
+    let dev = tmp.join("test.img");
+    std::fs::File::create(&dev)
+        .unwrap()
+        .set_len(512 << 20)
+        .unwrap();
+    let devices = MachineDevices {
+        name: "local".into(),
+        test_dev: dev.to_string_lossy().into_owned(),
+        scratch_devs: vec!["/dev/null".into()],
+        work_dir: tmp.join("work").to_string_lossy().into_owned(),
+    };
+    let config = XfstestsConfig {
+        tests: vec!["btrfs/001".into()],
+        test_timeout_secs: 1,
+        ..config(&repo, &tmp.join("cache"))
+    };
+    let config = XfstestsConfig {
+        profiles: vec!["default".into()],
+        ..config
+    };
+    let ctx = SuiteContext::new(
+        Arc::new(btrfsqa_remote::LocalHost::new("local")),
+        devices,
+        tmp.join("run"),
+    );
+    Some((config, ctx))
+}
+
+#[tokio::test]
+async fn a_hung_test_is_stopped_and_check_restarts_for_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((config, ctx)) = fake_local_run(tmp.path(), "btrfs/002") else {
+        return;
+    };
+    let suite = Xfstests::new(config);
+    suite.prepare(&ctx).await.unwrap();
+    let started = std::time::Instant::now();
+    let report = suite.run(&ctx).await.unwrap();
+    let got: Vec<(&str, Verdict)> = report
+        .tests
+        .iter()
+        .map(|t| (t.name.as_str(), t.verdict))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("btrfs/001", Verdict::Pass),
+            ("btrfs/002", Verdict::Hung),
+            ("btrfs/003", Verdict::Pass)
+        ]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the hung test was not stopped"
+    );
+    let hung = &report.tests[1];
+    assert_eq!(
+        hung.message.as_deref(),
+        Some("still running after 1 s: stopped")
+    );
+    assert!(hung.artifacts.iter().any(|a| a.kind == ArtifactKind::Full));
+    let console =
+        std::fs::read_to_string(ctx.run_dir.join("xfstests/default/console.log")).unwrap();
+    assert!(
+        console.contains("restarted after a hung test") && console.contains("[expunged]"),
+        "{console}"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_stops_check_and_returns_what_finished() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((config, mut ctx)) = fake_local_run(tmp.path(), "btrfs/002") else {
+        return;
+    };
+    let config = XfstestsConfig {
+        test_timeout_secs: 3600,
+        ..config
+    };
+    let cancel = ctx.cancel.clone();
+    ctx.events = Arc::new(move |event| {
+        if matches!(&event, Event::TestStarted { test, .. } if test == "btrfs/002") {
+            cancel.cancel();
+        }
+    });
+    let suite = Xfstests::new(config);
+    suite.prepare(&ctx).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = suite.run(&ctx).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "cancel did not stop check"
+    );
+    let SuiteError::Cancelled { partial, .. } = err else {
+        panic!("{err:?}")
+    };
+    let got: Vec<(&str, Verdict)> = partial
+        .tests
+        .iter()
+        .map(|t| (t.name.as_str(), t.verdict))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("btrfs/001", Verdict::Pass),
+            ("btrfs/002", Verdict::Interrupted)
+        ]
+    );
+}
