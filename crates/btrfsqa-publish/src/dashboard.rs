@@ -230,20 +230,29 @@ impl Dashboard {
             tracing::warn!(%error, "skipping an unreadable report");
         }
 
-        for report in &reports {
-            let report_path = store.report_path(&report.run_id);
+        let mut rendered = Vec::with_capacity(reports.len());
+        for loaded in reports {
+            let report_path = store.report_path(&loaded.run_id);
             let raw = fs::read(&report_path).map_err(PublishError::io("read", &report_path))?;
+            // Render from the very bytes that are hashed and copied: the
+            // runner may have replaced the report since `load_all` read it.
+            let report = serde_json::from_slice::<RunReport>(&raw)
+                .ok()
+                .filter(|fresh| fresh.run_id == loaded.run_id)
+                .unwrap_or(loaded);
             let key = self.page_key(&raw);
             let run_out = run_out_dir(out_dir, &report.run_id);
             let id = report.run_id.as_str().to_owned();
             if old.runs.get(&id) == Some(&key) && run_out.join("index.html").is_file() {
                 stats.skipped.push(report.run_id.clone());
             } else {
-                self.render_run(store, report, &raw, &run_out, &mut stats)?;
+                self.render_run(store, &report, &raw, &run_out, &mut stats)?;
                 stats.written.push(report.run_id.clone());
             }
             manifest.runs.insert(id, key);
+            rendered.push(report);
         }
+        let reports = rendered;
 
         let in_store: BTreeSet<&RunId> = reports.iter().map(|r| &r.run_id).collect();
         let mut listed: Vec<&RunReport> = reports.iter().collect();
@@ -860,11 +869,15 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
     fs::write(path, bytes).map_err(PublishError::io("write", path))
 }
 
+/// The suffix of [`write_atomic`]'s temporary files; one left by a crash is
+/// not site content, and the git publisher leaves it out.
+pub(crate) const TMP_SUFFIX: &str = ".btrfsqa-tmp";
+
 /// Writes through a temporary file and a rename, so a web server reading the
 /// directory never serves half a page.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(TMP_SUFFIX);
     let tmp = PathBuf::from(tmp);
     write_file(&tmp, bytes)?;
     fs::rename(&tmp, path).map_err(PublishError::io("rename into", path))

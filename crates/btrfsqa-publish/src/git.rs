@@ -26,7 +26,7 @@ use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
 
-use crate::dashboard::{DashboardSettings, MANIFEST_FILE};
+use crate::dashboard::{DashboardSettings, TMP_SUFFIX};
 use crate::{Dashboard, PublishError, Published, Publisher};
 
 /// The site files at the root of the tree, rewritten on every publish.
@@ -603,7 +603,7 @@ fn add_dir(
             tracing::warn!(path = %path.display(), "skipping a file whose name is not UTF-8");
             continue;
         };
-        if name == MANIFEST_FILE || name.ends_with(".tmp") {
+        if name.ends_with(TMP_SUFFIX) {
             continue;
         }
         let file_type = entry

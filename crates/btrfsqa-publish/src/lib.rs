@@ -4,8 +4,9 @@
 //! makes it visible somewhere. [`Dashboard`] renders the static site (an
 //! index of runs, a page per run with every test's verdict and links to its
 //! logs) from the store; [`GitPublisher`] commits that site to a git
-//! repository with gix and pushes it (GitHub Pages serves it). [`export`]
-//! writes JUnit XML and JSON for other tools.
+//! repository with gix and pushes it (GitHub Pages serves it);
+//! [`DirectoryPublisher`] renders it into a directory, to preview it.
+//! [`export`] writes JUnit XML and JSON for other tools.
 //!
 //! ```no_run
 //! use btrfsqa_model::{ResultsStore, RunId};

@@ -187,6 +187,7 @@ fn assert_only_template_markup(html: &str) {
         "href",
         "class",
         "id",
+        "data-label",
         "html",
     ];
     let mut rest = html;
