@@ -335,6 +335,17 @@ struct Invocation {
     stopped: Option<Verdict>,
     lost: Option<RemoteError>,
     interrupted: Option<ParsedTest>,
+    /// Stopped for printing nothing outside a test.
+    idle_stop: bool,
+    /// Exited with an error before running any test: its status and output.
+    refused: Option<String>,
+}
+
+fn exit_status(out: &btrfsqa_remote::ExecOutput) -> String {
+    match out.code {
+        Some(code) => format!("exit status {code}"),
+        None => "killed by a signal".to_owned(),
+    }
 }
 
 /// How a section ended.
@@ -511,6 +522,24 @@ impl SectionRunner<'_> {
             if let Some(err) = invocation.lost {
                 return Err(remote_error(err));
             }
+            if let Some(message) = invocation.refused {
+                return Err(SuiteError::Setup {
+                    suite: ID.to_owned(),
+                    step: format!("`./check` for section `{}`", section.name),
+                    message,
+                });
+            }
+            if invocation.idle_stop {
+                self.unmount().await;
+                return Err(SuiteError::Setup {
+                    suite: ID.to_owned(),
+                    step: format!("section `{}`", section.name),
+                    message: format!(
+                        "`./check` printed nothing for {} s outside a test: stopped",
+                        self.config.test_timeout_secs
+                    ),
+                });
+            }
             match invocation.stopped {
                 Some(Verdict::Interrupted) => return Ok(SectionEnd::Cancelled),
                 Some(Verdict::Hung) if hangs < MAX_HANGS => {
@@ -552,13 +581,16 @@ impl SectionRunner<'_> {
         let mut live = LiveState::default();
         let timeout = Duration::from_secs(self.config.test_timeout_secs);
         let mut stopped: Option<Verdict> = None;
+        // Between tests (set-up, mkfs, the summary) `./check` is stopped
+        // after the same time without any output.
+        let mut last_output = tokio::time::Instant::now();
+        let mut idle_stop = false;
         let result = loop {
-            let deadline = live
-                .deadline
-                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
+            let deadline = live.deadline.unwrap_or(last_output + timeout);
             tokio::select! {
                 result = &mut exec => break result,
                 Some(chunk) = rx.recv() => {
+                    last_output = tokio::time::Instant::now();
                     let _ = console.write_all(&chunk.data);
                     for event in parser.push(&chunk.data) {
                         live.event(ctx, section, event, timeout);
@@ -569,9 +601,10 @@ impl SectionRunner<'_> {
                     live.stopped = parser.running().map(str::to_owned);
                     self.stop_check(section).await;
                 }
-                _ = tokio::time::sleep_until(deadline), if stopped.is_none() && live.deadline.is_some() => {
+                _ = tokio::time::sleep_until(deadline), if stopped.is_none() => {
                     stopped = Some(Verdict::Hung);
                     live.stopped = parser.running().map(str::to_owned);
+                    idle_stop = live.stopped.is_none();
                     self.stop_check(section).await;
                 }
             }
@@ -585,6 +618,14 @@ impl SectionRunner<'_> {
         for event in parser.finish() {
             live.event(ctx, section, event, timeout);
         }
+        // `./check` that ran no test and failed (a broken build, a config
+        // fstests refused) is a harness error, with what it printed.
+        let refused = match &result {
+            Ok(out) if !out.success() && live.started.is_empty() && stopped.is_none() => Some(
+                format!("{}: {}", exit_status(out), crate::setup::output_tail(out)),
+            ),
+            _ => None,
+        };
         let lost = result.err();
         // The test that was running when `./check` was stopped (or when the
         // machine was lost) gets the reason; whatever the console printed
@@ -621,6 +662,8 @@ impl SectionRunner<'_> {
             stopped,
             lost,
             interrupted,
+            idle_stop,
+            refused,
         }
     }
 

@@ -754,3 +754,52 @@ async fn cancelling_stops_check_and_returns_what_finished() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_check_silent_outside_a_test_is_stopped_and_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((config, ctx)) = fake_local_run(tmp.path(), "none") else {
+        return;
+    };
+    // Stuck before the first test, as in a mkfs that never returns.
+    let repo = tmp.path().join("fstests");
+    let check = FAKE_CHECK.replace("echo \"SECTION       -- $sec\"", "sleep 60");
+    std::fs::write(repo.join("check"), check).unwrap();
+    git(&repo, &["update-index", "--chmod=+x", "check"]);
+    git(&repo, &["commit", "-q", "-m", "stuck"]);
+    let suite = Xfstests::new(config);
+    suite.prepare(&ctx).await.unwrap();
+    let started = std::time::Instant::now();
+    let report = suite.run(&ctx).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(report.tests.is_empty());
+    let error = report.error.unwrap();
+    assert!(
+        error.contains("printed nothing for 1 s outside a test"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_check_that_cannot_start_is_an_error_with_its_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((config, ctx)) = fake_local_run(tmp.path(), "none") else {
+        return;
+    };
+    let repo = tmp.path().join("fstests");
+    std::fs::write(
+        repo.join("check"),
+        "#!/bin/bash\necho 'common/config: Error: $SCRATCH_DEV should be unset' >&2\nexit 1\n",
+    )
+    .unwrap();
+    git(&repo, &["update-index", "--chmod=+x", "check"]);
+    git(&repo, &["commit", "-q", "-m", "refuses"]);
+    let suite = Xfstests::new(config);
+    suite.prepare(&ctx).await.unwrap();
+    let report = suite.run(&ctx).await.unwrap();
+    let error = report.error.unwrap();
+    assert!(
+        error.contains("exit status 1") && error.contains("should be unset"),
+        "{error}"
+    );
+}
