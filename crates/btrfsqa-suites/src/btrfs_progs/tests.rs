@@ -1,5 +1,6 @@
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use btrfsqa_model::{ArtifactKind, Event, Verdict};
 use btrfsqa_remote::{ExecOutput, MockRemoteHost};
@@ -239,5 +240,145 @@ fn cleanup_quotes_the_tree() {
         command.starts_with("T='/srv/w/it'\\''s here';"),
         "{command}"
     );
-    let _unused: Option<PathBuf> = None;
+}
+
+/// Stands in for `tests/cli-tests.sh`: one case per directory, selected by
+/// `TEST`; a case named `*fail*` fails like `_fail`, `*hang*` never ends.
+const FAKE_CLI: &str = r#"#!/bin/bash
+RESULTS=tests/cli-tests-results.txt
+for i in $(find tests/cli-tests -mindepth 1 -maxdepth 1 -type d ${TEST:+-name "$TEST"} | sort); do
+  name=$(basename "$i")
+  echo "=== START TEST $i" >> "$RESULTS"
+  echo "    [TEST/cli]   $name"
+  case $name in
+    *hang*) sleep 60;;
+    *fail*) echo "====== RUN CHECK /bin/false --flag" >> "$RESULTS"; echo "boom" >> "$RESULTS"
+            echo "failed: /bin/false --flag" | tee -a "$RESULTS"; echo "test failed for case $name"; exit 1;;
+  esac
+done
+"#;
+
+fn fake_tree(dir: &Path, cases: &[&str]) {
+    fake_progs(dir);
+    for case in cases {
+        std::fs::create_dir_all(dir.join("tests/cli-tests").join(case)).unwrap();
+        std::fs::write(dir.join("tests/cli-tests").join(case).join("test.sh"), "").unwrap();
+    }
+    std::fs::write(dir.join("tests/cli-tests.sh"), FAKE_CLI).unwrap();
+    std::fs::write(dir.join("autogen.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::write(dir.join("configure"), "#!/bin/sh\n").unwrap();
+    std::fs::write(dir.join("Makefile"), "all:\n\ttrue\nbtrfs-corrupt-block btrfs-find-root btrfs-select-super fssum fsstress btrfs-convert:\n\ttrue\n").unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("git add -A && git update-index --chmod=+x autogen.sh configure && git -c user.name=t -c user.email=t@t commit -q -m tree")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn local_ctx(tmp: &Path) -> SuiteContext {
+    SuiteContext::new(
+        Arc::new(btrfsqa_remote::LocalHost::new("local")),
+        MachineDevices {
+            name: "local".into(),
+            work_dir: tmp.join("work").to_string_lossy().into_owned(),
+            ..MachineDevices::default()
+        },
+        tmp.join("run"),
+    )
+}
+
+fn local_config(tmp: &Path) -> BtrfsProgsConfig {
+    BtrfsProgsConfig {
+        git_url: tmp.join("progs").to_string_lossy().into_owned(),
+        cache_dir: Some(tmp.join("cache")),
+        suites: vec!["cli".into()],
+        install_packages: false,
+        case_timeout_secs: 2,
+        ..BtrfsProgsConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn real_processes_pass_fail_and_hang_case_by_case() {
+    let tmp = tempfile::tempdir().unwrap();
+    fake_tree(
+        &tmp.path().join("progs"),
+        &["001-pass", "002-fail", "003-hang", "004-pass"],
+    );
+    let ctx = local_ctx(tmp.path());
+    let suite = BtrfsProgsTests::new(local_config(tmp.path()));
+    suite.prepare(&ctx).await.unwrap();
+    let started = std::time::Instant::now();
+    let report = suite.run(&ctx).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the hung case was not stopped"
+    );
+    let got: Vec<(&str, Verdict)> = report
+        .tests
+        .iter()
+        .map(|t| (t.name.as_str(), t.verdict))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("cli/001-pass", Verdict::Pass),
+            ("cli/002-fail", Verdict::Fail),
+            ("cli/003-hang", Verdict::Hung),
+            ("cli/004-pass", Verdict::Pass),
+        ]
+    );
+    assert_eq!(
+        report.tests[1].message.as_deref(),
+        Some("failed: /bin/false --flag\nboom")
+    );
+}
+
+#[tokio::test]
+async fn cancelling_stops_the_running_case() {
+    let tmp = tempfile::tempdir().unwrap();
+    fake_tree(
+        &tmp.path().join("progs"),
+        &["001-pass", "002-hang", "003-pass"],
+    );
+    let mut ctx = local_ctx(tmp.path());
+    let cancel = ctx.cancel.clone();
+    ctx.events = Arc::new(move |event| {
+        if matches!(&event, Event::TestStarted { test, .. } if test == "cli/002-hang") {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                cancel.cancel();
+            });
+        }
+    });
+    let config = BtrfsProgsConfig {
+        case_timeout_secs: 600,
+        ..local_config(tmp.path())
+    };
+    let suite = BtrfsProgsTests::new(config);
+    suite.prepare(&ctx).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = suite.run(&ctx).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "cancel did not stop the case"
+    );
+    let SuiteError::Cancelled { partial, .. } = err else {
+        panic!("{err:?}")
+    };
+    let got: Vec<(&str, Verdict)> = partial
+        .tests
+        .iter()
+        .map(|t| (t.name.as_str(), t.verdict))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("cli/001-pass", Verdict::Pass),
+            ("cli/002-hang", Verdict::Interrupted)
+        ]
+    );
 }
