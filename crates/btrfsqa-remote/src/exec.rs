@@ -136,7 +136,6 @@ pub(crate) fn push_capped(buf: &mut Vec<u8>, data: &[u8], limit: usize) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,7 +150,10 @@ mod tests {
     #[test]
     fn scripts_quote_env_and_cwd() {
         let req = ExecRequest::new("echo $X").env("X", "a b").cwd("/tmp/x y");
-        assert_eq!(req.script(), "cd '/tmp/x y' || exit 125; export X='a b'; echo $X");
+        assert_eq!(
+            req.script(),
+            "cd '/tmp/x y' || exit 125; export X='a b'; echo $X"
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
 use crate::exec::push_capped;
-use crate::{ExecOutput, ExecRequest, OutputChunk, OutputSink, RemoteError, RemoteHost, StreamKind};
+use crate::{
+    ExecOutput, ExecRequest, OutputChunk, OutputSink, RemoteError, RemoteHost, StreamKind,
+};
 
 /// This machine, reached through child processes (the `local` provider).
 #[derive(Debug, Clone)]
@@ -77,13 +79,11 @@ impl RemoteHost for LocalHost {
         kill_group(pgid);
         let stdout = out_task.await.unwrap_or_default();
         let stderr = err_task.await.unwrap_or_default();
-        let status = status
-            .transpose()
-            .map_err(|source| RemoteError::Spawn {
-                host: self.name.clone(),
-                command: request.command.clone(),
-                source: source.into(),
-            })?;
+        let status = status.transpose().map_err(|source| RemoteError::Spawn {
+            host: self.name.clone(),
+            command: request.command.clone(),
+            source: source.into(),
+        })?;
         Ok(ExecOutput {
             code: status.and_then(|s| s.code()),
             timed_out,
@@ -94,23 +94,27 @@ impl RemoteHost for LocalHost {
     }
 
     async fn upload(&self, local: &Path, remote: &str) -> Result<(), RemoteError> {
-        copy(local, Path::new(remote)).await.map_err(|source| RemoteError::Transfer {
-            host: self.name.clone(),
-            direction: "to",
-            remote: remote.to_owned(),
-            local: local.to_owned(),
-            source: source.into(),
-        })
+        copy(local, Path::new(remote))
+            .await
+            .map_err(|source| RemoteError::Transfer {
+                host: self.name.clone(),
+                direction: "to",
+                remote: remote.to_owned(),
+                local: local.to_owned(),
+                source: source.into(),
+            })
     }
 
     async fn download(&self, remote: &str, local: &Path) -> Result<(), RemoteError> {
-        copy(Path::new(remote), local).await.map_err(|source| RemoteError::Transfer {
-            host: self.name.clone(),
-            direction: "from",
-            remote: remote.to_owned(),
-            local: local.to_owned(),
-            source: source.into(),
-        })
+        copy(Path::new(remote), local)
+            .await
+            .map_err(|source| RemoteError::Transfer {
+                host: self.name.clone(),
+                direction: "from",
+                remote: remote.to_owned(),
+                local: local.to_owned(),
+                source: source.into(),
+            })
     }
 
     async fn reboot_and_wait(&self, _timeout: Duration) -> Result<(), RemoteError> {
@@ -193,9 +197,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("survivor");
         let host = LocalHost::new("t");
-        let command = format!("(sleep 2; touch {}) & echo started; sleep 30", marker.display());
+        let command = format!(
+            "(sleep 2; touch {}) & echo started; sleep 30",
+            marker.display()
+        );
         let out = host
-            .exec(ExecRequest::new(command).timeout(Duration::from_millis(300)), None)
+            .exec(
+                ExecRequest::new(command).timeout(Duration::from_millis(300)),
+                None,
+            )
             .await
             .unwrap();
         assert!(out.timed_out && out.code.is_none());
@@ -208,9 +218,17 @@ mod tests {
     async fn env_and_cwd_apply() {
         let dir = tempfile::tempdir().unwrap();
         let out = LocalHost::new("t")
-            .exec(ExecRequest::new("echo $V; pwd").env("V", "x y").cwd(dir.path().to_str().unwrap()), None)
+            .exec(
+                ExecRequest::new("echo $V; pwd")
+                    .env("V", "x y")
+                    .cwd(dir.path().to_str().unwrap()),
+                None,
+            )
             .await
             .unwrap();
-        assert_eq!(out.stdout_text(), format!("x y\n{}\n", dir.path().display()));
+        assert_eq!(
+            out.stdout_text(),
+            format!("x y\n{}\n", dir.path().display())
+        );
     }
 }

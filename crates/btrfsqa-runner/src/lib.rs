@@ -1,1 +1,42 @@
-//! stub
+//! The btrfsqa pipeline: what an embedder calls.
+//!
+//! Load a configuration ([`ConfigSource`]), resolve it with command-line
+//! overrides into [`Settings`], build a [`Runner`] and run it. The runner
+//! provisions a machine, runs the suites on it, writes every result to the
+//! results store, publishes, and tears the machine down on every path:
+//! success, failure, the run's deadline and cancellation (the CLI cancels on
+//! SIGINT and SIGTERM). It never prints: progress arrives as
+//! [`btrfsqa_model::Event`]s through the sink you pass.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use btrfsqa_runner::{ConfigSource, RunOverrides, Runner, Settings};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # async fn demo() -> Result<(), btrfsqa_runner::RunError> {
+//! let source = ConfigSource::load(None)?; // the embedded default
+//! let settings = Settings::resolve(&source, RunOverrides::default())?;
+//! let runner = Runner::from_settings(settings)?;
+//! let outcome = runner
+//!     .run(Arc::new(|event| eprintln!("{event:?}")), CancellationToken::new())
+//!     .await?;
+//! println!("{} tests, report in {}", outcome.report.summary.total(), outcome.run_dir.display());
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+mod connect;
+mod error;
+mod journal;
+mod pipeline;
+pub mod registry;
+pub mod schedule;
+mod settings;
+
+pub use config::{Config, ConfigSource, DEFAULT_CONFIG, ProviderKind};
+pub use connect::{Connector, DefaultConnector, MockConnector};
+pub use error::{ConfigError, ConfigIssue, RunError};
+pub use journal::Journal;
+pub use pipeline::{RunOutcome, RunVerdict, Runner};
+pub use settings::{RunOverrides, Settings};
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,146 @@
+//! The command line (`*Args`), mapped onto the runner's overrides.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Continuous QA for the btrfs filesystem.
+///
+/// Provisions a machine with six data devices, runs btrfs test suites on it,
+/// records one verdict per test in the results store, publishes a static
+/// dashboard to a git repository, and tears everything down on every path.
+#[derive(Debug, Parser)]
+#[command(name = "btrfsqa", version, propagate_version = true)]
+pub struct Cli {
+    /// More log output on stderr (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the configured suites on a fresh machine and publish the results.
+    Run(RunArgs),
+    /// Write a commented starter btrfsqa.toml.
+    Init(InitArgs),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Remove what crashed or killed runs left behind (loop devices, files, machines).
+    Reap(ReapArgs),
+    /// Publish a run from the results store again (e.g. after a failed push).
+    Publish(PublishArgs),
+    /// Print the summary of a stored run.
+    Show(ShowArgs),
+}
+
+/// How output is shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum MessageFormat {
+    /// Progress lines on stderr, a summary table on stdout.
+    #[default]
+    Human,
+    /// One JSON event per line on stdout (`{"event":"test-finished",...}`).
+    Json,
+}
+
+/// Options shared by commands that read the configuration.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The configuration file (default: the embedded default).
+    #[arg(long, short, value_name = "FILE", env = "BTRFSQA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The results store (overrides `run.results-dir`).
+    #[arg(long, value_name = "DIR")]
+    pub results_dir: Option<PathBuf>,
+}
+
+/// `btrfsqa run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Where machines come from (overrides `run.provider`).
+    #[arg(long, value_name = "PROVIDER", value_parser = ["local", "static", "aws", "qemu"])]
+    pub provider: Option<String>,
+    /// A suite to run (repeatable; replaces `run.suites`).
+    #[arg(long = "suite", value_name = "ID")]
+    pub suites: Vec<String>,
+    /// The git repository that receives the dashboard (overrides `publish.site-repo`).
+    #[arg(long, value_name = "PATH|URL")]
+    pub site_repo: Option<String>,
+    /// Output shape.
+    #[arg(long, value_enum, default_value_t)]
+    pub message_format: MessageFormat,
+}
+
+/// `btrfsqa init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write it.
+    #[arg(default_value = "btrfsqa.toml")]
+    pub file: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `btrfsqa config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file; exit 2 naming the file, line and key of every problem.
+    Check {
+        /// The file (default: the embedded default).
+        file: Option<PathBuf>,
+    },
+    /// Print the embedded default configuration.
+    Default,
+}
+
+/// `btrfsqa reap`.
+#[derive(Debug, Args)]
+pub struct ReapArgs {
+    /// Configuration (for provider settings).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Which provider to reap (default: `run.provider`).
+    #[arg(long, value_name = "PROVIDER", value_parser = ["local", "static", "aws", "qemu"])]
+    pub provider: Option<String>,
+    /// Only what this run left.
+    #[arg(long, value_name = "RUN_ID")]
+    pub run: Option<String>,
+    /// List what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `btrfsqa publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The run to publish.
+    pub run_id: String,
+    /// The git repository (overrides `publish.site-repo`).
+    #[arg(long, value_name = "PATH|URL")]
+    pub site_repo: Option<String>,
+}
+
+/// `btrfsqa show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The run (default: the newest).
+    pub run_id: Option<String>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}

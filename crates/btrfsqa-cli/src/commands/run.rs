@@ -1,0 +1,122 @@
+//! `btrfsqa run`.
+
+use std::sync::Arc;
+
+use btrfsqa_model::Event;
+use btrfsqa_runner::{CancellationToken, RunOverrides, Runner};
+
+use super::{load_settings, print_error};
+use crate::args::{MessageFormat, RunArgs};
+use crate::exit::Code;
+use crate::output::{Progress, summary};
+
+pub async fn run(args: RunArgs) -> Code {
+    let overrides = RunOverrides {
+        provider: args
+            .provider
+            .as_deref()
+            .map(|p| p.parse().expect("clap checked the value")),
+        suites: args.suites.clone(),
+        results_dir: None,
+        site_repo: args.site_repo.clone(),
+    };
+    let settings = match load_settings(&args.config, overrides) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let runner = match Runner::from_settings(settings) {
+        Ok(runner) => runner,
+        Err(err) => {
+            print_error(&err);
+            return Code::Usage;
+        }
+    };
+
+    let cancel = CancellationToken::new();
+    watch_signals(cancel.clone());
+
+    let json = args.message_format == MessageFormat::Json;
+    let progress = Arc::new(Progress::new());
+    let sink: btrfsqa_suites::EventSink = {
+        let progress = progress.clone();
+        Arc::new(move |event: Event| {
+            if json {
+                // One object per line on stdout, for machines.
+                if let Ok(line) = serde_json::to_string(&event) {
+                    println!("{line}");
+                }
+            } else {
+                progress.show(&event);
+            }
+        })
+    };
+
+    let outcome = match runner.run(sink, cancel).await {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            progress.finish();
+            print_error(&err);
+            return Code::Infrastructure;
+        }
+    };
+    progress.finish();
+    if !json {
+        print!("{}", summary(&outcome.report));
+        println!("report: {}", outcome.run_dir.join("report.json").display());
+        if let Some(published) = &outcome.published {
+            println!(
+                "published: {}{}",
+                published.location,
+                published
+                    .commit
+                    .as_deref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    if let Some(error) = &outcome.publish_error {
+        eprintln!(
+            "error: publishing failed (results are kept in the store; `btrfsqa publish {}` retries): {error}",
+            outcome.report.run_id
+        );
+    }
+    for error in &outcome.teardown_errors {
+        eprintln!("error: teardown: {error} (run `btrfsqa reap` to retry)");
+    }
+    outcome.verdict().into()
+}
+
+/// First SIGINT/SIGTERM: stop the run (it tears down and keeps results).
+/// Second: say that teardown is under way. Third: leave at once.
+fn watch_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            count += 1;
+            match count {
+                1 => {
+                    eprintln!(
+                        "\nstopping: tearing down and saving results (signal again to see this, a third time to quit at once)"
+                    );
+                    cancel.cancel();
+                }
+                2 => eprintln!(
+                    "still tearing down; a third signal quits and leaves cleanup to `btrfsqa reap`"
+                ),
+                _ => std::process::exit(Code::Interrupted as i32),
+            }
+        }
+    });
+}

@@ -1,0 +1,866 @@
+//! `btrfsqa.toml`: the file's types, loading with precise errors, validation
+//! and resolution into [`Settings`].
+//!
+//! Errors always name the file, the line and the dotted key
+//! (`btrfsqa.toml:14: \`suites.scripts.smoke.timeout-secs\`: must be at least 1`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::de::{DeTable, DeValue};
+
+use btrfsqa_suites::{Raid56ScrubConfig, ScriptSuiteConfig};
+
+use crate::error::{ConfigError, ConfigIssue};
+
+/// The embedded default configuration (also what `btrfsqa init` writes).
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// The name errors use for the embedded default.
+pub const DEFAULT_CONFIG_NAME: &str = "<embedded default>";
+
+/// The ids of the built-in suites.
+pub const BUILTIN_SUITES: &[&str] = &["raid56-scrub", "xfstests", "btrfs-progs"];
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// `[run]`.
+    #[serde(default)]
+    pub run: RunConfig,
+    /// `[machine]`.
+    #[serde(default)]
+    pub machine: MachineConfig,
+    /// `[providers.*]`.
+    #[serde(default)]
+    pub providers: ProvidersConfig,
+    /// `[suites.*]`.
+    #[serde(default)]
+    pub suites: SuitesConfig,
+    /// `[publish]`.
+    #[serde(default)]
+    pub publish: PublishConfig,
+}
+
+/// Which provider makes the machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// This machine, loop devices.
+    #[default]
+    Local,
+    /// Existing SSH hosts.
+    Static,
+    /// AWS EC2.
+    Aws,
+    /// A local QEMU VM.
+    Qemu,
+}
+
+impl ProviderKind {
+    /// The id used in config, flags and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Local => "local",
+            ProviderKind::Static => "static",
+            ProviderKind::Aws => "aws",
+            ProviderKind::Qemu => "qemu",
+        }
+    }
+}
+
+impl std::str::FromStr for ProviderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "local" => Ok(ProviderKind::Local),
+            "static" => Ok(ProviderKind::Static),
+            "aws" => Ok(ProviderKind::Aws),
+            "qemu" => Ok(ProviderKind::Qemu),
+            other => Err(format!(
+                "unknown provider `{other}` (expected local, static, aws or qemu)"
+            )),
+        }
+    }
+}
+
+/// `[run]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RunConfig {
+    /// The provider.
+    #[serde(default)]
+    pub provider: ProviderKind,
+    /// Suite ids, in order.
+    #[serde(default = "default_suites")]
+    pub suites: Vec<String>,
+    /// The results store.
+    #[serde(default = "default_results_dir")]
+    pub results_dir: PathBuf,
+    /// Deadline for the whole run.
+    #[serde(default = "default_timeout_minutes")]
+    pub timeout_minutes: u64,
+    /// `installed`, or (later) a kernel source.
+    #[serde(default = "default_kernel")]
+    pub kernel: String,
+    /// Free-form labels copied into the report.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            provider: ProviderKind::default(),
+            suites: default_suites(),
+            results_dir: default_results_dir(),
+            timeout_minutes: default_timeout_minutes(),
+            kernel: default_kernel(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_suites() -> Vec<String> {
+    vec!["raid56-scrub".to_owned()]
+}
+fn default_results_dir() -> PathBuf {
+    PathBuf::from("btrfsqa-results")
+}
+fn default_timeout_minutes() -> u64 {
+    240
+}
+fn default_kernel() -> String {
+    "installed".to_owned()
+}
+
+/// `[machine]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MachineConfig {
+    /// Data devices per machine (test device + scratch pool).
+    #[serde(default = "default_data_devices")]
+    pub data_devices: u32,
+    /// Size of each, GiB.
+    #[serde(default = "default_device_size_gib")]
+    pub device_size_gib: u64,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        MachineConfig {
+            data_devices: default_data_devices(),
+            device_size_gib: default_device_size_gib(),
+        }
+    }
+}
+
+fn default_data_devices() -> u32 {
+    6
+}
+fn default_device_size_gib() -> u64 {
+    10
+}
+
+/// `[providers]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProvidersConfig {
+    /// `[providers.local]`.
+    #[serde(default)]
+    pub local: LocalProviderConfig,
+    /// `[providers.static]`.
+    #[serde(default, rename = "static")]
+    pub static_hosts: StaticProviderConfig,
+}
+
+/// `[providers.local]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LocalProviderConfig {
+    /// Backing files and mount points.
+    #[serde(default = "default_local_work_dir")]
+    pub work_dir: PathBuf,
+}
+
+impl Default for LocalProviderConfig {
+    fn default() -> Self {
+        LocalProviderConfig {
+            work_dir: default_local_work_dir(),
+        }
+    }
+}
+
+fn default_local_work_dir() -> PathBuf {
+    PathBuf::from("/var/tmp/btrfsqa")
+}
+
+/// `[providers.static]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StaticProviderConfig {
+    /// `[[providers.static.hosts]]`.
+    #[serde(default)]
+    pub hosts: Vec<StaticHostConfig>,
+}
+
+/// One `[[providers.static.hosts]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StaticHostConfig {
+    /// Its name in the run (default: the host).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Host name or address.
+    pub host: String,
+    /// SSH port.
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// Login user (root, or a user with password-less sudo is not supported yet).
+    #[serde(default = "default_ssh_user")]
+    pub user: String,
+    /// Private key file.
+    #[serde(default)]
+    pub identity_file: Option<PathBuf>,
+    /// A known_hosts file pinning the host key.
+    #[serde(default)]
+    pub known_hosts_file: Option<PathBuf>,
+    /// The test device.
+    pub test_dev: String,
+    /// The scratch pool.
+    pub scratch_devs: Vec<String>,
+    /// A work directory on the host.
+    #[serde(default = "default_remote_work_dir")]
+    pub work_dir: String,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+fn default_ssh_user() -> String {
+    "root".to_owned()
+}
+fn default_remote_work_dir() -> String {
+    "/var/tmp/btrfsqa".to_owned()
+}
+
+/// `[suites]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SuitesConfig {
+    /// `[suites.raid56-scrub]`.
+    #[serde(default)]
+    pub raid56_scrub: Raid56ScrubConfig,
+    /// `[suites.scripts.NAME]`.
+    #[serde(default)]
+    pub scripts: BTreeMap<String, ScriptSuiteConfig>,
+}
+
+/// `[publish]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PublishConfig {
+    /// The site repository (path or URL); unset: no publishing.
+    #[serde(default)]
+    pub site_repo: Option<String>,
+    /// The branch that receives the site.
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// The dashboard's title.
+    #[serde(default = "default_title")]
+    pub title: String,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            site_repo: None,
+            branch: default_branch(),
+            title: default_title(),
+        }
+    }
+}
+
+fn default_branch() -> String {
+    "gh-pages".to_owned()
+}
+fn default_title() -> String {
+    "btrfsqa".to_owned()
+}
+
+/// A configuration file's text and where it came from.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The file name for messages (the path, or [`DEFAULT_CONFIG_NAME`]).
+    pub name: String,
+    /// The directory relative paths in the file are resolved against.
+    pub base_dir: PathBuf,
+    /// The text.
+    pub text: String,
+}
+
+impl ConfigSource {
+    /// Reads `path`.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base_dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        Ok(ConfigSource {
+            name: path.display().to_string(),
+            base_dir,
+            text,
+        })
+    }
+
+    /// The embedded default; relative paths resolve against the current directory.
+    pub fn embedded_default() -> Self {
+        ConfigSource {
+            name: DEFAULT_CONFIG_NAME.to_owned(),
+            base_dir: PathBuf::from("."),
+            text: DEFAULT_CONFIG.to_owned(),
+        }
+    }
+
+    /// `path` if given, else the embedded default.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            Some(path) => Self::read(path),
+            None => Ok(Self::embedded_default()),
+        }
+    }
+
+    /// SHA-256 of the text, hex.
+    pub fn hash(&self) -> String {
+        hex(&Sha256::digest(self.text.as_bytes()))
+    }
+
+    /// Parses and validates the file.
+    pub fn parse(&self) -> Result<Config, ConfigError> {
+        let document = DeTable::parse(&self.text).map_err(|err| self.syntax_error(&err))?;
+        reject_secrets(document.get_ref(), "", &mut |key, span| {
+            self.issue_at(
+                key,
+                span,
+                "secrets are never read from the config file: set them in the environment",
+            )
+        })?;
+        let deserializer =
+            toml::Deserializer::parse(&self.text).map_err(|err| self.syntax_error(&err))?;
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let key = dotted_path(err.path());
+            let inner = err.inner();
+            let span = inner
+                .span()
+                .or_else(|| lookup_span(document.get_ref(), &key));
+            ConfigError::Invalid {
+                issues: vec![self.issue_at(&key, span, inner.message())],
+            }
+        })?;
+        let issues: Vec<ConfigIssue> = validate(&config)
+            .into_iter()
+            .map(|(key, message)| {
+                let span = lookup_span(document.get_ref(), &key);
+                self.issue_at(&key, span, &message)
+            })
+            .collect();
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { issues })
+        }
+    }
+
+    fn line_column(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, column)
+    }
+
+    fn syntax_error(&self, err: &toml::de::Error) -> ConfigError {
+        let (line, column) = err
+            .span()
+            .map_or((0, 0), |span| self.line_column(span.start));
+        ConfigError::Syntax {
+            file: self.name.clone(),
+            line,
+            column,
+            message: err.message().trim().to_owned(),
+        }
+    }
+
+    fn issue_at(
+        &self,
+        key: &str,
+        span: Option<std::ops::Range<usize>>,
+        message: &str,
+    ) -> ConfigIssue {
+        ConfigIssue {
+            file: self.name.clone(),
+            line: span.map(|span| self.line_column(span.start).0),
+            key: key.to_owned(),
+            message: message.trim().to_owned(),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `a.b[2].c` from serde_path_to_error's path.
+fn dotted_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Enum { variant } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(variant);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// The span of the deepest part of `key` (`a.b[1].c`) present in the document.
+fn lookup_span(root: &DeTable<'_>, key: &str) -> Option<std::ops::Range<usize>> {
+    let mut span = None;
+    let mut table = Some(root);
+    let mut value: Option<&DeValue<'_>> = None;
+    for part in key_parts(key) {
+        let next = match (part, table, value) {
+            (KeyPart::Name(name), Some(table), _) => table
+                .iter()
+                .find(|(k, _)| k.get_ref().as_ref() == name)
+                .map(|(k, v)| (k.span(), v)),
+            (KeyPart::Index(index), _, Some(DeValue::Array(array))) => {
+                array.iter().nth(index).map(|v| (v.span(), v))
+            }
+            _ => None,
+        };
+        let Some((found, item)) = next else { break };
+        span = Some(found);
+        value = Some(item.get_ref());
+        table = match item.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => None,
+        };
+    }
+    span
+}
+
+enum KeyPart<'a> {
+    Name(&'a str),
+    Index(usize),
+}
+
+fn key_parts(key: &str) -> Vec<KeyPart<'_>> {
+    let mut parts = Vec::new();
+    for piece in key.split('.') {
+        let (name, mut rest) = match piece.find('[') {
+            Some(i) => (&piece[..i], &piece[i..]),
+            None => (piece, ""),
+        };
+        if !name.is_empty() {
+            parts.push(KeyPart::Name(name));
+        }
+        while let Some(end) = rest.find(']') {
+            if let Ok(index) = rest[1..end].parse() {
+                parts.push(KeyPart::Index(index));
+            }
+            rest = &rest[end + 1..];
+        }
+    }
+    parts
+}
+
+/// Key names that hold credentials; the file must never carry them.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase().replace('_', "-");
+    [
+        "token",
+        "password",
+        "secret",
+        "secret-access-key",
+        "access-key-id",
+        "private-key",
+        "api-key",
+    ]
+    .iter()
+    .any(|s| key == *s || key.ends_with(&format!("-{s}")))
+}
+
+fn reject_secrets(
+    table: &DeTable<'_>,
+    prefix: &str,
+    issue: &mut dyn FnMut(&str, Option<std::ops::Range<usize>>) -> ConfigIssue,
+) -> Result<(), ConfigError> {
+    let mut issues = Vec::new();
+    walk_secrets(table, prefix, issue, &mut issues);
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid { issues })
+    }
+}
+
+fn walk_secrets(
+    table: &DeTable<'_>,
+    prefix: &str,
+    issue: &mut dyn FnMut(&str, Option<std::ops::Range<usize>>) -> ConfigIssue,
+    issues: &mut Vec<ConfigIssue>,
+) {
+    for (key, value) in table.iter() {
+        let name = key.get_ref().as_ref();
+        let dotted = if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        if is_secret_key(name) {
+            issues.push(issue(&dotted, Some(key.span())));
+        }
+        match value.get_ref() {
+            DeValue::Table(inner) => walk_secrets(inner, &dotted, issue, issues),
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let DeValue::Table(inner) = item.get_ref() {
+                        walk_secrets(inner, &format!("{dotted}[{i}]"), issue, issues);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Checks what serde cannot: returns `(dotted key, message)` pairs.
+pub fn validate(config: &Config) -> Vec<(String, String)> {
+    let mut issues = Vec::new();
+    let mut issue = |key: String, message: String| issues.push((key, message));
+
+    if config.run.suites.is_empty() {
+        issue(
+            "run.suites".into(),
+            "names no suite: add at least one suite id".into(),
+        );
+    }
+    for (i, id) in config.run.suites.iter().enumerate() {
+        let known = BUILTIN_SUITES.contains(&id.as_str()) || config.suites.scripts.contains_key(id);
+        if !known {
+            let mut choices: Vec<&str> = BUILTIN_SUITES.to_vec();
+            choices.extend(config.suites.scripts.keys().map(String::as_str));
+            issue(
+                format!("run.suites[{i}]"),
+                format!("unknown suite `{id}` (known: {})", choices.join(", ")),
+            );
+        } else if matches!(id.as_str(), "xfstests" | "btrfs-progs") {
+            issue(
+                format!("run.suites[{i}]"),
+                format!("suite `{id}` is not available in this build yet"),
+            );
+        }
+        if config.run.suites[..i].contains(id) {
+            issue(
+                format!("run.suites[{i}]"),
+                format!("suite `{id}` is listed twice"),
+            );
+        }
+    }
+    if config.run.timeout_minutes == 0 {
+        issue("run.timeout-minutes".into(), "must be at least 1".into());
+    }
+    if config.run.kernel != "installed" {
+        issue(
+            "run.kernel".into(),
+            format!(
+                "`{}` is not supported yet: only `installed`",
+                config.run.kernel
+            ),
+        );
+    }
+    if matches!(config.run.provider, ProviderKind::Aws | ProviderKind::Qemu) {
+        issue(
+            "run.provider".into(),
+            format!(
+                "provider `{}` is not available in this build yet",
+                config.run.provider.as_str()
+            ),
+        );
+    }
+    if config.machine.data_devices < 2 {
+        issue(
+            "machine.data-devices".into(),
+            "must be at least 2 (one test device and a scratch pool)".into(),
+        );
+    }
+    if config.machine.device_size_gib == 0 {
+        issue(
+            "machine.device-size-gib".into(),
+            "must be at least 1".into(),
+        );
+    }
+    if config.run.provider == ProviderKind::Static && config.providers.static_hosts.hosts.is_empty()
+    {
+        issue(
+            "providers.static.hosts".into(),
+            "provider `static` needs at least one [[providers.static.hosts]] entry".into(),
+        );
+    }
+    for (i, host) in config.providers.static_hosts.hosts.iter().enumerate() {
+        let key = |field: &str| format!("providers.static.hosts[{i}].{field}");
+        if host.host.trim().is_empty() {
+            issue(key("host"), "must not be empty".into());
+        }
+        if !host.test_dev.starts_with('/') {
+            issue(
+                key("test-dev"),
+                format!("`{}` is not an absolute device path", host.test_dev),
+            );
+        }
+        if host.scratch_devs.is_empty() {
+            issue(
+                key("scratch-devs"),
+                "needs at least one scratch device".into(),
+            );
+        }
+        for (j, dev) in host.scratch_devs.iter().enumerate() {
+            if !dev.starts_with('/') {
+                issue(
+                    format!("{}[{j}]", key("scratch-devs")),
+                    format!("`{dev}` is not an absolute device path"),
+                );
+            }
+            if *dev == host.test_dev || host.scratch_devs[..j].contains(dev) {
+                issue(
+                    format!("{}[{j}]", key("scratch-devs")),
+                    format!("`{dev}` is used twice"),
+                );
+            }
+        }
+    }
+    for (name, script) in &config.suites.scripts {
+        if BUILTIN_SUITES.contains(&name.as_str()) {
+            issue(
+                format!("suites.scripts.{name}"),
+                format!("`{name}` is the id of a built-in suite"),
+            );
+        }
+        if !is_kebab_id(name) {
+            issue(
+                format!("suites.scripts.{name}"),
+                "suite names are lowercase letters, digits and `-`".into(),
+            );
+        }
+        for (key, message) in script.validate() {
+            issue(format!("suites.scripts.{name}.{key}"), message);
+        }
+    }
+    for (key, message) in config.suites.raid56_scrub.validate() {
+        issue(format!("suites.raid56-scrub.{key}"), message);
+    }
+    if config.publish.branch.trim().is_empty() || config.publish.branch.contains("..") {
+        issue(
+            "publish.branch".into(),
+            format!("`{}` is not a valid branch name", config.publish.branch),
+        );
+    }
+    if let Some(repo) = &config.publish.site_repo
+        && repo.contains('@')
+        && repo.contains(':')
+        && repo.contains("//")
+        && repo
+            .split("//")
+            .nth(1)
+            .is_some_and(|rest| rest.split('/').next().unwrap_or("").contains(':'))
+    {
+        issue(
+            "publish.site-repo".into(),
+            "must not carry credentials in the URL: set GITHUB_TOKEN in the environment".into(),
+        );
+    }
+    issues
+}
+
+fn is_kebab_id(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(text: &str) -> ConfigSource {
+        ConfigSource {
+            name: "btrfsqa.toml".into(),
+            base_dir: PathBuf::from("/etc/btrfsqa"),
+            text: text.into(),
+        }
+    }
+
+    fn error_text(text: &str) -> String {
+        source(text).parse().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_embedded_default_parses_and_validates() {
+        let config = ConfigSource::embedded_default().parse().unwrap();
+        assert_eq!(config.run.provider, ProviderKind::Local);
+        assert_eq!(config.run.suites, ["raid56-scrub"]);
+        assert_eq!(config.machine.data_devices, 6);
+    }
+
+    #[test]
+    fn an_empty_file_means_all_defaults() {
+        let config = source("").parse().unwrap();
+        assert_eq!(config.run.timeout_minutes, 240);
+        assert_eq!(config.publish.branch, "gh-pages");
+    }
+
+    #[test]
+    fn syntax_errors_name_file_line_and_column() {
+        let err = error_text("[run]\nprovider = \"local\"\nsuites = [\n");
+        assert!(err.starts_with("btrfsqa.toml:"), "{err}");
+        let err = error_text("[run]\n\nprovider = = 3\n");
+        assert!(err.starts_with("btrfsqa.toml:3:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_table_and_line() {
+        let err = error_text("[run]\nprovider = \"local\"\n\n[machine]\ndata-disks = 6\n");
+        assert!(err.contains("btrfsqa.toml:5:"), "{err}");
+        assert!(err.contains("data-disks"), "{err}");
+        assert!(err.contains("`machine.data-disks`: unknown field"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_dotted_key() {
+        let err = error_text("[machine]\ndevice-size-gib = \"ten\"\n");
+        assert!(
+            err.contains("btrfsqa.toml:2: `machine.device-size-gib`"),
+            "{err}"
+        );
+        let err = error_text("[run]\nprovider = \"azure\"\n");
+        assert!(err.contains("`run.provider`"), "{err}");
+        assert!(err.contains("azure"), "{err}");
+    }
+
+    #[test]
+    fn validation_errors_point_at_array_elements() {
+        let err = error_text("[run]\nsuites = [\n  \"raid56-scrub\",\n  \"nope\",\n]\n");
+        assert!(
+            err.contains("btrfsqa.toml:4: `run.suites[1]`: unknown suite `nope`"),
+            "{err}"
+        );
+        let err = error_text("[machine]\ndata-devices = 1\n");
+        assert!(
+            err.contains("btrfsqa.toml:2: `machine.data-devices`: must be at least 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = error_text("[run]\ntimeout-minutes = 0\nsuites = []\n");
+        assert!(err.contains("run.timeout-minutes"), "{err}");
+        assert!(err.contains("run.suites"), "{err}");
+    }
+
+    #[test]
+    fn static_hosts_are_checked() {
+        let text = r#"
+[run]
+provider = "static"
+
+[[providers.static.hosts]]
+host = "192.0.2.1"
+test-dev = "vdb"
+scratch-devs = ["/dev/vdc", "/dev/vdc"]
+"#;
+        let err = error_text(text);
+        assert!(
+            err.contains("btrfsqa.toml:7: `providers.static.hosts[0].test-dev`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("`providers.static.hosts[0].scratch-devs[1]`: `/dev/vdc` is used twice"),
+            "{err}"
+        );
+        let err = error_text("[run]\nprovider = \"static\"\n");
+        assert!(err.contains("`providers.static.hosts`"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_refused_wherever_they_are() {
+        let err = error_text("[publish]\nsite-repo = \"x\"\ngithub-token = \"ghp_abc\"\n");
+        assert!(
+            err.contains("btrfsqa.toml:3: `publish.github-token`: secrets are never read"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("ghp_abc"),
+            "the secret itself leaked into the message: {err}"
+        );
+        let err = error_text("[providers.aws]\nsecret_access_key = \"x\"\n");
+        assert!(err.contains("secret_access_key"), "{err}");
+        let err = error_text("[publish]\nsite-repo = \"https://user:pw@example.com/site.git\"\n");
+        assert!(
+            err.contains("`publish.site-repo`: must not carry credentials"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn script_suites_are_known_suites() {
+        let text = "[run]\nsuites = [\"smoke\"]\n[suites.scripts.smoke]\ndir = \"suites/smoke\"\n";
+        let config = source(text).parse().unwrap();
+        assert_eq!(
+            config.suites.scripts["smoke"].dir,
+            PathBuf::from("suites/smoke")
+        );
+        let err = error_text("[suites.scripts.Bad_Name]\ndir = \"x\"\n");
+        assert!(err.contains("suites.scripts.Bad_Name"), "{err}");
+    }
+
+    #[test]
+    fn key_paths_resolve_to_spans() {
+        let text = "[a]\nb = [1, 2]\n[[c]]\nd = 1\n[[c]]\nd = 2\n";
+        let doc = DeTable::parse(text).unwrap();
+        let src = source(text);
+        let line = |key: &str| lookup_span(doc.get_ref(), key).map(|s| src.line_column(s.start).0);
+        assert_eq!(line("a.b"), Some(2));
+        assert_eq!(line("c[1].d"), Some(6));
+        assert_eq!(line("c[1].missing"), Some(5));
+        assert_eq!(line("zzz"), None);
+    }
+}

@@ -1,0 +1,85 @@
+use std::fmt;
+use std::path::PathBuf;
+
+/// One problem in a configuration file, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// The file (or `<embedded default>`, or `command line`).
+    pub file: String,
+    /// The 1-based line, when the key is in the file.
+    pub line: Option<usize>,
+    /// The dotted key (`suites.scripts.smoke.timeout-secs`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: ", self.file)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "`{}`: {}", self.key, self.message)
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file `{}`", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{file}:{line}:{column}: {message}")]
+    Syntax {
+        /// The file.
+        file: String,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// Keys with wrong or inconsistent values.
+    #[error("{}", issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// Every problem found.
+        issues: Vec<ConfigIssue>,
+    },
+}
+
+/// A run that could not start or could not keep its results.
+///
+/// Failures of machines and suites during a run are not errors of this kind:
+/// they end up in the run's report (status `errored`, verdicts `error`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The results store cannot be written: nothing would be kept.
+    #[error("results store")]
+    Store(#[from] btrfsqa_model::ModelError),
+    /// A provider could not even be set up.
+    #[error("provider `{provider}`: {message}")]
+    Provider {
+        /// The provider.
+        provider: String,
+        /// What is wrong.
+        message: String,
+    },
+}

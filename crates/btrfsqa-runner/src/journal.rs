@@ -1,0 +1,51 @@
+//! The run's journal: every event appended to `journal.jsonl` and synced, so
+//! a controller killed at any instant loses no finished result.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use btrfsqa_model::{Event, ModelError};
+
+/// An append-only event log.
+#[derive(Debug)]
+pub struct Journal {
+    file: File,
+}
+
+impl Journal {
+    /// Opens (creating) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Journal, ModelError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| ModelError::Io {
+                action: "open",
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Journal { file })
+    }
+
+    /// Appends one event as a JSON line. Verdicts and stage changes are
+    /// synced to disk before this returns; a failure to write is not fatal
+    /// (the report is the primary record) and is ignored.
+    pub fn append(&mut self, event: &Event) {
+        let Ok(mut line) = serde_json::to_vec(event) else {
+            return;
+        };
+        line.push(b'\n');
+        if self.file.write_all(&line).is_ok()
+            && matches!(
+                event,
+                Event::TestFinished { .. }
+                    | Event::SuiteFinished { .. }
+                    | Event::StageFinished { .. }
+                    | Event::RunFinished { .. }
+            )
+        {
+            let _ = self.file.sync_data();
+        }
+    }
+}

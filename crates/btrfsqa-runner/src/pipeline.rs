@@ -1,0 +1,997 @@
+//! The pipeline: provision, prepare, suites, collect, publish, and teardown
+//! on every path.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use btrfsqa_cloud::{CloudProvider, Machine, MachineSpec};
+use btrfsqa_model::{
+    Event, KernelInfo, Provenance, ResultsStore, RunId, RunReport, RunStatus, Stage, SuiteReport,
+    TestOutcome, Verdict,
+};
+use btrfsqa_publish::{Published, Publisher};
+use btrfsqa_remote::{ExecRequest, RemoteHost, shell_quote};
+use btrfsqa_suites::{EventSink, MachineDevices, SuiteContext, SuiteError, TestSuite};
+
+use crate::RunError;
+use crate::connect::Connector;
+use crate::journal::Journal;
+use crate::settings::Settings;
+
+/// How long a suite gets to stop by itself after cancellation before its
+/// future is dropped.
+const CANCEL_GRACE: Duration = Duration::from_secs(30);
+
+/// How a finished run should be judged (the CLI maps this to an exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunVerdict {
+    /// Every test passed or was skipped, and publishing (if any) worked.
+    Passed,
+    /// At least one test failed, hung or crashed.
+    TestsFailed,
+    /// The run could not do its work: a machine, a suite's setup, teardown.
+    InfrastructureError,
+    /// Stopped by a signal or the run's deadline.
+    Interrupted,
+    /// Tests were fine but the results could not be published (they are in the store).
+    PublishFailed,
+}
+
+/// The result of [`Runner::run`].
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The final report, as written to the store.
+    pub report: RunReport,
+    /// The run's directory in the results store.
+    pub run_dir: PathBuf,
+    /// Where it was published, if it was.
+    pub published: Option<Published>,
+    /// Why publishing failed, if it did.
+    pub publish_error: Option<String>,
+    /// What teardown could not remove.
+    pub teardown_errors: Vec<String>,
+}
+
+impl RunOutcome {
+    /// The overall judgement, most severe first: interrupted, infrastructure,
+    /// test failures, publishing.
+    pub fn verdict(&self) -> RunVerdict {
+        let summary = self.report.summary;
+        if self.report.status == RunStatus::Interrupted {
+            RunVerdict::Interrupted
+        } else if self.report.status == RunStatus::Errored
+            || summary.error > 0
+            || !self.teardown_errors.is_empty()
+            || self.report.suites.iter().any(|s| s.error.is_some())
+        {
+            RunVerdict::InfrastructureError
+        } else if summary.fail + summary.hung + summary.crashed > 0 {
+            RunVerdict::TestsFailed
+        } else if self.publish_error.is_some() {
+            RunVerdict::PublishFailed
+        } else {
+            RunVerdict::Passed
+        }
+    }
+}
+
+/// Runs the pipeline. Build it with [`Runner::from_settings`] (the real
+/// providers, suites and publisher) or [`Runner::with_parts`] (your own).
+pub struct Runner {
+    settings: Settings,
+    provider: Arc<dyn CloudProvider>,
+    connector: Arc<dyn Connector>,
+    suites: Vec<Arc<dyn TestSuite>>,
+    publisher: Option<Arc<dyn Publisher>>,
+    /// Replaces `run.timeout-minutes` (tests: a deadline shorter than a minute).
+    deadline: Option<Duration>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("provider", &self.provider.id())
+            .field(
+                "suites",
+                &self
+                    .suites
+                    .iter()
+                    .map(|s| s.id().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tracks the test each machine is running, so an interruption can give it a verdict.
+#[derive(Default)]
+struct Running {
+    tests: Mutex<HashMap<(String, String), String>>,
+}
+
+impl Runner {
+    /// A runner with the given parts.
+    pub fn with_parts(
+        settings: Settings,
+        provider: Arc<dyn CloudProvider>,
+        connector: Arc<dyn Connector>,
+        suites: Vec<Arc<dyn TestSuite>>,
+        publisher: Option<Arc<dyn Publisher>>,
+    ) -> Self {
+        Runner {
+            settings,
+            provider,
+            connector,
+            suites,
+            publisher,
+            deadline: None,
+        }
+    }
+
+    /// A runner with the providers, suites and publisher the settings name.
+    pub fn from_settings(settings: Settings) -> Result<Self, RunError> {
+        let provider = crate::registry::provider(&settings)?;
+        let suites = crate::registry::suites(&settings)?;
+        let publisher = crate::registry::publisher(&settings);
+        Ok(Runner::with_parts(
+            settings,
+            provider,
+            Arc::new(crate::connect::DefaultConnector::default()),
+            suites,
+            publisher,
+        ))
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Runs once. `cancel` stops the run (a signal); it still tears down,
+    /// records the running test as interrupted and writes the report. Returns
+    /// `Err` only when the results store cannot be written.
+    pub async fn run(
+        &self,
+        events: EventSink,
+        cancel: CancellationToken,
+    ) -> Result<RunOutcome, RunError> {
+        let started_at = Utc::now();
+        let run_id = RunId::generate(started_at);
+        let store = ResultsStore::new(self.settings.results_dir());
+        let run_dir = store.create_run(&run_id)?;
+        let journal = Journal::open(&run_dir.join("journal.jsonl"))?;
+        let running = Arc::new(Running::default());
+        let sink = journaled_sink(events, journal, running.clone());
+
+        let config = &self.settings.config;
+        let provenance = Provenance {
+            btrfsqa_version: env!("CARGO_PKG_VERSION").to_owned(),
+            config_hash: self.settings.config_hash.clone(),
+            provider: self.provider.id().to_owned(),
+            controller: hostname(),
+            ..Provenance::default()
+        };
+        let mut report = RunReport::start(run_id.clone(), started_at, provenance);
+        report.labels = config.run.labels.clone();
+        store.write_report(&report)?;
+        sink(Event::RunStarted {
+            run_id: run_id.clone(),
+            provider: self.provider.id().to_owned(),
+            suites: self.suites.iter().map(|s| s.id().to_owned()).collect(),
+        });
+
+        // The deadline is a cancellation like a signal, told apart afterwards.
+        let stop = cancel.child_token();
+        let deadline = self.deadline.unwrap_or(Duration::from_secs(
+            config.run.timeout_minutes.saturating_mul(60),
+        ));
+        let timer = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(deadline).await;
+                stop.cancel();
+            })
+        };
+
+        let mut teardown_errors = Vec::new();
+        let machine_name = format!("{}-0", self.provider.id());
+        let spec = MachineSpec {
+            run_id: run_id.clone(),
+            name: machine_name.clone(),
+            data_devices: config.machine.data_devices,
+            device_size: config.machine.device_size_gib << 30,
+        };
+
+        // Provisioning is not raced against cancellation: a half-made machine
+        // is harder to clean than a whole one, so it finishes and is torn down.
+        sink(Event::StageStarted {
+            machine: Some(machine_name.clone()),
+            stage: Stage::Provision,
+        });
+        let provisioned = self.provider.provision(&spec).await;
+        let machine = match provisioned {
+            Ok(machine) => {
+                sink(stage_done(&machine_name, Stage::Provision, None));
+                write_machine_record(&run_dir, &machine);
+                Some(machine)
+            }
+            Err(err) => {
+                let message = error_chain(&err);
+                sink(stage_done(
+                    &machine_name,
+                    Stage::Provision,
+                    Some(message.clone()),
+                ));
+                report.error = Some(format!("provisioning failed: {message}"));
+                None
+            }
+        };
+
+        if let Some(machine) = &machine {
+            report.provenance.machines.push(machine.info());
+            store.write_report(&report)?;
+            let outcome = self
+                .use_machine(
+                    machine,
+                    &run_dir,
+                    &store,
+                    &mut report,
+                    &sink,
+                    &stop,
+                    &running,
+                )
+                .await;
+            if let Err(message) = outcome {
+                report.error.get_or_insert(message);
+            }
+            sink(Event::StageStarted {
+                machine: Some(machine.name.clone()),
+                stage: Stage::Teardown,
+            });
+            match self.provider.teardown(machine).await {
+                Ok(()) => sink(stage_done(&machine.name, Stage::Teardown, None)),
+                Err(err) => {
+                    let message = error_chain(&err);
+                    sink(stage_done(
+                        &machine.name,
+                        Stage::Teardown,
+                        Some(message.clone()),
+                    ));
+                    teardown_errors.push(message);
+                }
+            }
+        }
+        timer.abort();
+
+        let status = if cancel.is_cancelled() {
+            report
+                .error
+                .get_or_insert_with(|| "interrupted by a signal".to_owned());
+            RunStatus::Interrupted
+        } else if stop.is_cancelled() {
+            report.error = Some(format!(
+                "the run exceeded `run.timeout-minutes` ({} min)",
+                config.run.timeout_minutes
+            ));
+            RunStatus::Interrupted
+        } else if report.error.is_some() {
+            RunStatus::Errored
+        } else {
+            RunStatus::Completed
+        };
+        report.finish(status, Utc::now());
+        // The report reaches the store before anything is published.
+        store.write_report(&report)?;
+
+        let (mut published, mut publish_error) = (None, None);
+        if let Some(publisher) = &self.publisher
+            && !cancel.is_cancelled()
+        {
+            sink(Event::StageStarted {
+                machine: None,
+                stage: Stage::Publish,
+            });
+            match publisher.publish(&store, &run_id).await {
+                Ok(done) => {
+                    sink(Event::StageFinished {
+                        machine: None,
+                        stage: Stage::Publish,
+                        ok: true,
+                        message: Some(done.location.clone()),
+                    });
+                    published = Some(done);
+                }
+                Err(err) => {
+                    let message = error_chain(&err);
+                    sink(Event::StageFinished {
+                        machine: None,
+                        stage: Stage::Publish,
+                        ok: false,
+                        message: Some(message.clone()),
+                    });
+                    publish_error = Some(message);
+                }
+            }
+        }
+        sink(Event::RunFinished {
+            run_id,
+            status: report.status,
+            summary: report.summary,
+            results_dir: run_dir.display().to_string(),
+        });
+        Ok(RunOutcome {
+            report,
+            run_dir,
+            published,
+            publish_error,
+            teardown_errors,
+        })
+    }
+
+    /// Everything between provisioning and teardown. An `Err` is the message
+    /// for the report; teardown happens in the caller whatever this returns.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site, all of it run state"
+    )]
+    async fn use_machine(
+        &self,
+        machine: &Machine,
+        run_dir: &std::path::Path,
+        store: &ResultsStore,
+        report: &mut RunReport,
+        sink: &EventSink,
+        stop: &CancellationToken,
+        running: &Arc<Running>,
+    ) -> Result<(), String> {
+        let name = machine.name.clone();
+        sink(Event::StageStarted {
+            machine: Some(name.clone()),
+            stage: Stage::Prepare,
+        });
+        let host = tokio::select! {
+            host = self.connector.connect(machine) => host.map_err(|err| {
+                let message = error_chain(&err);
+                sink(stage_done(&name, Stage::Prepare, Some(message.clone())));
+                format!("cannot reach machine `{name}`: {message}")
+            })?,
+            () = stop.cancelled() => return Err("stopped before the machine was reachable".into()),
+        };
+        let kernel = kernel_info(host.as_ref()).await;
+        if let Some(info) = report
+            .provenance
+            .machines
+            .iter_mut()
+            .find(|m| m.name == name)
+        {
+            info.kernel = kernel.clone();
+        }
+        report.provenance.kernel = kernel;
+        let _ = store.write_report(report);
+        sink(stage_done(&name, Stage::Prepare, None));
+        sink(Event::MachineReady {
+            machine: report
+                .provenance
+                .machines
+                .iter()
+                .find(|m| m.name == name)
+                .cloned()
+                .unwrap_or_else(|| machine.info()),
+        });
+
+        let ctx = SuiteContext {
+            host: host.clone(),
+            devices: MachineDevices {
+                name: name.clone(),
+                test_dev: machine.test_dev.clone(),
+                scratch_devs: machine.scratch_devs.clone(),
+                work_dir: machine.work_dir.clone(),
+            },
+            run_dir: run_dir.to_owned(),
+            events: sink.clone(),
+            cancel: stop.clone(),
+            only: None,
+        };
+        sink(Event::StageStarted {
+            machine: Some(name.clone()),
+            stage: Stage::Suites,
+        });
+        for suite in &self.suites {
+            if stop.is_cancelled() {
+                break;
+            }
+            let suite_report = self.run_suite(suite.as_ref(), &ctx, running).await;
+            sink(Event::SuiteFinished {
+                machine: name.clone(),
+                suite: suite_report.id.clone(),
+                counts: suite_report.counts(),
+                error: suite_report.error.clone(),
+            });
+            report.suites.push(suite_report);
+            report.recount();
+            // Each finished suite is durable before the next one starts.
+            let _ = store.write_report(report);
+        }
+        sink(stage_done(&name, Stage::Suites, None));
+
+        // Leave the devices unmounted whatever the suites did; providers that
+        // delete the devices do this too, static hosts rely on it.
+        sink(Event::StageStarted {
+            machine: Some(name.clone()),
+            stage: Stage::Collect,
+        });
+        let cleanup = release_devices(host.as_ref(), machine).await;
+        sink(stage_done(&name, Stage::Collect, cleanup.clone().err()));
+        cleanup.map_err(|message| format!("cleaning up `{name}`: {message}"))
+    }
+
+    async fn run_suite(
+        &self,
+        suite: &dyn TestSuite,
+        ctx: &SuiteContext,
+        running: &Arc<Running>,
+    ) -> SuiteReport {
+        let id = suite.id().to_owned();
+        let machine = ctx.devices.name.clone();
+        ctx.emit(Event::SuiteStarted {
+            machine: machine.clone(),
+            suite: id.clone(),
+            planned: None,
+        });
+        let started = Instant::now();
+        let work = async {
+            suite.prepare(ctx).await?;
+            suite.run(ctx).await
+        };
+        let result = tokio::select! {
+            result = work => Some(result),
+            () = async {
+                ctx.cancel.cancelled().await;
+                tokio::time::sleep(CANCEL_GRACE).await;
+            } => None,
+        };
+        let mut report = match result {
+            Some(Ok(report)) => report,
+            Some(Err(SuiteError::Cancelled { partial, .. })) => {
+                let mut partial = *partial;
+                partial
+                    .error
+                    .get_or_insert_with(|| "stopped before the end".to_owned());
+                partial
+            }
+            Some(Err(err)) => {
+                let mut report = SuiteReport::new(&id);
+                report.error = Some(error_chain(&err));
+                report
+            }
+            None => {
+                let mut report = SuiteReport::new(&id);
+                report.error =
+                    Some("did not stop within the grace period after cancellation".into());
+                report
+            }
+        };
+        // A test that started and never got a verdict was cut off.
+        let key = (machine.clone(), id.clone());
+        // Taken out in its own statement: the guard must be gone before
+        // test_finished re-enters the sink, which locks the same map.
+        let cut_off = running.tests.lock().expect("not poisoned").remove(&key);
+        if let Some(test) = cut_off
+            && !report.tests.iter().any(|t| t.name == test)
+        {
+            let verdict = if ctx.cancel.is_cancelled() {
+                Verdict::Interrupted
+            } else {
+                Verdict::Error
+            };
+            let mut outcome = TestOutcome::new(&id, &test, verdict)
+                .with_message("the run stopped while this test was running");
+            outcome.machine = Some(machine.clone());
+            report.tests.push(ctx.test_finished(outcome));
+        }
+        report
+            .duration_secs
+            .get_or_insert(started.elapsed().as_secs_f64());
+        report.id = id;
+        report
+    }
+}
+
+fn stage_done(machine: &str, stage: Stage, error: Option<String>) -> Event {
+    Event::StageFinished {
+        machine: Some(machine.to_owned()),
+        stage,
+        ok: error.is_none(),
+        message: error,
+    }
+}
+
+/// Wraps the user's sink: every event is journaled first and the running
+/// test of each machine is tracked.
+fn journaled_sink(user: EventSink, journal: Journal, running: Arc<Running>) -> EventSink {
+    let journal = Mutex::new(journal);
+    Arc::new(move |event: Event| {
+        match &event {
+            Event::TestStarted {
+                machine,
+                suite,
+                test,
+            } => {
+                running
+                    .tests
+                    .lock()
+                    .expect("not poisoned")
+                    .insert((machine.clone(), suite.clone()), test.clone());
+            }
+            Event::TestFinished { machine, outcome } => {
+                running
+                    .tests
+                    .lock()
+                    .expect("not poisoned")
+                    .remove(&(machine.clone(), outcome.suite.clone()));
+            }
+            _ => {}
+        }
+        if let Ok(mut journal) = journal.lock() {
+            journal.append(&event);
+        }
+        user(event);
+    })
+}
+
+/// The full chain of causes, `a: b: c`.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+}
+
+async fn kernel_info(host: &dyn RemoteHost) -> KernelInfo {
+    let request = ExecRequest::new("uname -r; uname -v").timeout(Duration::from_secs(30));
+    match host.exec(request, None).await {
+        Ok(out) if out.success() => {
+            let text = out.stdout_text();
+            let mut lines = text.lines();
+            KernelInfo {
+                release: lines.next().map(str::to_owned),
+                version: lines.next().map(str::to_owned),
+                source: None,
+            }
+        }
+        _ => KernelInfo::default(),
+    }
+}
+
+/// Unmounts everything on the machine's devices or under its work directory.
+async fn release_devices(host: &dyn RemoteHost, machine: &Machine) -> Result<(), String> {
+    let mut devices: Vec<String> = vec![machine.test_dev.clone()];
+    devices.extend(machine.scratch_devs.iter().cloned());
+    let device_list = devices
+        .iter()
+        .map(|d| shell_quote(d))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // Deepest mount points first; a multi-device btrfs lists only one of its
+    // devices in /proc/mounts, so mounts under the work dir are found by path.
+    let script = format!(
+        r#"work={work}
+for dev in {device_list}; do
+  real=$(readlink -f "$dev")
+  awk -v d="$real" -v e="$dev" '$1 == d || $1 == e {{ print $2 }}' /proc/self/mounts
+done | sort -ru | while read -r target; do umount "$target" 2>/dev/null || umount -l "$target"; done
+awk -v w="$work/" 'index($2, w) == 1 {{ print $2 }}' /proc/self/mounts | sort -r | while read -r target; do umount "$target" 2>/dev/null || umount -l "$target"; done
+if command -v btrfs >/dev/null; then for dev in {device_list}; do btrfs device scan --forget "$dev" 2>/dev/null; done; fi
+left=$(for dev in {device_list}; do real=$(readlink -f "$dev"); awk -v d="$real" '$1 == d {{ print $2 }}' /proc/self/mounts; done)
+[ -z "$left" ] || {{ echo "still mounted: $left"; exit 1; }}
+"#,
+        work = shell_quote(&machine.work_dir),
+    );
+    match host
+        .exec(
+            ExecRequest::new(script).timeout(Duration::from_secs(120)),
+            None,
+        )
+        .await
+    {
+        Ok(out) if out.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "{}{}",
+            out.stdout_text().trim(),
+            out.stderr_text().trim()
+        )),
+        Err(err) => Err(error_chain(&err)),
+    }
+}
+
+/// Keeps what teardown and `btrfsqa teardown RUN_ID` need to find the machine.
+fn write_machine_record(run_dir: &std::path::Path, machine: &Machine) {
+    let path = run_dir.join(format!(
+        "machine-{}.json",
+        btrfsqa_model::safe_file_name(&machine.name)
+    ));
+    if let Ok(json) = serde_json::to_vec_pretty(machine) {
+        let _ = std::fs::write(path, json);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigSource;
+    use crate::connect::MockConnector;
+    use crate::settings::RunOverrides;
+    use btrfsqa_cloud::{Access, MockCloudProvider, ProvisionError};
+    use btrfsqa_publish::{MockPublisher, PublishError};
+    use btrfsqa_remote::{ExecOutput, MockRemoteHost};
+    use btrfsqa_suites::MockTestSuite;
+
+    fn settings(dir: &std::path::Path, extra: &str) -> Settings {
+        let source = ConfigSource {
+            name: "test.toml".into(),
+            base_dir: dir.to_owned(),
+            text: format!(
+                "[run]\nresults-dir = \"{}\"\n{extra}",
+                dir.join("results").display()
+            ),
+        };
+        Settings::resolve(&source, RunOverrides::default()).unwrap()
+    }
+
+    fn machine(spec: &MachineSpec) -> Machine {
+        Machine {
+            run_id: spec.run_id.clone(),
+            name: spec.name.clone(),
+            provider: "mock".into(),
+            provider_id: "m-1".into(),
+            access: Access::Local,
+            test_dev: "/dev/loop90".into(),
+            scratch_devs: vec!["/dev/loop91".into(), "/dev/loop92".into()],
+            work_dir: "/tmp/btrfsqa-test-work".into(),
+            instance_type: None,
+            state: serde_json::Value::Null,
+        }
+    }
+
+    fn provider(teardowns: usize) -> MockCloudProvider {
+        let mut provider = MockCloudProvider::new();
+        provider.expect_id().return_const("mock".to_owned());
+        provider
+            .expect_provision()
+            .returning(|spec| Ok(machine(spec)));
+        provider
+            .expect_teardown()
+            .times(teardowns)
+            .returning(|_| Ok(()));
+        provider
+    }
+
+    fn connector() -> MockConnector {
+        let mut connector = MockConnector::new();
+        connector.expect_connect().returning(|_| {
+            let mut host = MockRemoteHost::new();
+            host.expect_name().return_const("mock-0".to_owned());
+            host.expect_exec().returning(|request, _| {
+                let stdout = if request.command.starts_with("uname") {
+                    b"6.18.0-test\n#1 SMP\n".to_vec()
+                } else {
+                    Vec::new()
+                };
+                Ok(ExecOutput {
+                    code: Some(0),
+                    stdout,
+                    ..Default::default()
+                })
+            });
+            Ok(Arc::new(host) as Arc<dyn RemoteHost>)
+        });
+        connector
+    }
+
+    fn suite(id: &'static str, verdicts: &'static [Verdict]) -> Arc<dyn TestSuite> {
+        let mut suite = MockTestSuite::new();
+        suite.expect_id().return_const(id.to_owned());
+        suite.expect_prepare().returning(|_| Ok(()));
+        suite.expect_run().returning(move |ctx| {
+            let mut report = SuiteReport::new(id);
+            for (i, verdict) in verdicts.iter().enumerate() {
+                let name = format!("t{i}");
+                ctx.test_started(id, &name);
+                report
+                    .tests
+                    .push(ctx.test_finished(TestOutcome::new(id, name, *verdict)));
+            }
+            Ok(report)
+        });
+        Arc::new(suite)
+    }
+
+    fn collect() -> (EventSink, Arc<Mutex<Vec<Event>>>) {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink_events = events.clone();
+        (
+            Arc::new(move |e| sink_events.lock().unwrap().push(e)),
+            events,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_passing_run_is_stored_before_it_is_published_and_torn_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut publisher = MockPublisher::new();
+        publisher.expect_publish().times(1).returning(|store, run| {
+            let stored = store.read_report(run).expect("stored before publishing");
+            assert_eq!(stored.status, RunStatus::Completed);
+            assert_eq!(stored.summary.pass, 2);
+            Ok(Published {
+                location: "site".into(),
+                commit: Some("abc".into()),
+            })
+        });
+        let runner = Runner::with_parts(
+            settings(dir.path(), ""),
+            Arc::new(provider(1)),
+            Arc::new(connector()),
+            vec![
+                suite("a", &[Verdict::Pass, Verdict::Skip]),
+                suite("b", &[Verdict::Pass]),
+            ],
+            Some(Arc::new(publisher)),
+        );
+        let (sink, events) = collect();
+        let outcome = runner.run(sink, CancellationToken::new()).await.unwrap();
+        assert_eq!(outcome.verdict(), RunVerdict::Passed);
+        assert_eq!(
+            outcome.report.provenance.kernel.release.as_deref(),
+            Some("6.18.0-test")
+        );
+        assert_eq!(outcome.report.suites.len(), 2);
+        let journal = std::fs::read_to_string(outcome.run_dir.join("journal.jsonl")).unwrap();
+        assert_eq!(journal.matches("\"test-finished\"").count(), 3);
+        let events = events.lock().unwrap();
+        assert!(matches!(events.last(), Some(Event::RunFinished { .. })));
+    }
+
+    #[tokio::test]
+    async fn failures_errors_and_publish_problems_map_to_verdicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |suites: Vec<Arc<dyn TestSuite>>, publisher: Option<Arc<dyn Publisher>>| {
+            let runner = Runner::with_parts(
+                settings(dir.path(), ""),
+                Arc::new(provider(1)),
+                Arc::new(connector()),
+                suites,
+                publisher,
+            );
+            async move {
+                runner
+                    .run(collect().0, CancellationToken::new())
+                    .await
+                    .unwrap()
+            }
+        };
+        let failed = run(vec![suite("a", &[Verdict::Pass, Verdict::Fail])], None).await;
+        assert_eq!(failed.verdict(), RunVerdict::TestsFailed);
+        let hung = run(vec![suite("a", &[Verdict::Hung])], None).await;
+        assert_eq!(hung.verdict(), RunVerdict::TestsFailed);
+
+        let mut broken = MockTestSuite::new();
+        broken.expect_id().return_const("broken".to_owned());
+        broken.expect_prepare().returning(|_| {
+            Err(SuiteError::Setup {
+                suite: "broken".into(),
+                step: "build".into(),
+                message: "make: *** Error 2".into(),
+            })
+        });
+        let errored = run(vec![Arc::new(broken), suite("b", &[Verdict::Pass])], None).await;
+        assert_eq!(errored.verdict(), RunVerdict::InfrastructureError);
+        assert!(
+            errored.report.suites[0]
+                .error
+                .as_ref()
+                .unwrap()
+                .contains("make: *** Error 2")
+        );
+        assert_eq!(
+            errored.report.suites[1].tests.len(),
+            1,
+            "one broken suite must not stop the next"
+        );
+
+        let mut publisher = MockPublisher::new();
+        publisher.expect_publish().returning(|_, _| {
+            Err(PublishError::PushRetriesExhausted {
+                repo: "site.git".into(),
+                attempts: 3,
+            })
+        });
+        let unpublished = run(
+            vec![suite("a", &[Verdict::Pass])],
+            Some(Arc::new(publisher)),
+        )
+        .await;
+        assert_eq!(unpublished.verdict(), RunVerdict::PublishFailed);
+        assert!(unpublished.run_dir.join("report.json").is_file());
+    }
+
+    #[tokio::test]
+    async fn a_failed_provision_is_reported_and_needs_no_teardown() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut provider = MockCloudProvider::new();
+        provider.expect_id().return_const("mock".to_owned());
+        provider.expect_provision().returning(|_| {
+            Err(ProvisionError::Config {
+                provider: "mock".into(),
+                message: "needs root".into(),
+            })
+        });
+        provider.expect_teardown().never();
+        let runner = Runner::with_parts(
+            settings(dir.path(), ""),
+            Arc::new(provider),
+            Arc::new(MockConnector::new()),
+            vec![suite("a", &[Verdict::Pass])],
+            None,
+        );
+        let outcome = runner
+            .run(collect().0, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(outcome.report.status, RunStatus::Errored);
+        assert!(
+            outcome
+                .report
+                .error
+                .as_ref()
+                .unwrap()
+                .contains("needs root")
+        );
+        assert_eq!(outcome.verdict(), RunVerdict::InfrastructureError);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_machine_is_still_torn_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut connector = MockConnector::new();
+        connector.expect_connect().returning(|_| {
+            Err(btrfsqa_remote::RemoteError::Connect {
+                host: "m".into(),
+                source: "refused".into(),
+            })
+        });
+        let runner = Runner::with_parts(
+            settings(dir.path(), ""),
+            Arc::new(provider(1)),
+            Arc::new(connector),
+            vec![suite("a", &[Verdict::Pass])],
+            None,
+        );
+        let outcome = runner
+            .run(collect().0, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(outcome.report.status, RunStatus::Errored);
+        assert!(outcome.report.error.as_ref().unwrap().contains("refused"));
+    }
+
+    /// Starts a test, then waits for cancellation like a real long test.
+    struct WaitsForCancel;
+
+    #[async_trait::async_trait]
+    impl TestSuite for WaitsForCancel {
+        fn id(&self) -> &str {
+            "slow"
+        }
+        async fn run(&self, ctx: &SuiteContext) -> Result<SuiteReport, SuiteError> {
+            let mut report = SuiteReport::new("slow");
+            ctx.test_started("slow", "done-first");
+            report.tests.push(ctx.test_finished(TestOutcome::new(
+                "slow",
+                "done-first",
+                Verdict::Pass,
+            )));
+            ctx.test_started("slow", "long");
+            ctx.cancel.cancelled().await;
+            Err(SuiteError::Cancelled {
+                suite: "slow".into(),
+                partial: Box::new(report),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signal_interrupts_the_running_test_keeps_the_rest_and_tears_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut publisher = MockPublisher::new();
+        publisher.expect_publish().never();
+        let runner = Runner::with_parts(
+            settings(dir.path(), ""),
+            Arc::new(provider(1)),
+            Arc::new(connector()),
+            vec![Arc::new(WaitsForCancel), suite("never", &[Verdict::Pass])],
+            Some(Arc::new(publisher)),
+        );
+        let cancel = CancellationToken::new();
+        let (sink, events) = collect();
+        let trigger = cancel.clone();
+        let watcher = events.clone();
+        tokio::spawn(async move {
+            loop {
+                let started = watcher
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|e| matches!(e, Event::TestStarted { test, .. } if test == "long"));
+                if started {
+                    trigger.cancel();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        let outcome = runner.run(sink, cancel).await.unwrap();
+        assert_eq!(outcome.verdict(), RunVerdict::Interrupted);
+        let verdicts: Vec<_> = outcome
+            .report
+            .outcomes()
+            .map(|o| (o.name.as_str(), o.verdict))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                ("done-first", Verdict::Pass),
+                ("long", Verdict::Interrupted)
+            ]
+        );
+        let stored = ResultsStore::new(dir.path().join("results"))
+            .read_report(&outcome.report.run_id)
+            .unwrap();
+        assert_eq!(stored.status, RunStatus::Interrupted);
+    }
+
+    #[tokio::test]
+    async fn the_run_deadline_stops_a_hanging_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut runner = Runner::with_parts(
+            settings(dir.path(), "timeout-minutes = 1\n"),
+            Arc::new(provider(1)),
+            Arc::new(connector()),
+            vec![Arc::new(WaitsForCancel)],
+            None,
+        );
+        runner.deadline = Some(Duration::from_millis(200));
+        let outcome = runner
+            .run(collect().0, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(outcome.report.status, RunStatus::Interrupted);
+        assert!(
+            outcome
+                .report
+                .error
+                .as_ref()
+                .unwrap()
+                .contains("run.timeout-minutes")
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! Handing tests out to machines.
+//!
+//! A sharded run pulls work: whenever a machine is idle it takes the next
+//! test from a queue sorted longest-first by recorded duration (the LPT rule),
+//! so one slow machine or one long test cannot hold the run. [`simulate`]
+//! plays that out on estimated durations to predict the makespan (what
+//! `btrfsqa plan` prints); [`round_robin`] and [`in_order`] are the naive
+//! strategies the benchmark compares against.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// One unit of work: a test under a profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkItem {
+    /// `suite/profile/test` or any unique name.
+    pub id: String,
+    /// Estimated duration in seconds.
+    pub estimate_secs: f64,
+}
+
+/// Who runs what, and when it is predicted to end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Per machine, the items in the order it runs them.
+    pub machines: Vec<Vec<WorkItem>>,
+    /// Per machine, its predicted busy time.
+    pub busy_secs: Vec<f64>,
+}
+
+impl Plan {
+    /// The predicted end of the run: the busiest machine's time.
+    pub fn makespan(&self) -> f64 {
+        self.busy_secs.iter().copied().fold(0.0, f64::max)
+    }
+}
+
+/// `max(longest item, total / shards)`: no schedule can beat it.
+pub fn lower_bound(items: &[WorkItem], shards: usize) -> f64 {
+    let total: f64 = items.iter().map(|i| i.estimate_secs).sum();
+    let longest = items.iter().map(|i| i.estimate_secs).fold(0.0, f64::max);
+    longest.max(total / shards.max(1) as f64)
+}
+
+/// Estimates for `tests`: the recorded duration where there is one, else the
+/// median of the recorded ones (or `default_secs` with no history at all).
+pub fn estimate(
+    tests: &[String],
+    history: &BTreeMap<String, f64>,
+    default_secs: f64,
+) -> Vec<WorkItem> {
+    let mut known: Vec<f64> = history
+        .values()
+        .copied()
+        .filter(|d| d.is_finite())
+        .collect();
+    known.sort_by(f64::total_cmp);
+    let fallback = known.get(known.len() / 2).copied().unwrap_or(default_secs);
+    tests
+        .iter()
+        .map(|test| WorkItem {
+            id: test.clone(),
+            estimate_secs: history.get(test).copied().unwrap_or(fallback),
+        })
+        .collect()
+}
+
+/// Longest-first, pulled by whichever machine is idle first.
+pub fn longest_first(items: &[WorkItem], shards: usize) -> Plan {
+    let mut sorted = items.to_vec();
+    // Ties broken by name so a plan is reproducible.
+    sorted.sort_by(|a, b| {
+        b.estimate_secs
+            .total_cmp(&a.estimate_secs)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    pull(&sorted, shards)
+}
+
+/// The queue in the given order (fstests' own, alphabetical), pulled by
+/// whichever machine is idle first.
+pub fn in_order(items: &[WorkItem], shards: usize) -> Plan {
+    pull(items, shards)
+}
+
+/// Item `i` to machine `i % shards`, decided up front.
+pub fn round_robin(items: &[WorkItem], shards: usize) -> Plan {
+    let shards = shards.max(1);
+    let mut plan = Plan {
+        machines: vec![Vec::new(); shards],
+        busy_secs: vec![0.0; shards],
+    };
+    for (i, item) in items.iter().enumerate() {
+        plan.machines[i % shards].push(item.clone());
+        plan.busy_secs[i % shards] += item.estimate_secs;
+    }
+    plan
+}
+
+/// Simulates idle machines pulling from `queue`.
+fn pull(queue: &[WorkItem], shards: usize) -> Plan {
+    let shards = shards.max(1);
+    let mut plan = Plan {
+        machines: vec![Vec::new(); shards],
+        busy_secs: vec![0.0; shards],
+    };
+    // Min-heap on (time the machine becomes idle, machine index).
+    let mut idle: BinaryHeap<Reverse<(OrderedSecs, usize)>> = (0..shards)
+        .map(|m| Reverse((OrderedSecs(0.0), m)))
+        .collect();
+    for item in queue {
+        let Reverse((OrderedSecs(free_at), machine)) = idle.pop().expect("at least one machine");
+        let done = free_at + item.estimate_secs;
+        plan.machines[machine].push(item.clone());
+        plan.busy_secs[machine] = done;
+        idle.push(Reverse((OrderedSecs(done), machine)));
+    }
+    plan
+}
+
+/// Simulates the strategy a real run uses: [`longest_first`].
+pub fn simulate(items: &[WorkItem], shards: usize) -> Plan {
+    longest_first(items, shards)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OrderedSecs(f64);
+
+impl Eq for OrderedSecs {}
+
+impl PartialOrd for OrderedSecs {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrderedSecs {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(durations: &[f64]) -> Vec<WorkItem> {
+        durations
+            .iter()
+            .enumerate()
+            .map(|(i, d)| WorkItem {
+                id: format!("t{i:03}"),
+                estimate_secs: *d,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_item_runs_exactly_once() {
+        let work = items(&[5.0, 1.0, 9.0, 3.0, 3.0, 7.0, 2.0]);
+        for shards in 1..=9 {
+            for plan in [
+                longest_first(&work, shards),
+                round_robin(&work, shards),
+                in_order(&work, shards),
+            ] {
+                let mut ids: Vec<_> = plan
+                    .machines
+                    .iter()
+                    .flatten()
+                    .map(|i| i.id.clone())
+                    .collect();
+                ids.sort();
+                assert_eq!(ids.len(), work.len());
+                ids.dedup();
+                assert_eq!(ids.len(), work.len());
+            }
+        }
+    }
+
+    #[test]
+    fn longest_first_beats_naive_orders_on_a_skewed_list() {
+        // One long test at the end of the alphabet: the classic trap.
+        let mut durations = vec![10.0; 20];
+        durations.push(100.0);
+        let work = items(&durations);
+        let lpt = longest_first(&work, 3).makespan();
+        assert!(lpt <= lower_bound(&work, 3) * 1.10, "{lpt}");
+        assert!(in_order(&work, 3).makespan() > lpt);
+        assert!(round_robin(&work, 3).makespan() > lpt);
+    }
+
+    #[test]
+    fn one_shard_is_the_sum_and_many_shards_the_longest() {
+        let work = items(&[4.0, 6.0, 1.0]);
+        assert_eq!(longest_first(&work, 1).makespan(), 11.0);
+        assert_eq!(longest_first(&work, 10).makespan(), 6.0);
+        assert_eq!(lower_bound(&work, 10), 6.0);
+    }
+
+    #[test]
+    fn unknown_tests_get_the_median_estimate() {
+        let history = BTreeMap::from([
+            ("a".to_owned(), 1.0),
+            ("b".to_owned(), 5.0),
+            ("c".to_owned(), 9.0),
+        ]);
+        let est = estimate(&["a".into(), "new".into()], &history, 60.0);
+        assert_eq!(est[0].estimate_secs, 1.0);
+        assert_eq!(est[1].estimate_secs, 5.0);
+        assert_eq!(
+            estimate(&["x".into()], &BTreeMap::new(), 60.0)[0].estimate_secs,
+            60.0
+        );
+    }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every check btrfsqa's CI runs: formatting, lints, docs, and the whole
+# test suite (unit tests with mocks, and integration tests against real loop
+# devices, sshd, git and btrfs when run as root). Installs what the tests need.
+#
+#   sudo scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -eq 0 ]; then
+  scripts/install-deps.sh test
+else
+  echo "note: not root: tests that need loop devices, mounts or sshd will skip" >&2
+fi
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy" >&2
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo doc" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+echo "== cargo test" >&2
+cargo test --workspace 2>&1 | tee /tmp/btrfsqa-test.log
+# One closing line with the totals over every test binary.
+awk '/^test result:/ { p += $4; f += $6; i += $8 }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' /tmp/btrfsqa-test.log
