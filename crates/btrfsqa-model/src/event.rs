@@ -143,6 +143,9 @@ mod tests {
             stage: Stage::Provision,
         };
         let json = serde_json::to_string(&event).unwrap();
-        assert_eq!(json, r#"{"event":"stage-started","machine":"local-0","stage":"provision"}"#);
+        assert_eq!(
+            json,
+            r#"{"event":"stage-started","machine":"local-0","stage":"provision"}"#
+        );
     }
 }

@@ -454,8 +454,14 @@ mod tests {
 
     #[test]
     fn verdicts_serialize_kebab_case_and_accept_notrun() {
-        assert_eq!(serde_json::to_string(&Verdict::Interrupted).unwrap(), r#""interrupted""#);
-        assert_eq!(serde_json::from_str::<Verdict>(r#""notrun""#).unwrap(), Verdict::Skip);
+        assert_eq!(
+            serde_json::to_string(&Verdict::Interrupted).unwrap(),
+            r#""interrupted""#
+        );
+        assert_eq!(
+            serde_json::from_str::<Verdict>(r#""notrun""#).unwrap(),
+            Verdict::Skip
+        );
         for verdict in Verdict::ALL {
             let json = serde_json::to_string(&verdict).unwrap();
             assert_eq!(json, format!("\"{verdict}\""));
@@ -479,7 +485,11 @@ mod tests {
         let id = RunId::parse("20261124-000000-abcd").unwrap();
         let mut report = RunReport::start(id, Utc::now(), Provenance::default());
         let mut suite = SuiteReport::new("raid56-scrub");
-        suite.tests.push(TestOutcome::new("raid56-scrub", "raid5-data", Verdict::Pass));
+        suite.tests.push(TestOutcome::new(
+            "raid56-scrub",
+            "raid5-data",
+            Verdict::Pass,
+        ));
         report.suites.push(suite);
         report.finish(RunStatus::Completed, Utc::now());
         let json = serde_json::to_value(&report).unwrap();

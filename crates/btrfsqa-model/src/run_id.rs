@@ -97,7 +97,16 @@ mod tests {
 
     #[test]
     fn hostile_ids_are_rejected() {
-        for bad in ["", "../etc", "-rf", ".hidden", "a/b", "a b", "<script>", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "../etc",
+            "-rf",
+            ".hidden",
+            "a/b",
+            "a b",
+            "<script>",
+            &"x".repeat(65),
+        ] {
             assert!(RunId::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -82,7 +82,12 @@ impl ResultsStore {
         };
         let mut ids: Vec<RunId> = entries
             .filter_map(Result::ok)
-            .filter_map(|entry| entry.file_name().to_str().and_then(|n| RunId::parse(n).ok()))
+            .filter_map(|entry| {
+                entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| RunId::parse(n).ok())
+            })
             .filter(|id| self.report_path(id).is_file())
             .collect();
         ids.sort();
@@ -176,9 +181,9 @@ pub fn safe_file_name(name: &str) -> String {
     safe.truncate(100);
     if changed {
         // FNV-1a: stable across builds, unlike std's hasher.
-        let hash = name
-            .bytes()
-            .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+        let hash = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
         safe.truncate(91);
         safe.push_str(&format!("-{:08x}", hash as u32));
     }
@@ -196,7 +201,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ResultsStore::new(dir.path());
         assert!(store.list_runs().unwrap().is_empty());
-        let mut report = RunReport::start(RunId::parse("r1").unwrap(), Utc::now(), Provenance::default());
+        let mut report = RunReport::start(
+            RunId::parse("r1").unwrap(),
+            Utc::now(),
+            Provenance::default(),
+        );
         report.finish(RunStatus::Completed, Utc::now());
         store.write_report(&report).unwrap();
         assert_eq!(store.read_report(&report.run_id).unwrap(), report);
@@ -207,21 +216,35 @@ mod tests {
     fn a_broken_report_does_not_hide_the_others() {
         let dir = tempfile::tempdir().unwrap();
         let store = ResultsStore::new(dir.path());
-        let good = RunReport::start(RunId::parse("a").unwrap(), Utc::now(), Provenance::default());
+        let good = RunReport::start(
+            RunId::parse("a").unwrap(),
+            Utc::now(),
+            Provenance::default(),
+        );
         store.write_report(&good).unwrap();
         fs::create_dir_all(dir.path().join("b")).unwrap();
         fs::write(dir.path().join("b/report.json"), b"{ truncated").unwrap();
         let (reports, errors) = store.load_all().unwrap();
         assert_eq!(reports.len(), 1);
-        assert!(errors[0].to_string().contains("b/report.json"), "{}", errors[0]);
+        assert!(
+            errors[0].to_string().contains("b/report.json"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
     fn newer_schemas_are_named() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("x")).unwrap();
-        fs::write(dir.path().join("x/report.json"), br#"{"schema_version": 99}"#).unwrap();
-        let err = ResultsStore::new(dir.path()).read_report(&RunId::parse("x").unwrap()).unwrap_err();
+        fs::write(
+            dir.path().join("x/report.json"),
+            br#"{"schema_version": 99}"#,
+        )
+        .unwrap();
+        let err = ResultsStore::new(dir.path())
+            .read_report(&RunId::parse("x").unwrap())
+            .unwrap_err();
         assert!(err.to_string().contains("schema version 99"), "{err}");
     }
 
@@ -231,10 +254,24 @@ mod tests {
         let a = safe_file_name("btrfs/011");
         let b = safe_file_name("btrfs_011");
         assert_ne!(a, b);
-        for hostile in ["../../etc/passwd", ".", "..", "", "a\0b", "<img src=x>", &"y".repeat(300)] {
+        for hostile in [
+            "../../etc/passwd",
+            ".",
+            "..",
+            "",
+            "a\0b",
+            "<img src=x>",
+            &"y".repeat(300),
+        ] {
             let safe = safe_file_name(hostile);
-            assert!(!safe.is_empty() && !safe.starts_with('.') && safe.len() <= 100, "{safe}");
-            assert!(safe.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+            assert!(
+                !safe.is_empty() && !safe.starts_with('.') && safe.len() <= 100,
+                "{safe}"
+            );
+            assert!(
+                safe.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            );
         }
     }
 }

@@ -45,9 +45,19 @@ impl LoopDevices {
             let file = dir.join(format!("disk{i}.img"));
             let f = std::fs::File::create(&file).unwrap();
             f.set_len(bytes).unwrap();
-            let out = Command::new("losetup").args(["-f", "--show"]).arg(&file).output().unwrap();
-            assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
-            loops.devices.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+            let out = Command::new("losetup")
+                .args(["-f", "--show"])
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "losetup: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            loops
+                .devices
+                .push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
         }
         loops
     }
