@@ -94,7 +94,7 @@ pub enum ArtifactKind {
 }
 
 /// A file kept for a test or suite, relative to the run's directory in the results store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
     /// What it is.
     pub kind: ArtifactKind,
@@ -103,6 +103,10 @@ pub struct Artifact {
     /// Set when the file was cut to a size limit; the number of bytes left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated_bytes: Option<u64>,
+    /// For a [`ArtifactKind::Cast`] of a test: where the test starts in the
+    /// recording, in seconds from its beginning, so a player can open there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_secs: Option<f64>,
 }
 
 impl Artifact {
@@ -112,7 +116,14 @@ impl Artifact {
             kind,
             path: path.into(),
             truncated_bytes: None,
+            start_secs: None,
         }
+    }
+
+    /// Sets where a test starts in a recording ([`Artifact::start_secs`]).
+    pub fn starting_at(mut self, secs: f64) -> Self {
+        self.start_secs = Some(secs);
+        self
     }
 }
 
