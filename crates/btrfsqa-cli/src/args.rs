@@ -36,6 +36,38 @@ pub enum Command {
     Publish(PublishArgs),
     /// Print the summary of a stored run.
     Show(ShowArgs),
+    /// Make one machine, print it as JSON and leave it up.
+    Provision(ProvisionArgs),
+    /// Remove the machines of a run (those `provision` or a killed `run` left).
+    Teardown(TeardownArgs),
+    /// Turn results made elsewhere (an fstests results directory, a
+    /// btrfs-progs tree after `make test`) into a run in the results store.
+    Import(ImportArgs),
+}
+
+/// What `btrfsqa import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportKindArg {
+    /// An fstests results directory (`result.xml`, `check.log`, per-test files).
+    Xfstests,
+    /// A btrfs-progs source tree (or its `tests/`) after a test run.
+    BtrfsProgs,
+}
+
+/// `btrfsqa import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Configuration (for the results store and the site repository).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// What kind of results.
+    #[arg(value_enum)]
+    pub kind: ImportKindArg,
+    /// The directory that holds them.
+    pub dir: PathBuf,
+    /// Publish to this git repository too (overrides `publish.site-repo`).
+    #[arg(long, value_name = "PATH|URL")]
+    pub site_repo: Option<String>,
 }
 
 /// How output is shaped.
@@ -117,6 +149,9 @@ pub struct ReapArgs {
     /// List what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// AWS regions to search (repeatable; default `providers.aws.reap-regions`).
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
 }
 
 /// `btrfsqa publish`.
@@ -143,4 +178,28 @@ pub struct ShowArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `btrfsqa provision`.
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Where the machine comes from (overrides `run.provider`).
+    #[arg(long, value_name = "PROVIDER", value_parser = ["local", "static", "aws", "qemu"])]
+    pub provider: Option<String>,
+}
+
+/// `btrfsqa teardown`.
+#[derive(Debug, Args)]
+pub struct TeardownArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The run whose machines go.
+    pub run_id: String,
+    /// The provider to ask when the run recorded no machine (default `run.provider`).
+    #[arg(long, value_name = "PROVIDER", value_parser = ["local", "static", "aws", "qemu"])]
+    pub provider: Option<String>,
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::de::{DeTable, DeValue};
 
-use btrfsqa_suites::{Raid56ScrubConfig, ScriptSuiteConfig};
+use btrfsqa_suites::{BtrfsProgsConfig, Raid56ScrubConfig, ScriptSuiteConfig, XfstestsConfig};
 
 use crate::error::{ConfigError, ConfigIssue};
 
@@ -176,6 +176,59 @@ pub struct ProvidersConfig {
     /// `[providers.static]`.
     #[serde(default, rename = "static")]
     pub static_hosts: StaticProviderConfig,
+    /// `[providers.aws]`.
+    #[serde(default)]
+    pub aws: AwsProviderConfig,
+}
+
+/// `[providers.aws]`. Credentials never come from here: the standard AWS
+/// chain (environment, profiles, SSO, instance role) provides them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AwsProviderConfig {
+    /// Region (else `AWS_REGION` / the profile's).
+    pub region: Option<String>,
+    /// Regions `btrfsqa reap` searches (default: `region`).
+    #[serde(default)]
+    pub reap_regions: Vec<String>,
+    /// Named profile (else `AWS_PROFILE`).
+    pub profile: Option<String>,
+    /// Endpoint override (else `AWS_ENDPOINT_URL`), e.g. an emulator.
+    pub endpoint_url: Option<String>,
+    /// Instance types to try in order.
+    pub instance_types: Option<Vec<String>>,
+    /// Spot (default) or on-demand.
+    pub spot: Option<bool>,
+    /// Maximum spot price, USD per hour.
+    pub max_price: Option<String>,
+    /// Fall back to on-demand when no spot capacity is left.
+    pub allow_on_demand: Option<bool>,
+    /// An AMI id; overrides `ami-name`.
+    pub ami: Option<String>,
+    /// An AMI name filter (newest match), with `ami-owner`.
+    pub ami_name: Option<String>,
+    /// The AMI's owner account.
+    pub ami_owner: Option<String>,
+    /// Subnet.
+    pub subnet_id: Option<String>,
+    /// Availability zone.
+    pub availability_zone: Option<String>,
+    /// EBS volume type of the data devices.
+    pub volume_type: Option<String>,
+    /// Root volume size, GiB.
+    pub root_volume_gib: Option<u32>,
+    /// An existing key pair to use instead of one made for the run.
+    pub key_name: Option<String>,
+    /// The private key of `key-name`.
+    pub identity_file: Option<PathBuf>,
+    /// Who may reach SSH (default: the operator's address, never 0.0.0.0/0).
+    pub ssh_cidr: Option<String>,
+    /// Login user of the AMI.
+    pub ssh_user: Option<String>,
+    /// Owner tag (default: `$USER`).
+    pub owner: Option<String>,
+    /// The machine powers itself off after this long, whatever happens.
+    pub max_run_hours: Option<u32>,
 }
 
 /// `[providers.local]`.
@@ -258,6 +311,12 @@ pub struct SuitesConfig {
     /// `[suites.scripts.NAME]`.
     #[serde(default)]
     pub scripts: BTreeMap<String, ScriptSuiteConfig>,
+    /// `[suites.xfstests]`.
+    #[serde(default)]
+    pub xfstests: XfstestsConfig,
+    /// `[suites.btrfs-progs]`.
+    #[serde(default)]
+    pub btrfs_progs: BtrfsProgsConfig,
 }
 
 /// `[publish]`.
@@ -574,11 +633,6 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
                 format!("run.suites[{i}]"),
                 format!("unknown suite `{id}` (known: {})", choices.join(", ")),
             );
-        } else if matches!(id.as_str(), "xfstests" | "btrfs-progs") {
-            issue(
-                format!("run.suites[{i}]"),
-                format!("suite `{id}` is not available in this build yet"),
-            );
         }
         if config.run.suites[..i].contains(id) {
             issue(
@@ -599,7 +653,21 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
             ),
         );
     }
-    if matches!(config.run.provider, ProviderKind::Aws | ProviderKind::Qemu) {
+    if let Some(cidr) = &config.providers.aws.ssh_cidr
+        && (cidr == "0.0.0.0/0" || cidr == "::/0")
+    {
+        issue(
+            "providers.aws.ssh-cidr".into(),
+            "refusing to open SSH to the whole internet: name your own address range".into(),
+        );
+    }
+    if config.providers.aws.ami_name.is_some() != config.providers.aws.ami_owner.is_some() {
+        issue(
+            "providers.aws.ami-name".into(),
+            "`ami-name` and `ami-owner` go together".into(),
+        );
+    }
+    if matches!(config.run.provider, ProviderKind::Qemu) {
         issue(
             "run.provider".into(),
             format!(
@@ -675,6 +743,12 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
         for (key, message) in script.validate() {
             issue(format!("suites.scripts.{name}.{key}"), message);
         }
+    }
+    for (key, message) in config.suites.xfstests.validate() {
+        issue(format!("suites.xfstests.{key}"), message);
+    }
+    for (key, message) in config.suites.btrfs_progs.validate() {
+        issue(format!("suites.btrfs-progs.{key}"), message);
     }
     for (key, message) in config.suites.raid56_scrub.validate() {
         issue(format!("suites.raid56-scrub.{key}"), message);

@@ -16,7 +16,7 @@
 //! # async fn demo() -> Result<(), btrfsqa_runner::RunError> {
 //! let source = ConfigSource::load(None)?; // the embedded default
 //! let settings = Settings::resolve(&source, RunOverrides::default())?;
-//! let runner = Runner::from_settings(settings)?;
+//! let runner = Runner::from_settings(settings).await?;
 //! let outcome = runner
 //!     .run(Arc::new(|event| eprintln!("{event:?}")), CancellationToken::new())
 //!     .await?;
@@ -37,6 +37,8 @@ pub use config::{Config, ConfigSource, DEFAULT_CONFIG, ProviderKind};
 pub use connect::{Connector, DefaultConnector, MockConnector};
 pub use error::{ConfigError, ConfigIssue, RunError};
 pub use journal::Journal;
-pub use pipeline::{RunOutcome, RunVerdict, Runner};
+pub use pipeline::{
+    RunOutcome, RunVerdict, Runner, error_chain, read_machine_records, write_machine_record,
+};
 pub use settings::{RunOverrides, Settings};
 pub use tokio_util::sync::CancellationToken;

@@ -134,8 +134,8 @@ impl Runner {
     }
 
     /// A runner with the providers, suites and publisher the settings name.
-    pub fn from_settings(settings: Settings) -> Result<Self, RunError> {
-        let provider = crate::registry::provider(&settings)?;
+    pub async fn from_settings(settings: Settings) -> Result<Self, RunError> {
+        let provider = crate::registry::provider(&settings).await?;
         let suites = crate::registry::suites(&settings)?;
         let publisher = crate::registry::publisher(&settings);
         Ok(Runner::with_parts(
@@ -217,7 +217,7 @@ impl Runner {
         let machine = match provisioned {
             Ok(machine) => {
                 sink(stage_done(&machine_name, Stage::Provision, None));
-                write_machine_record(&run_dir, &machine);
+                let _ = write_machine_record(&run_dir, &machine);
                 Some(machine)
             }
             Err(err) => {
@@ -254,7 +254,13 @@ impl Runner {
                 stage: Stage::Teardown,
             });
             match self.provider.teardown(machine).await {
-                Ok(()) => sink(stage_done(&machine.name, Stage::Teardown, None)),
+                Ok(()) => {
+                    sink(stage_done(&machine.name, Stage::Teardown, None));
+                    if machine.provider == "aws" {
+                        report.cost_usd =
+                            btrfsqa_cloud::AwsProvider::cost_estimate(machine, Utc::now());
+                    }
+                }
                 Err(err) => {
                     let message = error_chain(&err);
                     sink(stage_done(
@@ -544,8 +550,8 @@ fn journaled_sink(user: EventSink, journal: Journal, running: Arc<Running>) -> E
     })
 }
 
-/// The full chain of causes, `a: b: c`.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error with the full chain of its causes, `a: b: c`.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut message = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -623,15 +629,35 @@ left=$(for dev in {device_list}; do real=$(readlink -f "$dev"); awk -v d="$real"
     }
 }
 
-/// Keeps what teardown and `btrfsqa teardown RUN_ID` need to find the machine.
-fn write_machine_record(run_dir: &std::path::Path, machine: &Machine) {
+/// Keeps what teardown and `btrfsqa teardown RUN_ID` need to find the
+/// machine, in the run's directory. The provider's own tags and state files
+/// are what `reap` relies on; this is the quick way back to a machine.
+pub fn write_machine_record(run_dir: &std::path::Path, machine: &Machine) -> std::io::Result<()> {
     let path = run_dir.join(format!(
         "machine-{}.json",
         btrfsqa_model::safe_file_name(&machine.name)
     ));
-    if let Ok(json) = serde_json::to_vec_pretty(machine) {
-        let _ = std::fs::write(path, json);
-    }
+    let json = serde_json::to_vec_pretty(machine).map_err(std::io::Error::other)?;
+    std::fs::write(path, json)
+}
+
+/// The machines recorded in a run's directory (unreadable records are skipped).
+pub fn read_machine_records(run_dir: &std::path::Path) -> Vec<Machine> {
+    let Ok(entries) = std::fs::read_dir(run_dir) else {
+        return Vec::new();
+    };
+    let mut machines: Vec<Machine> = entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("machine-") && name.ends_with(".json")
+        })
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+        .collect();
+    machines.sort_by(|a, b| a.name.cmp(&b.name));
+    machines
 }
 
 #[cfg(test)]

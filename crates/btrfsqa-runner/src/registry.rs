@@ -2,18 +2,30 @@
 
 use std::sync::Arc;
 
-use btrfsqa_cloud::{CloudProvider, LocalProvider, LocalSettings, StaticHost, StaticProvider};
+use btrfsqa_cloud::{
+    AmiSelector, AwsProvider, AwsSettings, CloudProvider, LocalProvider, LocalSettings, StaticHost,
+    StaticProvider,
+};
 use btrfsqa_publish::{GitPublisher, GitPublisherSettings, Publisher};
-use btrfsqa_suites::{Raid56Scrub, ScriptSuite, TestSuite};
+use btrfsqa_suites::{BtrfsProgsTests, Raid56Scrub, ScriptSuite, TestSuite, Xfstests};
 
 use crate::RunError;
 use crate::config::ProviderKind;
 use crate::settings::Settings;
 
 /// The provider `run.provider` names.
-pub fn provider(settings: &Settings) -> Result<Arc<dyn CloudProvider>, RunError> {
+pub async fn provider(settings: &Settings) -> Result<Arc<dyn CloudProvider>, RunError> {
     let config = &settings.config;
     match config.run.provider {
+        ProviderKind::Aws => {
+            let provider = AwsProvider::new(aws_settings(settings))
+                .await
+                .map_err(|err| RunError::Provider {
+                    provider: "aws".to_owned(),
+                    message: crate::pipeline::error_chain(&err),
+                })?;
+            Ok(Arc::new(provider))
+        }
         ProviderKind::Local => Ok(Arc::new(LocalProvider::new(LocalSettings::new(
             config.providers.local.work_dir.clone(),
         )))),
@@ -56,6 +68,21 @@ pub fn suites(settings: &Settings) -> Result<Vec<Arc<dyn TestSuite>>, RunError> 
                 "raid56-scrub" => Ok(Arc::new(Raid56Scrub::new(
                     config.suites.raid56_scrub.clone(),
                 ))),
+                // Git mirrors live beside the results unless configured.
+                "xfstests" => {
+                    let mut xfstests = config.suites.xfstests.clone();
+                    xfstests
+                        .cache_dir
+                        .get_or_insert_with(|| settings.results_dir().join(".cache"));
+                    Ok(Arc::new(Xfstests::new(xfstests)))
+                }
+                "btrfs-progs" => {
+                    let mut progs = config.suites.btrfs_progs.clone();
+                    progs
+                        .cache_dir
+                        .get_or_insert_with(|| settings.results_dir().join(".cache"));
+                    Ok(Arc::new(BtrfsProgsTests::new(progs)))
+                }
                 name => match config.suites.scripts.get(name) {
                     Some(script) => Ok(Arc::new(ScriptSuite::new(name, script.clone()))),
                     // Validation rejects unknown ids; this is for hand-made settings.
@@ -81,4 +108,56 @@ pub fn publisher(settings: &Settings) -> Option<Arc<dyn Publisher>> {
         GitPublisherSettings::new(repo.clone(), settings.results_dir().join(".site-cache"));
     git.branch = publish.branch.clone();
     Some(Arc::new(GitPublisher::new(git)))
+}
+
+/// `[providers.aws]` over the provider's defaults.
+pub fn aws_settings(settings: &Settings) -> AwsSettings {
+    let aws = &settings.config.providers.aws;
+    let mut out = AwsSettings::default();
+    out.region = aws.region.clone();
+    out.reap_regions = aws.reap_regions.clone();
+    out.profile = aws.profile.clone();
+    out.endpoint_url = aws.endpoint_url.clone();
+    if let Some(types) = &aws.instance_types {
+        out.instance_types = types.clone();
+    }
+    if let Some(spot) = aws.spot {
+        out.spot = spot;
+    }
+    out.max_price = aws.max_price.clone();
+    if let Some(allow) = aws.allow_on_demand {
+        out.allow_on_demand = allow;
+    }
+    if let Some(id) = &aws.ami {
+        out.ami = AmiSelector::Id(id.clone());
+    } else if let (Some(pattern), Some(owner)) = (&aws.ami_name, &aws.ami_owner) {
+        out.ami = AmiSelector::NameFilter {
+            pattern: pattern.clone(),
+            owner: owner.clone(),
+        };
+    }
+    out.subnet_id = aws.subnet_id.clone();
+    out.availability_zone = aws.availability_zone.clone();
+    if let Some(kind) = &aws.volume_type {
+        out.volume_type = kind.clone();
+    }
+    if let Some(gib) = aws.root_volume_gib {
+        out.root_volume_gib = gib;
+    }
+    out.key_name = aws.key_name.clone();
+    out.identity_file = aws.identity_file.clone();
+    out.ssh_cidr = aws.ssh_cidr.clone();
+    if let Some(user) = &aws.ssh_user {
+        out.ssh_user = user.clone();
+    }
+    if let Some(owner) = &aws.owner {
+        out.owner = owner.clone();
+    }
+    if let Some(hours) = aws.max_run_hours {
+        out.max_run_hours = hours;
+    }
+    // A machine must not outlive the run's own deadline by much.
+    let run_hours = settings.config.run.timeout_minutes.div_ceil(60) as u32 + 1;
+    out.max_run_hours = out.max_run_hours.min(run_hours.max(1));
+    out
 }

@@ -134,6 +134,22 @@ fn resolve_paths(config: &mut Config, base: &Path) {
             *file = absolute(base, &expand_home(file));
         }
     }
+    for cache in [
+        &mut config.suites.xfstests.cache_dir,
+        &mut config.suites.btrfs_progs.cache_dir,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *cache = absolute(base, &expand_home(cache));
+    }
+    // A git URL may be a local mirror given relative to the config file.
+    for url in [
+        &mut config.suites.xfstests.git_url,
+        &mut config.suites.btrfs_progs.git_url,
+    ] {
+        *url = resolve_repo(base, url);
+    }
     for script in config.suites.scripts.values_mut() {
         script.dir = absolute(base, &expand_home(&script.dir));
     }

@@ -1,6 +1,8 @@
 //! One module per command; each returns the exit code.
 
 mod config;
+mod import;
+mod machine;
 mod reap;
 mod run;
 mod store;
@@ -17,6 +19,9 @@ pub async fn dispatch(cli: Cli) -> Code {
         Command::Reap(args) => reap::reap(args).await,
         Command::Publish(args) => store::publish(args).await,
         Command::Show(args) => store::show(args),
+        Command::Import(args) => import::import(args).await,
+        Command::Provision(args) => machine::provision(args).await,
+        Command::Teardown(args) => machine::teardown(args).await,
     }
 }
 

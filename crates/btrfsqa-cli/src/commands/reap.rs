@@ -15,7 +15,7 @@ pub async fn reap(args: ReapArgs) -> Code {
             .map(|p| p.parse().expect("clap checked the value")),
         ..Default::default()
     };
-    let settings = match load_settings(&args.config, overrides) {
+    let mut settings = match load_settings(&args.config, overrides) {
         Ok(settings) => settings,
         Err(code) => return code,
     };
@@ -26,7 +26,10 @@ pub async fn reap(args: ReapArgs) -> Code {
             return Code::Usage;
         }
     };
-    let provider = match btrfsqa_runner::registry::provider(&settings) {
+    if !args.regions.is_empty() {
+        settings.config.providers.aws.reap_regions = args.regions.clone();
+    }
+    let provider = match btrfsqa_runner::registry::provider(&settings).await {
         Ok(provider) => provider,
         Err(err) => {
             print_error(&err);

@@ -24,7 +24,7 @@ pub async fn run(args: RunArgs) -> Code {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    let runner = match Runner::from_settings(settings) {
+    let runner = match Runner::from_settings(settings).await {
         Ok(runner) => runner,
         Err(err) => {
             print_error(&err);
