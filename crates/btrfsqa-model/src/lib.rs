@@ -10,6 +10,10 @@
 //! [`ResultsStore`] is the on-disk layout of the results store that every
 //! run lands in before anything is published.
 //!
+//! [`compare`] judges a run against its baseline and history (regressions,
+//! fixes, flaky tests, known failures), purely, so the runner, the CLI and
+//! the dashboard agree.
+//!
 //! ```
 //! use btrfsqa_model::{TestOutcome, Verdict};
 //!
@@ -18,6 +22,7 @@
 //! assert!(json.contains(r#""verdict":"pass""#));
 //! ```
 
+pub mod compare;
 mod error;
 mod event;
 mod report;
@@ -27,8 +32,8 @@ mod store;
 pub use error::ModelError;
 pub use event::{Event, Stage};
 pub use report::{
-    Artifact, ArtifactKind, Counts, KernelInfo, MachineInfo, Provenance, RunReport, RunStatus,
-    SCHEMA_VERSION, SourceInfo, SuiteReport, TestOutcome, Verdict,
+    Artifact, ArtifactKind, Attempt, Counts, KernelInfo, MachineInfo, Provenance, RunReport,
+    RunStatus, SCHEMA_VERSION, SourceInfo, SuiteReport, TestOutcome, Verdict,
 };
 pub use run_id::RunId;
 pub use store::{ResultsStore, safe_file_name};

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::RunId;
+use crate::compare::ComparisonSummary;
 
 /// The version of the `report.json` schema this build writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -154,6 +155,42 @@ pub struct TestOutcome {
     /// When it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
+    /// Further runs of this test within the same run (a new failure is run
+    /// again before it is called a regression), in order. The verdict above
+    /// stays the first attempt's, so counts are one per test.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reruns: Vec<Attempt>,
+}
+
+/// One more run of a test within the same run: see [`TestOutcome::reruns`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The verdict of this attempt.
+    pub verdict: Verdict,
+    /// Wall-clock duration in seconds, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<f64>,
+    /// Why it failed, was skipped or errored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Files kept for this attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
+    /// When it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+impl From<TestOutcome> for Attempt {
+    fn from(outcome: TestOutcome) -> Self {
+        Attempt {
+            verdict: outcome.verdict,
+            duration_secs: outcome.duration_secs,
+            message: outcome.message,
+            artifacts: outcome.artifacts,
+            started_at: outcome.started_at,
+        }
+    }
 }
 
 impl TestOutcome {
@@ -169,6 +206,7 @@ impl TestOutcome {
             artifacts: Vec::new(),
             machine: None,
             started_at: None,
+            reruns: Vec::new(),
         }
     }
 
@@ -415,6 +453,10 @@ pub struct RunReport {
     /// What the machines cost, in US dollars, when the provider knows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+    /// How this run compares with its baseline (regressions, fixes, flaky
+    /// tests), when the runner compared it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<ComparisonSummary>,
 }
 
 impl RunReport {
@@ -432,6 +474,7 @@ impl RunReport {
             error: None,
             labels: BTreeMap::new(),
             cost_usd: None,
+            comparison: None,
         }
     }
 
