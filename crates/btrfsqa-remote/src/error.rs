@@ -58,6 +58,15 @@ pub enum RemoteError {
         /// The time waited.
         secs: u64,
     },
+    /// A terminal recording could not be created.
+    #[error("cannot write the recording `{}`", path.display())]
+    Record {
+        /// The recording's file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The operation is not possible on this kind of host.
     #[error("`{host}` cannot {operation}")]
     Unsupported {

@@ -4,7 +4,9 @@
 //! with its output streamed as it arrives, move files both ways, and reboot.
 //! Two implementations: [`OpenSshHost`] (one multiplexed OpenSSH master per
 //! machine, through the `openssh` crate) and [`LocalHost`] (this machine,
-//! through child processes, for the `local` provider).
+//! through child processes, for the `local` provider). [`RecordingHost`]
+//! wraps either to keep an asciicast recording of everything it runs
+//! ([`CastRecorder`]), with secrets removed ([`Redactor`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -22,6 +24,8 @@
 mod error;
 mod exec;
 mod local;
+mod record;
+mod redact;
 mod ssh;
 #[cfg(feature = "test-support")]
 pub mod testsupport;
@@ -29,6 +33,8 @@ pub mod testsupport;
 pub use error::RemoteError;
 pub use exec::{ExecOutput, ExecRequest, OutputChunk, OutputSink, StreamKind, shell_quote};
 pub use local::LocalHost;
+pub use record::{CastRecorder, RecordingHost};
+pub use redact::{REDACTED, RedactingStream, Redactor};
 pub use ssh::{OpenSshHost, SshTarget};
 
 use std::path::Path;
