@@ -3,12 +3,33 @@
 # Idempotent: only missing packages are installed. Needs root.
 #   scripts/install-deps.sh run    what a QA run on this machine needs
 #   scripts/install-deps.sh test   plus what the test suite needs
+#   scripts/install-deps.sh qemu   QEMU (from bookworm-backports) and debootstrap,
+#                                  for the qemu provider and `btrfsqa image build`
 set -euo pipefail
 what=${1:-run}
 
 packages=(btrfs-progs util-linux e2fsprogs git coreutils)
 if [ "$what" = test ]; then
   packages+=(openssh-server openssh-client xfsprogs)
+fi
+
+if [ "$what" = qemu ]; then
+  packages+=(debootstrap e2fsprogs openssh-client)
+  # qemu-utils on these machines comes from bookworm-backports, and
+  # bookworm's own qemu-system-x86 conflicts with it: take the system
+  # emulator from backports too.
+  if ! command -v qemu-system-x86_64 >/dev/null; then
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+    list=/etc/apt/sources.list.d/btrfsqa-backports.sources
+    if [ ! -e "$list" ] && ! grep -rqs "$codename-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "$codename" >"$list"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends -t "$codename-backports" \
+      qemu-system-x86 qemu-system-common qemu-system-data seabios >/dev/null
+  fi
 fi
 
 missing=()

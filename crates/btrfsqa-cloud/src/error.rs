@@ -24,6 +24,14 @@ pub enum ProvisionError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The provider does not do this at all (the caller picks another way).
+    #[error("{provider}: cannot {operation} (not supported by this provider)")]
+    Unsupported {
+        /// The provider.
+        provider: String,
+        /// What was asked.
+        operation: String,
+    },
 }
 
 /// Teardown or reaping failed; what is named may still exist.

@@ -7,7 +7,8 @@
 //! and [`CloudProvider::reap`] finds what a crashed controller left behind.
 //!
 //! Providers here: [`LocalProvider`] (this machine, loop devices on sparse
-//! files) and [`StaticProvider`] (existing SSH hosts). With the `aws` feature
+//! files), [`StaticProvider`] (existing SSH hosts) and [`QemuProvider`] (a
+//! disposable local VM; [`qemu::image`] makes its image). With the `aws` feature
 //! (on by default): `AwsProvider` (EC2 spot machines with EBS volumes).
 //!
 //! ```no_run
@@ -28,6 +29,7 @@ mod aws;
 mod error;
 mod local;
 mod machine;
+pub mod qemu;
 mod static_hosts;
 
 #[cfg(feature = "aws")]
@@ -36,7 +38,8 @@ pub use aws::{
 };
 pub use error::{CommandError, ProvisionError, TeardownError};
 pub use local::{LocalProvider, LocalSettings};
-pub use machine::{Access, Machine, MachineSpec, ReapItem, SshEndpoint};
+pub use machine::{Access, BootKernel, Machine, MachineSpec, ReapItem, SshEndpoint};
+pub use qemu::{Accel, QemuProvider, QemuSettings};
 pub use static_hosts::{StaticHost, StaticProvider};
 
 /// A source of test machines.
@@ -66,4 +69,22 @@ pub trait CloudProvider: Send + Sync {
         run: Option<btrfsqa_model::RunId>,
         dry_run: bool,
     ) -> Result<Vec<ReapItem>, TeardownError>;
+
+    /// Boots `machine` into `kernel` in the provider's own way (a VM
+    /// relaunched with `-kernel`; its disks keep their contents). Returns once
+    /// the machine is starting; the caller connects again and checks
+    /// `uname -r`. Providers whose machines install and reboot kernels
+    /// themselves (cloud and static hosts) keep this default, which answers
+    /// [`ProvisionError::Unsupported`].
+    async fn boot_kernel(
+        &self,
+        machine: &Machine,
+        kernel: &BootKernel,
+    ) -> Result<(), ProvisionError> {
+        let _ = kernel;
+        Err(ProvisionError::Unsupported {
+            provider: machine.provider.clone(),
+            operation: "boot a kernel from the controller".to_owned(),
+        })
+    }
 }

@@ -118,3 +118,17 @@ pub struct ReapItem {
     /// What was done: `deleted`, `would delete`, or the error.
     pub action: String,
 }
+
+/// A kernel for [`crate::CloudProvider::boot_kernel`], as files on the controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootKernel {
+    /// The kernel image (`bzImage`).
+    pub image: PathBuf,
+    /// Its initramfs, when it needs one (a test kernel with its root
+    /// filesystem's drivers built in does not).
+    pub initrd: Option<PathBuf>,
+    /// Arguments added to the provider's own kernel command line.
+    pub extra_args: Option<String>,
+    /// The release it reports (`uname -r`), for messages.
+    pub release: String,
+}

@@ -1,0 +1,1094 @@
+//! The `qemu` provider: a disposable local VM per machine, no cloud account.
+//!
+//! Layout under the work directory `WORK` (default `/var/tmp/btrfsqa-qemu`):
+//!
+//! ```text
+//! WORK/accel-probe.json                  the cached KVM probe answer
+//! WORK/<run-id>/<machine>/machine.json   state, rewritten around every launch
+//! WORK/<run-id>/<machine>/root.qcow2     overlay on the shared image (never modified)
+//! WORK/<run-id>/<machine>/disk-<n>.qcow2 sparse data disks (/dev/vdb, /dev/vdc, ...)
+//! WORK/<run-id>/<machine>/id_ed25519     the run's SSH key (public half via fw_cfg)
+//! WORK/<run-id>/<machine>/known_hosts    the image's host key, pinned to the port
+//! WORK/<run-id>/<machine>/qmp.sock, qemu.pid
+//! ```
+//!
+//! The serial console goes to `CONSOLE-DIR/<run-id>/console-<machine>.log`
+//! when [`QemuSettings::console_dir`] is set (the runner points it at the
+//! results store, so the console outlives the VM), else to
+//! `WORK/<run-id>/<machine>/console.log`; `Machine.state["console"]` names it.
+//!
+//! The VM's process is only ever signalled after checking that
+//! `/proc/<pid>/cmdline` carries the tag `btrfsqa-<run-id>-<machine>`, never
+//! found by process name.
+
+mod error;
+pub mod image;
+mod launch;
+mod probe;
+mod state;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use btrfsqa_model::RunId;
+
+use crate::CloudProvider;
+use crate::error::{CommandError, ProvisionError, TeardownError};
+use crate::machine::{Access, BootKernel, Machine, MachineSpec, ReapItem, SshEndpoint};
+pub use error::ImageError;
+pub use image::{ImageBuild, ImageInfo, ImagePaths, ImageSettings, build_image};
+pub use launch::Accelerator;
+use launch::LaunchSpec;
+use state::{Controller, QemuState};
+
+const PROVIDER: &str = "qemu";
+/// How many times a launch is retried when the forwarded port was taken.
+const PORT_ATTEMPTS: u32 = 4;
+/// How long a clean guest power-off may take before QEMU is told to quit.
+const POWERDOWN_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Which accelerator to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Accel {
+    /// KVM if a probe boot under KVM reaches userspace, else TCG.
+    #[default]
+    Auto,
+    /// KVM, without probing.
+    Kvm,
+    /// TCG (`-accel tcg,thread=multi -cpu max`).
+    Tcg,
+}
+
+impl std::str::FromStr for Accel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Accel::Auto),
+            "kvm" => Ok(Accel::Kvm),
+            "tcg" => Ok(Accel::Tcg),
+            other => Err(format!("`{other}` is not one of auto, kvm, tcg")),
+        }
+    }
+}
+
+/// Settings of the [`QemuProvider`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QemuSettings {
+    /// Overlays, disks, keys and sockets (default `/var/tmp/btrfsqa-qemu`).
+    pub work_dir: PathBuf,
+    /// The guest image ([`image::build_image`] makes it).
+    pub image: ImagePaths,
+    /// Guest memory in MiB (default 2048).
+    pub memory_mib: u32,
+    /// Virtual CPUs (default 2).
+    pub cpus: u32,
+    /// The accelerator (default auto).
+    pub accel: Accel,
+    /// The kernel to boot first; default the image's own Debian kernel.
+    pub kernel: Option<PathBuf>,
+    /// Its initramfs; default the image's own when the kernel is the image's.
+    pub initrd: Option<PathBuf>,
+    /// Added to every kernel command line.
+    pub extra_args: Option<String>,
+    /// Where consoles go (`DIR/<run-id>/console-<machine>.log`); unset keeps
+    /// them in the machine's work directory, deleted at teardown.
+    pub console_dir: Option<PathBuf>,
+    /// The QEMU binary (default `qemu-system-x86_64`).
+    pub qemu: PathBuf,
+}
+
+impl QemuSettings {
+    /// Settings with `work_dir`, the image from `BTRFSQA_QEMU_IMAGE` or the
+    /// default cache, and defaults for the rest.
+    pub fn new(work_dir: impl Into<PathBuf>) -> Self {
+        QemuSettings {
+            work_dir: work_dir.into(),
+            image: ImagePaths::from_env_or_default(),
+            memory_mib: 2048,
+            cpus: 2,
+            accel: Accel::Auto,
+            kernel: None,
+            initrd: None,
+            extra_args: None,
+            console_dir: None,
+            qemu: PathBuf::from("qemu-system-x86_64"),
+        }
+    }
+}
+
+impl Default for QemuSettings {
+    fn default() -> Self {
+        QemuSettings::new("/var/tmp/btrfsqa-qemu")
+    }
+}
+
+/// A local VM per machine: QEMU booting a qcow2 overlay of the cached guest
+/// image, six sparse qcow2 data disks, SSH through a port forward bound to
+/// 127.0.0.1 with a key made for the run. KVM when a probe boot proves it
+/// works, TCG otherwise. Needs `qemu-system-x86_64`, `qemu-img` and
+/// `ssh-keygen`, and an image (`btrfsqa image build`).
+///
+/// - `provision` makes the overlay, disks and key, launches QEMU daemonized,
+///   and returns [`Access::Ssh`] at once (the runner waits for SSH).
+/// - `boot_kernel` powers the guest off and launches it again with another
+///   `-kernel`; disks and overlay persist, the port stays the same.
+/// - `teardown` quits QEMU over QMP (then SIGKILL, by recorded pid, after
+///   checking the command line) and deletes the machine's directory.
+/// - `reap` does the same for runs whose controller is gone (or the run named).
+pub struct QemuProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: QemuSettings,
+}
+
+impl std::fmt::Debug for QemuProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QemuProvider")
+            .field("settings", &self.inner.settings)
+            .finish()
+    }
+}
+
+impl QemuProvider {
+    /// A provider with `settings`.
+    pub fn new(settings: QemuSettings) -> Self {
+        QemuProvider {
+            inner: Arc::new(Inner { settings }),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &QemuSettings {
+        &self.inner.settings
+    }
+
+    /// The accelerator a machine would get now, and why (probing KVM once if
+    /// `auto` and not yet cached).
+    pub fn accelerator(&self) -> (Accelerator, String) {
+        self.inner.accelerator()
+    }
+
+    /// The console file of a machine this provider made.
+    pub fn console_path(machine: &Machine) -> Option<PathBuf> {
+        machine
+            .state
+            .get("console")
+            .and_then(|v| v.as_str())
+            .map(PathBuf::from)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+    died: impl FnOnce(tokio::task::JoinError) -> T,
+) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(died)
+}
+
+#[async_trait::async_trait]
+impl CloudProvider for QemuProvider {
+    fn id(&self) -> &str {
+        PROVIDER
+    }
+
+    async fn provision(&self, spec: &MachineSpec) -> Result<Machine, ProvisionError> {
+        let inner = self.inner.clone();
+        let spec_owned = spec.clone();
+        let leftover = self
+            .inner
+            .machine_dir(spec.run_id.as_str(), &spec.name)
+            .display()
+            .to_string();
+        blocking(
+            move || inner.provision(&spec_owned),
+            |e| {
+                Err(ProvisionError::Failed {
+                    provider: PROVIDER.to_owned(),
+                    operation: "provision (the worker died)".to_owned(),
+                    leftovers: vec![leftover],
+                    source: Box::new(e),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn teardown(&self, machine: &Machine) -> Result<(), TeardownError> {
+        let inner = self.inner.clone();
+        let machine = machine.clone();
+        blocking(
+            move || inner.teardown(&machine),
+            |e| {
+                Err(TeardownError::Failed {
+                    provider: PROVIDER.to_owned(),
+                    operation: "tear down (the worker died)".to_owned(),
+                    source: Box::new(e),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn reap(
+        &self,
+        run: Option<RunId>,
+        dry_run: bool,
+    ) -> Result<Vec<ReapItem>, TeardownError> {
+        let inner = self.inner.clone();
+        blocking(
+            move || inner.reap(run.as_ref(), dry_run),
+            |e| {
+                Err(TeardownError::Failed {
+                    provider: PROVIDER.to_owned(),
+                    operation: "reap (the worker died)".to_owned(),
+                    source: Box::new(e),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn boot_kernel(
+        &self,
+        machine: &Machine,
+        kernel: &BootKernel,
+    ) -> Result<(), ProvisionError> {
+        let inner = self.inner.clone();
+        let machine = machine.clone();
+        let kernel = kernel.clone();
+        blocking(
+            move || inner.boot_kernel(&machine, &kernel),
+            |e| {
+                Err(ProvisionError::Failed {
+                    provider: PROVIDER.to_owned(),
+                    operation: "boot a kernel (the worker died)".to_owned(),
+                    leftovers: Vec::new(),
+                    source: Box::new(e),
+                })
+            },
+        )
+        .await
+    }
+}
+
+/// A failed step: what was being done, and why.
+struct StepError {
+    operation: String,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+fn step_err(
+    operation: impl Into<String>,
+) -> impl FnOnce(std::io::Error) -> StepError {
+    let operation = operation.into();
+    move |e| StepError {
+        operation,
+        source: Box::new(e),
+    }
+}
+
+impl Inner {
+    fn config_error(&self, message: String) -> ProvisionError {
+        ProvisionError::Config {
+            provider: PROVIDER.to_owned(),
+            message,
+        }
+    }
+
+    fn machine_dir(&self, run_id: &str, machine: &str) -> PathBuf {
+        std::path::absolute(&self.settings.work_dir)
+            .unwrap_or_else(|_| self.settings.work_dir.clone())
+            .join(run_id)
+            .join(machine)
+    }
+
+    fn accelerator(&self) -> (Accelerator, String) {
+        match self.settings.accel {
+            Accel::Kvm => (Accelerator::Kvm, "kvm asked for".to_owned()),
+            Accel::Tcg => (Accelerator::Tcg, "tcg asked for".to_owned()),
+            Accel::Auto => {
+                let _ = std::fs::create_dir_all(&self.settings.work_dir);
+                probe::auto_accelerator(
+                    &self.settings.qemu,
+                    launch::default_bios().as_deref(),
+                    &self.settings.image,
+                    &self.settings.work_dir,
+                )
+            }
+        }
+    }
+
+    fn provision(&self, spec: &MachineSpec) -> Result<Machine, ProvisionError> {
+        if !(2..=24).contains(&spec.data_devices) {
+            return Err(self.config_error(format!(
+                "`{}` data devices asked for, 2 to 24 possible (a test device and a scratch pool)",
+                spec.data_devices
+            )));
+        }
+        if spec.device_size == 0 {
+            return Err(self.config_error("device size `0` asked for".to_owned()));
+        }
+        if !is_safe_name(&spec.name) {
+            return Err(self.config_error(format!(
+                "machine name `{}` must be 1 to 64 of `[A-Za-z0-9._-]`, not starting with `.` or `-`",
+                spec.name
+            )));
+        }
+        let image = &self.settings.image;
+        if !image.is_complete() {
+            return Err(self.config_error(format!(
+                "no complete guest image in `{}`: run `btrfsqa image build`",
+                image.dir.display()
+            )));
+        }
+        for tool in [
+            self.settings.qemu.display().to_string(),
+            "qemu-img".to_owned(),
+            "ssh-keygen".to_owned(),
+        ] {
+            if find_tool(&tool).is_none() {
+                return Err(self.config_error(format!(
+                    "`{tool}` is not installed (scripts/install-deps.sh qemu)"
+                )));
+            }
+        }
+        let dir = self.machine_dir(spec.run_id.as_str(), &spec.name);
+        let run_dir = dir.parent().map(Path::to_owned).unwrap_or_default();
+        let failed = |operation: String, leftovers: Vec<String>, source| ProvisionError::Failed {
+            provider: PROVIDER.to_owned(),
+            operation,
+            leftovers,
+            source,
+        };
+        std::fs::create_dir_all(&run_dir).map_err(|e| {
+            failed(
+                format!("create `{}`", run_dir.display()),
+                Vec::new(),
+                Box::new(e),
+            )
+        })?;
+        if let Err(e) = std::fs::create_dir(&dir) {
+            let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                " (it already exists: a machine of that name in this run, or leftovers for `btrfsqa reap`)"
+            } else {
+                ""
+            };
+            return Err(failed(
+                format!("create `{}`{hint}", dir.display()),
+                Vec::new(),
+                Box::new(e),
+            ));
+        }
+        let console = match &self.settings.console_dir {
+            Some(console_dir) => console_dir
+                .join(spec.run_id.as_str())
+                .join(format!("console-{}.log", spec.name)),
+            None => dir.join("console.log"),
+        };
+        let mut state = QemuState {
+            run_id: spec.run_id.to_string(),
+            machine: spec.name.clone(),
+            dir: dir.clone(),
+            controller: Controller::current(),
+            pid: None,
+            launch: None,
+            console,
+        };
+        match self.build(spec, &mut state) {
+            Ok((accel_detail, port)) => {
+                let launch = state.launch.as_ref().expect("set by build");
+                let letters: Vec<String> = (0..spec.data_devices)
+                    .map(|i| format!("/dev/vd{}", (b'b' + i as u8) as char))
+                    .collect();
+                let instance_type = format!(
+                    "qemu-{} {}cpu {}",
+                    launch.accel.as_str(),
+                    launch.cpus,
+                    memory_label(launch.memory_mib)
+                );
+                let mut json = serde_json::to_value(&state).unwrap_or_default();
+                if let Some(map) = json.as_object_mut() {
+                    map.insert("accel".into(), launch.accel.as_str().into());
+                    map.insert("accel-detail".into(), accel_detail.into());
+                }
+                Ok(Machine {
+                    run_id: spec.run_id.clone(),
+                    name: spec.name.clone(),
+                    provider: PROVIDER.to_owned(),
+                    provider_id: dir.display().to_string(),
+                    access: Access::Ssh(SshEndpoint {
+                        host: "127.0.0.1".to_owned(),
+                        port,
+                        user: "root".to_owned(),
+                        identity_file: Some(dir.join("id_ed25519")),
+                        known_hosts_file: Some(dir.join("known_hosts")),
+                    }),
+                    test_dev: letters[0].clone(),
+                    scratch_devs: letters[1..].to_vec(),
+                    work_dir: "/var/tmp/btrfsqa".to_owned(),
+                    instance_type: Some(instance_type),
+                    state: json,
+                })
+            }
+            Err(step) => {
+                tracing::debug!(operation = %step.operation, "provisioning failed, undoing");
+                let leftovers = self.destroy(&state);
+                remove_if_empty(&run_dir);
+                Err(failed(step.operation, leftovers, step.source))
+            }
+        }
+    }
+
+    /// Makes the machine's files and launches it; returns the accelerator's
+    /// reason and the SSH port.
+    fn build(&self, spec: &MachineSpec, state: &mut QemuState) -> Result<(String, u16), StepError> {
+        let dir = state.dir.clone();
+        state
+            .write()
+            .map_err(step_err(format!("write `{}`", dir.join("machine.json").display())))?;
+        if let Some(parent) = state.console.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(step_err(format!("create `{}`", parent.display())))?;
+        }
+        let key = dir.join("id_ed25519");
+        run_tool(
+            "ssh-keygen",
+            &[
+                "-q", "-t", "ed25519", "-N", "", "-C",
+                &format!("btrfsqa-{}", state.run_id),
+                "-f", &key.display().to_string(),
+            ],
+        )
+        .map_err(|e| StepError {
+            operation: "make the run's SSH key".to_owned(),
+            source: Box::new(e),
+        })?;
+        let image = &self.settings.image;
+        let base = std::path::absolute(image.rootfs()).unwrap_or(image.rootfs());
+        let overlay = dir.join("root.qcow2");
+        run_tool(
+            "qemu-img",
+            &[
+                "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                &base.display().to_string(),
+                &overlay.display().to_string(),
+            ],
+        )
+        .map_err(|e| StepError {
+            operation: "create the root overlay".to_owned(),
+            source: Box::new(e),
+        })?;
+        let mut disks = vec![overlay];
+        for n in 0..spec.data_devices {
+            let disk = dir.join(format!("disk-{n}.qcow2"));
+            run_tool(
+                "qemu-img",
+                &[
+                    "create", "-q", "-f", "qcow2",
+                    &disk.display().to_string(),
+                    &spec.device_size.to_string(),
+                ],
+            )
+            .map_err(|e| StepError {
+                operation: format!("create data disk `{}`", disk.display()),
+                source: Box::new(e),
+            })?;
+            disks.push(disk);
+        }
+        let (accel, accel_detail) = self.accelerator();
+        let (kernel, initrd) = match &self.settings.kernel {
+            Some(kernel) => (kernel.clone(), self.settings.initrd.clone()),
+            None => (image.kernel(), Some(image.initrd())),
+        };
+        let tag = state.tag();
+        let host_key = std::fs::read_to_string(image.host_key())
+            .map_err(step_err(format!("read `{}`", image.host_key().display())))?;
+        let host_key = host_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let mut last_error = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = launch::free_port().map_err(step_err("find a free port on 127.0.0.1"))?;
+            std::fs::write(dir.join("known_hosts"), format!("[127.0.0.1]:{port} {host_key}\n"))
+                .map_err(step_err("write known_hosts"))?;
+            let spec = LaunchSpec {
+                tag: tag.clone(),
+                accel,
+                memory_mib: self.settings.memory_mib,
+                cpus: self.settings.cpus,
+                kernel: kernel.clone(),
+                initrd: initrd.clone(),
+                append: launch::kernel_cmdline(&tag, self.settings.extra_args.as_deref()),
+                disks: disks.clone(),
+                ssh_port: port,
+                console: state.console.clone(),
+                qmp: dir.join("qmp.sock"),
+                pidfile: dir.join("qemu.pid"),
+                authorized_keys: dir.join("id_ed25519.pub"),
+                bios: launch::default_bios(),
+            };
+            state.launch = Some(spec.clone());
+            state
+                .write()
+                .map_err(step_err("write the machine state"))?;
+            match self.launch(&spec) {
+                Ok(pid) => {
+                    state.pid = Some(pid);
+                    state
+                        .write()
+                        .map_err(step_err("write the machine state"))?;
+                    return Ok((accel_detail, port));
+                }
+                Err(e) if e.stderr.contains("hostfwd") || e.stderr.contains("forwarding") => {
+                    last_error = Some(e);
+                }
+                Err(e) => {
+                    return Err(StepError {
+                        operation: "launch qemu".to_owned(),
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        Err(StepError {
+            operation: format!("launch qemu (no free port after {PORT_ATTEMPTS} tries)"),
+            source: Box::new(last_error.expect("at least one attempt")),
+        })
+    }
+
+    /// Starts QEMU daemonized; returns its pid once it runs.
+    fn launch(&self, spec: &LaunchSpec) -> Result<u32, CommandError> {
+        let args = launch::qemu_args(spec);
+        let program = find_tool(&self.settings.qemu.display().to_string())
+            .unwrap_or_else(|| self.settings.qemu.clone());
+        let line = format!("{} {}", program.display(), args.join(" "));
+        tracing::debug!(command = %line, "launching");
+        let _ = std::fs::remove_file(&spec.pidfile);
+        let _ = std::fs::remove_file(&spec.qmp);
+        // With -daemonize the parent exits once the VM is set up, so its
+        // status and stderr tell whether the launch worked.
+        let output = Command::new(&program)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| CommandError {
+                command: line.clone(),
+                status: None,
+                stderr: e.to_string(),
+            })?;
+        if !output.status.success() {
+            return Err(CommandError {
+                command: line,
+                status: output.status.code(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        match launch::read_pidfile(&spec.pidfile) {
+            Some(pid) if launch::process_has_tag(pid, &spec.tag) => Ok(pid),
+            _ => Err(CommandError {
+                command: line,
+                status: Some(0),
+                stderr: format!(
+                    "no running qemu behind `{}`: {}",
+                    spec.pidfile.display(),
+                    probe::last_lines(
+                        &std::fs::read_to_string(&spec.console).unwrap_or_default(),
+                        3
+                    )
+                ),
+            }),
+        }
+    }
+
+    /// Stops the VM of `state` if it runs; `Err` names what is left.
+    fn stop(&self, state: &QemuState, gently: bool) -> Result<(), String> {
+        let tag = state.tag();
+        let pid = state
+            .pid
+            .or_else(|| launch::read_pidfile(&state.dir.join("qemu.pid")));
+        let Some(pid) = pid else { return Ok(()) };
+        if !launch::process_has_tag(pid, &tag) {
+            return Ok(());
+        }
+        let qmp = state.dir.join("qmp.sock");
+        if gently && launch::qmp_command(&qmp, "system_powerdown").is_ok()
+            && launch::wait_gone(pid, &tag, POWERDOWN_TIMEOUT)
+        {
+            return Ok(());
+        }
+        if launch::qmp_command(&qmp, "quit").is_ok()
+            && launch::wait_gone(pid, &tag, Duration::from_secs(10))
+        {
+            return Ok(());
+        }
+        // Checked again right before the signal: the pid must still be ours.
+        if launch::process_has_tag(pid, &tag) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if launch::wait_gone(pid, &tag, Duration::from_secs(10)) {
+            Ok(())
+        } else {
+            Err(format!("qemu process {pid} ({tag})"))
+        }
+    }
+
+    /// Stops the VM and deletes the machine's directory; returns leftovers.
+    fn destroy(&self, state: &QemuState) -> Vec<String> {
+        let mut leftovers = Vec::new();
+        if let Err(left) = self.stop(state, false) {
+            leftovers.push(left);
+            // Never delete the disks under a running VM.
+            leftovers.push(format!("`{}`", state.dir.display()));
+            return leftovers;
+        }
+        if state.dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&state.dir)
+        {
+            leftovers.push(format!("`{}` ({e})", state.dir.display()));
+        }
+        leftovers
+    }
+
+    fn state_of(&self, machine: &Machine) -> Option<QemuState> {
+        let dir = machine
+            .state
+            .get("dir")
+            .and_then(|v| v.as_str())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.machine_dir(machine.run_id.as_str(), &machine.name));
+        // The file is current (a relaunch changes the pid); the copy in the
+        // Machine is from provisioning.
+        QemuState::read(&dir).or_else(|| serde_json::from_value(machine.state.clone()).ok())
+    }
+
+    fn teardown(&self, machine: &Machine) -> Result<(), TeardownError> {
+        let Some(state) = self.state_of(machine) else {
+            let dir = self.machine_dir(machine.run_id.as_str(), &machine.name);
+            if dir.exists() {
+                return Err(TeardownError::Leftovers {
+                    provider: PROVIDER.to_owned(),
+                    leftovers: vec![format!("`{}` (no readable machine.json)", dir.display())],
+                });
+            }
+            return Ok(());
+        };
+        // Only directories of this run under our work directory are deleted.
+        let expected = self.machine_dir(&state.run_id, &state.machine);
+        if state.dir != expected || state.run_id != machine.run_id.as_str() {
+            return Err(TeardownError::Leftovers {
+                provider: PROVIDER.to_owned(),
+                leftovers: vec![format!(
+                    "`{}` (not this run's directory `{}`)",
+                    state.dir.display(),
+                    expected.display()
+                )],
+            });
+        }
+        let leftovers = self.destroy(&state);
+        if let Some(run_dir) = state.dir.parent() {
+            remove_if_empty(run_dir);
+        }
+        if leftovers.is_empty() {
+            Ok(())
+        } else {
+            Err(TeardownError::Leftovers {
+                provider: PROVIDER.to_owned(),
+                leftovers,
+            })
+        }
+    }
+
+    fn boot_kernel(&self, machine: &Machine, kernel: &BootKernel) -> Result<(), ProvisionError> {
+        let failed = |operation: String, source: Box<dyn std::error::Error + Send + Sync>| {
+            ProvisionError::Failed {
+                provider: PROVIDER.to_owned(),
+                operation,
+                leftovers: Vec::new(),
+                source,
+            }
+        };
+        let mut state = self.state_of(machine).ok_or_else(|| {
+            self.config_error(format!("no state for machine `{}`", machine.name))
+        })?;
+        let Some(mut spec) = state.launch.clone() else {
+            return Err(self.config_error(format!("machine `{}` was never launched", machine.name)));
+        };
+        if !kernel.image.is_file() {
+            return Err(self.config_error(format!(
+                "kernel image `{}` does not exist",
+                kernel.image.display()
+            )));
+        }
+        // A clean power-off first: what the guest wrote (modules) must reach
+        // the overlay.
+        self.stop(&state, true).map_err(|left| {
+            failed(
+                format!("stop the VM to boot `{}`", kernel.release),
+                left.into(),
+            )
+        })?;
+        let extra = [self.settings.extra_args.as_deref(), kernel.extra_args.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        spec.kernel = std::path::absolute(&kernel.image).unwrap_or(kernel.image.clone());
+        spec.initrd = kernel.initrd.clone();
+        spec.append = launch::kernel_cmdline(&spec.tag, Some(&extra));
+        state.pid = None;
+        state.launch = Some(spec.clone());
+        state
+            .write()
+            .map_err(|e| failed("write the machine state".to_owned(), Box::new(e)))?;
+        let pid = self.launch(&spec).map_err(|e| {
+            failed(
+                format!("relaunch with kernel `{}`", kernel.release),
+                Box::new(e),
+            )
+        })?;
+        state.pid = Some(pid);
+        state
+            .write()
+            .map_err(|e| failed("write the machine state".to_owned(), Box::new(e)))
+    }
+
+    fn reap(&self, run: Option<&RunId>, dry_run: bool) -> Result<Vec<ReapItem>, TeardownError> {
+        let root = &self.settings.work_dir;
+        let mut items = Vec::new();
+        let Ok(runs) = std::fs::read_dir(root) else {
+            return Ok(items);
+        };
+        let mut leftovers = Vec::new();
+        for run_entry in runs.flatten() {
+            let run_name = run_entry.file_name().to_string_lossy().into_owned();
+            if !run_entry.path().is_dir() || RunId::parse(&run_name).is_err() {
+                continue;
+            }
+            if run.is_some_and(|r| r.as_str() != run_name) {
+                continue;
+            }
+            let Ok(machines) = std::fs::read_dir(run_entry.path()) else {
+                continue;
+            };
+            for machine_entry in machines.flatten() {
+                let Some(state) = QemuState::read(&machine_entry.path()) else {
+                    continue;
+                };
+                let item = |kind: &str, id: String, action: String| ReapItem {
+                    provider: PROVIDER.to_owned(),
+                    kind: kind.to_owned(),
+                    id,
+                    run_id: Some(run_name.clone()),
+                    action,
+                };
+                if run.is_none() && state.controller.is_alive() {
+                    items.push(item(
+                        "run",
+                        state.machine.clone(),
+                        format!("kept: its controller (pid {}) still runs", state.controller.pid),
+                    ));
+                    continue;
+                }
+                let tag = state.tag();
+                let pid = state
+                    .pid
+                    .or_else(|| launch::read_pidfile(&state.dir.join("qemu.pid")))
+                    .filter(|pid| launch::process_has_tag(*pid, &tag));
+                if dry_run {
+                    if let Some(pid) = pid {
+                        items.push(item("qemu-process", pid.to_string(), "would kill".into()));
+                    }
+                    items.push(item(
+                        "work-dir",
+                        state.dir.display().to_string(),
+                        "would delete".into(),
+                    ));
+                    continue;
+                }
+                // Reap only what lies under this provider's work directory.
+                if state.dir != machine_entry.path()
+                    && state.dir != self.machine_dir(&state.run_id, &state.machine)
+                {
+                    continue;
+                }
+                let left = self.destroy(&state);
+                if let Some(pid) = pid {
+                    let action = if left.iter().any(|l| l.contains("qemu process")) {
+                        "still running".to_owned()
+                    } else {
+                        "killed".to_owned()
+                    };
+                    items.push(item("qemu-process", pid.to_string(), action));
+                }
+                let action = if left.is_empty() {
+                    "deleted".to_owned()
+                } else {
+                    left.join("; ")
+                };
+                items.push(item("work-dir", state.dir.display().to_string(), action));
+                leftovers.extend(left);
+            }
+            if !dry_run {
+                remove_if_empty(&run_entry.path());
+            }
+        }
+        if leftovers.is_empty() {
+            Ok(items)
+        } else {
+            Err(TeardownError::Leftovers {
+                provider: PROVIDER.to_owned(),
+                leftovers,
+            })
+        }
+    }
+}
+
+fn memory_label(mib: u32) -> String {
+    if mib % 1024 == 0 {
+        format!("{}G", mib / 1024)
+    } else {
+        format!("{mib}M")
+    }
+}
+
+fn is_safe_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn remove_if_empty(dir: &Path) {
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// Finds a tool on PATH or in the sbin directories (or takes a path as is).
+pub(crate) fn find_tool(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let path = PathBuf::from(name);
+        return path.is_file().then_some(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn run_tool(tool: &str, args: &[&str]) -> Result<String, CommandError> {
+    let line = format!("{tool} {}", args.join(" "));
+    let program = find_tool(tool).ok_or_else(|| CommandError {
+        command: line.clone(),
+        status: None,
+        stderr: format!("`{tool}` is not installed"),
+    })?;
+    let output = Command::new(program)
+        .args(args)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| CommandError {
+            command: line.clone(),
+            status: None,
+            stderr: e.to_string(),
+        })?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(CommandError {
+            command: line,
+            status: output.status.code(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(work: &Path, image: &Path) -> QemuSettings {
+        let mut settings = QemuSettings::new(work);
+        settings.image = ImagePaths::new(image);
+        settings.accel = Accel::Tcg;
+        settings
+    }
+
+    #[test]
+    fn accel_parses_its_three_modes() {
+        assert_eq!("auto".parse::<Accel>(), Ok(Accel::Auto));
+        assert_eq!("kvm".parse::<Accel>(), Ok(Accel::Kvm));
+        assert_eq!("tcg".parse::<Accel>(), Ok(Accel::Tcg));
+        assert!("hvf".parse::<Accel>().unwrap_err().contains("`hvf`"));
+    }
+
+    #[test]
+    fn memory_labels_are_short() {
+        assert_eq!(memory_label(2048), "2G");
+        assert_eq!(memory_label(1536), "1536M");
+    }
+
+    #[tokio::test]
+    async fn provisioning_without_an_image_says_how_to_make_one() {
+        let work = tempfile::tempdir().unwrap();
+        let provider = QemuProvider::new(settings(work.path(), &work.path().join("no-image")));
+        let spec = MachineSpec::new(RunId::parse("20261124-100000-ab12").unwrap(), "qemu-0");
+        let err = provider.provision(&spec).await.unwrap_err();
+        assert!(
+            err.to_string().contains("btrfsqa image build"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn bad_requests_are_refused_before_anything_is_made() {
+        let work = tempfile::tempdir().unwrap();
+        let provider = QemuProvider::new(settings(work.path(), work.path()));
+        let mut spec = MachineSpec::new(RunId::parse("20261124-100000-ab12").unwrap(), "qemu-0");
+        spec.data_devices = 1;
+        assert!(matches!(
+            provider.provision(&spec).await,
+            Err(ProvisionError::Config { .. })
+        ));
+        spec.data_devices = 6;
+        spec.name = "../x".into();
+        assert!(matches!(
+            provider.provision(&spec).await,
+            Err(ProvisionError::Config { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn teardown_of_a_machine_that_is_gone_is_a_no_op_and_foreign_dirs_are_refused() {
+        let work = tempfile::tempdir().unwrap();
+        let provider = QemuProvider::new(settings(work.path(), work.path()));
+        let run_id = RunId::parse("20261124-100000-ab12").unwrap();
+        let mut machine = Machine {
+            run_id: run_id.clone(),
+            name: "qemu-0".into(),
+            provider: PROVIDER.into(),
+            provider_id: "x".into(),
+            access: Access::Local,
+            test_dev: "/dev/vdb".into(),
+            scratch_devs: vec![],
+            work_dir: "/var/tmp/btrfsqa".into(),
+            instance_type: None,
+            state: serde_json::Value::Null,
+        };
+        provider.teardown(&machine).await.unwrap();
+        provider.teardown(&machine).await.unwrap();
+
+        // A state that points elsewhere is never followed.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let state = QemuState {
+            run_id: run_id.to_string(),
+            machine: "qemu-0".into(),
+            dir: elsewhere.path().to_owned(),
+            controller: Controller::current(),
+            pid: None,
+            launch: None,
+            console: elsewhere.path().join("console.log"),
+        };
+        machine.state = serde_json::to_value(&state).unwrap();
+        assert!(provider.teardown(&machine).await.is_err());
+        assert!(elsewhere.path().exists());
+    }
+
+    #[tokio::test]
+    async fn reap_keeps_live_runs_and_deletes_dead_ones() {
+        let work = tempfile::tempdir().unwrap();
+        let provider = QemuProvider::new(settings(work.path(), work.path()));
+        let make = |run: &str, controller: Controller| {
+            let dir = provider.inner.machine_dir(run, "qemu-0");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("disk-0.qcow2"), "x").unwrap();
+            QemuState {
+                run_id: run.into(),
+                machine: "qemu-0".into(),
+                dir: dir.clone(),
+                controller,
+                // A pid that is not a VM of this run: never signalled.
+                pid: Some(std::process::id()),
+                launch: None,
+                console: dir.join("console.log"),
+            }
+            .write()
+            .unwrap();
+            dir
+        };
+        let live = make("20261124-100000-aaaa", Controller::current());
+        let dead = make(
+            "20261124-100000-bbbb",
+            Controller {
+                pid: u32::MAX - 1,
+                start_time: Some(1),
+            },
+        );
+        let dry = provider.reap(None, true).await.unwrap();
+        assert!(dry.iter().any(|i| i.kind == "run" && i.action.starts_with("kept")));
+        assert!(dry.iter().any(|i| i.kind == "work-dir" && i.action == "would delete"));
+        assert!(!dry.iter().any(|i| i.kind == "qemu-process"), "{dry:?}");
+        assert!(dead.exists());
+
+        let done = provider.reap(None, false).await.unwrap();
+        assert!(done.iter().any(|i| i.kind == "work-dir" && i.action == "deleted"));
+        assert!(!dead.exists());
+        assert!(!dead.parent().unwrap().exists());
+        assert!(live.exists());
+
+        // Naming the run reaps it even while its controller lives.
+        let run = RunId::parse("20261124-100000-aaaa").unwrap();
+        provider.reap(Some(run), false).await.unwrap();
+        assert!(!live.exists());
+    }
+
+    #[tokio::test]
+    async fn boot_kernel_needs_a_launched_machine_and_an_existing_image() {
+        let work = tempfile::tempdir().unwrap();
+        let provider = QemuProvider::new(settings(work.path(), work.path()));
+        let dir = provider.inner.machine_dir("20261124-100000-ab12", "qemu-0");
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = QemuState {
+            run_id: "20261124-100000-ab12".into(),
+            machine: "qemu-0".into(),
+            dir: dir.clone(),
+            controller: Controller::current(),
+            pid: None,
+            launch: None,
+            console: dir.join("console.log"),
+        };
+        state.write().unwrap();
+        let machine = Machine {
+            run_id: RunId::parse("20261124-100000-ab12").unwrap(),
+            name: "qemu-0".into(),
+            provider: PROVIDER.into(),
+            provider_id: dir.display().to_string(),
+            access: Access::Local,
+            test_dev: "/dev/vdb".into(),
+            scratch_devs: vec![],
+            work_dir: "/var/tmp/btrfsqa".into(),
+            instance_type: None,
+            state: serde_json::to_value(&state).unwrap(),
+        };
+        let kernel = BootKernel {
+            image: work.path().join("bzImage"),
+            initrd: None,
+            extra_args: None,
+            release: "6.1.192".into(),
+        };
+        let err = provider.boot_kernel(&machine, &kernel).await.unwrap_err();
+        assert!(err.to_string().contains("never launched"), "{err}");
+    }
+}
