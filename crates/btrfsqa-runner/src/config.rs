@@ -44,6 +44,12 @@ pub struct Config {
     /// `[publish]`.
     #[serde(default)]
     pub publish: PublishConfig,
+    /// `[expectations]`: known failures, reruns of new failures, baselines.
+    #[serde(default)]
+    pub expectations: crate::history::ExpectationsConfig,
+    /// `[notify]`: hooks told about regressions.
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// Which provider makes the machines.
@@ -752,6 +758,12 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
     }
     for (key, message) in config.suites.raid56_scrub.validate() {
         issue(format!("suites.raid56-scrub.{key}"), message);
+    }
+    for (key, message) in config.expectations.validate() {
+        issue(format!("expectations.{key}"), message);
+    }
+    for (key, message) in config.notify.validate() {
+        issue(format!("notify.{key}"), message);
     }
     if config.publish.branch.trim().is_empty() || config.publish.branch.contains("..") {
         issue(

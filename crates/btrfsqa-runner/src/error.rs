@@ -83,3 +83,74 @@ pub enum RunError {
         message: String,
     },
 }
+
+/// A notification hook that could not deliver (see [`crate::notify`]).
+///
+/// Webhook URLs are shown without their path and query, which often hold
+/// the hook's secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
+    /// `notify.webhook` is not a URL this client can send to.
+    #[error("webhook `{url}`: {reason}")]
+    BadWebhook {
+        /// The URL, path hidden.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Connecting, sending or reading failed.
+    #[error("webhook `{url}`: cannot deliver")]
+    Webhook {
+        /// The URL, path hidden.
+        url: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server answered with a status other than 2xx.
+    #[error("webhook `{url}` answered {status}: {body}")]
+    WebhookStatus {
+        /// The URL, path hidden.
+        url: String,
+        /// The HTTP status (0: not an HTTP response).
+        status: u16,
+        /// The start of the response body.
+        body: String,
+    },
+    /// The server did not answer in time.
+    #[error("webhook `{url}` did not answer within {secs} s")]
+    WebhookTimeout {
+        /// The URL, path hidden.
+        url: String,
+        /// The limit.
+        secs: u64,
+    },
+    /// The command could not be started or fed.
+    #[error("notify command `{command}` could not run")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command exited unsuccessfully.
+    #[error("notify command `{command}` failed ({status}): {stderr}")]
+    CommandFailed {
+        /// The command.
+        command: String,
+        /// How it exited.
+        status: String,
+        /// The end of what it printed on stderr.
+        stderr: String,
+    },
+    /// The command did not finish in time and was killed.
+    #[error("notify command `{command}` did not finish within {secs} s and was killed")]
+    CommandTimeout {
+        /// The command.
+        command: String,
+        /// The limit.
+        secs: u64,
+    },
+}

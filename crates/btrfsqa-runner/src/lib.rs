@@ -27,7 +27,9 @@
 pub mod config;
 mod connect;
 mod error;
+pub mod history;
 mod journal;
+pub mod notify;
 mod pipeline;
 pub mod registry;
 pub mod schedule;
@@ -35,7 +37,7 @@ mod settings;
 
 pub use config::{Config, ConfigSource, DEFAULT_CONFIG, ProviderKind};
 pub use connect::{Connector, DefaultConnector, MockConnector};
-pub use error::{ConfigError, ConfigIssue, RunError};
+pub use error::{ConfigError, ConfigIssue, NotifyError, RunError};
 pub use journal::Journal;
 pub use pipeline::{
     RunOutcome, RunVerdict, Runner, error_chain, read_machine_records, write_machine_record,
