@@ -43,6 +43,10 @@ pub enum Command {
     /// Turn results made elsewhere (an fstests results directory, a
     /// btrfs-progs tree after `make test`) into a run in the results store.
     Import(ImportArgs),
+    /// Compare two stored runs test by test: new failures, fixes, flaky tests.
+    Compare(CompareArgs),
+    /// Show one test's verdicts over the stored runs, newest first.
+    History(HistoryArgs),
 }
 
 /// What `btrfsqa import` reads.
@@ -202,4 +206,46 @@ pub struct TeardownArgs {
     /// The provider to ask when the run recorded no machine (default `run.provider`).
     #[arg(long, value_name = "PROVIDER", value_parser = ["local", "static", "aws", "qemu"])]
     pub provider: Option<String>,
+}
+
+/// `btrfsqa compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Configuration (results store, known failures).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The baseline run; with only one run given, that run, compared with
+    /// its automatic baseline (`expectations.baseline` or the newest earlier
+    /// run of its profile on another kernel).
+    pub run_a: String,
+    /// The run compared with RUN_A.
+    pub run_b: Option<String>,
+    /// List every test, steady passes too.
+    #[arg(long)]
+    pub all: bool,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `btrfsqa history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Configuration (results store).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The test's name (`btrfs/011`, `003_raid1-balance`).
+    pub test: String,
+    /// Only this suite.
+    #[arg(long, value_name = "ID")]
+    pub suite: Option<String>,
+    /// Only this profile (the test's fstests section or the run's `profile` label).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Show at most this many runs, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print the history as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

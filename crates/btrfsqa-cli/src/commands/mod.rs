@@ -1,5 +1,6 @@
 //! One module per command; each returns the exit code.
 
+mod compare;
 mod config;
 mod import;
 mod machine;
@@ -22,6 +23,8 @@ pub async fn dispatch(cli: Cli) -> Code {
         Command::Import(args) => import::import(args).await,
         Command::Provision(args) => machine::provision(args).await,
         Command::Teardown(args) => machine::teardown(args).await,
+        Command::Compare(args) => compare::compare(args),
+        Command::History(args) => compare::history(args),
     }
 }
 

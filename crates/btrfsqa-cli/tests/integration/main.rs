@@ -3,6 +3,7 @@
 //! with a printed reason.
 
 mod cli;
+mod compare;
 mod runs;
 
 use std::path::{Path, PathBuf};
