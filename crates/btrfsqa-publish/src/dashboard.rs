@@ -1,26 +1,49 @@
-//! The static dashboard: an index of every run and one page per run, rendered
-//! from the results store with minijinja.
+//! The static dashboard, rendered from the results store with minijinja.
 //!
-//! The site is plain HTML and one stylesheet. Every link is relative, so it
-//! works from `file://`, from a sub-path of GitHub Pages and from any static
-//! host; no page needs a script, and each page forbids scripts outright with
-//! a Content-Security-Policy. Every string that comes from a run (test names,
-//! messages, host names) goes through minijinja's HTML auto-escaping, which is
-//! on for every template and never bypassed (no `|safe` anywhere).
+//! Pages: an index of the newest runs with a pass-rate chart (older runs on
+//! archive pages), a page per run with every test, its verdict, message and
+//! files and the terminal recordings, a page per test with its history, and
+//! a tests-by-runs matrix marking new failures, fixes and flaky tests.
+//!
+//! Every link is relative, so the site works from `file://`, from a sub-path
+//! of GitHub Pages and from any static host. Pages are readable with scripts
+//! off: the chart is inline SVG. Only run pages with recordings load scripts,
+//! the asciinema player and a small init file, both served from the site
+//! itself (`script-src 'self'`, no inline script); every other page forbids
+//! scripts with its Content-Security-Policy. Every string that comes from a
+//! run (test names, messages, host names) goes through minijinja's HTML
+//! auto-escaping, which is on for every template and never bypassed (no
+//! `|safe` anywhere).
 //!
 //! Layout of the output directory:
 //!
 //! ```text
-//! index.html                       every run, newest first
-//! style.css, .nojekyll
+//! index.html                       the newest runs, newest first, and the pass-rate chart
+//! archive/<n>.html                 older runs, a page per 100 (1 is the oldest)
+//! matrix.html                      tests by the newest runs
+//! tests/<suite>/<test>.html        the history of one test
+//! style.css, .nojekyll, assets/    stylesheet, the asciinema player and its init script
 //! runs/<run-id>/index.html         the run page
-//! runs/<run-id>/report.json        a copy of the report
-//! runs/<run-id>/junit.xml          the JUnit export
-//! runs/<run-id>/files/<path>       artifacts, trimmed to a size limit
-//! .btrfsqa-site.json               hashes of the rendered reports (not for serving)
+//! runs/<run-id>/summary.json       what the history pages need of the run
+//! runs/<run-id>/report.json        exports: the report, JUnit XML, KCIDB JSON
+//! runs/<run-id>/junit.xml
+//! runs/<run-id>/kcidb.json
+//! runs/<run-id>/files/<path>       artifacts (logs, recordings), trimmed to a size limit
+//! .btrfsqa-site.json               what was rendered from what (not for serving)
 //! ```
+//!
+//! Rendering is incremental: a run page is written only when its report
+//! changed (the report's size and time are checked before it is read at
+//! all), history pages are built from the small `summary.json` of each run,
+//! and a page whose content did not change is not written again. With
+//! [`DashboardSettings::keep_runs`], only the newest runs keep their pages
+//! and files; older runs stay in the index and the histories as rows
+//! without links (their `summary.json` is kept).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod history;
+mod summary;
+
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -37,20 +60,56 @@ use sha2::{Digest, Sha256};
 
 use crate::git::redact_url;
 use crate::{PublishError, Published, Publisher, export};
+use history::{INDEX_RUNS, IndexRow};
+pub(crate) use summary::{RunSummary, SUMMARY_FORMAT};
 
 /// The file in the output directory that remembers which report each run
 /// page was rendered from. It starts with a dot so static hosts that hide
 /// dotfiles do not serve it; the git publisher leaves it out of the tree.
 pub(crate) const MANIFEST_FILE: &str = ".btrfsqa-site.json";
 
+/// A run's summary, beside its page.
+pub(crate) const SUMMARY_FILE: &str = "summary.json";
+
 /// Bumped when the code that builds a run page changes in a way the
 /// templates do not show, so existing sites re-render their run pages.
-const PAGE_FORMAT: &str = "page-format-1";
+const PAGE_FORMAT: &str = "page-format-2";
 
 const BASE_TEMPLATE: &str = include_str!("../templates/base.html");
 const INDEX_TEMPLATE: &str = include_str!("../templates/index.html");
 const RUN_TEMPLATE: &str = include_str!("../templates/run.html");
+const TEST_TEMPLATE: &str = include_str!("../templates/test.html");
+const MATRIX_TEMPLATE: &str = include_str!("../templates/matrix.html");
 const STYLE_CSS: &str = include_str!("../static/style.css");
+const PLAYER_INIT_JS: &str = include_str!("../static/btrfsqa-player.js");
+
+/// The asciinema player (npm package `asciinema-player` 3.18.0, Apache-2.0),
+/// vendored under `assets/asciinema-player/` and written into every site.
+const PLAYER_FILES: &[(&str, &[u8])] = &[
+    (
+        "assets/asciinema-player/asciinema-player.min.js",
+        include_bytes!("../assets/asciinema-player/asciinema-player.min.js"),
+    ),
+    (
+        "assets/asciinema-player/asciinema-player.css",
+        include_bytes!("../assets/asciinema-player/asciinema-player.css"),
+    ),
+    (
+        "assets/asciinema-player/LICENSE",
+        include_bytes!("../assets/asciinema-player/LICENSE"),
+    ),
+];
+
+/// The site's own static files: the ones every page needs.
+fn static_files() -> Vec<(&'static str, &'static [u8])> {
+    let mut files: Vec<(&str, &[u8])> = vec![
+        ("style.css", STYLE_CSS.as_bytes()),
+        (".nojekyll", b""),
+        ("assets/btrfsqa-player.js", PLAYER_INIT_JS.as_bytes()),
+    ];
+    files.extend_from_slice(PLAYER_FILES);
+    files
+}
 
 /// Extensions a browser (or GitHub Pages, which sets the content type from
 /// the extension) would treat as active content. An artifact named like this
@@ -69,6 +128,17 @@ pub struct DashboardSettings {
     /// The largest artifact copied whole, in bytes; bigger files keep their
     /// first and last halves of this with a note about what was left out.
     pub max_artifact_bytes: u64,
+    /// The largest terminal recording copied whole; bigger ones keep their
+    /// first and last events (and every test marker) with a note event
+    /// where the rest was left out, so the copy still plays.
+    pub max_cast_bytes: u64,
+    /// Keep the pages and files of only the newest this many runs; older
+    /// runs stay in the index and the test histories as rows without links.
+    /// `None` keeps every run.
+    pub keep_runs: Option<usize>,
+    /// The public URL of the site (`https://owner.github.io/site/`), for
+    /// the absolute links exports need (KCIDB); pages never use it.
+    pub site_url: Option<String>,
 }
 
 impl Default for DashboardSettings {
@@ -76,6 +146,9 @@ impl Default for DashboardSettings {
         DashboardSettings {
             title: "btrfsqa results".to_owned(),
             max_artifact_bytes: 1024 * 1024,
+            max_cast_bytes: 8 * 1024 * 1024,
+            keep_runs: None,
+            site_url: None,
         }
     }
 }
@@ -90,8 +163,15 @@ pub struct RenderStats {
     /// Runs of the index that are not in the store (known only from an
     /// already published site); their pages were not touched.
     pub kept: Vec<RunId>,
+    /// Runs older than [`DashboardSettings::keep_runs`]: only their summary is kept.
+    pub pruned: Vec<RunId>,
     /// Reports in the store that could not be read, one line each.
     pub unreadable: Vec<String>,
+    /// Other pages and files of the site (index, archive, matrix, test
+    /// pages, static files) written because their content changed.
+    pub site_files_written: usize,
+    /// Other pages and files of the site left as they were.
+    pub site_files_unchanged: usize,
     /// Artifacts copied into the site (trimmed ones included).
     pub artifacts_copied: usize,
     /// Artifacts that were trimmed to the size limit.
@@ -102,9 +182,9 @@ pub struct RenderStats {
 }
 
 impl RenderStats {
-    /// Pages written, the index included (it is always written).
+    /// Run pages and other pages or files written.
     pub fn pages_written(&self) -> usize {
-        self.written.len() + 1
+        self.written.len() + self.site_files_written
     }
 
     /// Run pages skipped because they were up to date.
@@ -144,6 +224,14 @@ impl Default for Dashboard {
     }
 }
 
+/// Which run of the store needs what, between the two passes of a render.
+struct StoreRun {
+    key: String,
+    stamp: Option<Stamp>,
+    /// The report changed (or the renderer did) since the page was written.
+    changed: bool,
+}
+
 impl Dashboard {
     /// A dashboard with the default settings.
     pub fn new() -> Self {
@@ -161,13 +249,15 @@ impl Dashboard {
             ("base.html", BASE_TEMPLATE),
             ("index.html", INDEX_TEMPLATE),
             ("run.html", RUN_TEMPLATE),
+            ("test.html", TEST_TEMPLATE),
+            ("matrix.html", MATRIX_TEMPLATE),
         ] {
             env.add_template(name, source)
                 .unwrap_or_else(|err| panic!("embedded template `{name}` does not parse: {err}"));
         }
-        // Pages depend on the templates, the stylesheet, the settings and the
-        // code that builds their context: a change to any of them makes every
-        // run page stale.
+        // Run pages depend on the templates, the stylesheet, the settings and
+        // the code that builds their context: a change to any of them makes
+        // every run page stale.
         let mut hasher = Sha256::new();
         for part in [
             PAGE_FORMAT,
@@ -176,11 +266,13 @@ impl Dashboard {
             RUN_TEMPLATE,
             STYLE_CSS,
             &settings.title,
+            settings.site_url.as_deref().unwrap_or(""),
         ] {
             hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part.as_bytes());
         }
         hasher.update(settings.max_artifact_bytes.to_le_bytes());
+        hasher.update(settings.max_cast_bytes.to_le_bytes());
         Dashboard {
             settings,
             env: Arc::new(env),
@@ -195,11 +287,11 @@ impl Dashboard {
 
     /// Writes the site for every run of `store` into `out_dir`.
     ///
-    /// The index is always rewritten; a run page (with its copies of the
-    /// report and artifacts) only when its report changed since the last
-    /// render into the same directory. A report that cannot be read is
-    /// listed in [`RenderStats::unreadable`] and on the index, and does not
-    /// stop the others.
+    /// A run page (with its copies of the report and artifacts) is written
+    /// only when its report changed since the last render into the same
+    /// directory; the other pages only when their content changed. A report
+    /// that cannot be read is listed in [`RenderStats::unreadable`] and on
+    /// the index, and does not stop the others.
     pub fn render(
         &self,
         store: &ResultsStore,
@@ -208,67 +300,236 @@ impl Dashboard {
         self.render_site(store, out_dir, &[])
     }
 
-    /// [`render`](Self::render), with `published`: reports of runs already on
-    /// the published site that may not be in `store` (another controller
-    /// published them). Those are listed on the index; their pages are not
-    /// written. A run in both uses the store's report.
+    /// [`render`](Self::render), with `published`: summaries of runs already
+    /// on the published site that may not be in `store` (another controller
+    /// published them). Those are listed on the index and in the histories;
+    /// their pages are not written. A run in both uses the store's report.
     pub(crate) fn render_site(
         &self,
         store: &ResultsStore,
         out_dir: &Path,
-        published: &[RunReport],
+        published: &[RunSummary],
     ) -> Result<RenderStats, PublishError> {
         fs::create_dir_all(out_dir).map_err(PublishError::io("create directory", out_dir))?;
-        let (reports, errors) = store.load_all()?;
         let old = Manifest::read(&out_dir.join(MANIFEST_FILE));
-        let mut manifest = Manifest::default();
-        let mut stats = RenderStats {
-            unreadable: errors.iter().map(describe_unreadable).collect(),
-            ..RenderStats::default()
+        let fingerprint = hex(&self.fingerprint);
+        let same_renderer = old.fingerprint == fingerprint;
+        let mut manifest = Manifest {
+            fingerprint,
+            ..Manifest::default()
         };
-        for error in &errors {
-            tracing::warn!(%error, "skipping an unreadable report");
-        }
+        let mut stats = RenderStats::default();
 
-        let mut rendered = Vec::with_capacity(reports.len());
-        for loaded in reports {
-            let report_path = store.report_path(&loaded.run_id);
-            let raw = fs::read(&report_path).map_err(PublishError::io("read", &report_path))?;
-            // Render from the very bytes that are hashed and copied: the
-            // runner may have replaced the report since `load_all` read it.
-            let report = serde_json::from_slice::<RunReport>(&raw)
-                .ok()
-                .filter(|fresh| fresh.run_id == loaded.run_id)
-                .unwrap_or(loaded);
+        // Pass 1: a summary of every run, reading only the reports that changed.
+        let mut summaries = Vec::new();
+        let mut in_store: HashMap<RunId, StoreRun> = HashMap::new();
+        for id in store.list_runs()? {
+            let report_path = store.report_path(&id);
+            let run_out = run_out_dir(out_dir, &id);
+            let stamp = Stamp::of(&report_path);
+            if let Some(entry) = old.runs.get(id.as_str())
+                && same_renderer
+                && stamp.is_some()
+                && entry.stamp == stamp
+                && let Some(summary) = read_summary(&run_out, &id)
+            {
+                in_store.insert(
+                    id,
+                    StoreRun {
+                        key: entry.key.clone(),
+                        stamp,
+                        changed: false,
+                    },
+                );
+                summaries.push(summary);
+                continue;
+            }
+            let (report, raw) = match read_report(store, &id) {
+                Ok(read) => read,
+                Err(error) => {
+                    tracing::warn!(%error, "skipping an unreadable report");
+                    stats.unreadable.push(describe_unreadable(&error));
+                    continue;
+                }
+            };
             let key = self.page_key(&raw);
-            let run_out = run_out_dir(out_dir, &report.run_id);
-            let id = report.run_id.as_str().to_owned();
-            if old.runs.get(&id) == Some(&key) && run_out.join("index.html").is_file() {
-                stats.skipped.push(report.run_id.clone());
-            } else {
-                self.render_run(store, &report, &raw, &run_out, &mut stats)?;
-                stats.written.push(report.run_id.clone());
-            }
-            manifest.runs.insert(id, key);
-            rendered.push(report);
+            let changed = old.runs.get(id.as_str()).map(|e| &e.key) != Some(&key);
+            summaries.push(RunSummary::of(&report));
+            in_store.insert(
+                id,
+                StoreRun {
+                    key,
+                    stamp,
+                    changed,
+                },
+            );
         }
-        let reports = rendered;
+        for summary in published {
+            if !in_store.contains_key(&summary.run_id) && !stats.kept.contains(&summary.run_id) {
+                stats.kept.push(summary.run_id.clone());
+                summaries.push(summary.clone());
+            }
+        }
+        summaries.sort_by(RunSummary::newest_first);
+        let keep = self.settings.keep_runs.unwrap_or(usize::MAX);
+        for (i, summary) in summaries.iter_mut().enumerate() {
+            summary.has_page = i < keep;
+        }
 
-        let in_store: BTreeSet<&RunId> = reports.iter().map(|r| &r.run_id).collect();
-        let mut listed: Vec<&RunReport> = reports.iter().collect();
-        for report in published {
-            if !in_store.contains(&report.run_id) && !stats.kept.contains(&report.run_id) {
-                stats.kept.push(report.run_id.clone());
-                listed.push(report);
+        // Pass 2: the run pages.
+        for summary in &summaries {
+            let id = &summary.run_id;
+            let run_out = run_out_dir(out_dir, id);
+            let Some(run) = in_store.get(id) else {
+                if !summary.has_page {
+                    // Another controller's run, now beyond retention.
+                    prune_run_dir(&run_out)?;
+                    write_summary(&run_out, summary)?;
+                    stats.pruned.push(id.clone());
+                }
+                continue;
+            };
+            manifest.runs.insert(
+                id.as_str().to_owned(),
+                ManifestRun {
+                    key: run.key.clone(),
+                    stamp: run.stamp,
+                },
+            );
+            if !summary.has_page {
+                prune_run_dir(&run_out)?;
+                write_summary(&run_out, summary)?;
+                stats.pruned.push(id.clone());
+                continue;
+            }
+            if !run.changed && run_out.join("index.html").is_file() {
+                stats.skipped.push(id.clone());
+                continue;
+            }
+            let (report, raw) = read_report(store, id)?;
+            self.render_run(store, &report, &raw, &run_out, &summaries, &mut stats)?;
+            stats.written.push(id.clone());
+        }
+
+        // The pages built from the history.
+        let mut site = SiteWriter {
+            out_dir,
+            old: &old.pages,
+            new: &mut manifest.pages,
+            stats: &mut stats,
+        };
+        self.write_history_pages(&mut site, &summaries)?;
+        for (path, bytes) in static_files() {
+            site.write(path, bytes)?;
+        }
+        // Pages of tests (or archive pages) that no longer exist.
+        for path in old.pages.keys() {
+            if !manifest.pages.contains_key(path) {
+                let file = out_dir.join(path);
+                match fs::remove_file(&file) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(PublishError::io("remove", file)(source)),
+                }
             }
         }
-        listed.sort_by(|a, b| (b.started_at, &b.run_id).cmp(&(a.started_at, &a.run_id)));
-        let index = self.render_index(&listed, &stats.unreadable)?;
-        write_atomic(&out_dir.join("index.html"), index.as_bytes())?;
-        write_file(&out_dir.join("style.css"), STYLE_CSS.as_bytes())?;
-        write_file(&out_dir.join(".nojekyll"), b"")?;
         manifest.write(&out_dir.join(MANIFEST_FILE))?;
         Ok(stats)
+    }
+
+    /// The index, the archive pages, the matrix and a page per test.
+    fn write_history_pages(
+        &self,
+        site: &mut SiteWriter<'_>,
+        summaries: &[RunSummary],
+    ) -> Result<(), PublishError> {
+        let computed = history::new_failures(summaries);
+        let unreadable = site.stats.unreadable.clone();
+        let (newest, older) = summaries.split_at(summaries.len().min(INDEX_RUNS));
+        // Archive pages are cut from the oldest run up, so adding a run
+        // changes only the newest archive page.
+        let archive_count = older.len().div_ceil(INDEX_RUNS);
+        let archive_range = |k: usize| {
+            let end = older.len() - (k - 1) * INDEX_RUNS;
+            (end.saturating_sub(INDEX_RUNS), end)
+        };
+        let pages = |root: &str, current: Option<usize>| -> Vec<ArchiveLink> {
+            (1..=archive_count)
+                .rev()
+                .map(|k| {
+                    let (start, end) = archive_range(k);
+                    let first = &older[end - 1];
+                    let last = &older[start];
+                    ArchiveLink {
+                        label: format!(
+                            "{} – {}",
+                            first.started_at.format("%Y-%m-%d"),
+                            last.started_at.format("%Y-%m-%d")
+                        ),
+                        href: format!("{root}archive/{k}.html"),
+                        current: current == Some(k),
+                    }
+                })
+                .collect()
+        };
+        let newest_refs: Vec<&RunSummary> = newest.iter().collect();
+        let index = IndexPage {
+            site_title: &self.settings.title,
+            root: "",
+            player: false,
+            archive: None,
+            total: summaries.len(),
+            trend: history::trend(&newest_refs, ""),
+            runs: index_rows(newest, 0, "", &computed),
+            pages: pages("", None),
+            unreadable: &unreadable,
+        };
+        site.write(
+            "index.html",
+            self.render_template("index.html", &index)?.as_bytes(),
+        )?;
+        for k in 1..=archive_count {
+            let (start, end) = archive_range(k);
+            let page = IndexPage {
+                site_title: &self.settings.title,
+                root: "../",
+                player: false,
+                archive: Some(ArchiveTitle {
+                    title: format!("Older runs, page {k} of {archive_count}"),
+                }),
+                total: summaries.len(),
+                trend: None,
+                runs: index_rows(&older[start..end], newest.len() + start, "../", &computed),
+                pages: pages("../", Some(k)),
+                unreadable: &[],
+            };
+            site.write(
+                &format!("archive/{k}.html"),
+                self.render_template("index.html", &page)?.as_bytes(),
+            )?;
+        }
+        let matrix = MatrixPage {
+            site_title: &self.settings.title,
+            root: "",
+            player: false,
+            matrix: history::matrix(summaries),
+        };
+        site.write(
+            "matrix.html",
+            self.render_template("matrix.html", &matrix)?.as_bytes(),
+        )?;
+        for (key, entries) in history::test_histories(summaries) {
+            let path = history::test_page_path(key.0, key.1);
+            let root = history::root_of(&path);
+            let page = TestPageContext {
+                site_title: &self.settings.title,
+                root: &root,
+                player: false,
+                page: history::test_page(key, &entries, summaries),
+            };
+            site.write(&path, self.render_template("test.html", &page)?.as_bytes())?;
+        }
+        Ok(())
     }
 
     /// The manifest key of a run page: the renderer and the exact report.
@@ -277,23 +538,6 @@ impl Dashboard {
         hasher.update(self.fingerprint);
         hasher.update(raw_report);
         hex(&hasher.finalize())
-    }
-
-    /// Renders the index page for `runs` (already in display order).
-    pub(crate) fn render_index(
-        &self,
-        runs: &[&RunReport],
-        unreadable: &[String],
-    ) -> Result<String, PublishError> {
-        let rows: Vec<IndexRow> = runs.iter().map(|report| IndexRow::new(report)).collect();
-        let context = IndexPage {
-            site_title: &self.settings.title,
-            root: "",
-            verdicts: Verdict::ALL.iter().map(|v| v.as_str()).collect(),
-            runs: rows,
-            unreadable,
-        };
-        self.render_template("index.html", &context)
     }
 
     fn render_template(
@@ -316,14 +560,15 @@ impl Dashboard {
             })
     }
 
-    /// Writes one run's directory: its page, the report, the JUnit export
-    /// and the artifacts.
+    /// Writes one run's directory: its page, the report, the exports, its
+    /// summary and the artifacts.
     fn render_run(
         &self,
         store: &ResultsStore,
         report: &RunReport,
         raw_report: &[u8],
         run_out: &Path,
+        summaries: &[RunSummary],
         stats: &mut RenderStats,
     ) -> Result<(), PublishError> {
         let files_out = run_out.join("files");
@@ -334,16 +579,20 @@ impl Dashboard {
             Err(source) => return Err(PublishError::io("remove", &files_out)(source)),
         }
         fs::create_dir_all(run_out).map_err(PublishError::io("create directory", run_out))?;
-        let mut copier = ArtifactCopier::new(
-            store,
-            report,
-            files_out,
-            self.settings.max_artifact_bytes,
-            stats,
-        );
-        let html = self.render_run_page(report, &mut copier)?;
+        let mut copier = ArtifactCopier::new(store, report, files_out, &self.settings, stats);
+        let html = self.render_run_page(report, &mut copier, summaries)?;
         write_file(&run_out.join("report.json"), raw_report)?;
         write_file(&run_out.join("junit.xml"), export::junit(report).as_bytes())?;
+        let files_url = self
+            .settings
+            .site_url
+            .as_ref()
+            .map(|url| format!("{}/runs/{}/files", url.trim_end_matches('/'), report.run_id));
+        write_file(
+            &run_out.join("kcidb.json"),
+            export::kcidb(report, files_url.as_deref()).as_bytes(),
+        )?;
+        write_summary(run_out, &RunSummary::of(report))?;
         write_atomic(&run_out.join("index.html"), html.as_bytes())
     }
 
@@ -351,34 +600,86 @@ impl Dashboard {
         &self,
         report: &RunReport,
         copier: &mut ArtifactCopier<'_>,
+        summaries: &[RunSummary],
     ) -> Result<String, PublishError> {
         let counts = Counts::of(report.outcomes());
+        let summary = RunSummary::of(report);
+        let class_of: HashMap<&str, &str> = summary
+            .tests
+            .iter()
+            .filter_map(|t| t.class.as_deref().map(|c| (t.anchor.as_str(), c)))
+            .collect();
+        let mut casts: Vec<CastView> = Vec::new();
         let mut problems = Vec::new();
         let mut suites = Vec::new();
         for (i, suite) in report.suites.iter().enumerate() {
-            let files = copier.copy_all(&suite.artifacts)?;
-            let mut tests = Vec::new();
+            let mut files = Vec::new();
+            for artifact in &suite.artifacts {
+                let view = copier.copy(artifact)?;
+                if artifact.kind == ArtifactKind::Cast {
+                    cast_view(&mut casts, artifact, &view);
+                }
+                files.push(view);
+            }
+            let mut groups: Vec<GroupView> = Vec::new();
             for (j, test) in suite.tests.iter().enumerate() {
-                let anchor = format!("t-{i}-{j}");
+                let anchor = summary::test_anchor(i, j);
+                let class = class_of.get(anchor.as_str()).copied();
                 if !test.verdict.is_ok() {
                     problems.push(Problem {
                         suite: &suite.id,
                         name: &test.name,
+                        profile: test.profile.as_deref(),
                         verdict: test.verdict.as_str(),
+                        class,
                         anchor: anchor.clone(),
                     });
                 }
-                tests.push(TestView {
+                let mut files = Vec::new();
+                let mut replay = None;
+                for artifact in &test.artifacts {
+                    let view = copier.copy(artifact)?;
+                    if artifact.kind == ArtifactKind::Cast {
+                        if let Some(cast) = cast_view(&mut casts, artifact, &view) {
+                            let start = artifact.start_secs.filter(|s| s.is_finite() && *s >= 0.0);
+                            let start = start.unwrap_or(0.0);
+                            if !test.verdict.is_ok() && casts[cast].first_problem.is_none() {
+                                casts[cast].first_problem = Some(start);
+                            }
+                            replay = Some(ReplayView {
+                                player: casts[cast].id.clone(),
+                                start: format!("{start:.3}"),
+                                at: clock(start),
+                            });
+                        }
+                        if view.href.is_some() {
+                            continue;
+                        }
+                    }
+                    files.push(view);
+                }
+                let view = TestView {
                     name: &test.name,
                     profile: test.profile.as_deref(),
                     verdict: test.verdict.as_str(),
                     bad: !test.verdict.is_ok(),
+                    class,
                     duration: test.duration_secs.and_then(human_duration),
                     message: test.message.as_deref(),
                     machine: test.machine.as_deref(),
+                    history: format!("../../{}", history::test_page_path(&test.suite, &test.name)),
                     anchor,
-                    files: copier.copy_all(&test.artifacts)?,
-                });
+                    files,
+                    replay,
+                };
+                let profile = test.profile.as_deref();
+                match groups.iter_mut().find(|g| g.profile == profile) {
+                    Some(group) => group.tests.push(view),
+                    None => groups.push(GroupView {
+                        profile,
+                        tests: vec![view],
+                    }),
+                }
             }
             let suite_counts = suite.counts();
             suites.push(SuiteView {
@@ -390,13 +691,34 @@ impl Dashboard {
                 error: suite.error.as_deref(),
                 source: suite.source.as_ref().map(SourceView::new),
                 files,
-                tests,
+                groups,
             });
         }
+        for cast in &mut casts {
+            cast.start = format!("{:.3}", cast.first_problem.unwrap_or(0.0));
+        }
+        let comparison = report.comparison.as_ref().map(|c| {
+            let baseline = c
+                .baseline
+                .as_ref()
+                .and_then(|b| summaries.iter().find(|s| &s.run_id == b));
+            ComparisonView {
+                baseline: c.baseline.as_ref().map(|b| b.as_str().to_owned()),
+                baseline_href: baseline
+                    .filter(|b| b.has_page)
+                    .map(|b| format!("../{}/index.html", b.run_id)),
+                baseline_kernel: baseline.and_then(|b| b.kernel_release.clone()),
+                new_failures: c.counts.new_failure,
+                fixed: c.counts.fixed,
+                flaky: c.counts.flaky,
+                still_failing: c.counts.still_failing,
+            }
+        });
         let provenance = &report.provenance;
         let context = RunPage {
             site_title: &self.settings.title,
             root: "../../",
+            player: !casts.is_empty(),
             run: RunView {
                 id: report.run_id.as_str(),
                 status: status_text(report.status),
@@ -438,10 +760,146 @@ impl Dashboard {
                     })
                     .collect(),
             },
+            comparison,
             problems,
+            casts,
             suites,
         };
         self.render_template("run.html", &context)
+    }
+}
+
+/// Index rows for `runs`, the `offset`-th onwards of the site's runs.
+fn index_rows<'a>(
+    runs: &'a [RunSummary],
+    offset: usize,
+    root: &str,
+    computed: &[u32],
+) -> Vec<IndexRow<'a>> {
+    runs.iter()
+        .enumerate()
+        .map(|(i, run)| IndexRow::new(run, root, Some(computed[offset + i])))
+        .collect()
+}
+
+/// The recording of `artifact` among `casts` (added when new), or `None`
+/// when it was not copied (then it is only listed as a file).
+fn cast_view(casts: &mut Vec<CastView>, artifact: &Artifact, view: &FileView) -> Option<usize> {
+    let href = view.href.as_ref()?;
+    if let Some(i) = casts.iter().position(|c| &c.href == href) {
+        return Some(i);
+    }
+    let machine = artifact
+        .path
+        .rsplit('/')
+        .next()
+        .unwrap_or(&artifact.path)
+        .trim_end_matches(".cast")
+        .to_owned();
+    casts.push(CastView {
+        id: format!("rec-{}", casts.len()),
+        machine,
+        href: href.clone(),
+        name: artifact.path.clone(),
+        note: view.note.clone(),
+        start: String::new(),
+        first_problem: None,
+    });
+    Some(casts.len() - 1)
+}
+
+/// `1:02:03`, `2:05`, `0:07`: a position in a recording.
+fn clock(secs: f64) -> String {
+    let total = secs.max(0.0) as u64;
+    let (h, m, s) = (total / 3600, total % 3600 / 60, total % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
+/// Reads a run's report and its exact bytes.
+fn read_report(store: &ResultsStore, id: &RunId) -> Result<(RunReport, Vec<u8>), ModelError> {
+    let path = store.report_path(id);
+    let raw = fs::read(&path).map_err(|source| ModelError::Io {
+        action: "read",
+        path: path.clone(),
+        source,
+    })?;
+    // Render from the very bytes that are hashed and copied: the runner may
+    // replace the report at any moment. The store's reader gives the precise
+    // error (a newer schema, a broken file).
+    match serde_json::from_slice::<RunReport>(&raw) {
+        Ok(report) if &report.run_id == id => Ok((report, raw)),
+        _ => store.read_report(id).map(|report| {
+            let raw = serde_json::to_vec_pretty(&report).expect("a report always serializes");
+            (report, raw)
+        }),
+    }
+}
+
+/// A run's summary as last written beside its page, when it is current.
+fn read_summary(run_out: &Path, id: &RunId) -> Option<RunSummary> {
+    let bytes = fs::read(run_out.join(SUMMARY_FILE)).ok()?;
+    serde_json::from_slice::<RunSummary>(&bytes)
+        .ok()
+        .filter(|s| s.format == summary::SUMMARY_FORMAT && &s.run_id == id)
+}
+
+fn write_summary(run_out: &Path, summary: &RunSummary) -> Result<(), PublishError> {
+    fs::create_dir_all(run_out).map_err(PublishError::io("create directory", run_out))?;
+    let json = serde_json::to_vec(summary).expect("a summary always serializes");
+    write_atomic(&run_out.join(SUMMARY_FILE), &json)
+}
+
+/// Removes everything of a run's directory but its summary.
+fn prune_run_dir(run_out: &Path) -> Result<(), PublishError> {
+    let entries = match fs::read_dir(run_out) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(PublishError::io("read directory", run_out)(source)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(PublishError::io("read directory", run_out))?;
+        if entry.file_name() == SUMMARY_FILE {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        removed.map_err(PublishError::io("remove", &path))?;
+    }
+    Ok(())
+}
+
+/// Writes the site's shared pages, skipping those whose content is what the
+/// last render wrote.
+struct SiteWriter<'a> {
+    out_dir: &'a Path,
+    old: &'a BTreeMap<String, String>,
+    new: &'a mut BTreeMap<String, String>,
+    stats: &'a mut RenderStats,
+}
+
+impl SiteWriter<'_> {
+    fn write(&mut self, path: &str, bytes: &[u8]) -> Result<(), PublishError> {
+        let hash = hex(&Sha256::digest(bytes));
+        let file = self.out_dir.join(path);
+        if self.old.get(path) == Some(&hash) && file.is_file() {
+            self.stats.site_files_unchanged += 1;
+        } else {
+            if let Some(parent) = file.parent() {
+                fs::create_dir_all(parent).map_err(PublishError::io("create directory", parent))?;
+            }
+            write_atomic(&file, bytes)?;
+            self.stats.site_files_written += 1;
+        }
+        self.new.insert(path.to_owned(), hash);
+        Ok(())
     }
 }
 
@@ -479,11 +937,45 @@ fn describe_unreadable(error: &ModelError) -> String {
     }
 }
 
-/// Report hashes of the pages in an output directory.
+/// What the last render into an output directory wrote from what.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Manifest {
-    /// Run id -> page key.
-    runs: BTreeMap<String, String>,
+    /// The renderer's fingerprint: another one makes every run page stale.
+    #[serde(default)]
+    fingerprint: String,
+    /// Run id -> its page key and the report's size and time when read.
+    #[serde(default)]
+    runs: BTreeMap<String, ManifestRun>,
+    /// Site-relative path of every other page and file -> hash of its content.
+    #[serde(default)]
+    pages: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ManifestRun {
+    key: String,
+    #[serde(default)]
+    stamp: Option<Stamp>,
+}
+
+/// A file's size and modification time, to tell that it has not changed
+/// without reading it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Stamp {
+    len: u64,
+    mtime_ns: u128,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        let metadata = fs::metadata(path).ok()?;
+        let mtime = metadata.modified().ok()?;
+        let mtime_ns = mtime.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+        Some(Stamp {
+            len: metadata.len(),
+            mtime_ns,
+        })
+    }
 }
 
 impl Manifest {
@@ -509,6 +1001,7 @@ struct ArtifactCopier<'a> {
     source_root: Option<PathBuf>,
     files_out: PathBuf,
     max_bytes: u64,
+    max_cast_bytes: u64,
     /// Destination -> the artifact path copied there, so two artifacts never
     /// overwrite each other and a repeated artifact is copied once.
     done: HashMap<PathBuf, (String, FileView)>,
@@ -520,24 +1013,18 @@ impl<'a> ArtifactCopier<'a> {
         store: &ResultsStore,
         report: &'a RunReport,
         files_out: PathBuf,
-        max_bytes: u64,
+        settings: &DashboardSettings,
         stats: &'a mut RenderStats,
     ) -> Self {
         ArtifactCopier {
             run_id: &report.run_id,
             source_root: fs::canonicalize(store.run_dir(&report.run_id)).ok(),
             files_out,
-            max_bytes,
+            max_bytes: settings.max_artifact_bytes,
+            max_cast_bytes: settings.max_cast_bytes,
             done: HashMap::new(),
             stats,
         }
-    }
-
-    fn copy_all(&mut self, artifacts: &[Artifact]) -> Result<Vec<FileView>, PublishError> {
-        artifacts
-            .iter()
-            .map(|artifact| self.copy(artifact))
-            .collect()
     }
 
     fn copy(&mut self, artifact: &Artifact) -> Result<FileView, PublishError> {
@@ -574,7 +1061,12 @@ impl<'a> ArtifactCopier<'a> {
             append_note(&mut view.note, reason);
             return Ok(view);
         }
-        let left_out = self.copy_file(&checked, &artifact.path)?;
+        let left_out = if artifact.kind == ArtifactKind::Cast && checked.size > self.max_cast_bytes
+        {
+            self.copy_cast_trimmed(&checked, &artifact.path)?
+        } else {
+            self.copy_file(&checked, &artifact.path)?
+        };
         self.stats.artifacts_copied += 1;
         if let Some(left_out) = left_out {
             self.stats.artifacts_trimmed += 1;
@@ -642,7 +1134,12 @@ impl<'a> ArtifactCopier<'a> {
         if let Some(parent) = destination.parent() {
             fs::create_dir_all(parent).map_err(PublishError::io("create directory", parent))?;
         }
-        if checked.size <= self.max_bytes {
+        let limit = if path.ends_with(".cast") {
+            self.max_cast_bytes
+        } else {
+            self.max_bytes
+        };
+        if checked.size <= limit {
             fs::copy(&checked.source, destination)
                 .map_err(PublishError::io("copy", &checked.source))?;
             return Ok(None);
@@ -681,6 +1178,81 @@ impl<'a> ArtifactCopier<'a> {
         })()
         .map_err(write_error)?;
         Ok(Some(left_out))
+    }
+}
+
+impl ArtifactCopier<'_> {
+    /// Copies a recording that is over its limit so that the copy still
+    /// plays: the header, the first and the last events within the limit,
+    /// every marker in between, and an output event saying what was left
+    /// out where it was. Returns the number of bytes left out.
+    fn copy_cast_trimmed(
+        &self,
+        checked: &CheckedArtifact,
+        path: &str,
+    ) -> Result<Option<u64>, PublishError> {
+        let text = fs::read(&checked.source).map_err(PublishError::io("read", &checked.source))?;
+        let text = String::from_utf8_lossy(&text);
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or("");
+        let events: Vec<&str> = lines.collect();
+        let half = (self.max_cast_bytes / 2) as usize;
+        let mut head = 0;
+        let mut used = 0;
+        while head < events.len() && used + events[head].len() < half {
+            used += events[head].len() + 1;
+            head += 1;
+        }
+        let mut tail = events.len();
+        used = 0;
+        while tail > head && used + events[tail - 1].len() < half {
+            used += events[tail - 1].len() + 1;
+            tail -= 1;
+        }
+        let middle = &events[head..tail];
+        let left_out: u64 = middle.iter().map(|l| l.len() as u64 + 1).sum();
+        let mut out = String::with_capacity(self.max_cast_bytes as usize + 1024);
+        out.push_str(header);
+        out.push('\n');
+        for line in &events[..head] {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if !middle.is_empty() {
+            let at = middle
+                .first()
+                .and_then(|l| serde_json::from_str::<(f64, String, String)>(l).ok())
+                .map_or(0.0, |e| e.0);
+            let note = format!(
+                "\r\n[btrfsqa: {} of this recording left out here to keep the site small; \
+                 the full recording is in the results store: {}/{}]\r\n",
+                byte_count(left_out),
+                self.run_id,
+                path
+            );
+            let event = serde_json::to_string(&(at, "o", note)).expect("an event serializes");
+            out.push_str(&event);
+            out.push('\n');
+            // Markers stay: tests that started in the gap still have theirs.
+            for line in middle {
+                if let Ok((_, code, _)) = serde_json::from_str::<(f64, String, String)>(line)
+                    && code == "m"
+                {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        for line in &events[tail..] {
+            out.push_str(line);
+            out.push('\n');
+        }
+        let destination = &checked.destination;
+        if let Some(parent) = destination.parent() {
+            fs::create_dir_all(parent).map_err(PublishError::io("create directory", parent))?;
+        }
+        write_file(destination, out.as_bytes())?;
+        Ok((left_out > 0).then_some(left_out))
     }
 }
 
@@ -890,63 +1462,53 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
 struct IndexPage<'a> {
     site_title: &'a str,
     root: &'a str,
-    verdicts: Vec<&'static str>,
+    player: bool,
+    archive: Option<ArchiveTitle>,
+    total: usize,
+    trend: Option<history::Trend<'a>>,
     runs: Vec<IndexRow<'a>>,
+    pages: Vec<ArchiveLink>,
     unreadable: &'a [String],
 }
 
 #[derive(Serialize)]
-struct IndexRow<'a> {
-    date: String,
-    id: &'a str,
-    href: String,
-    status: &'static str,
-    status_class: &'static str,
-    kernel: Option<&'a str>,
-    machine: Option<String>,
-    counts: Vec<u32>,
-    duration: Option<String>,
+struct ArchiveTitle {
+    title: String,
 }
 
-impl<'a> IndexRow<'a> {
-    fn new(report: &'a RunReport) -> Self {
-        let counts = Counts::of(report.outcomes());
-        let provenance = &report.provenance;
-        let machines: Vec<String> = provenance
-            .machines
-            .iter()
-            .map(|m| match &m.instance_type {
-                Some(kind) => format!("{} ({kind})", m.name),
-                None => m.name.clone(),
-            })
-            .collect();
-        let machine = match (provenance.provider.is_empty(), machines.is_empty()) {
-            (true, true) => None,
-            (false, true) => Some(provenance.provider.clone()),
-            (true, false) => Some(machines.join(", ")),
-            (false, false) => Some(format!("{}: {}", provenance.provider, machines.join(", "))),
-        };
-        IndexRow {
-            date: report.started_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-            id: report.run_id.as_str(),
-            href: format!("runs/{}/index.html", report.run_id),
-            status: status_text(report.status),
-            status_class: status_class(report.status, &counts),
-            kernel: kernel_release(report),
-            machine,
-            counts: Verdict::ALL.iter().map(|&v| counts.get(v)).collect(),
-            duration: report.duration_secs().and_then(human_duration),
-        }
-    }
+#[derive(Serialize)]
+struct ArchiveLink {
+    label: String,
+    href: String,
+    current: bool,
+}
+
+#[derive(Serialize)]
+struct MatrixPage<'a> {
+    site_title: &'a str,
+    root: &'a str,
+    player: bool,
+    matrix: history::Matrix<'a>,
+}
+
+#[derive(Serialize)]
+struct TestPageContext<'a> {
+    site_title: &'a str,
+    root: &'a str,
+    player: bool,
+    page: history::TestPage<'a>,
 }
 
 #[derive(Serialize)]
 struct RunPage<'a> {
     site_title: &'a str,
     root: &'a str,
+    player: bool,
     run: RunView<'a>,
     provenance: ProvenanceView<'a>,
+    comparison: Option<ComparisonView>,
     problems: Vec<Problem<'a>>,
+    casts: Vec<CastView>,
     suites: Vec<SuiteView<'a>>,
 }
 
@@ -975,6 +1537,17 @@ struct Label<'a> {
 struct VerdictCount {
     verdict: &'static str,
     n: u32,
+}
+
+#[derive(Serialize)]
+struct ComparisonView {
+    baseline: Option<String>,
+    baseline_href: Option<String>,
+    baseline_kernel: Option<String>,
+    new_failures: u32,
+    fixed: u32,
+    flaky: u32,
+    still_failing: u32,
 }
 
 #[derive(Serialize)]
@@ -1029,8 +1602,32 @@ struct MachineView<'a> {
 struct Problem<'a> {
     suite: &'a str,
     name: &'a str,
+    profile: Option<&'a str>,
     verdict: &'static str,
+    class: Option<&'a str>,
     anchor: String,
+}
+
+/// One terminal recording on a run page.
+#[derive(Serialize)]
+struct CastView {
+    /// The player's element id (`rec-0`).
+    id: String,
+    machine: String,
+    href: String,
+    name: String,
+    note: Option<String>,
+    /// Where the player opens: the first failing test, else the start.
+    start: String,
+    #[serde(skip)]
+    first_problem: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct ReplayView {
+    player: String,
+    start: String,
+    at: String,
 }
 
 #[derive(Serialize)]
@@ -1043,6 +1640,13 @@ struct SuiteView<'a> {
     error: Option<&'a str>,
     source: Option<SourceView<'a>>,
     files: Vec<FileView>,
+    groups: Vec<GroupView<'a>>,
+}
+
+/// The tests of a suite that ran under one profile.
+#[derive(Serialize)]
+struct GroupView<'a> {
+    profile: Option<&'a str>,
     tests: Vec<TestView<'a>>,
 }
 
@@ -1052,11 +1656,15 @@ struct TestView<'a> {
     profile: Option<&'a str>,
     verdict: &'static str,
     bad: bool,
+    class: Option<&'a str>,
     duration: Option<String>,
     message: Option<&'a str>,
     machine: Option<&'a str>,
+    /// The test's history page.
+    history: String,
     anchor: String,
     files: Vec<FileView>,
+    replay: Option<ReplayView>,
 }
 
 #[derive(Serialize, Clone)]

@@ -1,5 +1,5 @@
 //! Exports of a run for other tools: JUnit XML (CI systems, test-result
-//! viewers) and JSON (the report itself).
+//! viewers), KCIDB JSON (the kernel CI database) and JSON (the report itself).
 //!
 //! Pure functions from a [`RunReport`] to text; no I/O.
 //!
@@ -65,6 +65,187 @@ pub fn junit(report: &RunReport) -> String {
     }
     out.push_str("</testsuites>\n");
     out
+}
+
+/// The KCIDB schema version [`kcidb`] writes.
+pub const KCIDB_VERSION: (u32, u32) = (4, 3);
+
+/// The KCIDB origin of everything btrfsqa submits.
+pub const KCIDB_ORIGIN: &str = "btrfsqa";
+
+/// The run as KCIDB v4 JSON (field names of the KCIDB I/O schema 4.3): one
+/// checkout (the kernel source, id `btrfsqa:<run-id>`), one build (the
+/// kernel that ran, `btrfsqa:<run-id>:build`) and one test per outcome
+/// (`btrfsqa:<run-id>:<suite>:<test>[:<profile>]`, path
+/// `btrfsqa.<suite>.<test>` with `/` turned into `.` and anything else the
+/// schema does not allow into `_`).
+///
+/// Statuses: pass `PASS`, fail, hung and crashed `FAIL` (the kernel did not
+/// survive the test), skip `SKIP`, error `ERROR`, interrupted `MISS` (the
+/// harness stopped it); the btrfsqa verdict stays in `misc.verdict`. With
+/// `files_url` (the absolute URL of the run's `files/` directory on the
+/// published site), artifacts become `log_url` and `output_files`.
+///
+/// ```
+/// use btrfsqa_model::{Provenance, RunId, RunReport, SuiteReport, TestOutcome, Verdict};
+///
+/// let started = "2026-11-24T10:15:00Z".parse().unwrap();
+/// let mut report = RunReport::start(RunId::parse("r1").unwrap(), started, Provenance::default());
+/// let mut suite = SuiteReport::new("xfstests");
+/// suite.tests.push(TestOutcome::new("xfstests", "btrfs/011", Verdict::Fail));
+/// report.suites.push(suite);
+/// let json: serde_json::Value = serde_json::from_str(&btrfsqa_publish::export::kcidb(&report, None)).unwrap();
+/// assert_eq!(json["tests"][0]["path"], "btrfsqa.xfstests.btrfs.011");
+/// assert_eq!(json["tests"][0]["status"], "FAIL");
+/// ```
+pub fn kcidb(report: &RunReport, files_url: Option<&str>) -> String {
+    use serde_json::{Map, Value, json};
+    let run = report.run_id.as_str();
+    let checkout_id = format!("{KCIDB_ORIGIN}:{run}");
+    let build_id = format!("{KCIDB_ORIGIN}:{run}:build");
+    let time =
+        |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let kernel = &report.provenance.kernel;
+    let mut checkout = Map::new();
+    checkout.insert("id".into(), json!(checkout_id));
+    checkout.insert("origin".into(), json!(KCIDB_ORIGIN));
+    checkout.insert("start_time".into(), json!(time(report.started_at)));
+    checkout.insert("valid".into(), json!(true));
+    if let Some(source) = &kernel.source {
+        if source.url.starts_with("https://") || source.url.starts_with("git://") {
+            checkout.insert(
+                "git_repository_url".into(),
+                json!(crate::git::redact_url(&source.url)),
+            );
+        }
+        if let Some(commit) = source.commit.as_deref().filter(|c| is_commit_hash(c)) {
+            checkout.insert("git_commit_hash".into(), json!(commit));
+        }
+        if let Some(branch) = &source.git_ref {
+            checkout.insert("git_repository_branch".into(), json!(branch));
+        }
+    }
+    if let Some(release) = &kernel.release {
+        checkout.insert("comment".into(), json!(format!("kernel {release}")));
+    }
+    let mut build = Map::new();
+    build.insert("id".into(), json!(build_id));
+    build.insert("origin".into(), json!(KCIDB_ORIGIN));
+    build.insert("checkout_id".into(), json!(checkout_id));
+    build.insert("start_time".into(), json!(time(report.started_at)));
+    // The kernel booted and ran tests: the build is good, whoever built it.
+    build.insert("valid".into(), json!(report.outcomes().next().is_some()));
+    let mut build_misc = Map::new();
+    if let Some(release) = &kernel.release {
+        build_misc.insert("kernel_release".into(), json!(release));
+    }
+    build_misc.insert("provider".into(), json!(report.provenance.provider));
+    build.insert("misc".into(), Value::Object(build_misc));
+
+    let mut tests = Vec::new();
+    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    for suite in &report.suites {
+        for test in &suite.tests {
+            let mut id = format!("{KCIDB_ORIGIN}:{run}:{}:{}", suite.id, test.name);
+            if let Some(profile) = &test.profile {
+                id.push(':');
+                id.push_str(profile);
+            }
+            let n = seen.entry(id.clone()).or_insert(0);
+            *n += 1;
+            if *n > 1 {
+                id.push_str(&format!(":{n}"));
+            }
+            let mut entry = Map::new();
+            entry.insert("id".into(), json!(id));
+            entry.insert("origin".into(), json!(KCIDB_ORIGIN));
+            entry.insert("build_id".into(), json!(build_id));
+            entry.insert("path".into(), json!(kcidb_path(&suite.id, &test.name)));
+            entry.insert("status".into(), json!(kcidb_status(test.verdict)));
+            if let Some(started) = test.started_at {
+                entry.insert("start_time".into(), json!(time(started)));
+            }
+            if let Some(duration) = test.duration_secs.filter(|d| d.is_finite() && *d >= 0.0) {
+                entry.insert("duration".into(), json!(duration));
+            }
+            if let Some(message) = &test.message {
+                entry.insert(
+                    "log_excerpt".into(),
+                    json!(message.chars().take(16384).collect::<String>()),
+                );
+            }
+            if let Some(base) = files_url {
+                let base = base.trim_end_matches('/');
+                let files: Vec<Value> = test
+                    .artifacts
+                    .iter()
+                    .filter(|a| !a.path.starts_with('/') && !a.path.split('/').any(|c| c == ".."))
+                    .map(|a| {
+                        let name = a.path.rsplit('/').next().unwrap_or(&a.path);
+                        json!({"name": name, "url": format!("{base}/{}", a.path)})
+                    })
+                    .collect();
+                if !files.is_empty() {
+                    entry.insert("output_files".into(), Value::Array(files));
+                }
+            }
+            let mut environment = Map::new();
+            if let Some(machine) = &test.machine {
+                environment.insert("comment".into(), json!(machine));
+            }
+            if !environment.is_empty() {
+                entry.insert("environment".into(), Value::Object(environment));
+            }
+            let mut misc = Map::new();
+            misc.insert("verdict".into(), json!(test.verdict.as_str()));
+            misc.insert("suite".into(), json!(suite.id));
+            misc.insert("test".into(), json!(test.name));
+            if let Some(profile) = &test.profile {
+                misc.insert("profile".into(), json!(profile));
+            }
+            entry.insert("misc".into(), Value::Object(misc));
+            tests.push(Value::Object(entry));
+        }
+    }
+    let document = json!({
+        "version": {"major": KCIDB_VERSION.0, "minor": KCIDB_VERSION.1},
+        "checkouts": [Value::Object(checkout)],
+        "builds": [Value::Object(build)],
+        "tests": tests,
+    });
+    serde_json::to_string_pretty(&document).expect("a KCIDB document always serializes")
+}
+
+/// `btrfsqa.<suite>.<test>`: dot-separated, only `[.a-zA-Z0-9_-]`.
+fn kcidb_path(suite: &str, test: &str) -> String {
+    let clean = |text: &str| -> String {
+        text.chars()
+            .map(|c| match c {
+                '/' => '.',
+                c if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') => c,
+                _ => '_',
+            })
+            .collect::<String>()
+            .split('.')
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    format!("{KCIDB_ORIGIN}.{}.{}", clean(suite), clean(test))
+}
+
+fn kcidb_status(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Pass => "PASS",
+        Verdict::Fail | Verdict::Hung | Verdict::Crashed => "FAIL",
+        Verdict::Skip => "SKIP",
+        Verdict::Error => "ERROR",
+        Verdict::Interrupted => "MISS",
+    }
+}
+
+fn is_commit_hash(text: &str) -> bool {
+    (40..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The run as pretty-printed JSON: exactly the `report.json` schema.
@@ -256,6 +437,65 @@ mod tests {
         assert_eq!(attr("a\"<b>&'\n"), "a&quot;&lt;b&gt;&amp;&apos;&#10;");
         assert_eq!(text("\u{1b}[31mred\u{0}"), "\u{FFFD}[31mred\u{FFFD}");
         assert_eq!(text("]]>"), "]]&gt;");
+    }
+
+    #[test]
+    fn kcidb_follows_the_v4_schema_names() {
+        let mut report = report();
+        report.provenance.kernel.source = Some(btrfsqa_model::SourceInfo {
+            name: "kernel".into(),
+            url: "https://git.kernel.org/pub/scm/linux/kernel/git/kdave/linux.git".into(),
+            git_ref: Some("for-next".into()),
+            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        });
+        report.suites[0].tests[1].profile = Some("compress=zstd".into());
+        report.suites[0].tests[1].artifacts = vec![btrfsqa_model::Artifact::new(
+            btrfsqa_model::ArtifactKind::OutBad,
+            "xfstests/btrfs/002.out.bad",
+        )];
+        let json: serde_json::Value =
+            serde_json::from_str(&kcidb(&report, Some("https://qa.example/runs/r/files/")))
+                .unwrap();
+        assert_eq!(json["version"]["major"], 4);
+        let checkout = &json["checkouts"][0];
+        assert_eq!(checkout["id"], "btrfsqa:20261124-101500-ab12");
+        assert_eq!(checkout["origin"], "btrfsqa");
+        assert_eq!(
+            checkout["git_commit_hash"],
+            "0123456789abcdef0123456789abcdef01234567"
+        );
+        assert_eq!(checkout["git_repository_branch"], "for-next");
+        let build = &json["builds"][0];
+        assert_eq!(build["checkout_id"], checkout["id"]);
+        assert_eq!(build["id"], "btrfsqa:20261124-101500-ab12:build");
+        let tests = json["tests"].as_array().unwrap();
+        let statuses: Vec<&str> = tests
+            .iter()
+            .map(|t| t["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["PASS", "FAIL", "SKIP", "FAIL"]);
+        assert_eq!(tests[1]["path"], "btrfsqa.xfstests.btrfs.002");
+        assert_eq!(
+            tests[1]["id"],
+            "btrfsqa:20261124-101500-ab12:xfstests:btrfs/002:compress=zstd"
+        );
+        assert_eq!(tests[1]["build_id"], build["id"]);
+        assert_eq!(tests[1]["misc"]["profile"], "compress=zstd");
+        assert_eq!(
+            tests[1]["output_files"][0]["url"],
+            "https://qa.example/runs/r/files/xfstests/btrfs/002.out.bad"
+        );
+        assert_eq!(tests[3]["misc"]["verdict"], "hung");
+        for test in tests {
+            let path = test["path"].as_str().unwrap();
+            assert!(
+                path.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+                "{path}"
+            );
+            assert!(test["id"].as_str().unwrap().starts_with("btrfsqa:"));
+        }
+        assert_eq!(kcidb_path("s", "a/../b c"), "btrfsqa.s.a.b_c");
     }
 
     #[test]

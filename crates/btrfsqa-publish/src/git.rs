@@ -22,6 +22,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 
 use btrfsqa_model::{Counts, ResultsStore, RunId, RunReport};
+
+use crate::dashboard::{RunSummary, SUMMARY_FILE};
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
@@ -30,7 +32,10 @@ use crate::dashboard::{DashboardSettings, TMP_SUFFIX};
 use crate::{Dashboard, PublishError, Published, Publisher};
 
 /// The site files at the root of the tree, rewritten on every publish.
-const ROOT_FILES: &[&str] = &["index.html", "style.css", ".nojekyll"];
+const ROOT_FILES: &[&str] = &["index.html", "matrix.html", "style.css", ".nojekyll"];
+
+/// The directories built from the whole history, replaced on every publish.
+const HISTORY_DIRS: &[&str] = &["archive", "tests", "assets"];
 
 /// Resolved settings of a [`GitPublisher`].
 #[derive(Clone, PartialEq, Eq)]
@@ -135,7 +140,7 @@ impl GitPublisher {
                 None => None,
             };
             let published = match tip_tree {
-                Some(tree) => published_reports(&mirror, tree, &target.shown)?,
+                Some(tree) => published_summaries(&mirror, tree, &target.shown)?,
                 None => Vec::new(),
             };
             let stats = self.dashboard.render_site(store, &staging, &published)?;
@@ -477,14 +482,15 @@ fn commit_tree(
         .map_err(fail)
 }
 
-/// Reports of the runs already on the site (`runs/<id>/report.json` in the
-/// tip's tree), so the index lists runs that other controllers published.
-/// A report that does not parse is left out of the index with a warning.
-fn published_reports(
+/// Summaries of the runs already on the site (`runs/<id>/summary.json`
+/// in the tip's tree, or the report of a site written before summaries
+/// existed), so the index and the histories list runs that other
+/// controllers published. One that does not parse is left out with a warning.
+fn published_summaries(
     repo: &gix::Repository,
     tree: ObjectId,
     shown: &str,
-) -> Result<Vec<RunReport>, PublishError> {
+) -> Result<Vec<RunSummary>, PublishError> {
     let fail = PublishError::git::<gix::Error>;
     let tree = repo
         .find_tree(tree)
@@ -501,7 +507,7 @@ fn published_reports(
     let runs = repo
         .find_tree(runs.object_id())
         .map_err(fail("read the published site", shown))?;
-    let mut reports = Vec::new();
+    let mut summaries = Vec::new();
     for entry in runs.iter() {
         let entry = entry.map_err(fail("read the published site", shown))?;
         if !entry.mode().is_tree() {
@@ -510,23 +516,40 @@ fn published_reports(
         let run_tree = repo
             .find_tree(entry.object_id())
             .map_err(fail("read the published site", shown))?;
-        let Some(report) = run_tree
-            .lookup_entry_by_path("report.json")
-            .map_err(fail("read the published site", shown))?
-        else {
-            continue;
+        let blob_of = |name: &str| -> Result<Option<Vec<u8>>, PublishError> {
+            let Some(file) = run_tree
+                .lookup_entry_by_path(name)
+                .map_err(fail("read the published site", shown))?
+            else {
+                return Ok(None);
+            };
+            let blob = file
+                .object()
+                .map_err(fail("read the published site", shown))?;
+            Ok(Some(blob.data.clone()))
         };
-        let blob = report
-            .object()
-            .map_err(fail("read the published site", shown))?;
-        match serde_json::from_slice::<RunReport>(&blob.data) {
-            Ok(report) => reports.push(report),
-            Err(error) => {
-                tracing::warn!(run = %entry.filename(), %error, "a published report does not parse; it is left out of the index");
-            }
-        }
+        let summary = match blob_of(SUMMARY_FILE)? {
+            Some(bytes) => serde_json::from_slice::<RunSummary>(&bytes)
+                .ok()
+                .filter(|s| s.format == crate::dashboard::SUMMARY_FORMAT),
+            None => None,
+        };
+        let summary = match summary {
+            Some(summary) => Some(summary),
+            None => match blob_of("report.json")? {
+                Some(bytes) => match serde_json::from_slice::<RunReport>(&bytes) {
+                    Ok(report) => Some(RunSummary::of(&report)),
+                    Err(error) => {
+                        tracing::warn!(run = %entry.filename(), %error, "a published report does not parse; it is left out of the index");
+                        None
+                    }
+                },
+                None => None,
+            },
+        };
+        summaries.extend(summary);
     }
-    Ok(reports)
+    Ok(summaries)
 }
 
 /// The new site tree: the tip's tree with the root files and the runs of
@@ -548,6 +571,30 @@ fn build_tree(
     let mut editor = base.edit().map_err(fail("edit the site tree", shown))?;
     for name in ROOT_FILES {
         upsert_file(repo, &mut editor, name, &staging.join(name), shown)?;
+    }
+    for dir in HISTORY_DIRS {
+        editor
+            .remove(*dir)
+            .map_err(fail("edit the site tree", shown))?;
+        let path = staging.join(dir);
+        if path.is_dir() {
+            add_dir(repo, &mut editor, dir, &path, shown)?;
+        }
+    }
+    // Runs beyond the retention setting keep only their summary.
+    for run in &stats.pruned {
+        let rel = format!("runs/{run}");
+        editor
+            .remove(rel.as_str())
+            .map_err(fail("edit the site tree", shown))?;
+        let summary = staging.join("runs").join(run.as_str()).join(SUMMARY_FILE);
+        upsert_file(
+            repo,
+            &mut editor,
+            &format!("{rel}/{SUMMARY_FILE}"),
+            &summary,
+            shown,
+        )?;
     }
     let skipped: BTreeSet<&RunId> = stats.skipped.iter().collect();
     for run in stats.written.iter().chain(&stats.skipped) {

@@ -81,9 +81,11 @@ fn fixed_report() -> RunReport {
     xfstests
         .artifacts
         .push(Artifact::new(ArtifactKind::Log, "xfstests/check.log"));
-    xfstests
-        .tests
-        .push(outcome("xfstests", "btrfs/001", Verdict::Pass, 3.2));
+    let mut first = outcome("xfstests", "btrfs/001", Verdict::Pass, 3.2);
+    first
+        .artifacts
+        .push(Artifact::new(ArtifactKind::Cast, "casts/qemu-0.cast").starting_at(1.0));
+    xfstests.tests.push(first);
     let mut failed = outcome("xfstests", "btrfs/011", Verdict::Fail, 142.0).with_message(
         "- output mismatch (see btrfs/011.out.bad)\n+ERROR: scrub failed: Input/output error",
     );
@@ -93,6 +95,7 @@ fn fixed_report() -> RunReport {
         Artifact::new(ArtifactKind::Full, "xfstests/btrfs/011.full"),
         Artifact::new(ArtifactKind::OutBad, "xfstests/btrfs/011.out.bad"),
         Artifact::new(ArtifactKind::Dmesg, "xfstests/btrfs/011.dmesg"),
+        Artifact::new(ArtifactKind::Cast, "casts/qemu-0.cast").starting_at(12.5),
     ];
     xfstests.tests.push(failed);
     xfstests.tests.push(
@@ -161,9 +164,26 @@ fn fixed_store(dir: &Path) -> ResultsStore {
         "xfstests/btrfs/011.out.bad",
         b"QA output created by 011\n+ERROR\n",
     );
+    write_artifact(&store, RUN, "casts/qemu-0.cast", CAST.as_bytes());
     // 011.dmesg is missing on purpose: the page says so instead of linking.
     store
 }
+
+/// A recording with a marker at each test.
+const CAST: &str = concat!(
+    r#"{"version":2,"width":80,"height":24,"timestamp":1790000000,"title":"qemu-0"}"#,
+    "\n",
+    r#"[0.5,"o","$ ./check btrfs/001 btrfs/011\r\n"]"#,
+    "\n",
+    r#"[1.0,"m","xfstests: btrfs/001"]"#,
+    "\n",
+    r#"[4.2,"o","btrfs/001 3s\r\n"]"#,
+    "\n",
+    r#"[12.5,"m","xfstests: btrfs/011"]"#,
+    "\n",
+    r#"[150.0,"o","btrfs/011 - output mismatch (see btrfs/011.out.bad)\r\n"]"#,
+    "\n",
+);
 
 fn read(path: impl AsRef<Path>) -> String {
     fs::read_to_string(path).unwrap()
@@ -173,9 +193,48 @@ fn read(path: impl AsRef<Path>) -> String {
 /// templates write: nothing from the data became markup.
 fn assert_only_template_markup(html: &str) {
     const TAGS: &[&str] = &[
-        "!DOCTYPE", "html", "head", "meta", "title", "link", "body", "header", "footer", "main",
-        "h1", "h2", "h3", "p", "a", "dl", "dt", "dd", "pre", "ul", "li", "code", "span", "div",
-        "table", "thead", "tbody", "tr", "th", "td", "br",
+        "!DOCTYPE",
+        "html",
+        "head",
+        "meta",
+        "title",
+        "link",
+        "body",
+        "header",
+        "footer",
+        "main",
+        "h1",
+        "h2",
+        "h3",
+        "p",
+        "a",
+        "dl",
+        "dt",
+        "dd",
+        "pre",
+        "ul",
+        "li",
+        "code",
+        "span",
+        "div",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "br",
+        "nav",
+        "section",
+        "figure",
+        "figcaption",
+        "svg",
+        "line",
+        "polyline",
+        "circle",
+        "rect",
+        "strong",
+        "script",
     ];
     const ATTRIBUTES: &[&str] = &[
         "lang",
@@ -189,12 +248,41 @@ fn assert_only_template_markup(html: &str) {
         "id",
         "data-label",
         "html",
+        "viewBox",
+        "width",
+        "height",
+        "role",
+        "aria-label",
+        "x",
+        "y",
+        "x1",
+        "x2",
+        "y1",
+        "y2",
+        "cx",
+        "cy",
+        "r",
+        "points",
+        "title",
+        "colspan",
+        "xmlns",
+        "data-src",
+        "data-start",
+        "data-player",
+        "src",
     ];
     let mut rest = html;
     while let Some(start) = rest.find('<') {
         let end = rest[start..].find('>').expect("unclosed tag") + start;
         let tag = &rest[start + 1..end];
         let tag = tag.strip_prefix('/').unwrap_or(tag);
+        if tag.starts_with("script ") {
+            assert!(
+                tag.ends_with("assets/asciinema-player/asciinema-player.min.js\"")
+                    || tag.ends_with("assets/btrfsqa-player.js\""),
+                "unexpected script <{tag}>"
+            );
+        }
         let mut parts = tag.splitn(2, char::is_whitespace);
         let name = parts.next().unwrap();
         assert!(
@@ -251,23 +339,35 @@ fn percent_decode(text: &str) -> String {
 /// Every relative link of every page of the site leads to a file of the
 /// site, and none is absolute or leaves the site.
 fn assert_links_resolve(site: &Path) {
-    let mut pages = vec![site.join("index.html")];
-    for entry in fs::read_dir(site.join("runs")).unwrap() {
-        pages.push(entry.unwrap().path().join("index.html"));
+    let mut pages = Vec::new();
+    let mut stack = vec![site.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if !path.ends_with("files") {
+                    stack.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "html") {
+                pages.push(path);
+            }
+        }
     }
+    assert!(pages.len() > 2);
     for page in pages {
         let html = read(&page);
         assert_only_template_markup(&html);
-        for href in hrefs(&html) {
+        for href in hrefs(&html).into_iter().chain(srcs(&html)) {
             if href.starts_with('#') {
                 continue;
             }
+            let href = href.split('#').next().unwrap();
             assert!(
                 !href.contains(':') && !href.starts_with('/'),
                 "absolute link `{href}` in {}",
                 page.display()
             );
-            let target = page.parent().unwrap().join(percent_decode(&href));
+            let target = page.parent().unwrap().join(percent_decode(href));
             let target = fs::canonicalize(&target)
                 .unwrap_or_else(|_| panic!("`{href}` in {} is broken", page.display()));
             assert!(
@@ -278,6 +378,14 @@ fn assert_links_resolve(site: &Path) {
     }
 }
 
+/// Every `src` and `data-src` of `page`, unescaped.
+fn srcs(page: &str) -> Vec<String> {
+    page.split("src=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].replace("&#x2f;", "/"))
+        .collect()
+}
+
 #[test]
 fn index_and_run_page_snapshots() {
     let store_dir = tempfile::tempdir().unwrap();
@@ -285,7 +393,7 @@ fn index_and_run_page_snapshots() {
     let store = fixed_store(store_dir.path());
     let stats = Dashboard::new().render(&store, site.path()).unwrap();
     assert_eq!(stats.written.len(), 2);
-    assert_eq!(stats.artifacts_copied, 3);
+    assert_eq!(stats.artifacts_copied, 4);
     assert_eq!(
         stats.artifacts_refused,
         [format!(
@@ -294,8 +402,9 @@ fn index_and_run_page_snapshots() {
     );
 
     let index = read(site.path().join("index.html"));
+    let table = &index[index.find("<table").unwrap()..];
     assert!(
-        index.find(RUN).unwrap() < index.find(OLDER_RUN).unwrap(),
+        table.find(RUN).unwrap() < table.find(OLDER_RUN).unwrap(),
         "newest first"
     );
     insta::assert_snapshot!("index", index);
@@ -307,6 +416,28 @@ fn index_and_run_page_snapshots() {
         read(store.report_path(&RunId::parse(RUN).unwrap()))
     );
     assert!(read(run_dir.join("junit.xml")).contains("<testsuite name=\"xfstests\""));
+    assert!(read(run_dir.join("kcidb.json")).contains("\"btrfsqa.xfstests.btrfs.011\""));
+    insta::assert_snapshot!(
+        "test_page",
+        read(
+            site.path()
+                .join(history::test_page_path("xfstests", "btrfs/011"))
+        )
+    );
+    insta::assert_snapshot!("matrix", read(site.path().join("matrix.html")));
+    // The recording is embedded, opening at the first failing test, and
+    // each test's replay link opens it where the test starts.
+    let page = read(run_dir.join("index.html"));
+    assert!(page.contains(r#"<section class="cast-player" id="rec-0" data-src="files&#x2f;casts&#x2f;qemu-0.cast" data-start="12.500">"#), "{page}");
+    assert!(page.contains(r#"data-player="rec-0" data-start="12.500">▶ replay from 0:12</a>"#));
+    assert!(page.contains("script-src 'self' 'wasm-unsafe-eval'"));
+    assert_eq!(read(run_dir.join("files/casts/qemu-0.cast")), CAST);
+    assert!(
+        site.path()
+            .join("assets/asciinema-player/asciinema-player.min.js")
+            .is_file()
+    );
+    assert!(read(site.path().join("index.html")).contains("script-src 'none'"));
     assert_eq!(
         read(run_dir.join("files/xfstests/btrfs/011.full")),
         "scrub started\n"
@@ -382,7 +513,13 @@ fn hostile_strings_are_escaped_and_paths_outside_the_run_are_not_copied() {
     ] {
         let html = read(&page);
         assert_only_template_markup(&html);
-        for raw in ["<script", "<img", "<svg", "<b>", "javascript:alert(1)//<"] {
+        for raw in [
+            "<script>",
+            "<img",
+            "<svg onload",
+            "<b>",
+            "javascript:alert(1)//<",
+        ] {
             assert!(
                 !html.contains(raw),
                 "`{raw}` emitted unescaped in {}",
@@ -437,7 +574,7 @@ fn hostile_strings_are_escaped_and_paths_outside_the_run_are_not_copied() {
     let hostile: Vec<_> = stats
         .artifacts_refused
         .iter()
-        .filter(|l| !l.contains(": xfstests/"))
+        .filter(|l| !l.contains(": xfstests/") && !l.contains(": casts/"))
         .collect();
     assert_eq!(hostile.len(), 7, "{:#?}", stats.artifacts_refused);
     assert!(run_page.contains("the path leads outside the run directory"));
@@ -501,12 +638,14 @@ fn unchanged_run_pages_are_skipped() {
     let older = RunId::parse(OLDER_RUN).unwrap();
 
     let first = dashboard.render(&store, site.path()).unwrap();
-    assert_eq!((first.pages_written(), first.pages_skipped()), (3, 0));
+    assert_eq!((first.written.len(), first.pages_skipped()), (2, 0));
+    assert!(first.site_files_written > 5);
 
     let second = dashboard.render(&store, site.path()).unwrap();
     assert_eq!(second.written, Vec::<RunId>::new());
-    assert_eq!(second.skipped, [older.clone(), run.clone()]);
-    assert_eq!(second.pages_written(), 1, "the index is always written");
+    assert_eq!(second.skipped, [run.clone(), older.clone()]);
+    assert_eq!(second.pages_written(), 0, "nothing changed");
+    assert_eq!(second.site_files_unchanged, first.site_files_written);
     assert_eq!(second.artifacts_copied, 0);
 
     let mut report = store.read_report(&older).unwrap();
@@ -516,7 +655,7 @@ fn unchanged_run_pages_are_skipped() {
     let third = dashboard.render(&store, site.path()).unwrap();
     assert_eq!(
         third.written,
-        [older.clone(), run.clone()],
+        [run.clone(), older.clone()],
         "changed report, and a missing page"
     );
     assert!(read(site.path().join("runs").join(OLDER_RUN).join("index.html")).contains("re-run"));
@@ -564,7 +703,14 @@ fn published_runs_are_listed_but_not_rendered() {
     let store = ResultsStore::new(store_dir.path());
     store.write_report(&older_report()).unwrap();
     let stats = Dashboard::new()
-        .render_site(&store, site.path(), &[fixed_report(), older_report()])
+        .render_site(
+            &store,
+            site.path(),
+            &[
+                RunSummary::of(&fixed_report()),
+                RunSummary::of(&older_report()),
+            ],
+        )
         .unwrap();
     assert_eq!(stats.kept, [RunId::parse(RUN).unwrap()]);
     assert_eq!(stats.written, [RunId::parse(OLDER_RUN).unwrap()]);

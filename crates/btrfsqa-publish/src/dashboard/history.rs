@@ -1,0 +1,674 @@
+//! The pages built from the history of runs: the index and its archive
+//! pages, the pass-rate trend chart, one page per test and the
+//! tests-by-runs matrix.
+//!
+//! Pure: [`RunSummary`]s in, template contexts out. The chart is SVG drawn
+//! here from numbers (nothing from a run becomes markup but escaped text).
+
+use std::collections::{BTreeMap, HashMap};
+
+use btrfsqa_model::{Verdict, safe_file_name};
+use serde::Serialize;
+
+use super::summary::{RunSummary, TestEntry, is_failing};
+use super::{human_duration, status_class, status_text};
+
+/// Runs on the index page; older runs are on archive pages of this many.
+pub(crate) const INDEX_RUNS: usize = 100;
+/// Runs (columns) in the matrix.
+pub(crate) const MATRIX_RUNS: usize = 30;
+/// Runs of a test shown on its page.
+pub(crate) const TEST_HISTORY_RUNS: usize = 100;
+/// Flips between pass and fail within the matrix window that make a test flaky.
+const FLAKY_FLIPS: usize = 2;
+
+/// The path of a test's page, relative to the site root:
+/// `tests/<suite>/<name>.html`, each `/`-separated part of the name a
+/// directory (`tests/xfstests/btrfs/011.html`), every part made a safe
+/// file name.
+pub(crate) fn test_page_path(suite: &str, name: &str) -> String {
+    let mut parts: Vec<String> = name
+        .split('/')
+        .filter(|part| !part.is_empty())
+        .map(safe_file_name)
+        .collect();
+    if parts.is_empty() {
+        parts.push(safe_file_name(name));
+    }
+    format!("tests/{}/{}.html", safe_file_name(suite), parts.join("/"))
+}
+
+/// The relative way up from a page at `path` to the site root.
+pub(crate) fn root_of(path: &str) -> String {
+    "../".repeat(path.matches('/').count())
+}
+
+/// One row of the index or an archive page.
+#[derive(Serialize)]
+pub(crate) struct IndexRow<'a> {
+    date: String,
+    id: &'a str,
+    /// Absent when the run's page was dropped by retention.
+    href: Option<String>,
+    status: &'static str,
+    status_class: &'static str,
+    kernel: Option<&'a str>,
+    kernel_commit: Option<String>,
+    kernel_ref: Option<&'a str>,
+    machine: Option<String>,
+    profiles: Option<String>,
+    pass: u32,
+    fail: u32,
+    skip: u32,
+    other: u32,
+    new_failures: Option<u32>,
+    duration: Option<String>,
+    cost: Option<String>,
+}
+
+impl<'a> IndexRow<'a> {
+    /// A row for `run`, with links relative to a page `root` below the site root.
+    pub fn new(run: &'a RunSummary, root: &str, new_failures: Option<u32>) -> Self {
+        let counts = &run.counts;
+        let machine = match (run.provider.is_empty(), run.machines.is_empty()) {
+            (true, true) => None,
+            (false, true) => Some(run.provider.clone()),
+            (true, false) => Some(run.machines.join(", ")),
+            (false, false) => Some(format!("{}: {}", run.provider, run.machines.join(", "))),
+        };
+        IndexRow {
+            date: run.started_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            id: run.run_id.as_str(),
+            href: run
+                .has_page
+                .then(|| format!("{root}runs/{}/index.html", run.run_id)),
+            status: status_text(run.status),
+            status_class: status_class(run.status, counts),
+            kernel: run.kernel_release.as_deref(),
+            kernel_commit: run
+                .kernel_commit
+                .as_ref()
+                .map(|c| c.chars().take(12).collect()),
+            kernel_ref: run.kernel_ref.as_deref(),
+            machine,
+            profiles: (!run.profiles.is_empty()).then(|| run.profiles.join(", ")),
+            pass: counts.pass,
+            fail: counts.fail,
+            skip: counts.skip,
+            other: counts.bad() - counts.fail,
+            new_failures: run.new_failures.or(new_failures),
+            duration: run.duration_secs().and_then(human_duration),
+            cost: run.cost_usd.map(|usd| format!("${usd:.2}")),
+        }
+    }
+}
+
+/// Which test, as the history pages group them: suite and name (a page
+/// per test shows all its profiles).
+type PageKey<'a> = (&'a str, &'a str);
+
+/// The history of every test over `runs` (newest first): per test, its
+/// entries newest first, at most [`TEST_HISTORY_RUNS`] runs.
+pub(crate) fn test_histories(
+    runs: &[RunSummary],
+) -> BTreeMap<PageKey<'_>, Vec<(usize, &TestEntry)>> {
+    let mut histories: BTreeMap<PageKey<'_>, Vec<(usize, &TestEntry)>> = BTreeMap::new();
+    let mut runs_seen: HashMap<PageKey<'_>, (usize, usize)> = HashMap::new();
+    for (i, run) in runs.iter().enumerate() {
+        for test in &run.tests {
+            let key = (test.suite.as_str(), test.name.as_str());
+            let seen = runs_seen.entry(key).or_insert((usize::MAX, 0));
+            if seen.0 != i {
+                *seen = (i, seen.1 + 1);
+            }
+            if seen.1 <= TEST_HISTORY_RUNS {
+                histories.entry(key).or_default().push((i, test));
+            }
+        }
+    }
+    histories
+}
+
+/// New failures of each run by the dashboard's own reckoning (for runs the
+/// runner did not compare): tests failing in the run that passed the last
+/// time the same test (suite, profile, name) ran before it.
+pub(crate) fn new_failures(runs: &[RunSummary]) -> Vec<u32> {
+    let mut counts = vec![0; runs.len()];
+    let mut last: HashMap<(&str, Option<&str>, &str), Verdict> = HashMap::new();
+    for (i, run) in runs.iter().enumerate().rev() {
+        for test in &run.tests {
+            let key = (
+                test.suite.as_str(),
+                test.profile.as_deref(),
+                test.name.as_str(),
+            );
+            if is_failing(test.verdict) && last.get(&key) == Some(&Verdict::Pass) {
+                counts[i] += 1;
+            }
+            if test.verdict == Verdict::Pass || is_failing(test.verdict) {
+                last.insert(key, test.verdict);
+            }
+        }
+    }
+    counts
+}
+
+/// The pass-rate chart: one point per run, oldest on the left.
+#[derive(Serialize)]
+pub(crate) struct Trend<'a> {
+    width: u32,
+    height: u32,
+    points: String,
+    dots: Vec<TrendDot<'a>>,
+    /// Y of the 0 %, 50 % and 100 % grid lines.
+    grid: Vec<(u32, &'static str)>,
+}
+
+#[derive(Serialize)]
+struct TrendDot<'a> {
+    x: String,
+    y: String,
+    class: &'static str,
+    id: &'a str,
+    label: String,
+    href: Option<String>,
+}
+
+const CHART_HEIGHT: u32 = 120;
+const CHART_PAD: u32 = 8;
+
+/// The pass rate (of tests with a verdict on btrfs) of each of `runs`
+/// (newest first), drawn oldest first; `None` when no run has one.
+pub(crate) fn trend<'a>(runs: &[&'a RunSummary], root: &str) -> Option<Trend<'a>> {
+    let rated: Vec<(&RunSummary, f64)> = runs
+        .iter()
+        .rev()
+        .filter_map(|run| {
+            let c = &run.counts;
+            let judged = c.pass + c.fail + c.hung + c.crashed;
+            (judged > 0).then(|| (*run, f64::from(c.pass) / f64::from(judged)))
+        })
+        .collect();
+    if rated.is_empty() {
+        return None;
+    }
+    let step = 12u32;
+    let width = CHART_PAD * 2 + step * (rated.len().max(2) as u32 - 1);
+    let plot = f64::from(CHART_HEIGHT - 2 * CHART_PAD);
+    let y_of = |rate: f64| f64::from(CHART_PAD) + (1.0 - rate) * plot;
+    let mut points = Vec::new();
+    let mut dots = Vec::new();
+    for (i, (run, rate)) in rated.iter().enumerate() {
+        let x = format!("{}", CHART_PAD + step * i as u32);
+        let y = format!("{:.1}", y_of(*rate));
+        points.push(format!("{x},{y}"));
+        dots.push(TrendDot {
+            x,
+            y,
+            class: if *rate >= 1.0 { "ok" } else { "bad" },
+            id: run.run_id.as_str(),
+            label: format!(
+                "{} · {} · {:.1}% passed ({} of {})",
+                run.run_id,
+                run.kernel_release.as_deref().unwrap_or("kernel unknown"),
+                rate * 100.0,
+                run.counts.pass,
+                run.counts.pass + run.counts.fail + run.counts.hung + run.counts.crashed
+            ),
+            href: run
+                .has_page
+                .then(|| format!("{root}runs/{}/index.html", run.run_id)),
+        });
+    }
+    Some(Trend {
+        width,
+        height: CHART_HEIGHT,
+        points: points.join(" "),
+        dots,
+        grid: vec![
+            (y_of(1.0) as u32, "100%"),
+            (y_of(0.5) as u32, "50%"),
+            (y_of(0.0) as u32, "0%"),
+        ],
+    })
+}
+
+/// The page of one test.
+#[derive(Serialize)]
+pub(crate) struct TestPage<'a> {
+    suite: &'a str,
+    name: &'a str,
+    runs: usize,
+    pass: usize,
+    fail: usize,
+    other: usize,
+    pass_rate: Option<String>,
+    last_pass: Option<String>,
+    first_failure: Option<String>,
+    strip: Vec<StripCell>,
+    strip_width: usize,
+    rows: Vec<TestHistoryRow<'a>>,
+}
+
+#[derive(Serialize)]
+struct StripCell {
+    x: usize,
+    verdict: &'static str,
+    label: String,
+}
+
+#[derive(Serialize)]
+struct TestHistoryRow<'a> {
+    date: String,
+    run: &'a str,
+    href: Option<String>,
+    kernel: Option<&'a str>,
+    profile: Option<&'a str>,
+    verdict: &'static str,
+    bad: bool,
+    class: Option<&'a str>,
+    duration: Option<String>,
+    message: Option<&'a str>,
+}
+
+/// The page of test `key` from its `history` (newest first).
+pub(crate) fn test_page<'a>(
+    key: PageKey<'a>,
+    history: &[(usize, &'a TestEntry)],
+    runs: &'a [RunSummary],
+) -> TestPage<'a> {
+    let root = root_of(&test_page_path(key.0, key.1));
+    let rows: Vec<TestHistoryRow<'a>> = history
+        .iter()
+        .map(|&(i, test)| {
+            let run = &runs[i];
+            TestHistoryRow {
+                date: run.started_at.format("%Y-%m-%d %H:%M").to_string(),
+                run: run.run_id.as_str(),
+                href: run
+                    .has_page
+                    .then(|| format!("{root}runs/{}/index.html#{}", run.run_id, test.anchor)),
+                kernel: run.kernel_release.as_deref(),
+                profile: test.profile.as_deref(),
+                verdict: test.verdict.as_str(),
+                bad: !test.verdict.is_ok(),
+                class: test.class.as_deref(),
+                duration: test.duration_secs.and_then(human_duration),
+                message: test.message.as_deref(),
+            }
+        })
+        .collect();
+    let pass = history
+        .iter()
+        .filter(|(_, t)| t.verdict == Verdict::Pass)
+        .count();
+    let fail = history
+        .iter()
+        .filter(|(_, t)| is_failing(t.verdict))
+        .count();
+    let other = history.len() - pass - fail;
+    let judged = pass + fail;
+    let when = |i: usize| {
+        format!(
+            "{} ({})",
+            runs[i].started_at.format("%Y-%m-%d"),
+            runs[i].run_id
+        )
+    };
+    let last_pass = history
+        .iter()
+        .find(|(_, t)| t.verdict == Verdict::Pass)
+        .map(|&(i, _)| when(i));
+    // The failure that started the current streak of failures.
+    let first_failure = history
+        .iter()
+        .take_while(|(_, t)| t.verdict != Verdict::Pass)
+        .filter(|(_, t)| is_failing(t.verdict))
+        .last()
+        .map(|&(i, _)| when(i));
+    let strip: Vec<StripCell> = history
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(x, &(i, test))| StripCell {
+            x: x * 8,
+            verdict: test.verdict.as_str(),
+            label: format!(
+                "{} {}{}: {}",
+                runs[i].run_id,
+                runs[i].kernel_release.as_deref().unwrap_or(""),
+                test.profile
+                    .as_deref()
+                    .map(|p| format!(" [{p}]"))
+                    .unwrap_or_default(),
+                test.verdict
+            ),
+        })
+        .collect();
+    TestPage {
+        suite: key.0,
+        name: key.1,
+        runs: history.len(),
+        pass,
+        fail,
+        other,
+        pass_rate: (judged > 0).then(|| format!("{:.1}%", pass as f64 * 100.0 / judged as f64)),
+        last_pass,
+        first_failure,
+        strip_width: strip.len() * 8,
+        strip,
+        rows,
+    }
+}
+
+/// The tests-by-runs matrix.
+#[derive(Serialize)]
+pub(crate) struct Matrix<'a> {
+    columns: Vec<MatrixColumn<'a>>,
+    rows: Vec<MatrixRow<'a>>,
+    /// Tests that passed (or were skipped) in every run of the window.
+    steady: usize,
+}
+
+#[derive(Serialize)]
+struct MatrixColumn<'a> {
+    id: &'a str,
+    date: String,
+    kernel: Option<&'a str>,
+    href: Option<String>,
+}
+
+#[derive(Serialize)]
+struct MatrixRow<'a> {
+    suite: &'a str,
+    name: &'a str,
+    profile: Option<&'a str>,
+    href: String,
+    flaky: bool,
+    new_failure: bool,
+    fixed: bool,
+    cells: Vec<Option<MatrixCell>>,
+}
+
+#[derive(Serialize)]
+struct MatrixCell {
+    verdict: &'static str,
+    letter: &'static str,
+    /// `new` (a new failure), `fix` (fixed) or none.
+    mark: Option<&'static str>,
+    href: Option<String>,
+}
+
+fn letter(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Pass => "P",
+        Verdict::Fail => "F",
+        Verdict::Skip => "S",
+        Verdict::Error => "E",
+        Verdict::Hung => "H",
+        Verdict::Crashed => "C",
+        Verdict::Interrupted => "I",
+    }
+}
+
+/// The matrix of the newest [`MATRIX_RUNS`] of `runs` (newest first): one
+/// row per test (suite, profile, name) that did not simply pass.
+pub(crate) fn matrix(runs: &[RunSummary]) -> Matrix<'_> {
+    let window = &runs[..runs.len().min(MATRIX_RUNS)];
+    let root = "";
+    type Key<'a> = (&'a str, Option<&'a str>, &'a str);
+    let mut grid: BTreeMap<Key<'_>, Vec<Option<&TestEntry>>> = BTreeMap::new();
+    for (i, run) in window.iter().enumerate() {
+        for test in &run.tests {
+            let key = (
+                test.suite.as_str(),
+                test.profile.as_deref(),
+                test.name.as_str(),
+            );
+            let row = grid.entry(key).or_insert_with(|| vec![None; window.len()]);
+            // A test run twice in one run: the worse verdict shows.
+            if row[i].is_none_or(|seen| seen.verdict.is_ok() && !test.verdict.is_ok()) {
+                row[i] = Some(test);
+            }
+        }
+    }
+    let mut steady = 0;
+    let mut rows = Vec::new();
+    for ((suite, profile, name), cells) in grid {
+        if cells.iter().flatten().all(|t| t.verdict.is_ok()) {
+            steady += 1;
+            continue;
+        }
+        // Oldest to newest: marks compare a run with the previous verdict on btrfs.
+        let mut marks = vec![None; cells.len()];
+        let mut previous: Option<Verdict> = None;
+        let mut flips = 0;
+        for i in (0..cells.len()).rev() {
+            let Some(test) = cells[i] else { continue };
+            let verdict = test.verdict;
+            let signal = verdict == Verdict::Pass || is_failing(verdict);
+            marks[i] = match test.class.as_deref() {
+                Some("new-failure") => Some("new"),
+                Some("fixed") => Some("fix"),
+                _ => match previous {
+                    Some(Verdict::Pass) if is_failing(verdict) => Some("new"),
+                    Some(p) if is_failing(p) && verdict == Verdict::Pass => Some("fix"),
+                    _ => None,
+                },
+            };
+            if signal {
+                if let Some(p) = previous
+                    && (p == Verdict::Pass) != (verdict == Verdict::Pass)
+                {
+                    flips += 1;
+                }
+                previous = Some(verdict);
+            }
+        }
+        let flaky = flips >= FLAKY_FLIPS
+            || cells
+                .iter()
+                .flatten()
+                .any(|t| t.class.as_deref() == Some("flaky"));
+        let newest = cells.iter().position(Option::is_some);
+        let new_failure = !flaky && newest.is_some_and(|i| marks[i] == Some("new"));
+        let fixed = newest.is_some_and(|i| marks[i] == Some("fix"));
+        let cells = cells
+            .iter()
+            .zip(&marks)
+            .enumerate()
+            .map(|(i, (cell, mark))| {
+                cell.map(|test| MatrixCell {
+                    verdict: test.verdict.as_str(),
+                    letter: letter(test.verdict),
+                    mark: *mark,
+                    href: window[i].has_page.then(|| {
+                        format!("{root}runs/{}/index.html#{}", window[i].run_id, test.anchor)
+                    }),
+                })
+            })
+            .collect();
+        rows.push(MatrixRow {
+            suite,
+            name,
+            profile,
+            href: test_page_path(suite, name),
+            flaky,
+            new_failure,
+            fixed,
+            cells,
+        });
+    }
+    // What broke now first, then the flaky, then the rest by name.
+    rows.sort_by_key(|row| (!row.new_failure, !row.flaky, !row.fixed));
+    Matrix {
+        columns: window
+            .iter()
+            .map(|run| MatrixColumn {
+                id: run.run_id.as_str(),
+                date: run.started_at.format("%m-%d").to_string(),
+                kernel: run.kernel_release.as_deref(),
+                href: run
+                    .has_page
+                    .then(|| format!("{root}runs/{}/index.html", run.run_id)),
+            })
+            .collect(),
+        rows,
+        steady,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use btrfsqa_model::{Counts, RunId, RunStatus};
+
+    fn run(id: &str, day: u32, verdicts: &[(&str, Verdict)]) -> RunSummary {
+        let tests: Vec<TestEntry> = verdicts
+            .iter()
+            .enumerate()
+            .map(|(j, (name, verdict))| TestEntry {
+                suite: "s".into(),
+                name: (*name).into(),
+                profile: None,
+                verdict: *verdict,
+                duration_secs: None,
+                message: None,
+                anchor: format!("t-0-{j}"),
+                class: None,
+            })
+            .collect();
+        let mut counts = Counts::default();
+        for test in &tests {
+            counts.add(test.verdict);
+        }
+        RunSummary {
+            format: 1,
+            run_id: RunId::parse(id).unwrap(),
+            started_at: format!("2026-11-{day:02}T00:00:00Z").parse().unwrap(),
+            finished_at: None,
+            status: RunStatus::Completed,
+            kernel_release: Some(format!("6.{day}")),
+            kernel_commit: None,
+            kernel_ref: None,
+            provider: "local".into(),
+            machines: vec![],
+            profiles: vec![],
+            counts,
+            new_failures: None,
+            cost_usd: None,
+            has_page: true,
+            tests,
+        }
+    }
+
+    /// Newest first, as the dashboard keeps them.
+    fn history() -> Vec<RunSummary> {
+        use Verdict::*;
+        vec![
+            run(
+                "r5",
+                5,
+                &[
+                    ("steady", Pass),
+                    ("broke", Fail),
+                    ("flaky", Fail),
+                    ("fixed", Pass),
+                ],
+            ),
+            run(
+                "r4",
+                4,
+                &[
+                    ("steady", Pass),
+                    ("broke", Pass),
+                    ("flaky", Pass),
+                    ("fixed", Fail),
+                ],
+            ),
+            run(
+                "r3",
+                3,
+                &[
+                    ("steady", Pass),
+                    ("broke", Pass),
+                    ("flaky", Fail),
+                    ("fixed", Fail),
+                ],
+            ),
+            run(
+                "r2",
+                2,
+                &[("steady", Skip), ("broke", Pass), ("flaky", Pass)],
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_matrix_marks_new_failures_fixes_and_flaky_tests() {
+        let runs = history();
+        let matrix = matrix(&runs);
+        assert_eq!(matrix.steady, 1);
+        let names: Vec<_> = matrix.rows.iter().map(|r| r.name).collect();
+        assert_eq!(names, ["broke", "flaky", "fixed"]);
+        let broke = &matrix.rows[0];
+        assert!(broke.new_failure && !broke.flaky);
+        assert_eq!(broke.cells[0].as_ref().unwrap().mark, Some("new"));
+        assert_eq!(broke.href, "tests/s/broke.html");
+        let flaky = &matrix.rows[1];
+        assert!(flaky.flaky, "pass, fail, pass, fail");
+        let fixed = &matrix.rows[2];
+        assert!(fixed.fixed && !fixed.flaky);
+        assert!(fixed.cells[3].is_none(), "not run in r2");
+        assert_eq!(
+            fixed.cells[0].as_ref().unwrap().href.as_deref(),
+            Some("runs/r5/index.html#t-0-3")
+        );
+    }
+
+    #[test]
+    fn new_failures_count_against_the_last_verdict() {
+        assert_eq!(new_failures(&history()), [2, 0, 1, 0]);
+    }
+
+    #[test]
+    fn test_pages_show_the_history_newest_first() {
+        let runs = history();
+        let histories = test_histories(&runs);
+        let fixed = &histories[&("s", "fixed")];
+        let page = test_page(("s", "fixed"), fixed, &runs);
+        assert_eq!((page.runs, page.pass, page.fail), (3, 1, 2));
+        assert_eq!(page.pass_rate.as_deref(), Some("33.3%"));
+        assert_eq!(page.rows[0].run, "r5");
+        assert_eq!(
+            page.rows[0].href.as_deref(),
+            Some("../../runs/r5/index.html#t-0-3")
+        );
+        assert_eq!(
+            test_page_path("xfstests", "btrfs/011"),
+            "tests/xfstests/btrfs/011.html"
+        );
+        assert_eq!(root_of("tests/xfstests/btrfs/011.html"), "../../../");
+        let hostile = test_page_path("s", "../../x");
+        assert!(
+            hostile.starts_with("tests/s/") && !hostile.contains("/../"),
+            "{hostile}"
+        );
+        assert_eq!(page.first_failure, None, "passing now");
+        let broke = test_page(("s", "broke"), &histories[&("s", "broke")], &runs);
+        assert_eq!(broke.first_failure.as_deref(), Some("2026-11-05 (r5)"));
+        assert_eq!(broke.last_pass.as_deref(), Some("2026-11-04 (r4)"));
+        assert_eq!(broke.strip.first().unwrap().verdict, "pass", "oldest first");
+    }
+
+    #[test]
+    fn the_trend_has_a_point_per_judged_run() {
+        let runs = history();
+        let refs: Vec<&RunSummary> = runs.iter().collect();
+        let trend = trend(&refs, "").unwrap();
+        assert_eq!(trend.dots.len(), 4);
+        assert_eq!(trend.dots[0].id, "r2", "oldest on the left");
+        assert!(trend.dots[3].label.contains("50.0% passed (2 of 4)"));
+        assert!(trend.points.split(' ').count() == 4);
+    }
+}
