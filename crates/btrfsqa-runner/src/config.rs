@@ -50,6 +50,9 @@ pub struct Config {
     /// `[notify]`: hooks told about regressions.
     #[serde(default)]
     pub notify: crate::notify::NotifyConfig,
+    /// `[kernel]`: the kernel under test (default: the installed one).
+    #[serde(default)]
+    pub kernel: crate::kernel::KernelConfig,
 }
 
 /// Which provider makes the machines.
@@ -185,6 +188,9 @@ pub struct ProvidersConfig {
     /// `[providers.aws]`.
     #[serde(default)]
     pub aws: AwsProviderConfig,
+    /// `[providers.qemu]`.
+    #[serde(default)]
+    pub qemu: crate::qemu::QemuProviderConfig,
 }
 
 /// `[providers.aws]`. Credentials never come from here: the standard AWS
@@ -654,7 +660,7 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
         issue(
             "run.kernel".into(),
             format!(
-                "`{}` is not supported yet: only `installed`",
+                "`{}`: `run.kernel` only takes `installed`; name a kernel to build in `[kernel]` (`source = \"git\"` or a git URL)",
                 config.run.kernel
             ),
         );
@@ -673,14 +679,11 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
             "`ami-name` and `ami-owner` go together".into(),
         );
     }
-    if matches!(config.run.provider, ProviderKind::Qemu) {
-        issue(
-            "run.provider".into(),
-            format!(
-                "provider `{}` is not available in this build yet",
-                config.run.provider.as_str()
-            ),
-        );
+    for (key, message) in config.providers.qemu.validate() {
+        issue(format!("providers.qemu.{key}"), message);
+    }
+    for (key, message) in config.kernel.validate() {
+        issue(format!("kernel.{key}"), message);
     }
     if config.machine.data_devices < 2 {
         issue(

@@ -31,6 +31,8 @@ pub mod history;
 mod journal;
 pub mod notify;
 mod pipeline;
+pub mod kernel;
+pub mod qemu;
 pub mod registry;
 pub mod schedule;
 mod settings;

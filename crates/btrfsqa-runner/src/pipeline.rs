@@ -368,6 +368,25 @@ impl Runner {
             })?,
             () = stop.cancelled() => return Err("stopped before the machine was reachable".into()),
         };
+        // The kernel stage (nothing for the installed kernel) may boot the
+        // machine into a built kernel: what follows uses the host it returns.
+        let kernel_env = crate::kernel::StageEnv {
+            settings: &self.settings,
+            provider: &self.provider,
+            connector: &self.connector,
+            run_dir,
+            sink,
+            stop,
+            builder: None,
+        };
+        let host = match crate::kernel::run_stage(&kernel_env, machine, host, report).await {
+            Ok(host) => host,
+            Err(message) => {
+                sink(stage_done(&name, Stage::Prepare, Some(message.clone())));
+                let _ = store.write_report(report);
+                return Err(message);
+            }
+        };
         let kernel = kernel_info(host.as_ref()).await;
         if let Some(info) = report
             .provenance
@@ -378,6 +397,7 @@ impl Runner {
             info.kernel = kernel.clone();
         }
         report.provenance.kernel = kernel;
+        crate::kernel::record_source(report);
         let _ = store.write_report(report);
         sink(stage_done(&name, Stage::Prepare, None));
         sink(Event::MachineReady {

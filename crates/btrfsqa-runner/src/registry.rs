@@ -49,10 +49,7 @@ pub async fn provider(settings: &Settings) -> Result<Arc<dyn CloudProvider>, Run
                 .collect();
             Ok(Arc::new(StaticProvider::new(hosts)))
         }
-        other => Err(RunError::Provider {
-            provider: other.as_str().to_owned(),
-            message: "not available in this build".to_owned(),
-        }),
+        ProviderKind::Qemu => Ok(Arc::new(crate::qemu::provider(settings))),
     }
 }
 

@@ -156,4 +156,6 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     if let Some(repo) = &config.publish.site_repo {
         config.publish.site_repo = Some(resolve_repo(base, repo));
     }
+    config.kernel.resolve_paths(base);
+    config.providers.qemu.resolve_paths(base);
 }

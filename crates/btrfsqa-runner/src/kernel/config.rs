@@ -1,0 +1,285 @@
+//! `[kernel]`: which kernel a run tests, and how it is built and booted.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The btrfs development tree, built when `source = "git"`.
+pub const DEFAULT_URL: &str = "https://github.com/btrfs/linux.git";
+/// Its branch of patches queued for the next merge window.
+pub const DEFAULT_REF: &str = "for-next";
+
+/// `[kernel]`.
+///
+/// ```toml
+/// [kernel]
+/// source = "git"                 # "installed" (default), "git" (the btrfs tree), or a git URL/path
+/// ref = "for-next"               # branch, tag or commit
+/// base = "defconfig"             # or "running"; ignored with config-file
+/// fragments = ["virtio-guest", "btrfs-debug", "fstests", "minimal"]
+/// build-on = "controller"        # or "machine"
+/// ccache = true
+/// boot = "auto"                  # provider relaunch, else kexec, else the bootloader
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KernelConfig {
+    /// `installed` (test the machine's own kernel; the default), `git` (the
+    /// btrfs development tree), or a git URL or local repository path.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The branch, tag or commit to build (default `for-next`).
+    #[serde(default, rename = "ref")]
+    pub git_ref: Option<String>,
+    /// A complete `.config` to start from (fragments still apply on top).
+    pub config_file: Option<PathBuf>,
+    /// What to start from without `config-file`: `defconfig`, or the test
+    /// machine's `running` kernel config. Default: `defconfig` on the qemu
+    /// provider, `running` elsewhere (it knows the machine's hardware).
+    pub base: Option<KernelBase>,
+    /// Fragments merged in order: names of shipped ones (`btrfs-debug`,
+    /// `virtio-guest`, `fstests`, `minimal`, `kasan`, `lockdep`) or file
+    /// paths. Default: `virtio-guest`, `btrfs-debug`, `fstests`, `minimal`
+    /// on qemu; `btrfs-debug`, `fstests` elsewhere.
+    pub fragments: Option<Vec<String>>,
+    /// Where to build (default the controller).
+    #[serde(default)]
+    pub build_on: BuildOn,
+    /// Parallel jobs (default: the builder's CPU count).
+    pub jobs: Option<u32>,
+    /// Use ccache when the builder has it (default true).
+    pub ccache: Option<bool>,
+    /// How to boot it (default `auto`).
+    #[serde(default)]
+    pub boot: BootMethod,
+    /// Source and build trees on the controller (default
+    /// `RESULTS-DIR/.cache/kernel`); on the machine they go under its work
+    /// directory.
+    pub work_dir: Option<PathBuf>,
+    /// Bound on the build (default 240 minutes).
+    pub build_timeout_minutes: Option<u64>,
+    /// Bound on the boot into the new kernel (default 600 s).
+    pub boot_timeout_secs: Option<u64>,
+    /// Added to the kernel command line (VM relaunch only).
+    pub extra_args: Option<String>,
+}
+
+/// `kernel.base`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KernelBase {
+    /// `make defconfig`.
+    Defconfig,
+    /// The test machine's running kernel's configuration.
+    Running,
+}
+
+/// `kernel.build-on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildOn {
+    /// The machine running btrfsqa.
+    #[default]
+    Controller,
+    /// The test machine.
+    Machine,
+}
+
+/// `kernel.boot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootMethod {
+    /// The provider's own way (a VM relaunch), else kexec, else the bootloader.
+    #[default]
+    Auto,
+    /// Only the provider's way.
+    Provider,
+    /// kexec on the machine.
+    Kexec,
+    /// Install for the bootloader and reboot.
+    Bootloader,
+}
+
+/// A git source to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitSource {
+    /// URL or local path.
+    pub url: String,
+    /// Branch, tag or commit.
+    pub git_ref: String,
+}
+
+impl KernelConfig {
+    /// The source to build, or `None` for the installed kernel.
+    pub fn git_source(&self) -> Option<GitSource> {
+        let source = self.source.as_deref().map(str::trim).unwrap_or("installed");
+        let url = match source {
+            "" | "installed" => return None,
+            "git" => DEFAULT_URL.to_owned(),
+            url => url.to_owned(),
+        };
+        Some(GitSource {
+            url,
+            git_ref: self
+                .git_ref
+                .clone()
+                .filter(|r| !r.trim().is_empty())
+                .unwrap_or_else(|| DEFAULT_REF.to_owned()),
+        })
+    }
+
+    /// Problems serde cannot see, as `(key below kernel, message)`.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut issues = Vec::new();
+        if let Some(fragments) = &self.fragments {
+            for (i, name) in fragments.iter().enumerate() {
+                if !super::fragments::is_shipped(name) && !looks_like_path(name) {
+                    issues.push((
+                        format!("fragments[{i}]"),
+                        format!(
+                            "`{name}` is neither a shipped fragment ({}) nor a file path",
+                            super::fragments::names().join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.jobs == Some(0) {
+            issues.push(("jobs".into(), "must be at least 1 (or unset for all CPUs)".into()));
+        }
+        if self.git_source().is_none()
+            && (self.config_file.is_some() || self.fragments.is_some() || self.base.is_some())
+        {
+            issues.push((
+                "source".into(),
+                "`config-file`, `base` and `fragments` need a source to build (`source = \"git\"` or a URL)".into(),
+            ));
+        }
+        if let Some(source) = &self.source
+            && source.starts_with('-')
+        {
+            issues.push(("source".into(), format!("`{source}` is not a git URL or path")));
+        }
+        if let Some(r) = &self.git_ref
+            && (r.starts_with('-') || r.contains(char::is_whitespace))
+        {
+            issues.push(("ref".into(), format!("`{r}` is not a git ref")));
+        }
+        issues
+    }
+
+    /// Makes relative paths absolute against the config file's directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+        if let Some(file) = &self.config_file {
+            self.config_file = Some(resolve(file));
+        }
+        if let Some(dir) = &self.work_dir {
+            self.work_dir = Some(resolve(dir));
+        }
+        if let Some(fragments) = &mut self.fragments {
+            for name in fragments.iter_mut() {
+                if looks_like_path(name) {
+                    *name = resolve(Path::new(name.as_str())).display().to_string();
+                }
+            }
+        }
+        // A local repository given relative to the config file.
+        if let Some(source) = &self.source
+            && (source.starts_with("./") || source.starts_with("../"))
+        {
+            self.source = Some(resolve(Path::new(source.as_str())).display().to_string());
+        }
+    }
+}
+
+fn looks_like_path(name: &str) -> bool {
+    name.contains('/') || name.ends_with(".config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> KernelConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn installed_is_the_default_and_builds_nothing() {
+        assert_eq!(KernelConfig::default().git_source(), None);
+        assert_eq!(parse("source = \"installed\"").git_source(), None);
+    }
+
+    #[test]
+    fn git_means_the_btrfs_tree_for_next() {
+        assert_eq!(
+            parse("source = \"git\"").git_source(),
+            Some(GitSource {
+                url: DEFAULT_URL.into(),
+                git_ref: "for-next".into()
+            })
+        );
+        let custom = parse("source = \"/srv/linux\"\nref = \"v6.1\"").git_source().unwrap();
+        assert_eq!(custom.url, "/srv/linux");
+        assert_eq!(custom.git_ref, "v6.1");
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let config = parse(
+            r#"
+source = "git"
+ref = "for-next"
+config-file = "k.config"
+base = "running"
+fragments = ["btrfs-debug", "./extra.config"]
+build-on = "machine"
+jobs = 4
+ccache = false
+boot = "kexec"
+work-dir = "/var/tmp/k"
+build-timeout-minutes = 60
+boot-timeout-secs = 300
+extra-args = "slub_debug=FZ"
+"#,
+        );
+        assert_eq!(config.base, Some(KernelBase::Running));
+        assert_eq!(config.build_on, BuildOn::Machine);
+        assert_eq!(config.boot, BootMethod::Kexec);
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert!(toml::from_str::<KernelConfig>("sauce = \"git\"").is_err());
+    }
+
+    #[test]
+    fn unknown_fragments_and_orphan_options_are_reported() {
+        let config = parse("source = \"git\"\nfragments = [\"btrfs-debugg\"]\njobs = 0");
+        let issues = config.validate();
+        assert!(issues.iter().any(|(k, m)| k == "fragments[0]" && m.contains("btrfs-debug")));
+        assert!(issues.iter().any(|(k, _)| k == "jobs"));
+        let orphan = parse("fragments = [\"kasan\"]").validate();
+        assert!(orphan.iter().any(|(k, _)| k == "source"));
+        let bad_ref = parse("source = \"git\"\nref = \"--upload-pack=x\"").validate();
+        assert!(bad_ref.iter().any(|(k, _)| k == "ref"));
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let mut config = parse(
+            "source = \"../linux\"\nconfig-file = \"k.config\"\nfragments = [\"kasan\", \"frag/x.config\"]",
+        );
+        config.resolve_paths(Path::new("/etc/btrfsqa"));
+        assert_eq!(config.source.as_deref(), Some("/etc/btrfsqa/../linux"));
+        assert_eq!(config.config_file, Some(PathBuf::from("/etc/btrfsqa/k.config")));
+        assert_eq!(
+            config.fragments,
+            Some(vec!["kasan".into(), "/etc/btrfsqa/frag/x.config".into()])
+        );
+    }
+}

@@ -1,0 +1,773 @@
+//! The kernel stage: build a kernel from a git ref, boot the machine into
+//! it, and check that it runs, between preparing the machine and the suites.
+//!
+//! ```text
+//! fetch REF of URL (shallow) ─ pin the commit
+//! .config = config-file | defconfig | the machine's running config, + fragments
+//! key = sha256(commit, arch, .config) ── RESULTS/.kernels/<key>/ complete? ── reuse
+//!                                     └─ build (ccache, nice) on the controller or the machine, store
+//! modules → machine; boot: provider relaunch (qemu) | kexec | bootloader + reboot
+//! check: uname -r is the built release, btrfs is available
+//! ```
+//!
+//! The stage's outcome is a `kernel` entry in the report's suites (no
+//! tests; its source with the commit, the build log, the console) and the
+//! kernel's [`SourceInfo`] in the provenance. A failure stops the run with
+//! an error naming the step (`kernel build failed: ...`); teardown follows.
+
+pub mod config;
+pub mod fragments;
+mod script;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use btrfsqa_cloud::{BootKernel, CloudProvider, Machine, ProvisionError};
+use btrfsqa_model::{
+    Artifact, ArtifactKind, Event, KernelInfo, RunReport, SourceInfo, Stage, SuiteReport,
+};
+use btrfsqa_remote::{ExecRequest, LocalHost, RemoteHost};
+use btrfsqa_suites::EventSink;
+
+pub use config::{BootMethod, BuildOn, GitSource, KernelBase, KernelConfig};
+use script::{BuildPaths, ConfigStart};
+
+use crate::connect::Connector;
+use crate::settings::Settings;
+
+/// The suite id under which the stage reports.
+pub const SUITE_ID: &str = "kernel";
+/// Where built kernels are kept in the results store.
+pub const STORE_DIR: &str = ".kernels";
+
+const FETCH_TIMEOUT: Duration = Duration::from_secs(3600);
+const STEP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What the stage needs from the runner.
+pub(crate) struct StageEnv<'a> {
+    pub settings: &'a Settings,
+    pub provider: &'a Arc<dyn CloudProvider>,
+    pub connector: &'a Arc<dyn Connector>,
+    pub run_dir: &'a Path,
+    pub sink: &'a EventSink,
+    pub stop: &'a CancellationToken,
+    /// Replaces the builder (tests); `None` picks by `kernel.build-on`.
+    pub builder: Option<Arc<dyn RemoteHost>>,
+}
+
+/// A kernel kept in the results store (`RESULTS/.kernels/<key>/meta.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StoredKernel {
+    /// sha256 of commit, architecture and final `.config`.
+    pub key: String,
+    /// The source URL.
+    pub url: String,
+    /// The ref asked for.
+    pub git_ref: String,
+    /// The commit built.
+    pub commit: String,
+    /// The architecture (`uname -m` of the builder).
+    pub arch: String,
+    /// `make kernelrelease`.
+    pub release: String,
+    /// When it was built.
+    pub built_at: chrono::DateTime<chrono::Utc>,
+    /// How long the build took, in seconds.
+    pub build_secs: u64,
+    /// Whether ccache was used.
+    pub ccache: bool,
+}
+
+/// A failed step; the message starts with what failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StageError(pub String);
+
+impl StageError {
+    fn new(what: &str, detail: impl std::fmt::Display) -> Self {
+        StageError(format!("{what}: {detail}"))
+    }
+}
+
+/// The key a build is stored under.
+pub(crate) fn build_key(commit: &str, arch: &str, config: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(commit.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(arch.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(config.as_bytes());
+    hex(&hasher.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn url_digest(url: &str) -> String {
+    hex(&Sha256::digest(url.as_bytes()))[..16].to_owned()
+}
+
+/// Runs the stage when `[kernel]` names a source; returns the host to use
+/// from now on (a new connection when the machine rebooted), or the run's
+/// error. Records its outcome in `report` either way.
+pub(crate) async fn run_stage(
+    env: &StageEnv<'_>,
+    machine: &Machine,
+    host: Arc<dyn RemoteHost>,
+    report: &mut RunReport,
+) -> Result<Arc<dyn RemoteHost>, String> {
+    let config = &env.settings.config.kernel;
+    let Some(source) = config.git_source() else {
+        return Ok(host);
+    };
+    (env.sink)(Event::StageStarted {
+        machine: Some(machine.name.clone()),
+        stage: Stage::Kernel,
+    });
+    let started = Instant::now();
+    let mut suite = SuiteReport::new(SUITE_ID);
+    suite.source = Some(SourceInfo {
+        name: "kernel".to_owned(),
+        url: source.url.clone(),
+        git_ref: Some(source.git_ref.clone()),
+        commit: None,
+    });
+    let outcome = tokio::select! {
+        outcome = stage(env, machine, host, &source, &mut suite) => outcome,
+        () = env.stop.cancelled() => Err(StageError("kernel stage stopped before the end".to_owned())),
+    };
+    suite.duration_secs = Some(started.elapsed().as_secs_f64());
+    if let Some(console) = console_artifact(machine, env.run_dir) {
+        suite.artifacts.push(console);
+    }
+    let result = match outcome {
+        Ok((host, done)) => {
+            let info = KernelInfo {
+                release: Some(done.release.clone()),
+                version: done.version.clone(),
+                source: suite.source.clone(),
+            };
+            if let Some(m) = report
+                .provenance
+                .machines
+                .iter_mut()
+                .find(|m| m.name == machine.name)
+            {
+                m.kernel = info.clone();
+            }
+            report.provenance.kernel = info;
+            (env.sink)(Event::StageFinished {
+                machine: Some(machine.name.clone()),
+                stage: Stage::Kernel,
+                ok: true,
+                message: Some(done.summary),
+            });
+            Ok(host)
+        }
+        Err(StageError(message)) => {
+            suite.error = Some(message.clone());
+            report.provenance.kernel.source = suite.source.clone();
+            (env.sink)(Event::StageFinished {
+                machine: Some(machine.name.clone()),
+                stage: Stage::Kernel,
+                ok: false,
+                message: Some(message.clone()),
+            });
+            Err(message)
+        }
+    };
+    report.suites.push(suite);
+    result
+}
+
+/// Puts the built kernel's source (from the `kernel` suite entry) back on
+/// the provenance after the runner re-read `uname` on the machine.
+pub(crate) fn record_source(report: &mut RunReport) {
+    let Some(source) = report
+        .suites
+        .iter()
+        .find(|s| s.id == SUITE_ID)
+        .and_then(|s| s.source.clone())
+    else {
+        return;
+    };
+    report.provenance.kernel.source = Some(source.clone());
+    for machine in &mut report.provenance.machines {
+        machine.kernel.source = Some(source.clone());
+    }
+}
+
+/// What a successful stage found.
+struct Done {
+    release: String,
+    version: Option<String>,
+    summary: String,
+}
+
+async fn stage(
+    env: &StageEnv<'_>,
+    machine: &Machine,
+    host: Arc<dyn RemoteHost>,
+    source: &GitSource,
+    suite: &mut SuiteReport,
+) -> Result<(Arc<dyn RemoteHost>, Done), StageError> {
+    let config = &env.settings.config.kernel;
+    let results = env.settings.results_dir();
+    let (builder, cache): (Arc<dyn RemoteHost>, String) = match config.build_on {
+        BuildOn::Controller => (
+            env.builder
+                .clone()
+                .unwrap_or_else(|| Arc::new(LocalHost::new("controller"))),
+            config
+                .work_dir
+                .clone()
+                .unwrap_or_else(|| results.join(".cache").join("kernel"))
+                .display()
+                .to_string(),
+        ),
+        BuildOn::Machine => (
+            env.builder.clone().unwrap_or_else(|| host.clone()),
+            format!("{}/kernel", machine.work_dir.trim_end_matches('/')),
+        ),
+    };
+    let paths = BuildPaths::new(&cache, &url_digest(&source.url));
+    let local = tempfile::tempdir()
+        .map_err(|e| StageError::new("kernel stage failed", format!("no temporary directory: {e}")))?;
+    let kernel_dir = env.run_dir.join("kernel");
+    std::fs::create_dir_all(&kernel_dir).map_err(|e| {
+        StageError::new(
+            "kernel stage failed",
+            format!("cannot create `{}`: {e}", kernel_dir.display()),
+        )
+    })?;
+
+    // 1. The source, pinned to a commit.
+    let out = exec(
+        builder.as_ref(),
+        script::fetch(&paths, &source.url, &source.git_ref),
+        FETCH_TIMEOUT,
+    )
+    .await
+    .map_err(|e| {
+        StageError::new(
+            "kernel source failed",
+            format!("cannot fetch `{}` of `{}`: {e}", source.git_ref, source.url),
+        )
+    })?;
+    let commit = out.lines().last().unwrap_or("").trim().to_owned();
+    if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(StageError::new(
+            "kernel source failed",
+            format!("`git rev-parse` printed `{commit}`, not a commit"),
+        ));
+    }
+    if let Some(source) = &mut suite.source {
+        source.commit = Some(commit.clone());
+    }
+
+    // 2. The configuration.
+    let start = config_start(env, config, machine, &host, builder.as_ref(), &paths, local.path())
+        .await?;
+    let fragment_names = config
+        .fragments
+        .clone()
+        .unwrap_or_else(|| fragments::defaults(&machine.provider));
+    let mut fragment_files = Vec::new();
+    exec(
+        builder.as_ref(),
+        format!("mkdir -p {}/fragments", btrfsqa_remote::shell_quote(&paths.root)),
+        STEP_TIMEOUT,
+    )
+    .await
+    .map_err(|e| StageError::new("kernel config failed", e))?;
+    for (i, name) in fragment_names.iter().enumerate() {
+        let text = match fragments::shipped(name) {
+            Some(text) => text.to_owned(),
+            None => std::fs::read_to_string(name).map_err(|e| {
+                StageError::new("kernel config failed", format!("cannot read fragment `{name}`: {e}"))
+            })?,
+        };
+        let file_name = format!("{i:02}-{}.config", sanitize(name));
+        let local_file = local.path().join(&file_name);
+        write_file(&local_file, &text)?;
+        let remote = format!("{}/fragments/{file_name}", paths.root);
+        builder
+            .upload(&local_file, &remote)
+            .await
+            .map_err(|e| StageError::new("kernel config failed", crate::pipeline::error_chain(&e)))?;
+        fragment_files.push(remote);
+    }
+    let out = exec(
+        builder.as_ref(),
+        script::configure(&paths, &start, &fragment_files),
+        STEP_TIMEOUT,
+    )
+    .await
+    .map_err(|e| StageError::new("kernel config failed", e))?;
+    let arch = out.lines().last().unwrap_or("").trim().to_owned();
+    let final_config = local.path().join("final.config");
+    builder
+        .download(&format!("{}/.config", paths.build), &final_config)
+        .await
+        .map_err(|e| StageError::new("kernel config failed", crate::pipeline::error_chain(&e)))?;
+    let config_text = std::fs::read_to_string(&final_config).map_err(|e| {
+        StageError::new("kernel config failed", format!("cannot read the final .config: {e}"))
+    })?;
+    let _ = std::fs::write(kernel_dir.join("config"), &config_text);
+    suite
+        .artifacts
+        .push(Artifact::new(ArtifactKind::Other, "kernel/config"));
+
+    // 3. Reuse, or build and store.
+    let key = build_key(&commit, &arch, &config_text);
+    let store = results.join(STORE_DIR).join(&key);
+    let build_log = kernel_dir.join("build.log");
+    let (stored, reused) = match read_stored(&store) {
+        Some(stored) => {
+            let _ = std::fs::copy(store.join("build.log"), &build_log);
+            (stored, true)
+        }
+        None => {
+            let built = build(env, builder.as_ref(), &paths, &build_log, &store, source, &commit, &arch, &key).await;
+            if build_log.exists() {
+                suite
+                    .artifacts
+                    .push(Artifact::new(ArtifactKind::BuildLog, "kernel/build.log"));
+            }
+            (built?, false)
+        }
+    };
+    if reused && build_log.exists() {
+        suite
+            .artifacts
+            .push(Artifact::new(ArtifactKind::BuildLog, "kernel/build.log"));
+    }
+
+    // 4. Install and boot.
+    let boot_started = Instant::now();
+    let host = install_and_boot(env, config, machine, host, &store, &stored).await?;
+    let boot_secs = boot_started.elapsed().as_secs();
+
+    // 5. Check.
+    let out = exec(host.as_ref(), script::VERIFY.to_owned(), STEP_TIMEOUT)
+        .await
+        .map_err(|e| StageError::new("kernel boot check failed", e))?;
+    let value = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let running = value("release=");
+    if running != stored.release {
+        return Err(StageError::new(
+            "kernel boot check failed",
+            format!(
+                "the machine runs `{running}`, not the built `{}`",
+                stored.release
+            ),
+        ));
+    }
+    if value("btrfs=") != "yes" {
+        return Err(StageError::new(
+            "kernel boot check failed",
+            format!("btrfs is not available in `{}`", stored.release),
+        ));
+    }
+    let version = exec(host.as_ref(), "uname -v".to_owned(), STEP_TIMEOUT)
+        .await
+        .ok()
+        .map(|v| v.trim().to_owned());
+    let how = if reused {
+        "reused".to_owned()
+    } else {
+        format!("built in {} s", stored.build_secs)
+    };
+    Ok((
+        host,
+        Done {
+            summary: format!(
+                "{} ({}) {how}, booted in {boot_secs} s",
+                stored.release,
+                &commit[..12]
+            ),
+            release: stored.release,
+            version,
+        },
+    ))
+}
+
+/// Where the configuration starts from, uploaded to the builder if a file.
+async fn config_start(
+    env: &StageEnv<'_>,
+    config: &KernelConfig,
+    machine: &Machine,
+    host: &Arc<dyn RemoteHost>,
+    builder: &dyn RemoteHost,
+    paths: &BuildPaths,
+    local: &Path,
+) -> Result<ConfigStart, StageError> {
+    let _ = env;
+    let remote_start = format!("{}/start.config", paths.root);
+    let file = if let Some(file) = &config.config_file {
+        file.clone()
+    } else {
+        let base = config.base.unwrap_or(if machine.provider == "qemu" {
+            KernelBase::Defconfig
+        } else {
+            KernelBase::Running
+        });
+        if base == KernelBase::Defconfig {
+            return Ok(ConfigStart::Defconfig);
+        }
+        let text = exec(host.as_ref(), script::RUNNING_CONFIG.to_owned(), STEP_TIMEOUT)
+            .await
+            .map_err(|e| {
+                StageError::new(
+                    "kernel config failed",
+                    format!("cannot read the machine's running config: {e}"),
+                )
+            })?;
+        let file = local.join("running.config");
+        write_file(&file, &text)?;
+        file
+    };
+    exec(
+        builder,
+        format!("mkdir -p {}", btrfsqa_remote::shell_quote(&paths.root)),
+        STEP_TIMEOUT,
+    )
+    .await
+    .map_err(|e| StageError::new("kernel config failed", e))?;
+    builder
+        .upload(&file, &remote_start)
+        .await
+        .map_err(|e| StageError::new("kernel config failed", crate::pipeline::error_chain(&e)))?;
+    Ok(ConfigStart::File(remote_start))
+}
+
+#[expect(clippy::too_many_arguments, reason = "one call site, all of it build state")]
+async fn build(
+    env: &StageEnv<'_>,
+    builder: &dyn RemoteHost,
+    paths: &BuildPaths,
+    build_log: &Path,
+    store: &Path,
+    source: &GitSource,
+    commit: &str,
+    arch: &str,
+    key: &str,
+) -> Result<StoredKernel, StageError> {
+    let config = &env.settings.config.kernel;
+    let started = Instant::now();
+    let timeout = Duration::from_secs(config.build_timeout_minutes.unwrap_or(240) * 60);
+    let request = ExecRequest::new(script::build(paths, config.jobs, config.ccache.unwrap_or(true)))
+        .timeout(timeout);
+    let result = builder.exec(request, None).await;
+    // The log comes back whatever happened: it says why.
+    let _ = builder
+        .download(&format!("{}/build.log", paths.build), build_log)
+        .await;
+    let out = match result {
+        Ok(out) if out.success() => out,
+        Ok(out) if out.timed_out => {
+            return Err(StageError::new(
+                "kernel build failed",
+                format!("no result within {} min (log: kernel/build.log)", timeout.as_secs() / 60),
+            ));
+        }
+        Ok(out) => {
+            return Err(StageError::new(
+                "kernel build failed",
+                format!(
+                    "{} (log: kernel/build.log)",
+                    last_lines(&out.stderr_text(), 6)
+                ),
+            ));
+        }
+        Err(e) => {
+            return Err(StageError::new(
+                "kernel build failed",
+                crate::pipeline::error_chain(&e),
+            ));
+        }
+    };
+    let parsed = script::parse_build_output(&out.stdout_text()).ok_or_else(|| {
+        StageError::new(
+            "kernel build failed",
+            "the build printed no release or image".to_owned(),
+        )
+    })?;
+    let stored = StoredKernel {
+        key: key.to_owned(),
+        url: source.url.clone(),
+        git_ref: source.git_ref.clone(),
+        commit: commit.to_owned(),
+        arch: arch.to_owned(),
+        release: parsed.release.clone(),
+        built_at: chrono::Utc::now(),
+        build_secs: started.elapsed().as_secs(),
+        ccache: parsed.ccache,
+    };
+    // Into a temporary directory first: a store entry is complete or absent.
+    let temp = store.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&temp);
+    std::fs::create_dir_all(&temp).map_err(|e| {
+        StageError::new("kernel build failed", format!("cannot create `{}`: {e}", temp.display()))
+    })?;
+    for (remote, name) in [
+        (parsed.image.clone(), "bzImage"),
+        (format!("{}/modules.tar.gz", paths.build), "modules.tar.gz"),
+        (format!("{}/.config", paths.build), "config"),
+    ] {
+        builder
+            .download(&remote, &temp.join(name))
+            .await
+            .map_err(|e| {
+                StageError::new(
+                    "kernel build failed",
+                    format!("cannot keep `{name}`: {}", crate::pipeline::error_chain(&e)),
+                )
+            })?;
+    }
+    let _ = std::fs::copy(build_log, temp.join("build.log"));
+    let json = serde_json::to_vec_pretty(&stored).unwrap_or_default();
+    write_file(&temp.join("meta.json"), &String::from_utf8_lossy(&json))?;
+    let _ = std::fs::remove_dir_all(store);
+    std::fs::rename(&temp, store).map_err(|e| {
+        StageError::new("kernel build failed", format!("cannot store `{}`: {e}", store.display()))
+    })?;
+    Ok(stored)
+}
+
+/// A complete store entry.
+fn read_stored(store: &Path) -> Option<StoredKernel> {
+    let meta: StoredKernel = serde_json::from_slice(&std::fs::read(store.join("meta.json")).ok()?).ok()?;
+    ["bzImage", "modules.tar.gz"]
+        .iter()
+        .all(|f| store.join(f).is_file())
+        .then_some(meta)
+}
+
+async fn install_and_boot(
+    env: &StageEnv<'_>,
+    config: &KernelConfig,
+    machine: &Machine,
+    host: Arc<dyn RemoteHost>,
+    store: &Path,
+    stored: &StoredKernel,
+) -> Result<Arc<dyn RemoteHost>, StageError> {
+    let release = &stored.release;
+    let fail = |what: &str, detail: String| StageError::new(what, detail);
+    let install = "kernel install failed";
+    let boot_timeout = Duration::from_secs(config.boot_timeout_secs.unwrap_or(600));
+    let tarball = format!("/tmp/btrfsqa-modules-{release}.tar.gz");
+    host.upload(&store.join("modules.tar.gz"), &tarball)
+        .await
+        .map_err(|e| fail(install, crate::pipeline::error_chain(&e)))?;
+    exec(host.as_ref(), script::install_modules(&tarball, release), STEP_TIMEOUT)
+        .await
+        .map_err(|e| fail(install, e))?;
+
+    let mut method = config.boot;
+    if matches!(method, BootMethod::Auto | BootMethod::Provider) {
+        let kernel = BootKernel {
+            image: store.join("bzImage"),
+            initrd: None,
+            extra_args: config.extra_args.clone(),
+            release: release.clone(),
+        };
+        match env.provider.boot_kernel(machine, &kernel).await {
+            Ok(()) => {
+                drop(host);
+                return reconnect(env, machine, release, boot_timeout).await;
+            }
+            Err(ProvisionError::Unsupported { .. }) if method == BootMethod::Auto => {
+                let has_kexec = exec(host.as_ref(), "command -v kexec".to_owned(), STEP_TIMEOUT)
+                    .await
+                    .is_ok();
+                method = if has_kexec {
+                    BootMethod::Kexec
+                } else {
+                    BootMethod::Bootloader
+                };
+            }
+            Err(e) => {
+                return Err(fail(
+                    &format!("kernel `{release}` did not boot"),
+                    crate::pipeline::error_chain(&e),
+                ));
+            }
+        }
+    }
+
+    let uploaded = format!("/tmp/btrfsqa-vmlinuz-{release}");
+    host.upload(&store.join("bzImage"), &uploaded)
+        .await
+        .map_err(|e| fail(install, crate::pipeline::error_chain(&e)))?;
+    let out = exec(host.as_ref(), script::install_image(&uploaded, release), STEP_TIMEOUT)
+        .await
+        .map_err(|e| fail(install, e))?;
+    let initrd = out
+        .lines()
+        .find_map(|l| l.strip_prefix("initrd="))
+        .map(str::to_owned);
+    match method {
+        BootMethod::Kexec => {
+            let old = boot_id(host.as_ref()).await;
+            exec(host.as_ref(), script::kexec(release, initrd.as_deref()), STEP_TIMEOUT)
+                .await
+                .map_err(|e| fail("kernel install failed (kexec)", e))?;
+            drop(host);
+            wait_new_boot(env, machine, release, old, boot_timeout).await
+        }
+        _ => {
+            exec(host.as_ref(), script::bootloader(release), STEP_TIMEOUT)
+                .await
+                .map_err(|e| fail("kernel install failed (bootloader)", e))?;
+            host.reboot_and_wait(boot_timeout).await.map_err(|e| {
+                fail(
+                    &format!("kernel `{release}` did not boot"),
+                    crate::pipeline::error_chain(&e),
+                )
+            })?;
+            Ok(host)
+        }
+    }
+}
+
+/// Connects to the machine again after the provider booted it.
+async fn reconnect(
+    env: &StageEnv<'_>,
+    machine: &Machine,
+    release: &str,
+    timeout: Duration,
+) -> Result<Arc<dyn RemoteHost>, StageError> {
+    match tokio::time::timeout(timeout, env.connector.connect(machine)).await {
+        Ok(Ok(host)) => Ok(host),
+        Ok(Err(e)) => Err(StageError::new(
+            &format!("kernel `{release}` did not boot"),
+            format!(
+                "{}{}",
+                crate::pipeline::error_chain(&e),
+                console_hint(machine)
+            ),
+        )),
+        Err(_) => Err(StageError::new(
+            &format!("kernel `{release}` did not boot"),
+            format!("no SSH within {} s{}", timeout.as_secs(), console_hint(machine)),
+        )),
+    }
+}
+
+/// Waits until the machine answers with a boot id other than `old`.
+async fn wait_new_boot(
+    env: &StageEnv<'_>,
+    machine: &Machine,
+    release: &str,
+    old: Option<String>,
+    timeout: Duration,
+) -> Result<Arc<dyn RemoteHost>, StageError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(StageError::new(
+                &format!("kernel `{release}` did not boot"),
+                format!("the machine did not come back within {} s", timeout.as_secs()),
+            ));
+        }
+        if let Ok(Ok(host)) = tokio::time::timeout(left, env.connector.connect(machine)).await {
+            let now = boot_id(host.as_ref()).await;
+            if now.is_some() && now != old {
+                return Ok(host);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn boot_id(host: &dyn RemoteHost) -> Option<String> {
+    exec(
+        host,
+        "cat /proc/sys/kernel/random/boot_id".to_owned(),
+        Duration::from_secs(30),
+    )
+    .await
+    .ok()
+    .map(|id| id.trim().to_owned())
+}
+
+/// Runs `script`; its stdout, or a one-line reason.
+async fn exec(host: &dyn RemoteHost, script: String, timeout: Duration) -> Result<String, String> {
+    match host.exec(ExecRequest::new(script).timeout(timeout), None).await {
+        Ok(out) if out.success() => Ok(out.stdout_text()),
+        Ok(out) if out.timed_out => Err(format!("no result within {} s", timeout.as_secs())),
+        Ok(out) => Err(format!(
+            "exit status {}: {}",
+            out.code.map_or("none".to_owned(), |c| c.to_string()),
+            last_lines(&format!("{}\n{}", out.stdout_text(), out.stderr_text()), 4)
+        )),
+        Err(e) => Err(crate::pipeline::error_chain(&e)),
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), StageError> {
+    std::fs::write(path, text).map_err(|e| {
+        StageError::new("kernel stage failed", format!("cannot write `{}`: {e}", path.display()))
+    })
+}
+
+fn sanitize(name: &str) -> String {
+    let base = Path::new(name)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    base.trim_end_matches(".config")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
+/// The console file the provider keeps, when it lies in the run directory.
+fn console_path(machine: &Machine) -> Option<PathBuf> {
+    machine
+        .state
+        .get("console")
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from)
+}
+
+fn console_artifact(machine: &Machine, run_dir: &Path) -> Option<Artifact> {
+    let console = console_path(machine)?;
+    let relative = console.strip_prefix(run_dir).ok()?;
+    console
+        .is_file()
+        .then(|| Artifact::new(ArtifactKind::Console, relative.display().to_string()))
+}
+
+fn console_hint(machine: &Machine) -> String {
+    match console_path(machine) {
+        Some(console) => {
+            let tail = std::fs::read_to_string(&console)
+                .map(|t| last_lines(&t, 3))
+                .unwrap_or_default();
+            format!(" (console `{}`: {tail})", console.display())
+        }
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,473 @@
+//! The stage's decisions against mocks: reuse, fallbacks, failures.
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::config::ConfigSource;
+use crate::connect::MockConnector;
+use crate::settings::RunOverrides;
+use btrfsqa_cloud::{Access, MockCloudProvider};
+use btrfsqa_model::{Provenance, RunId};
+use btrfsqa_remote::{ExecOutput, MockRemoteHost};
+
+const COMMIT: &str = "b2758f5460530faf8d7df9673a620ae6f2564eaf";
+const RELEASE: &str = "6.1.192";
+
+fn settings(dir: &Path, kernel: &str) -> Settings {
+    let source = ConfigSource {
+        name: "test.toml".into(),
+        base_dir: dir.to_owned(),
+        text: format!(
+            "[run]\nresults-dir = \"{}\"\n[kernel]\n{kernel}\n",
+            dir.join("results").display()
+        ),
+    };
+    Settings::resolve(&source, RunOverrides::default()).unwrap()
+}
+
+fn machine(provider: &str) -> Machine {
+    Machine {
+        run_id: RunId::parse("20261124-100000-ab12").unwrap(),
+        name: format!("{provider}-0"),
+        provider: provider.into(),
+        provider_id: "m".into(),
+        access: Access::Local,
+        test_dev: "/dev/vdb".into(),
+        scratch_devs: vec!["/dev/vdc".into()],
+        work_dir: "/var/tmp/btrfsqa".into(),
+        instance_type: None,
+        state: serde_json::Value::Null,
+    }
+}
+
+fn ok(stdout: &str) -> Result<ExecOutput, btrfsqa_remote::RemoteError> {
+    Ok(ExecOutput {
+        code: Some(0),
+        stdout: stdout.as_bytes().to_vec(),
+        ..Default::default()
+    })
+}
+
+fn failed(code: i32, stderr: &str) -> Result<ExecOutput, btrfsqa_remote::RemoteError> {
+    Ok(ExecOutput {
+        code: Some(code),
+        stderr: stderr.as_bytes().to_vec(),
+        ..Default::default()
+    })
+}
+
+/// A builder that answers every step; `build_fails` makes the build fail.
+/// Counts the builds.
+fn builder(builds: Arc<Mutex<u32>>, build_fails: bool) -> MockRemoteHost {
+    let mut host = MockRemoteHost::new();
+    host.expect_name().return_const("controller".to_owned());
+    host.expect_exec().returning(move |request, _| {
+        let c = &request.command;
+        if c.contains("rev-parse HEAD") {
+            ok(&format!("{COMMIT}\n"))
+        } else if c.contains("olddefconfig") {
+            ok("x86_64\n")
+        } else if c.contains("kernelrelease") {
+            *builds.lock().unwrap() += 1;
+            if build_fails {
+                failed(2, "build failed: the last lines of build.log:\nfs/btrfs/ctree.c:1: error: expected ';'")
+            } else {
+                ok(&format!("ccache=yes\nrelease={RELEASE}\nimage=/b/arch/x86/boot/bzImage\n"))
+            }
+        } else {
+            ok("")
+        }
+    });
+    host.expect_upload().returning(|_, _| Ok(()));
+    host.expect_download().returning(|remote, local| {
+        let text = if remote.ends_with(".config") {
+            "CONFIG_BTRFS_FS=y\n".to_owned()
+        } else {
+            format!("contents of {remote}\n")
+        };
+        std::fs::write(local, text).unwrap();
+        Ok(())
+    });
+    host
+}
+
+/// The machine before the boot: installs modules (and images for kexec).
+fn machine_host(commands: Arc<Mutex<Vec<String>>>, has_kexec: bool) -> MockRemoteHost {
+    let mut host = MockRemoteHost::new();
+    host.expect_name().return_const("m-0".to_owned());
+    host.expect_upload().returning(|_, _| Ok(()));
+    host.expect_exec().returning(move |request, _| {
+        commands.lock().unwrap().push(request.command.clone());
+        if request.command == "command -v kexec" && !has_kexec {
+            return failed(1, "");
+        }
+        if request.command.contains("boot_id") {
+            return ok("old-boot\n");
+        }
+        ok("")
+    });
+    host
+}
+
+/// The machine after the boot, running `release`.
+fn booted(release: &'static str) -> Arc<dyn RemoteHost> {
+    let mut host = MockRemoteHost::new();
+    host.expect_name().return_const("m-0".to_owned());
+    host.expect_exec().returning(move |request, _| {
+        if request.command.contains("uname -r") {
+            ok(&format!("release={release}\nbtrfs=yes\n"))
+        } else if request.command.contains("boot_id") {
+            ok("new-boot\n")
+        } else {
+            ok("#1 SMP PREEMPT_DYNAMIC\n")
+        }
+    });
+    Arc::new(host)
+}
+
+fn report() -> RunReport {
+    let mut report = RunReport::start(
+        RunId::parse("20261124-100000-ab12").unwrap(),
+        chrono::Utc::now(),
+        Provenance::default(),
+    );
+    report.provenance.machines.push(machine("qemu").info());
+    report
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    settings: Settings,
+    run_dir: PathBuf,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Harness {
+    fn new(kernel: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings(dir.path(), kernel);
+        let run_dir = settings.results_dir().join("20261124-100000-ab12");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        Harness {
+            dir,
+            settings,
+            run_dir,
+            events: Arc::default(),
+        }
+    }
+
+    async fn run(
+        &self,
+        provider: MockCloudProvider,
+        connector: MockConnector,
+        builder: MockRemoteHost,
+        machine: &Machine,
+        host: MockRemoteHost,
+        report: &mut RunReport,
+    ) -> Result<Arc<dyn RemoteHost>, String> {
+        let provider: Arc<dyn CloudProvider> = Arc::new(provider);
+        let connector: Arc<dyn Connector> = Arc::new(connector);
+        let events = self.events.clone();
+        let sink: EventSink = Arc::new(move |e| events.lock().unwrap().push(e));
+        let stop = CancellationToken::new();
+        let env = StageEnv {
+            settings: &self.settings,
+            provider: &provider,
+            connector: &connector,
+            run_dir: &self.run_dir,
+            sink: &sink,
+            stop: &stop,
+            builder: Some(Arc::new(builder)),
+        };
+        run_stage(&env, machine, Arc::new(host), report).await
+    }
+}
+
+fn qemu_provider(boots: usize) -> MockCloudProvider {
+    let mut provider = MockCloudProvider::new();
+    provider.expect_id().return_const("qemu".to_owned());
+    provider
+        .expect_boot_kernel()
+        .times(boots)
+        .returning(|_, kernel| {
+            assert!(kernel.image.ends_with("bzImage"));
+            assert!(kernel.image.is_file(), "the image is in the store");
+            assert_eq!(kernel.release, RELEASE);
+            Ok(())
+        });
+    provider
+}
+
+fn connector_to(release: &'static str) -> MockConnector {
+    let mut connector = MockConnector::new();
+    connector
+        .expect_connect()
+        .returning(move |_| Ok(booted(release)));
+    connector
+}
+
+const SOURCE: &str = "source = \"/srv/linux\"\nref = \"main\"";
+
+#[tokio::test]
+async fn installed_kernels_skip_the_stage() {
+    let h = Harness::new("source = \"installed\"");
+    let mut report = report();
+    let mut builder = MockRemoteHost::new();
+    builder.expect_exec().never();
+    let result = h
+        .run(
+            MockCloudProvider::new(),
+            MockConnector::new(),
+            builder,
+            &machine("qemu"),
+            MockRemoteHost::new(),
+            &mut report,
+        )
+        .await;
+    assert!(result.is_ok());
+    assert!(report.suites.is_empty());
+    assert!(h.events.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_build_is_stored_then_reused_for_the_same_commit_and_config() {
+    let h = Harness::new(SOURCE);
+    let builds = Arc::new(Mutex::new(0));
+    for round in 0..2 {
+        let mut report = report();
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let host = h
+            .run(
+                qemu_provider(1),
+                connector_to(RELEASE),
+                builder(builds.clone(), false),
+                &machine("qemu"),
+                machine_host(commands.clone(), true),
+                &mut report,
+            )
+            .await
+            .unwrap();
+        assert_eq!(host.name(), "m-0");
+        assert_eq!(*builds.lock().unwrap(), 1, "round {round}: built once, then reused");
+        let suite = &report.suites[0];
+        assert_eq!(suite.id, "kernel");
+        assert_eq!(suite.error, None);
+        let source = suite.source.as_ref().unwrap();
+        assert_eq!(source.commit.as_deref(), Some(COMMIT));
+        assert_eq!(source.url, "/srv/linux");
+        assert_eq!(report.provenance.kernel.release.as_deref(), Some(RELEASE));
+        assert_eq!(report.provenance.kernel.source, suite.source);
+        assert_eq!(report.provenance.machines[0].kernel.release.as_deref(), Some(RELEASE));
+        assert!(suite.artifacts.iter().any(|a| a.kind == ArtifactKind::BuildLog));
+        assert!(h.run_dir.join("kernel/build.log").is_file());
+        // Modules go into their own directory before the boot.
+        assert!(commands.lock().unwrap()[0].contains("/lib/modules/6.1.192"));
+    }
+    let kernels: Vec<_> = std::fs::read_dir(h.settings.results_dir().join(STORE_DIR))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(kernels.len(), 1, "one store entry, no temporary left");
+    let meta = read_stored(&kernels[0].path()).unwrap();
+    assert_eq!(meta.commit, COMMIT);
+    assert_eq!(meta.arch, "x86_64");
+    assert!(meta.ccache);
+    let events = h.events.lock().unwrap();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::StageFinished { stage: Stage::Kernel, ok: true, message: Some(m), .. } if m.contains("reused")
+    )));
+}
+
+#[tokio::test]
+async fn another_config_is_another_build() {
+    let h = Harness::new(SOURCE);
+    let key_a = build_key(COMMIT, "x86_64", "CONFIG_BTRFS_FS=y\n");
+    let key_b = build_key(COMMIT, "x86_64", "CONFIG_BTRFS_FS=m\n");
+    let key_c = build_key(COMMIT, "aarch64", "CONFIG_BTRFS_FS=y\n");
+    assert_ne!(key_a, key_b);
+    assert_ne!(key_a, key_c);
+    assert_eq!(key_a.len(), 64);
+    drop(h);
+}
+
+#[tokio::test]
+async fn a_failed_build_errors_the_run_with_its_log_and_boots_nothing() {
+    let h = Harness::new(SOURCE);
+    let mut report = report();
+    let err = h
+        .run(
+            qemu_provider(0),
+            MockConnector::new(),
+            builder(Arc::default(), true),
+            &machine("qemu"),
+            machine_host(Arc::default(), true),
+            &mut report,
+        )
+        .await
+        .err().expect("the stage fails");
+    assert!(err.starts_with("kernel build failed: "), "{err}");
+    assert!(err.contains("expected ';'"), "{err}");
+    let suite = &report.suites[0];
+    assert_eq!(suite.error.as_deref(), Some(err.as_str()));
+    assert!(suite.artifacts.iter().any(|a| a.kind == ArtifactKind::BuildLog));
+    assert_eq!(
+        suite.source.as_ref().unwrap().commit.as_deref(),
+        Some(COMMIT),
+        "the commit is known even when the build fails"
+    );
+    assert!(!h.settings.results_dir().join(STORE_DIR).exists());
+}
+
+#[tokio::test]
+async fn without_a_provider_boot_the_machine_kexecs() {
+    let h = Harness::new(SOURCE);
+    let mut provider = MockCloudProvider::new();
+    provider.expect_id().return_const("static".to_owned());
+    provider.expect_boot_kernel().times(1).returning(|m, _| {
+        Err(ProvisionError::Unsupported {
+            provider: m.provider.clone(),
+            operation: "boot".into(),
+        })
+    });
+    let commands = Arc::new(Mutex::new(Vec::new()));
+    let mut report = report();
+    h.run(
+        provider,
+        connector_to(RELEASE),
+        builder(Arc::default(), false),
+        &machine("static"),
+        machine_host(commands.clone(), true),
+        &mut report,
+    )
+    .await
+    .unwrap();
+    let commands = commands.lock().unwrap();
+    assert!(commands.iter().any(|c| c.contains("install -m 0644")));
+    assert!(commands.iter().any(|c| c.contains("kexec -l /boot/vmlinuz-6.1.192")));
+    assert!(!commands.iter().any(|c| c.contains("update-grub")));
+}
+
+#[tokio::test]
+async fn without_kexec_the_bootloader_is_used() {
+    let h = Harness::new(SOURCE);
+    let mut provider = MockCloudProvider::new();
+    provider.expect_id().return_const("static".to_owned());
+    provider.expect_boot_kernel().returning(|m, _| {
+        Err(ProvisionError::Unsupported {
+            provider: m.provider.clone(),
+            operation: "boot".into(),
+        })
+    });
+    let commands = Arc::new(Mutex::new(Vec::new()));
+    let mut host = machine_host(commands.clone(), false);
+    host.expect_reboot_and_wait().times(1).returning(|_| Ok(()));
+    let mut report = report();
+    // After the reboot the same host answers, now with the new release.
+    let err = h
+        .run(
+            provider,
+            MockConnector::new(),
+            builder(Arc::default(), false),
+            &machine("static"),
+            host,
+            &mut report,
+        )
+        .await
+        .err().expect("the stage fails");
+    let commands = commands.lock().unwrap();
+    assert!(commands.iter().any(|c| c.contains("update-grub")));
+    // The mock host never reports the new release: the check says so.
+    assert!(err.starts_with("kernel boot check failed"), "{err}");
+}
+
+#[tokio::test]
+async fn a_machine_running_another_release_fails_the_check() {
+    let h = Harness::new(SOURCE);
+    let mut report = report();
+    let err = h
+        .run(
+            qemu_provider(1),
+            connector_to("6.1.0-37-amd64"),
+            builder(Arc::default(), false),
+            &machine("qemu"),
+            machine_host(Arc::default(), true),
+            &mut report,
+        )
+        .await
+        .err().expect("the stage fails");
+    assert_eq!(
+        err,
+        "kernel boot check failed: the machine runs `6.1.0-37-amd64`, not the built `6.1.192`"
+    );
+}
+
+#[tokio::test]
+async fn a_kernel_that_never_answers_did_not_boot_and_the_console_is_kept() {
+    let h = Harness::new(SOURCE);
+    let mut machine = machine("qemu");
+    let console = h.run_dir.join("console-qemu-0.log");
+    std::fs::write(&console, "Kernel panic - not syncing: VFS: Unable to mount root fs\n").unwrap();
+    machine.state = serde_json::json!({ "console": console.display().to_string() });
+    let mut connector = MockConnector::new();
+    connector.expect_connect().returning(|m| {
+        Err(btrfsqa_remote::RemoteError::Connect {
+            host: m.name.clone(),
+            source: "connection refused".into(),
+        })
+    });
+    let mut report = report();
+    let err = h
+        .run(
+            qemu_provider(1),
+            connector,
+            builder(Arc::default(), false),
+            &machine,
+            machine_host(Arc::default(), true),
+            &mut report,
+        )
+        .await
+        .err().expect("the stage fails");
+    assert!(err.starts_with("kernel `6.1.192` did not boot: "), "{err}");
+    assert!(err.contains("Unable to mount root fs"), "{err}");
+    let suite = &report.suites[0];
+    assert!(
+        suite
+            .artifacts
+            .iter()
+            .any(|a| a.kind == ArtifactKind::Console && a.path == "console-qemu-0.log")
+    );
+    drop(h.dir);
+}
+
+#[tokio::test]
+async fn a_fetch_that_fails_names_the_ref_and_url() {
+    let h = Harness::new(SOURCE);
+    let mut builder = MockRemoteHost::new();
+    builder
+        .expect_exec()
+        .returning(|_, _| failed(128, "fatal: couldn't find remote ref main"));
+    let mut report = report();
+    let err = h
+        .run(
+            qemu_provider(0),
+            MockConnector::new(),
+            builder,
+            &machine("qemu"),
+            MockRemoteHost::new(),
+            &mut report,
+        )
+        .await
+        .err().expect("the stage fails");
+    assert!(
+        err.starts_with("kernel source failed: cannot fetch `main` of `/srv/linux`"),
+        "{err}"
+    );
+    assert!(err.contains("couldn't find remote ref"), "{err}");
+}
+
+#[test]
+fn fragment_file_names_are_safe() {
+    assert_eq!(sanitize("/etc/btrfsqa/my frag.config"), "my_frag");
+    assert_eq!(sanitize("kasan"), "kasan");
+}
