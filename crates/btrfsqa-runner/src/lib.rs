@@ -31,6 +31,7 @@ pub mod history;
 mod journal;
 pub mod notify;
 mod pipeline;
+mod recording;
 pub mod kernel;
 pub mod qemu;
 pub mod registry;

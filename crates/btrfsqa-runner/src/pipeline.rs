@@ -387,6 +387,8 @@ impl Runner {
                 return Err(message);
             }
         };
+        // Everything run on the machine from here on is recorded (redacted).
+        let (host, recording) = crate::recording::record(run_dir, &name, host, sink);
         let kernel = kernel_info(host.as_ref()).await;
         if let Some(info) = report
             .provenance
@@ -419,7 +421,7 @@ impl Runner {
                 work_dir: machine.work_dir.clone(),
             },
             run_dir: run_dir.to_owned(),
-            events: sink.clone(),
+            events: crate::recording::marking_sink(recording.as_ref(), sink),
             cancel: stop.clone(),
             only: None,
         };
@@ -431,7 +433,8 @@ impl Runner {
             if stop.is_cancelled() {
                 break;
             }
-            let suite_report = self.run_suite(suite.as_ref(), &ctx, running).await;
+            let mut suite_report = self.run_suite(suite.as_ref(), &ctx, running).await;
+            crate::recording::attach(recording.as_ref(), &mut suite_report);
             sink(Event::SuiteFinished {
                 machine: name.clone(),
                 suite: suite_report.id.clone(),

@@ -66,7 +66,10 @@ pub(crate) fn record(
         Err(error) => {
             sink(Event::Warning {
                 machine: Some(machine.to_owned()),
-                message: format!("no terminal recording: {}", crate::pipeline::error_chain(&error)),
+                message: format!(
+                    "no terminal recording: {}",
+                    crate::pipeline::error_chain(&error)
+                ),
             });
             (host, None)
         }
@@ -74,7 +77,10 @@ pub(crate) fn record(
 }
 
 /// `sink`, plus a marker in the recording at each of the machine's tests.
-pub(crate) fn marking_sink(recording: Option<&Arc<MachineRecording>>, sink: &EventSink) -> EventSink {
+pub(crate) fn marking_sink(
+    recording: Option<&Arc<MachineRecording>>,
+    sink: &EventSink,
+) -> EventSink {
     let Some(recording) = recording.cloned() else {
         return sink.clone();
     };
@@ -120,16 +126,23 @@ pub(crate) fn attach(recording: Option<&Arc<MachineRecording>>, report: &mut Sui
         }
         let key = (test.suite.clone(), test.name.clone());
         let nth = used.entry((&test.suite, &test.name)).or_default();
-        let start = starts.get(&key).and_then(|all| all.get(*nth).or(all.last()));
+        let start = starts
+            .get(&key)
+            .and_then(|all| all.get(*nth).or(all.last()));
         *nth += 1;
         let mut artifact = Artifact::new(ArtifactKind::Cast, recording.rel_path.clone());
         artifact.start_secs = start.copied();
         test.artifacts.push(artifact);
     }
-    if !report.artifacts.iter().any(|a| a.kind == ArtifactKind::Cast) {
-        report
-            .artifacts
-            .push(Artifact::new(ArtifactKind::Cast, recording.rel_path.clone()));
+    if !report
+        .artifacts
+        .iter()
+        .any(|a| a.kind == ArtifactKind::Cast)
+    {
+        report.artifacts.push(Artifact::new(
+            ArtifactKind::Cast,
+            recording.rel_path.clone(),
+        ));
     }
 }
 
@@ -169,11 +182,17 @@ mod tests {
             suite: "s".into(),
             test: "c".into(),
         });
-        assert_eq!(events.lock().unwrap().len(), 3, "events still reach the sink");
+        assert_eq!(
+            events.lock().unwrap().len(),
+            3,
+            "events still reach the sink"
+        );
 
         let mut report = SuiteReport::new("s");
         for name in ["a", "b", "never-announced"] {
-            report.tests.push(TestOutcome::new("s", name, Verdict::Pass));
+            report
+                .tests
+                .push(TestOutcome::new("s", name, Verdict::Pass));
         }
         let mut elsewhere = TestOutcome::new("s", "c", Verdict::Pass);
         elsewhere.machine = Some("other".into());
@@ -196,7 +215,10 @@ mod tests {
         assert_eq!(report.artifacts.len(), 1);
 
         let cast = std::fs::read_to_string(dir.path().join("casts/local-0.cast")).unwrap();
-        assert!(cast.contains(r#""m","s: a"]"#) && cast.contains("$ true"), "{cast}");
+        assert!(
+            cast.contains(r#""m","s: a"]"#) && cast.contains("$ true"),
+            "{cast}"
+        );
         assert!(!cast.contains("s: c"));
     }
 }
