@@ -753,10 +753,12 @@ fn flips(sequence: impl IntoIterator<Item = Verdict>) -> (u32, u32, u32) {
 fn passes_in_a_row(known: &KnownFailure, runs: &[&RunReport]) -> u32 {
     let mut streak = 0;
     for run in runs.iter().rev() {
-        let verdicts: Vec<Verdict> = attempts_in(run)
-            .into_iter()
-            .filter(|(key, _)| known.applies(key, run))
-            .flat_map(|(_, outcomes)| verdicts(&outcomes))
+        // By name first: a store of many runs times many known failures
+        // must not build a key for every outcome.
+        let verdicts: Vec<Verdict> = run
+            .outcomes()
+            .filter(|o| o.name == known.test && known.applies(&TestKey::of(o), run))
+            .flat_map(|o| std::iter::once(o.verdict).chain(o.reruns.iter().map(|r| r.verdict)))
             .filter(|v| is_signal(*v))
             .collect();
         if verdicts.is_empty() {
