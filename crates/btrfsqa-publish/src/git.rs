@@ -10,7 +10,11 @@
 //!
 //! The repository URL is only ever passed on command lines and to gix's
 //! anonymous remote: it is never written to the mirror's config, and every
-//! message that shows it has any credentials removed first.
+//! message that shows it has any credentials removed first. A GitHub token
+//! comes from the environment and reaches `git` only through `GIT_ASKPASS`
+//! (see `credentials.rs`); an SSH deploy key through `GIT_SSH_COMMAND`.
+//! Remote (HTTPS, SSH) repositories are fetched with `git` too, local ones
+//! with gix.
 //!
 //! One cache directory serves one publisher at a time; publishers running
 //! concurrently (on one machine or several) each need their own.
@@ -18,11 +22,12 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::AtomicBool;
 
 use btrfsqa_model::{Counts, ResultsStore, RunId, RunReport};
 
+use crate::credentials::GitCredentials;
 use crate::dashboard::{RunSummary, SUMMARY_FILE};
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
@@ -56,6 +61,12 @@ pub struct GitPublisherSettings {
     pub dashboard: DashboardSettings,
     /// How many pushes to try when others keep publishing meanwhile (at least 1).
     pub push_attempts: u32,
+    /// For an HTTPS repository: the environment variables a token is read
+    /// from, first set wins (`GITHUB_TOKEN`, `GH_TOKEN`). The token reaches
+    /// `git` through `GIT_ASKPASS`, never the URL or a command line.
+    pub token_env: Vec<String>,
+    /// For an SSH repository: a deploy key to push with.
+    pub ssh_key: Option<PathBuf>,
 }
 
 impl GitPublisherSettings {
@@ -70,6 +81,11 @@ impl GitPublisherSettings {
             author_email: "btrfsqa@localhost".to_owned(),
             dashboard: DashboardSettings::default(),
             push_attempts: 5,
+            token_env: crate::credentials::TOKEN_ENV_VARS
+                .iter()
+                .map(|v| (*v).to_owned())
+                .collect(),
+            ssh_key: None,
         }
     }
 }
@@ -85,6 +101,8 @@ impl std::fmt::Debug for GitPublisherSettings {
             .field("author_email", &self.author_email)
             .field("dashboard", &self.dashboard)
             .field("push_attempts", &self.push_attempts)
+            .field("token_env", &self.token_env)
+            .field("ssh_key", &self.ssh_key)
             .finish()
     }
 }
@@ -120,8 +138,15 @@ impl GitPublisher {
         run: &RunId,
     ) -> Result<Published, PublishError> {
         let report = store.read_report(run)?;
-        let target = Target::new(&self.settings)?;
+        let mut target = Target::new(&self.settings)?;
         target.create_if_missing()?;
+        target.credentials = GitCredentials::for_url(
+            &target.url,
+            &self.settings.token_env,
+            self.settings.ssh_key.as_deref(),
+            &self.settings.cache_dir,
+        )?;
+        tracing::debug!(repo = %target.shown, token = target.credentials.has_token(), "publishing");
         let mirror = open_mirror(&self.settings.cache_dir.join("mirror.git"), &target.shown)?;
         let staging = self.settings.cache_dir.join("site");
         let message = commit_message(&report);
@@ -208,6 +233,8 @@ struct Target {
     local: Option<PathBuf>,
     /// `refs/heads/<branch>`.
     branch_ref: String,
+    /// How `git` authenticates to a remote repository.
+    credentials: GitCredentials,
 }
 
 impl Target {
@@ -258,6 +285,7 @@ impl Target {
             shown,
             local,
             branch_ref,
+            credentials: GitCredentials::default(),
         })
     }
 
@@ -312,6 +340,11 @@ impl Target {
     /// when the branch does not exist yet). The mirror's own branch is set to
     /// the tip, so the next commit on it has the tip as parent.
     fn fetch(&self, mirror: &gix::Repository) -> Result<Option<ObjectId>, PublishError> {
+        if self.local.is_none() {
+            let tip = self.fetch_with_git(mirror)?;
+            self.reset_branch(mirror, tip)?;
+            return Ok(tip);
+        }
         let fail = |source: gix::Error| PublishError::Git {
             operation: "fetch",
             repo: self.shown.clone(),
@@ -426,16 +459,94 @@ impl Target {
             .map_err(PublishError::git("commit", &self.shown))
     }
 
+    /// Fetches a remote (HTTPS or SSH) repository with the `git` command.
+    ///
+    /// This build of gix has no HTTP client (one would add a TLS stack to
+    /// the build), and `git` already holds the credentials setup the push
+    /// needs, so both network operations go through it; local repositories
+    /// are fetched with gix.
+    fn fetch_with_git(&self, mirror: &gix::Repository) -> Result<Option<ObjectId>, PublishError> {
+        let listed = self.run_git(
+            mirror,
+            "list the site branch",
+            &["ls-remote", "--heads", &self.url, &self.branch_ref],
+        )?;
+        let exists = listed
+            .lines()
+            .any(|line| line.split_whitespace().nth(1) == Some(self.branch_ref.as_str()));
+        if !exists {
+            return Ok(None);
+        }
+        let tracking = format!(
+            "refs/remotes/site/{}",
+            &self.branch_ref["refs/heads/".len()..]
+        );
+        let refspec = format!("+{}:{tracking}", self.branch_ref);
+        self.run_git(
+            mirror,
+            "fetch",
+            &[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                &self.url,
+                &refspec,
+            ],
+        )?;
+        let tip = mirror
+            .find_reference(tracking.as_str())
+            .map_err(PublishError::git("read the fetched branch", &self.shown))?
+            .into_fully_peeled_id()
+            .map_err(PublishError::git("read the fetched branch", &self.shown))?
+            .detach();
+        Ok(Some(tip))
+    }
+
+    /// Runs `git --git-dir MIRROR ARGS` with the credentials; its standard output.
+    fn run_git(
+        &self,
+        mirror: &gix::Repository,
+        operation: &'static str,
+        args: &[&str],
+    ) -> Result<String, PublishError> {
+        let output = self
+            .credentials
+            .git()
+            .arg("--git-dir")
+            .arg(mirror.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(PublishError::io("run", "git"))?;
+        if output.status.success() {
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        Err(PublishError::Git {
+            operation,
+            repo: self.shown.clone(),
+            source: self.describe_failure(&output).into(),
+        })
+    }
+
+    /// What a failed `git` printed, with the URL and any credentials removed.
+    fn describe_failure(&self, output: &std::process::Output) -> String {
+        let stderr = String::from_utf8_lossy(&output.stderr).replace(&self.url, &self.shown);
+        let stderr = self.credentials.scrub(&redact_url(stderr.trim()));
+        format!("`git` exited with {}: {stderr}", output.status)
+    }
+
     /// Pushes `commit` to the site branch with `git push` (gix cannot push).
     fn push(&self, mirror: &gix::Repository, commit: ObjectId) -> Result<(), PublishError> {
         let refspec = format!("{commit}:{}", self.branch_ref);
-        let output = Command::new("git")
+        let output = self
+            .credentials
+            .git()
             .arg("--git-dir")
             .arg(mirror.path())
             .args(["push", "--quiet", "--no-verify"])
             .arg(&self.url)
             .arg(&refspec)
-            .env("GIT_TERMINAL_PROMPT", "0")
             .stdin(Stdio::null())
             .output()
             .map_err(PublishError::io("run", "git"))?;
@@ -446,7 +557,7 @@ impl Target {
         Err(PublishError::Push {
             repo: self.shown.clone(),
             status: output.status.to_string(),
-            stderr: redact_url(stderr.trim()),
+            stderr: self.credentials.scrub(&redact_url(stderr.trim())),
         })
     }
 }

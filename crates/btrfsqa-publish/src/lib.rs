@@ -20,11 +20,13 @@
 //! # Ok(()) }
 //! ```
 
+mod credentials;
 mod dashboard;
 mod error;
 pub mod export;
 mod git;
 
+pub use credentials::TOKEN_ENV_VARS;
 pub use dashboard::{Dashboard, DashboardSettings, DirectoryPublisher, RenderStats};
 pub use error::PublishError;
 pub use git::{GitPublisher, GitPublisherSettings};
