@@ -38,17 +38,17 @@
     if (old) {
       old.dispose();
     }
+    /* No idleTimeLimit: it would compress the timeline, and test starts
+     * are seconds of the real recording. The poster shows the test's first
+     * second; play starts at its beginning. */
     var options = {
       preload: true,
       fit: "width",
-      idleTimeLimit: 2,
       terminalFontSize: "small",
+      poster: "npt:" + (start + 1),
     };
     if (start > 0) {
       options.startAt = start;
-      options.poster = "npt:" + start;
-    } else {
-      options.poster = "npt:0:1";
     }
     var mount = el.querySelector(".cast-mount") || el;
     players[el.id] = AsciinemaPlayer.create(el.getAttribute("data-src"), mount, options);

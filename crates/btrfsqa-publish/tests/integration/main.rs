@@ -1,8 +1,10 @@
 //! Integration tests of btrfsqa-publish against real git (a bare repository
-//! on disk, pushed to with the `git` command) and a real XML parser.
+//! on disk, pushed to with the `git` command), a real XML parser and a
+//! real browser (headless Chromium).
 //!
 //! Tests that need git check for it and print why they skip.
 
+mod browser;
 mod git_publisher;
 mod junit;
 
