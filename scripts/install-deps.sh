@@ -10,7 +10,8 @@ what=${1:-run}
 
 packages=(btrfs-progs util-linux e2fsprogs git coreutils)
 if [ "$what" = test ]; then
-  packages+=(openssh-server openssh-client xfsprogs)
+  # chromium: the dashboard's browser test loads the site headless.
+  packages+=(openssh-server openssh-client xfsprogs chromium)
 fi
 
 if [ "$what" = qemu ]; then
