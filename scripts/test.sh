@@ -8,6 +8,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -eq 0 ]; then
   scripts/install-deps.sh test
+  # The EC2 emulator the aws provider's integration tests start (moto, PyPI).
+  echo "== moto (EC2 emulator)" >&2
+  scripts/moto-server.sh --install-only >/dev/null
+  # btrfs-progs' own test suite, from Debian's source package, as a local git
+  # mirror the btrfs-progs suite clones and builds like an upstream URL.
+  mirror=/var/tmp/btrfsqa-btrfs-progs-mirror
+  if [ ! -d "$mirror" ]; then
+    echo "== btrfs-progs mirror" >&2
+    scripts/make-btrfs-progs-mirror.sh --build-deps "$mirror" >&2
+  fi
+  export BTRFSQA_BTRFS_PROGS_GIT=$mirror
 else
   echo "note: not root: tests that need loop devices, mounts or sshd will skip" >&2
 fi

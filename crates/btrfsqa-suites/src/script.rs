@@ -339,36 +339,21 @@ impl ScriptSuite {
             );
             return Ok((finish(outcome, Verdict::Error, message), false));
         }
-        let check = ExecRequest::new(format!(
-            "mkdir -p {} {} || exit 2; test -x {} || exit 3",
+        // The mount points are made here rather than in a separate command:
+        // every command per test is overhead on every test.
+        // The mount points are made and the cleanup done in the test's own
+        // command rather than in commands of their own: every command per
+        // test is overhead on every test. The cleanup reports on stderr, so
+        // the test's log shows what it left mounted.
+        let mut request = ExecRequest::new(format!(
+            "mkdir -p {} {} 2>/dev/null; ./{}; rc=$?; {{ {}; }} >&2; exit $rc",
             shell_quote(&paths.test_dir),
             shell_quote(&paths.scratch_mnt),
-            shell_quote(&remote_script)
+            script.name,
+            self.cleanup_snippet(ctx, paths),
         ))
-        .timeout(Duration::from_secs(60));
-        let out = ctx
-            .host
-            .exec(check, None)
-            .await
-            .map_err(|e| self.remote_error(e))?;
-        if !out.success() {
-            let message = match out.code {
-                Some(3) => format!(
-                    "`{remote_script}` is missing or not executable on `{}` (did prepare run?)",
-                    ctx.host.name()
-                ),
-                _ => format!(
-                    "cannot create the mount points under `{}`: {}",
-                    paths.work_dir,
-                    tail_lines(&out.stderr_text(), MESSAGE_LINES)
-                ),
-            };
-            return Ok((finish(outcome, Verdict::Error, message), false));
-        }
-
-        let mut request = ExecRequest::new(format!("exec ./{}", script.name))
-            .cwd(&paths.scripts)
-            .timeout(timeout);
+        .cwd(&paths.scripts)
+        .timeout(timeout);
         for (key, value) in &self.config.env {
             request = request.env(key, value);
         }
@@ -408,7 +393,12 @@ impl ScriptSuite {
             }
         };
 
-        self.cleanup(ctx, paths, &script.name).await?;
+        match &output {
+            Some(output) if !output.timed_out => {
+                self.warn_left_mounted(ctx, &script.name, &output.stderr_text());
+            }
+            _ => self.cleanup(ctx, paths, &script.name).await?,
+        }
 
         let Some(output) = output else {
             let message = "the run was cancelled while the script ran; it was killed".to_owned();
@@ -443,6 +433,13 @@ impl ScriptSuite {
             .last_line()
             .or_else(|| last_line_of(&output.stdout_text()))
             .or_else(|| last_line_of(&output.stderr_text()));
+        // 125-127 are also what a shell says when it cannot start the script:
+        // only then is it worth another command to tell the two apart.
+        if matches!(output.code, Some(125..=127))
+            && let Some(message) = self.harness_problem(ctx, paths, &remote_script).await?
+        {
+            return Ok((finish(outcome, Verdict::Error, message), false));
+        }
         let (verdict, message) = verdict_for(&output, timeout, &last_line);
         outcome.verdict = verdict;
         outcome.message = message;
@@ -450,41 +447,88 @@ impl ScriptSuite {
         Ok((outcome, false))
     }
 
-    /// Unmounts whatever the script left on or under the mount points and
-    /// forgets btrfs registrations of the machine's devices.
+    /// Why the harness (not the script) failed to run `remote_script`, if it did.
+    async fn harness_problem(
+        &self,
+        ctx: &SuiteContext,
+        paths: &RemotePaths,
+        remote_script: &str,
+    ) -> Result<Option<String>, SuiteError> {
+        let check = ExecRequest::new(format!(
+            "mkdir -p {} {} || exit 2; test -x {} || exit 3",
+            shell_quote(&paths.test_dir),
+            shell_quote(&paths.scratch_mnt),
+            shell_quote(remote_script)
+        ))
+        .timeout(Duration::from_secs(60));
+        let out = ctx
+            .host
+            .exec(check, None)
+            .await
+            .map_err(|e| self.remote_error(e))?;
+        if !out.success() {
+            let message = match out.code {
+                Some(3) => format!(
+                    "`{remote_script}` is missing or not executable on `{}` (did prepare run?)",
+                    ctx.host.name()
+                ),
+                _ => format!(
+                    "cannot create the mount points under `{}`: {}",
+                    paths.work_dir,
+                    tail_lines(&out.stderr_text(), MESSAGE_LINES)
+                ),
+            };
+            return Ok(Some(message));
+        }
+        Ok(None)
+    }
+
+    /// A shell snippet that unmounts whatever a script left on or under the
+    /// mount points, prints each mount point it found as `{LEFT_PREFIX}<path>`,
+    /// and forgets btrfs registrations of the machine's devices when it
+    /// found any. Shell builtins only, and no btrfs call in the common case:
+    /// it runs after every test, so its cost is per-test overhead (the runner
+    /// forgets every device at the end of the run anyway).
+    fn cleanup_snippet(&self, ctx: &SuiteContext, paths: &RemotePaths) -> String {
+        let mut devices: Vec<String> = ctx
+            .devices
+            .scratch_devs
+            .iter()
+            .map(|d| shell_quote(d))
+            .collect();
+        if !ctx.devices.test_dev.is_empty() {
+            devices.push(shell_quote(&ctx.devices.test_dev));
+        }
+        let forget = if devices.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "command -v btrfs >/dev/null 2>&1 && btrfs device scan --forget {} >/dev/null 2>&1; ",
+                devices.join(" ")
+            )
+        };
+        format!(
+            "a={}; b={}; left=; \
+             while read -r _ _ _ _ m _; do case \"$m\" in \"$a\"|\"$a\"/*|\"$b\"|\"$b\"/*) left=\"$m $left\";; esac; done < /proc/self/mountinfo; \
+             if [ -n \"$left\" ]; then \
+               for m in $left; do \
+                 echo \"{LEFT_PREFIX}$m\"; umount \"$m\" 2>/dev/null || {{ sleep 1; umount \"$m\" 2>/dev/null; }} || umount -l \"$m\"; \
+               done; {forget}\
+             fi",
+            shell_quote(&paths.test_dir),
+            shell_quote(&paths.scratch_mnt),
+        )
+    }
+
+    /// Cleans up after a script in a command of its own: needed only when the
+    /// script's own command could not (it timed out or was cancelled).
     async fn cleanup(
         &self,
         ctx: &SuiteContext,
         paths: &RemotePaths,
         test: &str,
     ) -> Result<(), SuiteError> {
-        let mut devices: Vec<&str> = ctx
-            .devices
-            .scratch_devs
-            .iter()
-            .map(String::as_str)
-            .collect();
-        if !ctx.devices.test_dev.is_empty() {
-            devices.push(&ctx.devices.test_dev);
-        }
-        let forget = if devices.is_empty() {
-            String::new()
-        } else {
-            let quoted: Vec<String> = devices.iter().map(|d| shell_quote(d)).collect();
-            format!(
-                "command -v btrfs >/dev/null 2>&1 && btrfs device scan --forget {} >/dev/null 2>&1; ",
-                quoted.join(" ")
-            )
-        };
-        let command = format!(
-            "for d in {} {}; do \
-               for m in $(awk -v p=\"$d\" '$5 == p || index($5, p \"/\") == 1 {{print $5}}' /proc/self/mountinfo | sort -r); do \
-                 echo \"$m\"; umount \"$m\" 2>/dev/null || {{ sleep 1; umount \"$m\" 2>/dev/null; }} || umount -l \"$m\"; \
-               done; \
-             done; {forget}exit 0",
-            shell_quote(&paths.test_dir),
-            shell_quote(&paths.scratch_mnt),
-        );
+        let command = format!("{}; exit 0", self.cleanup_snippet(ctx, paths));
         let out = ctx
             .host
             .exec(
@@ -493,23 +537,32 @@ impl ScriptSuite {
             )
             .await
             .map_err(|e| self.remote_error(e))?;
-        let left: Vec<String> = out.stdout_text().lines().map(str::to_owned).collect();
+        self.warn_left_mounted(ctx, test, &out.stdout_text());
+        Ok(())
+    }
+
+    /// Emits a warning naming every mount point the cleanup reported in `text`.
+    fn warn_left_mounted(&self, ctx: &SuiteContext, test: &str, text: &str) {
+        let left: Vec<String> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix(LEFT_PREFIX))
+            .map(|m| format!("`{m}`"))
+            .collect();
         if !left.is_empty() {
             ctx.emit(Event::Warning {
                 machine: Some(ctx.devices.name.clone()),
                 message: format!(
                     "suite `{}`: `{test}` left {} mounted; unmounted",
                     self.id,
-                    left.iter()
-                        .map(|m| format!("`{m}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    left.join(", ")
                 ),
             });
         }
-        Ok(())
     }
 }
+
+/// Marks the lines in which the cleanup names a mount point it removed.
+const LEFT_PREFIX: &str = "btrfsqa: left mounted: ";
 
 fn is_executable(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -660,6 +713,14 @@ fn verdict_for(
                     .clone()
                     .unwrap_or_else(|| "skipped (exit 77)".into()),
             ),
+        ),
+        // The wrapping shell reports a script killed by signal N as 128 + N.
+        Some(code @ 129..=159) => (
+            Verdict::Fail,
+            Some(failure_message(
+                &format!("was killed by signal {}", code - 128),
+                output,
+            )),
         ),
         Some(code) => (
             Verdict::Fail,
@@ -837,6 +898,12 @@ mod tests {
 
     /// A mock machine on which each script `name` behaves as given, and every
     /// other command (checks, cleanup) succeeds. Records the commands.
+    /// The script a command runs, if it is a script's command.
+    fn script_of(command: &str) -> Option<&str> {
+        let (_, rest) = command.split_once(" 2>/dev/null; ./")?;
+        rest.split_once("; rc=$?").map(|(name, _)| name)
+    }
+
     fn machine(
         behaviours: Vec<(&'static str, Behaviour)>,
     ) -> (MockRemoteHost, Arc<Mutex<Vec<ExecRequest>>>) {
@@ -848,7 +915,7 @@ mod tests {
             .returning(move |req: ExecRequest, sink: Option<OutputSink>| {
                 seen.lock().unwrap().push(req.clone());
                 for (name, behaviour) in &behaviours {
-                    if req.command.ends_with(&format!("exec ./{name}")) {
+                    if script_of(&req.command) == Some(name) {
                         return Ok(behaviour(&req, sink.as_ref()));
                     }
                 }
@@ -1181,22 +1248,27 @@ mod tests {
         );
         assert_eq!(report.tests[1].artifacts[1].truncated_bytes, None);
 
-        // Every script that ran was followed by the cleanup; the one that
-        // is not executable never ran.
+        // Every script's command cleans up after it; only the one that
+        // timed out (and was killed with its cleanup) needed a command of
+        // its own. The one that is not executable never ran.
         let calls = calls.lock().unwrap();
-        let ran: Vec<&str> = calls
-            .iter()
-            .filter_map(|c| c.command.rsplit_once("exec ./").map(|(_, n)| n))
-            .collect();
+        let ran: Vec<&str> = calls.iter().filter_map(|c| script_of(&c.command)).collect();
         assert_eq!(ran, ["001_pass", "002_skip", "003_hang", "004_fail"]);
-        let cleanups = calls
+        assert!(
+            calls
+                .iter()
+                .filter(|c| script_of(&c.command).is_some())
+                .all(|c| c.command.contains("/proc/self/mountinfo"))
+        );
+        let separate_cleanups = calls
             .iter()
+            .filter(|c| script_of(&c.command).is_none())
             .filter(|c| c.command.contains("/proc/self/mountinfo"))
             .count();
-        assert_eq!(cleanups, 4);
+        assert_eq!(separate_cleanups, 1);
         let script_call = calls
             .iter()
-            .find(|c| c.command.ends_with("exec ./001_pass"))
+            .find(|c| script_of(&c.command) == Some("001_pass"))
             .unwrap();
         assert!(
             script_call
@@ -1293,12 +1365,13 @@ mod tests {
         let mut host = MockRemoteHost::new();
         host.expect_name().return_const("m0".to_owned());
         host.expect_exec().returning(|req: ExecRequest, _| {
-            let stdout = if req.command.contains("/proc/self/mountinfo") {
-                "/var/tmp/bq/mnt/test\n"
+            // The cleanup in the script's command reports on stderr.
+            let stderr = if script_of(&req.command) == Some("001_a") {
+                "btrfsqa: left mounted: /var/tmp/bq/mnt/test\n"
             } else {
                 ""
             };
-            Ok(output(Some(0), stdout, ""))
+            Ok(output(Some(0), "", stderr))
         });
         let run = tempfile::tempdir().unwrap();
         let (ctx, events) = context(host, run.path());
@@ -1323,8 +1396,12 @@ mod tests {
         let mut host = MockRemoteHost::new();
         host.expect_name().return_const("m0".to_owned());
         host.expect_exec().returning(|req: ExecRequest, _| {
+            // A shell says 127 when the script is not there; the check then
+            // tells a missing script from a script that exits 127.
             let code = if req.command.contains("test -x") {
                 3
+            } else if script_of(&req.command) == Some("001_a") {
+                127
             } else {
                 0
             };
