@@ -213,7 +213,7 @@ pub fn kcidb(report: &RunReport, files_url: Option<&str>) -> String {
         "builds": [Value::Object(build)],
         "tests": tests,
     });
-    serde_json::to_string_pretty(&document).expect("a KCIDB document always serializes")
+    serde_json::to_string(&document).expect("a KCIDB document always serializes")
 }
 
 /// `btrfsqa.<suite>.<test>`: dot-separated, only `[.a-zA-Z0-9_-]`.
