@@ -54,14 +54,12 @@ fn run(i: usize, tests: usize, rng: &mut Lcg) -> RunReport {
         let group = if t % 3 == 0 { "generic" } else { "btrfs" };
         let roll = rng.next() % 1000;
         // A few tests always fail, a few flip, the rest pass or skip.
-        let verdict = if t % 97 == 0 {
-            Verdict::Fail
-        } else if t % 89 == 0 && roll < 400 {
+        let always_fails = t % 97 == 0;
+        let flips = t % 89 == 0 && roll < 400;
+        let verdict = if always_fails || flips || (60..62).contains(&roll) {
             Verdict::Fail
         } else if roll < 60 {
             Verdict::Skip
-        } else if roll < 62 {
-            Verdict::Fail
         } else {
             Verdict::Pass
         };
