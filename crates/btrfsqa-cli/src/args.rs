@@ -47,6 +47,38 @@ pub enum Command {
     Compare(CompareArgs),
     /// Show one test's verdicts over the stored runs, newest first.
     History(HistoryArgs),
+    /// The qemu provider's guest image.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+/// `btrfsqa image ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Make the guest image (Debian with sshd, btrfs-progs and what fstests
+    /// needs) from Debian's packages, unless a complete one is cached.
+    Build(ImageBuildArgs),
+}
+
+/// `btrfsqa image build`.
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    /// Configuration (for `providers.qemu.image-dir`).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Build again even when a complete image is cached.
+    #[arg(long)]
+    pub force: bool,
+    /// Where the image goes (overrides `providers.qemu.image-dir` and
+    /// `BTRFSQA_QEMU_IMAGE`).
+    #[arg(long, value_name = "DIR")]
+    pub image_dir: Option<PathBuf>,
+    /// The Debian mirror to debootstrap from.
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// Extra Debian packages (repeatable).
+    #[arg(long = "package", value_name = "NAME")]
+    pub packages: Vec<String>,
 }
 
 /// What `btrfsqa import` reads.

@@ -48,7 +48,10 @@ impl QemuProviderConfig {
 
     /// Makes relative paths absolute against the config file's directory.
     pub fn resolve_paths(&mut self, base: &Path) {
-        for dir in [&mut self.work_dir, &mut self.image_dir].into_iter().flatten() {
+        for dir in [&mut self.work_dir, &mut self.image_dir]
+            .into_iter()
+            .flatten()
+        {
             if dir.is_relative() {
                 *dir = base.join(&*dir);
             }

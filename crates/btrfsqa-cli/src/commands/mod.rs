@@ -2,6 +2,7 @@
 
 mod compare;
 mod config;
+mod image;
 mod import;
 mod machine;
 mod reap;
@@ -25,6 +26,7 @@ pub async fn dispatch(cli: Cli) -> Code {
         Command::Teardown(args) => machine::teardown(args).await,
         Command::Compare(args) => compare::compare(args),
         Command::History(args) => compare::history(args),
+        Command::Image(crate::args::ImageCommand::Build(args)) => image::build(args).await,
     }
 }
 

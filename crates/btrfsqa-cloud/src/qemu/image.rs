@@ -365,7 +365,10 @@ sleep 30
         link("/etc/systemd/system/e2scrub_all.timer", "/dev/null"),
         link("/etc/systemd/system/fstrim.timer", "/dev/null"),
         link("/etc/systemd/system/man-db.timer", "/dev/null"),
-        link("/etc/systemd/system/systemd-networkd-wait-online.service", "/dev/null"),
+        link(
+            "/etc/systemd/system/systemd-networkd-wait-online.service",
+            "/dev/null",
+        ),
         // Volatile journal: the console and the suites keep what matters.
         file(
             "/etc/systemd/journald.conf.d/btrfsqa.conf",
@@ -462,7 +465,12 @@ pub fn build_image(settings: &ImageSettings) -> Result<ImageBuild, ImageError> {
         step(
             "lock root's password",
             "chroot",
-            &[root.as_os_str(), "passwd".as_ref(), "-l".as_ref(), "root".as_ref()],
+            &[
+                root.as_os_str(),
+                "passwd".as_ref(),
+                "-l".as_ref(),
+                "root".as_ref(),
+            ],
         )?;
         let (kernel, initrd, release) = find_kernel(&root)?;
         let host_key = root.join("etc/ssh/ssh_host_ed25519_key.pub");
@@ -596,7 +604,10 @@ fn run_logged(
     if status.success() {
         Ok(())
     } else {
-        Err(failed(status.code(), format!("see `{}`", log_path.display())))
+        Err(failed(
+            status.code(),
+            format!("see `{}`", log_path.display()),
+        ))
     }
 }
 
@@ -704,14 +715,22 @@ mod tests {
         assert_eq!(dir.rootfs(), Path::new("/srv/img/rootfs.qcow2"));
         let file = ImagePaths::from_path(Path::new("/srv/img/rootfs.qcow2"));
         assert_eq!(file, dir);
-        assert_eq!(file.host_key(), Path::new("/srv/img/ssh_host_ed25519_key.pub"));
+        assert_eq!(
+            file.host_key(),
+            Path::new("/srv/img/ssh_host_ed25519_key.pub")
+        );
     }
 
     #[test]
     fn an_image_without_its_description_is_incomplete() {
         let dir = tempfile::tempdir().unwrap();
         let paths = ImagePaths::new(dir.path());
-        for name in ["rootfs.qcow2", "vmlinuz", "initrd.img", "ssh_host_ed25519_key.pub"] {
+        for name in [
+            "rootfs.qcow2",
+            "vmlinuz",
+            "initrd.img",
+            "ssh_host_ed25519_key.pub",
+        ] {
             std::fs::write(dir.path().join(name), "x").unwrap();
         }
         assert!(!paths.is_complete());
@@ -732,7 +751,12 @@ mod tests {
     fn a_cached_image_is_reused_without_root_or_tools() {
         let dir = tempfile::tempdir().unwrap();
         let paths = ImagePaths::new(dir.path());
-        for name in ["rootfs.qcow2", "vmlinuz", "initrd.img", "ssh_host_ed25519_key.pub"] {
+        for name in [
+            "rootfs.qcow2",
+            "vmlinuz",
+            "initrd.img",
+            "ssh_host_ed25519_key.pub",
+        ] {
             std::fs::write(dir.path().join(name), "x").unwrap();
         }
         std::fs::write(

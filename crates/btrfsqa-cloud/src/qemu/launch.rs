@@ -275,7 +275,11 @@ mod tests {
             .map(str::to_owned)
             .collect::<Vec<_>>();
         assert_eq!(drives.len(), 2);
-        assert!(drives[0].starts_with("file=/w/root,,1.qcow2,"), "{}", drives[0]);
+        assert!(
+            drives[0].starts_with("file=/w/root,,1.qcow2,"),
+            "{}",
+            drives[0]
+        );
         assert!(drives[0].ends_with("index=0"));
         assert!(drives[1].ends_with("index=1"));
     }

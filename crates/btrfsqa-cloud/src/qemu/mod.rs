@@ -187,9 +187,7 @@ async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
     died: impl FnOnce(tokio::task::JoinError) -> T,
 ) -> T {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(died)
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(died)
 }
 
 #[async_trait::async_trait]
@@ -284,9 +282,7 @@ struct StepError {
     source: Box<dyn std::error::Error + Send + Sync>,
 }
 
-fn step_err(
-    operation: impl Into<String>,
-) -> impl FnOnce(std::io::Error) -> StepError {
+fn step_err(operation: impl Into<String>) -> impl FnOnce(std::io::Error) -> StepError {
     let operation = operation.into();
     move |e| StepError {
         operation,
@@ -450,9 +446,10 @@ impl Inner {
     /// reason and the SSH port.
     fn build(&self, spec: &MachineSpec, state: &mut QemuState) -> Result<(String, u16), StepError> {
         let dir = state.dir.clone();
-        state
-            .write()
-            .map_err(step_err(format!("write `{}`", dir.join("machine.json").display())))?;
+        state.write().map_err(step_err(format!(
+            "write `{}`",
+            dir.join("machine.json").display()
+        )))?;
         if let Some(parent) = state.console.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(step_err(format!("create `{}`", parent.display())))?;
@@ -461,9 +458,15 @@ impl Inner {
         run_tool(
             "ssh-keygen",
             &[
-                "-q", "-t", "ed25519", "-N", "", "-C",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
                 &format!("btrfsqa-{}", state.run_id),
-                "-f", &key.display().to_string(),
+                "-f",
+                &key.display().to_string(),
             ],
         )
         .map_err(|e| StepError {
@@ -476,7 +479,13 @@ impl Inner {
         run_tool(
             "qemu-img",
             &[
-                "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "qcow2",
+                "-b",
                 &base.display().to_string(),
                 &overlay.display().to_string(),
             ],
@@ -491,7 +500,10 @@ impl Inner {
             run_tool(
                 "qemu-img",
                 &[
-                    "create", "-q", "-f", "qcow2",
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
                     &disk.display().to_string(),
                     &spec.device_size.to_string(),
                 ],
@@ -510,12 +522,19 @@ impl Inner {
         let tag = state.tag();
         let host_key = std::fs::read_to_string(image.host_key())
             .map_err(step_err(format!("read `{}`", image.host_key().display())))?;
-        let host_key = host_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let host_key = host_key
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = launch::free_port().map_err(step_err("find a free port on 127.0.0.1"))?;
-            std::fs::write(dir.join("known_hosts"), format!("[127.0.0.1]:{port} {host_key}\n"))
-                .map_err(step_err("write known_hosts"))?;
+            std::fs::write(
+                dir.join("known_hosts"),
+                format!("[127.0.0.1]:{port} {host_key}\n"),
+            )
+            .map_err(step_err("write known_hosts"))?;
             let spec = LaunchSpec {
                 tag: tag.clone(),
                 accel,
@@ -533,15 +552,11 @@ impl Inner {
                 bios: launch::default_bios(),
             };
             state.launch = Some(spec.clone());
-            state
-                .write()
-                .map_err(step_err("write the machine state"))?;
+            state.write().map_err(step_err("write the machine state"))?;
             match self.launch(&spec) {
                 Ok(pid) => {
                     state.pid = Some(pid);
-                    state
-                        .write()
-                        .map_err(step_err("write the machine state"))?;
+                    state.write().map_err(step_err("write the machine state"))?;
                     return Ok((accel_detail, port));
                 }
                 Err(e) if e.stderr.contains("hostfwd") || e.stderr.contains("forwarding") => {
@@ -618,7 +633,8 @@ impl Inner {
             return Ok(());
         }
         let qmp = state.dir.join("qmp.sock");
-        if gently && launch::qmp_command(&qmp, "system_powerdown").is_ok()
+        if gently
+            && launch::qmp_command(&qmp, "system_powerdown").is_ok()
             && launch::wait_gone(pid, &tag, POWERDOWN_TIMEOUT)
         {
             return Ok(());
@@ -717,9 +733,9 @@ impl Inner {
                 source,
             }
         };
-        let mut state = self.state_of(machine).ok_or_else(|| {
-            self.config_error(format!("no state for machine `{}`", machine.name))
-        })?;
+        let mut state = self
+            .state_of(machine)
+            .ok_or_else(|| self.config_error(format!("no state for machine `{}`", machine.name)))?;
         let Some(mut spec) = state.launch.clone() else {
             return Err(self.config_error(format!("machine `{}` was never launched", machine.name)));
         };
@@ -737,11 +753,14 @@ impl Inner {
                 left.into(),
             )
         })?;
-        let extra = [self.settings.extra_args.as_deref(), kernel.extra_args.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let extra = [
+            self.settings.extra_args.as_deref(),
+            kernel.extra_args.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
         spec.kernel = std::path::absolute(&kernel.image).unwrap_or(kernel.image.clone());
         spec.initrd = kernel.initrd.clone();
         spec.append = launch::kernel_cmdline(&spec.tag, Some(&extra));
@@ -795,7 +814,10 @@ impl Inner {
                     items.push(item(
                         "run",
                         state.machine.clone(),
-                        format!("kept: its controller (pid {}) still runs", state.controller.pid),
+                        format!(
+                            "kept: its controller (pid {}) still runs",
+                            state.controller.pid
+                        ),
                     ));
                     continue;
                 }
@@ -945,10 +967,7 @@ mod tests {
         let provider = QemuProvider::new(settings(work.path(), &work.path().join("no-image")));
         let spec = MachineSpec::new(RunId::parse("20261124-100000-ab12").unwrap(), "qemu-0");
         let err = provider.provision(&spec).await.unwrap_err();
-        assert!(
-            err.to_string().contains("btrfsqa image build"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("btrfsqa image build"), "{err}");
         assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
     }
 
@@ -1037,13 +1056,22 @@ mod tests {
             },
         );
         let dry = provider.reap(None, true).await.unwrap();
-        assert!(dry.iter().any(|i| i.kind == "run" && i.action.starts_with("kept")));
-        assert!(dry.iter().any(|i| i.kind == "work-dir" && i.action == "would delete"));
+        assert!(
+            dry.iter()
+                .any(|i| i.kind == "run" && i.action.starts_with("kept"))
+        );
+        assert!(
+            dry.iter()
+                .any(|i| i.kind == "work-dir" && i.action == "would delete")
+        );
         assert!(!dry.iter().any(|i| i.kind == "qemu-process"), "{dry:?}");
         assert!(dead.exists());
 
         let done = provider.reap(None, false).await.unwrap();
-        assert!(done.iter().any(|i| i.kind == "work-dir" && i.action == "deleted"));
+        assert!(
+            done.iter()
+                .any(|i| i.kind == "work-dir" && i.action == "deleted")
+        );
         assert!(!dead.exists());
         assert!(!dead.parent().unwrap().exists());
         assert!(live.exists());

@@ -5,3 +5,4 @@
 #[cfg(feature = "aws")]
 mod aws;
 mod local;
+mod qemu;

@@ -145,7 +145,10 @@ impl KernelConfig {
             }
         }
         if self.jobs == Some(0) {
-            issues.push(("jobs".into(), "must be at least 1 (or unset for all CPUs)".into()));
+            issues.push((
+                "jobs".into(),
+                "must be at least 1 (or unset for all CPUs)".into(),
+            ));
         }
         if self.git_source().is_none()
             && (self.config_file.is_some() || self.fragments.is_some() || self.base.is_some())
@@ -158,7 +161,10 @@ impl KernelConfig {
         if let Some(source) = &self.source
             && source.starts_with('-')
         {
-            issues.push(("source".into(), format!("`{source}` is not a git URL or path")));
+            issues.push((
+                "source".into(),
+                format!("`{source}` is not a git URL or path"),
+            ));
         }
         if let Some(r) = &self.git_ref
             && (r.starts_with('-') || r.contains(char::is_whitespace))
@@ -226,7 +232,9 @@ mod tests {
                 git_ref: "for-next".into()
             })
         );
-        let custom = parse("source = \"/srv/linux\"\nref = \"v6.1\"").git_source().unwrap();
+        let custom = parse("source = \"/srv/linux\"\nref = \"v6.1\"")
+            .git_source()
+            .unwrap();
         assert_eq!(custom.url, "/srv/linux");
         assert_eq!(custom.git_ref, "v6.1");
     }
@@ -261,7 +269,11 @@ extra-args = "slub_debug=FZ"
     fn unknown_fragments_and_orphan_options_are_reported() {
         let config = parse("source = \"git\"\nfragments = [\"btrfs-debugg\"]\njobs = 0");
         let issues = config.validate();
-        assert!(issues.iter().any(|(k, m)| k == "fragments[0]" && m.contains("btrfs-debug")));
+        assert!(
+            issues
+                .iter()
+                .any(|(k, m)| k == "fragments[0]" && m.contains("btrfs-debug"))
+        );
         assert!(issues.iter().any(|(k, _)| k == "jobs"));
         let orphan = parse("fragments = [\"kasan\"]").validate();
         assert!(orphan.iter().any(|(k, _)| k == "source"));
@@ -276,7 +288,10 @@ extra-args = "slub_debug=FZ"
         );
         config.resolve_paths(Path::new("/etc/btrfsqa"));
         assert_eq!(config.source.as_deref(), Some("/etc/btrfsqa/../linux"));
-        assert_eq!(config.config_file, Some(PathBuf::from("/etc/btrfsqa/k.config")));
+        assert_eq!(
+            config.config_file,
+            Some(PathBuf::from("/etc/btrfsqa/k.config"))
+        );
         assert_eq!(
             config.fragments,
             Some(vec!["kasan".into(), "/etc/btrfsqa/frag/x.config".into()])

@@ -11,10 +11,19 @@ const SHIPPED: &[(&str, &str)] = &[
         "virtio-guest",
         include_str!("../../kernel-fragments/virtio-guest.config"),
     ),
-    ("fstests", include_str!("../../kernel-fragments/fstests.config")),
-    ("minimal", include_str!("../../kernel-fragments/minimal.config")),
+    (
+        "fstests",
+        include_str!("../../kernel-fragments/fstests.config"),
+    ),
+    (
+        "minimal",
+        include_str!("../../kernel-fragments/minimal.config"),
+    ),
     ("kasan", include_str!("../../kernel-fragments/kasan.config")),
-    ("lockdep", include_str!("../../kernel-fragments/lockdep.config")),
+    (
+        "lockdep",
+        include_str!("../../kernel-fragments/lockdep.config"),
+    ),
 ];
 
 /// The names of the shipped fragments.
@@ -69,7 +78,11 @@ mod tests {
         assert!(text.contains("CONFIG_BTRFS_FS=y"));
         assert!(text.contains("CONFIG_BTRFS_ASSERT=y"));
         let guest = shipped("virtio-guest").unwrap();
-        for needed in ["CONFIG_VIRTIO_BLK=y", "CONFIG_EXT4_FS=y", "CONFIG_FW_CFG_SYSFS=y"] {
+        for needed in [
+            "CONFIG_VIRTIO_BLK=y",
+            "CONFIG_EXT4_FS=y",
+            "CONFIG_FW_CFG_SYSFS=y",
+        ] {
             assert!(guest.contains(needed), "{needed}");
         }
     }

@@ -237,8 +237,12 @@ async fn stage(
         ),
     };
     let paths = BuildPaths::new(&cache, &url_digest(&source.url));
-    let local = tempfile::tempdir()
-        .map_err(|e| StageError::new("kernel stage failed", format!("no temporary directory: {e}")))?;
+    let local = tempfile::tempdir().map_err(|e| {
+        StageError::new(
+            "kernel stage failed",
+            format!("no temporary directory: {e}"),
+        )
+    })?;
     let kernel_dir = env.run_dir.join("kernel");
     std::fs::create_dir_all(&kernel_dir).map_err(|e| {
         StageError::new(
@@ -272,8 +276,16 @@ async fn stage(
     }
 
     // 2. The configuration.
-    let start = config_start(env, config, machine, &host, builder.as_ref(), &paths, local.path())
-        .await?;
+    let start = config_start(
+        env,
+        config,
+        machine,
+        &host,
+        builder.as_ref(),
+        &paths,
+        local.path(),
+    )
+    .await?;
     let fragment_names = config
         .fragments
         .clone()
@@ -281,7 +293,10 @@ async fn stage(
     let mut fragment_files = Vec::new();
     exec(
         builder.as_ref(),
-        format!("mkdir -p {}/fragments", btrfsqa_remote::shell_quote(&paths.root)),
+        format!(
+            "mkdir -p {}/fragments",
+            btrfsqa_remote::shell_quote(&paths.root)
+        ),
         STEP_TIMEOUT,
     )
     .await
@@ -290,17 +305,19 @@ async fn stage(
         let text = match fragments::shipped(name) {
             Some(text) => text.to_owned(),
             None => std::fs::read_to_string(name).map_err(|e| {
-                StageError::new("kernel config failed", format!("cannot read fragment `{name}`: {e}"))
+                StageError::new(
+                    "kernel config failed",
+                    format!("cannot read fragment `{name}`: {e}"),
+                )
             })?,
         };
         let file_name = format!("{i:02}-{}.config", sanitize(name));
         let local_file = local.path().join(&file_name);
         write_file(&local_file, &text)?;
         let remote = format!("{}/fragments/{file_name}", paths.root);
-        builder
-            .upload(&local_file, &remote)
-            .await
-            .map_err(|e| StageError::new("kernel config failed", crate::pipeline::error_chain(&e)))?;
+        builder.upload(&local_file, &remote).await.map_err(|e| {
+            StageError::new("kernel config failed", crate::pipeline::error_chain(&e))
+        })?;
         fragment_files.push(remote);
     }
     let out = exec(
@@ -317,7 +334,10 @@ async fn stage(
         .await
         .map_err(|e| StageError::new("kernel config failed", crate::pipeline::error_chain(&e)))?;
     let config_text = std::fs::read_to_string(&final_config).map_err(|e| {
-        StageError::new("kernel config failed", format!("cannot read the final .config: {e}"))
+        StageError::new(
+            "kernel config failed",
+            format!("cannot read the final .config: {e}"),
+        )
     })?;
     let _ = std::fs::write(kernel_dir.join("config"), &config_text);
     suite
@@ -334,7 +354,18 @@ async fn stage(
             (stored, true)
         }
         None => {
-            let built = build(env, builder.as_ref(), &paths, &build_log, &store, source, &commit, &arch, &key).await;
+            let built = build(
+                env,
+                builder.as_ref(),
+                &paths,
+                &build_log,
+                &store,
+                source,
+                &commit,
+                &arch,
+                &key,
+            )
+            .await;
             if build_log.exists() {
                 suite
                     .artifacts
@@ -426,14 +457,18 @@ async fn config_start(
         if base == KernelBase::Defconfig {
             return Ok(ConfigStart::Defconfig);
         }
-        let text = exec(host.as_ref(), script::RUNNING_CONFIG.to_owned(), STEP_TIMEOUT)
-            .await
-            .map_err(|e| {
-                StageError::new(
-                    "kernel config failed",
-                    format!("cannot read the machine's running config: {e}"),
-                )
-            })?;
+        let text = exec(
+            host.as_ref(),
+            script::RUNNING_CONFIG.to_owned(),
+            STEP_TIMEOUT,
+        )
+        .await
+        .map_err(|e| {
+            StageError::new(
+                "kernel config failed",
+                format!("cannot read the machine's running config: {e}"),
+            )
+        })?;
         let file = local.join("running.config");
         write_file(&file, &text)?;
         file
@@ -452,7 +487,10 @@ async fn config_start(
     Ok(ConfigStart::File(remote_start))
 }
 
-#[expect(clippy::too_many_arguments, reason = "one call site, all of it build state")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site, all of it build state"
+)]
 async fn build(
     env: &StageEnv<'_>,
     builder: &dyn RemoteHost,
@@ -467,8 +505,12 @@ async fn build(
     let config = &env.settings.config.kernel;
     let started = Instant::now();
     let timeout = Duration::from_secs(config.build_timeout_minutes.unwrap_or(240) * 60);
-    let request = ExecRequest::new(script::build(paths, config.jobs, config.ccache.unwrap_or(true)))
-        .timeout(timeout);
+    let request = ExecRequest::new(script::build(
+        paths,
+        config.jobs,
+        config.ccache.unwrap_or(true),
+    ))
+    .timeout(timeout);
     let result = builder.exec(request, None).await;
     // The log comes back whatever happened: it says why.
     let _ = builder
@@ -479,7 +521,10 @@ async fn build(
         Ok(out) if out.timed_out => {
             return Err(StageError::new(
                 "kernel build failed",
-                format!("no result within {} min (log: kernel/build.log)", timeout.as_secs() / 60),
+                format!(
+                    "no result within {} min (log: kernel/build.log)",
+                    timeout.as_secs() / 60
+                ),
             ));
         }
         Ok(out) => {
@@ -519,7 +564,10 @@ async fn build(
     let temp = store.with_extension(format!("tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&temp);
     std::fs::create_dir_all(&temp).map_err(|e| {
-        StageError::new("kernel build failed", format!("cannot create `{}`: {e}", temp.display()))
+        StageError::new(
+            "kernel build failed",
+            format!("cannot create `{}`: {e}", temp.display()),
+        )
     })?;
     for (remote, name) in [
         (parsed.image.clone(), "bzImage"),
@@ -541,14 +589,18 @@ async fn build(
     write_file(&temp.join("meta.json"), &String::from_utf8_lossy(&json))?;
     let _ = std::fs::remove_dir_all(store);
     std::fs::rename(&temp, store).map_err(|e| {
-        StageError::new("kernel build failed", format!("cannot store `{}`: {e}", store.display()))
+        StageError::new(
+            "kernel build failed",
+            format!("cannot store `{}`: {e}", store.display()),
+        )
     })?;
     Ok(stored)
 }
 
 /// A complete store entry.
 fn read_stored(store: &Path) -> Option<StoredKernel> {
-    let meta: StoredKernel = serde_json::from_slice(&std::fs::read(store.join("meta.json")).ok()?).ok()?;
+    let meta: StoredKernel =
+        serde_json::from_slice(&std::fs::read(store.join("meta.json")).ok()?).ok()?;
     ["bzImage", "modules.tar.gz"]
         .iter()
         .all(|f| store.join(f).is_file())
@@ -571,9 +623,13 @@ async fn install_and_boot(
     host.upload(&store.join("modules.tar.gz"), &tarball)
         .await
         .map_err(|e| fail(install, crate::pipeline::error_chain(&e)))?;
-    exec(host.as_ref(), script::install_modules(&tarball, release), STEP_TIMEOUT)
-        .await
-        .map_err(|e| fail(install, e))?;
+    exec(
+        host.as_ref(),
+        script::install_modules(&tarball, release),
+        STEP_TIMEOUT,
+    )
+    .await
+    .map_err(|e| fail(install, e))?;
 
     let mut method = config.boot;
     if matches!(method, BootMethod::Auto | BootMethod::Provider) {
@@ -611,9 +667,13 @@ async fn install_and_boot(
     host.upload(&store.join("bzImage"), &uploaded)
         .await
         .map_err(|e| fail(install, crate::pipeline::error_chain(&e)))?;
-    let out = exec(host.as_ref(), script::install_image(&uploaded, release), STEP_TIMEOUT)
-        .await
-        .map_err(|e| fail(install, e))?;
+    let out = exec(
+        host.as_ref(),
+        script::install_image(&uploaded, release),
+        STEP_TIMEOUT,
+    )
+    .await
+    .map_err(|e| fail(install, e))?;
     let initrd = out
         .lines()
         .find_map(|l| l.strip_prefix("initrd="))
@@ -621,9 +681,13 @@ async fn install_and_boot(
     match method {
         BootMethod::Kexec => {
             let old = boot_id(host.as_ref()).await;
-            exec(host.as_ref(), script::kexec(release, initrd.as_deref()), STEP_TIMEOUT)
-                .await
-                .map_err(|e| fail("kernel install failed (kexec)", e))?;
+            exec(
+                host.as_ref(),
+                script::kexec(release, initrd.as_deref()),
+                STEP_TIMEOUT,
+            )
+            .await
+            .map_err(|e| fail("kernel install failed (kexec)", e))?;
             drop(host);
             wait_new_boot(env, machine, release, old, boot_timeout).await
         }
@@ -661,7 +725,11 @@ async fn reconnect(
         )),
         Err(_) => Err(StageError::new(
             &format!("kernel `{release}` did not boot"),
-            format!("no SSH within {} s{}", timeout.as_secs(), console_hint(machine)),
+            format!(
+                "no SSH within {} s{}",
+                timeout.as_secs(),
+                console_hint(machine)
+            ),
         )),
     }
 }
@@ -680,7 +748,10 @@ async fn wait_new_boot(
         if left.is_zero() {
             return Err(StageError::new(
                 &format!("kernel `{release}` did not boot"),
-                format!("the machine did not come back within {} s", timeout.as_secs()),
+                format!(
+                    "the machine did not come back within {} s",
+                    timeout.as_secs()
+                ),
             ));
         }
         if let Ok(Ok(host)) = tokio::time::timeout(left, env.connector.connect(machine)).await {
@@ -706,7 +777,10 @@ async fn boot_id(host: &dyn RemoteHost) -> Option<String> {
 
 /// Runs `script`; its stdout, or a one-line reason.
 async fn exec(host: &dyn RemoteHost, script: String, timeout: Duration) -> Result<String, String> {
-    match host.exec(ExecRequest::new(script).timeout(timeout), None).await {
+    match host
+        .exec(ExecRequest::new(script).timeout(timeout), None)
+        .await
+    {
         Ok(out) if out.success() => Ok(out.stdout_text()),
         Ok(out) if out.timed_out => Err(format!("no result within {} s", timeout.as_secs())),
         Ok(out) => Err(format!(
@@ -719,13 +793,20 @@ async fn exec(host: &dyn RemoteHost, script: String, timeout: Duration) -> Resul
 }
 
 fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), StageError> {
     std::fs::write(path, text).map_err(|e| {
-        StageError::new("kernel stage failed", format!("cannot write `{}`: {e}", path.display()))
+        StageError::new(
+            "kernel stage failed",
+            format!("cannot write `{}`: {e}", path.display()),
+        )
     })
 }
 
@@ -736,7 +817,13 @@ fn sanitize(name: &str) -> String {
         .unwrap_or_default();
     base.trim_end_matches(".config")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

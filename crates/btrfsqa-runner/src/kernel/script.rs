@@ -275,8 +275,14 @@ mod tests {
 
     #[test]
     fn fetch_is_shallow_and_quotes_what_the_user_wrote() {
-        let script = fetch(&paths(), "https://github.com/btrfs/linux.git", "for-next; rm -rf /");
-        assert!(script.contains("fetch -q --depth 1 https://github.com/btrfs/linux.git 'for-next; rm -rf /'"));
+        let script = fetch(
+            &paths(),
+            "https://github.com/btrfs/linux.git",
+            "for-next; rm -rf /",
+        );
+        assert!(script.contains(
+            "fetch -q --depth 1 https://github.com/btrfs/linux.git 'for-next; rm -rf /'"
+        ));
         assert!(script.trim_end().ends_with("rev-parse HEAD"));
     }
 
@@ -292,7 +298,11 @@ mod tests {
         let old = script.find("olddefconfig").unwrap();
         assert!(defconfig < merge && merge < old);
         assert!(script.contains("/f/a.config /f/b.config"));
-        let from_file = configure(&paths(), &ConfigStart::File("/t/running.config".into()), &[]);
+        let from_file = configure(
+            &paths(),
+            &ConfigStart::File("/t/running.config".into()),
+            &[],
+        );
         assert!(from_file.contains("cp /t/running.config /r/.cache/kernel/abc123/build/.config"));
         assert!(!from_file.contains("merge_config"));
     }
@@ -333,7 +343,9 @@ mod tests {
     #[test]
     fn kexec_reboots_in_the_background_with_the_initrd_when_there_is_one() {
         let script = kexec("6.1.192", Some("/boot/initrd.img-6.1.192"));
-        assert!(script.contains("kexec -l /boot/vmlinuz-6.1.192 --initrd=/boot/initrd.img-6.1.192 --reuse-cmdline"));
+        assert!(script.contains(
+            "kexec -l /boot/vmlinuz-6.1.192 --initrd=/boot/initrd.img-6.1.192 --reuse-cmdline"
+        ));
         assert!(script.contains("nohup sh -c"));
         assert!(!kexec("6.1.192", None).contains("--initrd"));
     }

@@ -248,7 +248,11 @@ async fn a_build_is_stored_then_reused_for_the_same_commit_and_config() {
             .await
             .unwrap();
         assert_eq!(host.name(), "m-0");
-        assert_eq!(*builds.lock().unwrap(), 1, "round {round}: built once, then reused");
+        assert_eq!(
+            *builds.lock().unwrap(),
+            1,
+            "round {round}: built once, then reused"
+        );
         let suite = &report.suites[0];
         assert_eq!(suite.id, "kernel");
         assert_eq!(suite.error, None);
@@ -257,8 +261,16 @@ async fn a_build_is_stored_then_reused_for_the_same_commit_and_config() {
         assert_eq!(source.url, "/srv/linux");
         assert_eq!(report.provenance.kernel.release.as_deref(), Some(RELEASE));
         assert_eq!(report.provenance.kernel.source, suite.source);
-        assert_eq!(report.provenance.machines[0].kernel.release.as_deref(), Some(RELEASE));
-        assert!(suite.artifacts.iter().any(|a| a.kind == ArtifactKind::BuildLog));
+        assert_eq!(
+            report.provenance.machines[0].kernel.release.as_deref(),
+            Some(RELEASE)
+        );
+        assert!(
+            suite
+                .artifacts
+                .iter()
+                .any(|a| a.kind == ArtifactKind::BuildLog)
+        );
         assert!(h.run_dir.join("kernel/build.log").is_file());
         // Modules go into their own directory before the boot.
         assert!(commands.lock().unwrap()[0].contains("/lib/modules/6.1.192"));
@@ -305,12 +317,18 @@ async fn a_failed_build_errors_the_run_with_its_log_and_boots_nothing() {
             &mut report,
         )
         .await
-        .err().expect("the stage fails");
+        .err()
+        .expect("the stage fails");
     assert!(err.starts_with("kernel build failed: "), "{err}");
     assert!(err.contains("expected ';'"), "{err}");
     let suite = &report.suites[0];
     assert_eq!(suite.error.as_deref(), Some(err.as_str()));
-    assert!(suite.artifacts.iter().any(|a| a.kind == ArtifactKind::BuildLog));
+    assert!(
+        suite
+            .artifacts
+            .iter()
+            .any(|a| a.kind == ArtifactKind::BuildLog)
+    );
     assert_eq!(
         suite.source.as_ref().unwrap().commit.as_deref(),
         Some(COMMIT),
@@ -344,7 +362,11 @@ async fn without_a_provider_boot_the_machine_kexecs() {
     .unwrap();
     let commands = commands.lock().unwrap();
     assert!(commands.iter().any(|c| c.contains("install -m 0644")));
-    assert!(commands.iter().any(|c| c.contains("kexec -l /boot/vmlinuz-6.1.192")));
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.contains("kexec -l /boot/vmlinuz-6.1.192"))
+    );
     assert!(!commands.iter().any(|c| c.contains("update-grub")));
 }
 
@@ -374,7 +396,8 @@ async fn without_kexec_the_bootloader_is_used() {
             &mut report,
         )
         .await
-        .err().expect("the stage fails");
+        .err()
+        .expect("the stage fails");
     let commands = commands.lock().unwrap();
     assert!(commands.iter().any(|c| c.contains("update-grub")));
     // The mock host never reports the new release: the check says so.
@@ -395,7 +418,8 @@ async fn a_machine_running_another_release_fails_the_check() {
             &mut report,
         )
         .await
-        .err().expect("the stage fails");
+        .err()
+        .expect("the stage fails");
     assert_eq!(
         err,
         "kernel boot check failed: the machine runs `6.1.0-37-amd64`, not the built `6.1.192`"
@@ -407,7 +431,11 @@ async fn a_kernel_that_never_answers_did_not_boot_and_the_console_is_kept() {
     let h = Harness::new(SOURCE);
     let mut machine = machine("qemu");
     let console = h.run_dir.join("console-qemu-0.log");
-    std::fs::write(&console, "Kernel panic - not syncing: VFS: Unable to mount root fs\n").unwrap();
+    std::fs::write(
+        &console,
+        "Kernel panic - not syncing: VFS: Unable to mount root fs\n",
+    )
+    .unwrap();
     machine.state = serde_json::json!({ "console": console.display().to_string() });
     let mut connector = MockConnector::new();
     connector.expect_connect().returning(|m| {
@@ -427,7 +455,8 @@ async fn a_kernel_that_never_answers_did_not_boot_and_the_console_is_kept() {
             &mut report,
         )
         .await
-        .err().expect("the stage fails");
+        .err()
+        .expect("the stage fails");
     assert!(err.starts_with("kernel `6.1.192` did not boot: "), "{err}");
     assert!(err.contains("Unable to mount root fs"), "{err}");
     let suite = &report.suites[0];
@@ -458,7 +487,8 @@ async fn a_fetch_that_fails_names_the_ref_and_url() {
             &mut report,
         )
         .await
-        .err().expect("the stage fails");
+        .err()
+        .expect("the stage fails");
     assert!(
         err.starts_with("kernel source failed: cannot fetch `main` of `/srv/linux`"),
         "{err}"
