@@ -119,6 +119,9 @@ pub struct RunConfig {
     /// Free-form labels copied into the report.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Machines to spread the tests over (each with its own devices).
+    #[serde(default = "default_shards")]
+    pub shards: u32,
 }
 
 impl Default for RunConfig {
@@ -130,10 +133,14 @@ impl Default for RunConfig {
             timeout_minutes: default_timeout_minutes(),
             kernel: default_kernel(),
             labels: BTreeMap::new(),
+            shards: default_shards(),
         }
     }
 }
 
+fn default_shards() -> u32 {
+    1
+}
 fn default_suites() -> Vec<String> {
     vec!["raid56-scrub".to_owned()]
 }
@@ -652,6 +659,22 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
                 format!("suite `{id}` is listed twice"),
             );
         }
+    }
+    if !(1..=64).contains(&config.run.shards) {
+        issue("run.shards".into(), "must be from 1 to 64".into());
+    }
+    if config.run.shards > 1
+        && config.run.provider == ProviderKind::Static
+        && (config.providers.static_hosts.hosts.len() as u32) < config.run.shards
+    {
+        issue(
+            "run.shards".into(),
+            format!(
+                "{} shards need as many [[providers.static.hosts]], {} are configured",
+                config.run.shards,
+                config.providers.static_hosts.hosts.len()
+            ),
+        );
     }
     if config.run.timeout_minutes == 0 {
         issue("run.timeout-minutes".into(), "must be at least 1".into());

@@ -199,45 +199,18 @@ impl Runner {
         };
 
         let mut teardown_errors = Vec::new();
-        let machine_name = format!("{}-0", self.provider.id());
-        let spec = MachineSpec {
-            run_id: run_id.clone(),
-            name: machine_name.clone(),
-            data_devices: config.machine.data_devices,
-            device_size: config.machine.device_size_gib << 30,
-        };
-
-        // Provisioning is not raced against cancellation: a half-made machine
-        // is harder to clean than a whole one, so it finishes and is torn down.
-        sink(Event::StageStarted {
-            machine: Some(machine_name.clone()),
-            stage: Stage::Provision,
-        });
-        let provisioned = self.provider.provision(&spec).await;
-        let machine = match provisioned {
-            Ok(machine) => {
-                sink(stage_done(&machine_name, Stage::Provision, None));
-                let _ = write_machine_record(&run_dir, &machine);
-                Some(machine)
-            }
-            Err(err) => {
-                let message = error_chain(&err);
-                sink(stage_done(
-                    &machine_name,
-                    Stage::Provision,
-                    Some(message.clone()),
-                ));
-                report.error = Some(format!("provisioning failed: {message}"));
-                None
-            }
-        };
-
-        if let Some(machine) = &machine {
-            report.provenance.machines.push(machine.info());
+        let machines = self
+            .provision_all(&run_id, &run_dir, &mut report, &sink)
+            .await;
+        if !machines.is_empty() {
+            report
+                .provenance
+                .machines
+                .extend(machines.iter().map(Machine::info));
             store.write_report(&report)?;
-            let outcome = self
-                .use_machine(
-                    machine,
+            let outcome = if machines.len() == 1 {
+                self.use_machine(
+                    &machines[0],
                     &run_dir,
                     &store,
                     &mut report,
@@ -245,32 +218,55 @@ impl Runner {
                     &stop,
                     &running,
                 )
-                .await;
+                .await
+            } else {
+                self.run_sharded(
+                    &machines,
+                    &run_dir,
+                    &store,
+                    &mut report,
+                    &sink,
+                    &stop,
+                    &running,
+                )
+                .await
+            };
             if let Err(message) = outcome {
                 report.error.get_or_insert(message);
             }
-            sink(Event::StageStarted {
-                machine: Some(machine.name.clone()),
-                stage: Stage::Teardown,
+            let sink_ref = &sink;
+            let teardowns = machines.iter().map(|machine| async move {
+                sink_ref(Event::StageStarted {
+                    machine: Some(machine.name.clone()),
+                    stage: Stage::Teardown,
+                });
+                let result = self.provider.teardown(machine).await;
+                (machine, result)
             });
-            match self.provider.teardown(machine).await {
-                Ok(()) => {
-                    sink(stage_done(&machine.name, Stage::Teardown, None));
-                    if machine.provider == "aws" {
-                        report.cost_usd =
-                            btrfsqa_cloud::AwsProvider::cost_estimate(machine, Utc::now());
+            let mut cost: Option<f64> = None;
+            for (machine, result) in futures_util::future::join_all(teardowns).await {
+                match result {
+                    Ok(()) => {
+                        sink(stage_done(&machine.name, Stage::Teardown, None));
+                        if machine.provider == "aws"
+                            && let Some(c) =
+                                btrfsqa_cloud::AwsProvider::cost_estimate(machine, Utc::now())
+                        {
+                            *cost.get_or_insert(0.0) += c;
+                        }
+                    }
+                    Err(err) => {
+                        let message = error_chain(&err);
+                        sink(stage_done(
+                            &machine.name,
+                            Stage::Teardown,
+                            Some(message.clone()),
+                        ));
+                        teardown_errors.push(message);
                     }
                 }
-                Err(err) => {
-                    let message = error_chain(&err);
-                    sink(stage_done(
-                        &machine.name,
-                        Stage::Teardown,
-                        Some(message.clone()),
-                    ));
-                    teardown_errors.push(message);
-                }
             }
+            report.cost_usd = cost;
         }
         timer.abort();
 
@@ -339,15 +335,81 @@ impl Runner {
         })
     }
 
-    /// Everything between provisioning and teardown. An `Err` is the message
-    /// for the report; teardown happens in the caller whatever this returns.
+    /// Provisions `run.shards` machines at once. Machines that could not be
+    /// made are reported; the run goes on with the others (none: an error).
+    async fn provision_all(
+        &self,
+        run_id: &RunId,
+        run_dir: &std::path::Path,
+        report: &mut RunReport,
+        sink: &EventSink,
+    ) -> Vec<Machine> {
+        let config = &self.settings.config;
+        let specs: Vec<MachineSpec> = (0..config.run.shards.max(1))
+            .map(|i| MachineSpec {
+                run_id: run_id.clone(),
+                name: format!("{}-{i}", self.provider.id()),
+                data_devices: config.machine.data_devices,
+                device_size: config.machine.device_size_gib << 30,
+            })
+            .collect();
+        // Provisioning is not raced against cancellation: a half-made machine
+        // is harder to clean than a whole one, so it finishes and is torn down.
+        let provisions = specs.iter().map(|spec| async move {
+            sink(Event::StageStarted {
+                machine: Some(spec.name.clone()),
+                stage: Stage::Provision,
+            });
+            (spec, self.provider.provision(spec).await)
+        });
+        let mut machines = Vec::new();
+        let mut failures = Vec::new();
+        for (spec, result) in futures_util::future::join_all(provisions).await {
+            match result {
+                Ok(machine) => {
+                    sink(stage_done(&spec.name, Stage::Provision, None));
+                    let _ = write_machine_record(run_dir, &machine);
+                    machines.push(machine);
+                }
+                Err(err) => {
+                    let message = error_chain(&err);
+                    sink(stage_done(
+                        &spec.name,
+                        Stage::Provision,
+                        Some(message.clone()),
+                    ));
+                    failures.push(message);
+                }
+            }
+        }
+        if machines.is_empty() {
+            report.error = Some(format!("provisioning failed: {}", failures.join("; ")));
+        } else if !failures.is_empty() {
+            sink(Event::Warning {
+                machine: None,
+                message: format!(
+                    "{} of {} machines could not be provisioned; going on with {}: {}",
+                    failures.len(),
+                    specs.len(),
+                    machines.len(),
+                    failures.join("; ")
+                ),
+            });
+        }
+        machines
+    }
+
+    /// Spreads the suites' tests over `machines`: an idle machine pulls the
+    /// longest remaining test (durations from the store's history), so a slow
+    /// machine or a long test cannot hold the run. Suites that cannot list
+    /// their tests run whole, on whichever machine takes them.
     #[expect(
         clippy::too_many_arguments,
         reason = "one call site, all of it run state"
     )]
-    async fn use_machine(
+    async fn run_sharded(
         &self,
-        machine: &Machine,
+        machines: &[Machine],
         run_dir: &std::path::Path,
         store: &ResultsStore,
         report: &mut RunReport,
@@ -355,6 +417,170 @@ impl Runner {
         stop: &CancellationToken,
         running: &Arc<Running>,
     ) -> Result<(), String> {
+        let queue = Mutex::new(std::collections::VecDeque::from(self.work_list(store)));
+        let shared = tokio::sync::Mutex::new(report.clone());
+        let workers = machines.iter().map(|machine| {
+            self.shard_worker(
+                machine, run_dir, store, &shared, sink, stop, running, &queue,
+            )
+        });
+        let results = futures_util::future::join_all(workers).await;
+        *report = shared.into_inner();
+        // Tests in the order one machine would have run them, so a sharded
+        // report reads (and compares) like an unsharded one.
+        for suite_report in &mut report.suites {
+            if let Some(order) = self
+                .suites
+                .iter()
+                .find(|s| s.id() == suite_report.id)
+                .and_then(|s| s.tests())
+            {
+                suite_report.tests.sort_by_key(|t| {
+                    order
+                        .iter()
+                        .position(|n| *n == t.name)
+                        .unwrap_or(usize::MAX)
+                });
+            }
+        }
+        report
+            .suites
+            .sort_by_key(|r| self.suites.iter().position(|s| s.id() == r.id));
+        report.recount();
+        let _ = store.write_report(report);
+        let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+        if errors.len() == machines.len() {
+            Err(errors.join("; "))
+        } else {
+            for error in errors {
+                sink(Event::Warning {
+                    machine: None,
+                    message: error,
+                });
+            }
+            Ok(())
+        }
+    }
+
+    /// The queue of a sharded run, longest first.
+    fn work_list(&self, store: &ResultsStore) -> Vec<ShardItem> {
+        let history = durations_from_history(store);
+        let mut items = Vec::new();
+        for (index, suite) in self.suites.iter().enumerate() {
+            let id = suite.id();
+            match suite.tests() {
+                Some(tests) => {
+                    let keys: Vec<String> = tests.iter().map(|t| format!("{id}/{t}")).collect();
+                    let estimates = crate::schedule::estimate(&keys, &history, 60.0);
+                    for (test, estimate) in tests.into_iter().zip(estimates) {
+                        items.push(ShardItem {
+                            suite: index,
+                            test: Some(test),
+                            estimate_secs: estimate.estimate_secs,
+                        });
+                    }
+                }
+                None => {
+                    let total: f64 = history
+                        .iter()
+                        .filter(|(k, _)| k.starts_with(&format!("{id}/")))
+                        .map(|(_, d)| d)
+                        .sum();
+                    items.push(ShardItem {
+                        suite: index,
+                        test: None,
+                        estimate_secs: if total > 0.0 { total } else { 3600.0 },
+                    });
+                }
+            }
+        }
+        items.sort_by(|a, b| b.estimate_secs.total_cmp(&a.estimate_secs));
+        items
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site, all of it run state"
+    )]
+    async fn shard_worker(
+        &self,
+        machine: &Machine,
+        run_dir: &std::path::Path,
+        store: &ResultsStore,
+        report: &tokio::sync::Mutex<RunReport>,
+        sink: &EventSink,
+        stop: &CancellationToken,
+        running: &Arc<Running>,
+        queue: &Mutex<std::collections::VecDeque<ShardItem>>,
+    ) -> Result<(), String> {
+        let name = machine.name.clone();
+        let session = {
+            let mut report = report.lock().await;
+            self.open_session(machine, run_dir, store, &mut report, sink, stop)
+                .await?
+        };
+        let mut prepared: HashMap<usize, Result<(), String>> = HashMap::new();
+        loop {
+            if stop.is_cancelled() {
+                break;
+            }
+            let Some(item) = queue.lock().expect("not poisoned").pop_front() else {
+                break;
+            };
+            let suite = self.suites[item.suite].as_ref();
+            if !prepared.contains_key(&item.suite) {
+                let result = suite
+                    .prepare(&session.ctx)
+                    .await
+                    .map_err(|e| error_chain(&e));
+                prepared.insert(item.suite, result);
+            }
+            let mut ctx = session.ctx.clone();
+            ctx.only = item.test.clone().map(|t| vec![t]);
+            let mut part = match &prepared[&item.suite] {
+                Ok(()) => self.run_suite_with(suite, &ctx, running, false).await,
+                Err(message) => {
+                    let mut part = SuiteReport::new(suite.id());
+                    part.error = Some(format!("setup on `{name}` failed: {message}"));
+                    if let Some(test) = &item.test {
+                        let mut outcome = TestOutcome::new(suite.id(), test, Verdict::Error)
+                            .with_message(format!(
+                                "the suite could not be set up on `{name}`: {message}"
+                            ));
+                        outcome.machine = Some(name.clone());
+                        part.tests.push(ctx.test_finished(outcome));
+                    }
+                    part
+                }
+            };
+            crate::recording::attach(session.recording.as_ref(), &mut part);
+            let mut report = report.lock().await;
+            merge_suite_report(&mut report, part);
+            report.recount();
+            // Each finished test is durable before the machine pulls the next.
+            let _ = store.write_report(&report);
+        }
+        sink(stage_done(&name, Stage::Suites, None));
+        sink(Event::StageStarted {
+            machine: Some(name.clone()),
+            stage: Stage::Collect,
+        });
+        let cleanup = release_devices(session.host.as_ref(), machine).await;
+        sink(stage_done(&name, Stage::Collect, cleanup.clone().err()));
+        cleanup.map_err(|message| format!("cleaning up `{name}`: {message}"))
+    }
+
+    /// Connects to a machine, runs the kernel stage, starts recording and
+    /// records its kernel: everything a machine needs before its suites.
+    async fn open_session(
+        &self,
+        machine: &Machine,
+        run_dir: &std::path::Path,
+        store: &ResultsStore,
+        report: &mut RunReport,
+        sink: &EventSink,
+        stop: &CancellationToken,
+    ) -> Result<Session, String> {
         let name = machine.name.clone();
         sink(Event::StageStarted {
             machine: Some(name.clone()),
@@ -429,6 +655,37 @@ impl Runner {
             machine: Some(name.clone()),
             stage: Stage::Suites,
         });
+        Ok(Session {
+            host,
+            recording,
+            ctx,
+        })
+    }
+
+    /// Everything between provisioning and teardown. An `Err` is the message
+    /// for the report; teardown happens in the caller whatever this returns.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site, all of it run state"
+    )]
+    async fn use_machine(
+        &self,
+        machine: &Machine,
+        run_dir: &std::path::Path,
+        store: &ResultsStore,
+        report: &mut RunReport,
+        sink: &EventSink,
+        stop: &CancellationToken,
+        running: &Arc<Running>,
+    ) -> Result<(), String> {
+        let name = machine.name.clone();
+        let Session {
+            host,
+            recording,
+            ctx,
+        } = self
+            .open_session(machine, run_dir, store, report, sink, stop)
+            .await?;
         for suite in &self.suites {
             if stop.is_cancelled() {
                 break;
@@ -465,6 +722,18 @@ impl Runner {
         ctx: &SuiteContext,
         running: &Arc<Running>,
     ) -> SuiteReport {
+        self.run_suite_with(suite, ctx, running, true).await
+    }
+
+    /// Runs one suite (preparing it first when `prepare`) and always returns
+    /// a report: errors and cancellation become its `error`.
+    async fn run_suite_with(
+        &self,
+        suite: &dyn TestSuite,
+        ctx: &SuiteContext,
+        running: &Arc<Running>,
+        prepare: bool,
+    ) -> SuiteReport {
         let id = suite.id().to_owned();
         let machine = ctx.devices.name.clone();
         ctx.emit(Event::SuiteStarted {
@@ -474,7 +743,9 @@ impl Runner {
         });
         let started = Instant::now();
         let work = async {
-            suite.prepare(ctx).await?;
+            if prepare {
+                suite.prepare(ctx).await?;
+            }
             suite.run(ctx).await
         };
         let result = tokio::select! {
@@ -760,6 +1031,7 @@ mod tests {
         let mut suite = MockTestSuite::new();
         suite.expect_id().return_const(id.to_owned());
         suite.expect_prepare().returning(|_| Ok(()));
+        suite.expect_tests().returning(|| None);
         suite.expect_run().returning(move |ctx| {
             let mut report = SuiteReport::new(id);
             for (i, verdict) in verdicts.iter().enumerate() {
@@ -943,6 +1215,85 @@ mod tests {
         assert!(outcome.report.error.as_ref().unwrap().contains("refused"));
     }
 
+    /// Lists six tests and runs whichever `ctx.only` names, slowly enough
+    /// that two machines both get work.
+    struct Listed;
+
+    #[async_trait::async_trait]
+    impl TestSuite for Listed {
+        fn id(&self) -> &str {
+            "listed"
+        }
+        fn tests(&self) -> Option<Vec<String>> {
+            Some((0..6).map(|i| format!("t{i}")).collect())
+        }
+        async fn run(&self, ctx: &SuiteContext) -> Result<SuiteReport, SuiteError> {
+            let mut report = SuiteReport::new("listed");
+            for test in self
+                .tests()
+                .unwrap()
+                .into_iter()
+                .filter(|t| ctx.selected(t))
+            {
+                ctx.test_started("listed", &test);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let verdict = if test == "t3" {
+                    Verdict::Fail
+                } else {
+                    Verdict::Pass
+                };
+                report
+                    .tests
+                    .push(ctx.test_finished(TestOutcome::new("listed", test, verdict)));
+            }
+            Ok(report)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sharded_run_spreads_tests_and_merges_one_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = Runner::with_parts(
+            settings(dir.path(), "shards = 2\n"),
+            Arc::new(provider(2)),
+            Arc::new(connector()),
+            vec![Arc::new(Listed), suite("whole", &[Verdict::Pass])],
+            None,
+        );
+        let outcome = runner
+            .run(collect().0, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(outcome.verdict(), RunVerdict::TestsFailed);
+        let report = &outcome.report;
+        assert_eq!(report.provenance.machines.len(), 2);
+        assert_eq!(
+            report
+                .suites
+                .iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>(),
+            ["listed", "whole"]
+        );
+        let names: Vec<&str> = report.suites[0]
+            .tests
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["t0", "t1", "t2", "t3", "t4", "t5"],
+            "one machine's order"
+        );
+        let machines: std::collections::BTreeSet<_> = report.suites[0]
+            .tests
+            .iter()
+            .map(|t| t.machine.clone().unwrap())
+            .collect();
+        assert_eq!(machines.len(), 2, "both machines pulled work: {machines:?}");
+        assert_eq!(report.summary.total(), 7);
+    }
+
     /// Starts a test, then waits for cancellation like a real long test.
     struct WaitsForCancel;
 
@@ -1042,5 +1393,61 @@ mod tests {
                 .unwrap()
                 .contains("run.timeout-minutes")
         );
+    }
+}
+
+/// A machine ready for suites.
+struct Session {
+    host: Arc<dyn RemoteHost>,
+    recording: Option<Arc<crate::recording::MachineRecording>>,
+    ctx: SuiteContext,
+}
+
+/// One unit of a sharded run: a test, or a suite that cannot list its tests.
+#[derive(Debug, Clone)]
+struct ShardItem {
+    suite: usize,
+    test: Option<String>,
+    estimate_secs: f64,
+}
+
+/// `suite/test` → the duration of its newest recorded outcome.
+fn durations_from_history(store: &ResultsStore) -> std::collections::BTreeMap<String, f64> {
+    let mut durations = std::collections::BTreeMap::new();
+    if let Ok((reports, _)) = store.load_all() {
+        // Oldest first, so newer durations overwrite older ones.
+        for report in &reports {
+            for outcome in report.outcomes() {
+                if let Some(secs) = outcome.duration_secs {
+                    durations.insert(format!("{}/{}", outcome.suite, outcome.name), secs);
+                }
+            }
+        }
+    }
+    durations
+}
+
+/// Adds a (partial) suite report to the run's report, merging with what
+/// other machines reported for the same suite.
+fn merge_suite_report(report: &mut RunReport, part: SuiteReport) {
+    match report.suites.iter_mut().find(|s| s.id == part.id) {
+        Some(existing) => {
+            existing.tests.extend(part.tests);
+            existing.artifacts.extend(part.artifacts);
+            existing.duration_secs = match (existing.duration_secs, part.duration_secs) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
+            if let Some(error) = part.error {
+                existing.error = Some(match existing.error.take() {
+                    Some(previous) if previous != error => format!("{previous}; {error}"),
+                    _ => error,
+                });
+            }
+            if existing.source.is_none() {
+                existing.source = part.source;
+            }
+        }
+        None => report.suites.push(part),
     }
 }

@@ -16,6 +16,8 @@ pub struct RunOverrides {
     pub results_dir: Option<PathBuf>,
     /// `--site-repo`.
     pub site_repo: Option<String>,
+    /// `--shards`.
+    pub shards: Option<u32>,
 }
 
 /// A validated configuration with every path resolved: what the runner uses.
@@ -50,6 +52,9 @@ impl Settings {
         if !overrides.suites.is_empty() {
             hash_input.push_str(&format!(";suites={}", overrides.suites.join(",")));
             config.run.suites = overrides.suites;
+        }
+        if let Some(shards) = overrides.shards {
+            config.run.shards = shards;
         }
         if let Some(dir) = overrides.results_dir {
             config.run.results_dir = absolute(&cwd, &dir);

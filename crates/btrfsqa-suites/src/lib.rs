@@ -80,4 +80,12 @@ pub trait TestSuite: Send + Sync {
 
     /// Runs every test and returns their outcomes.
     async fn run(&self, ctx: &SuiteContext) -> Result<SuiteReport, SuiteError>;
+
+    /// The tests `run` would run, in its order, when the controller knows
+    /// them without asking the machine (default: not known). A sharded run
+    /// hands out known tests one by one with [`SuiteContext::only`]; a suite
+    /// whose tests are not known runs whole on one machine.
+    fn tests(&self) -> Option<Vec<String>> {
+        None
+    }
 }

@@ -583,6 +583,11 @@ impl TestSuite for ScriptSuite {
         &self.id
     }
 
+    fn tests(&self) -> Option<Vec<String>> {
+        let scripts = self.scripts().ok()?;
+        Some(scripts.into_iter().map(|s| s.name).collect())
+    }
+
     /// Uploads the directory's files to `<work_dir>/scripts/<id>/` and gives
     /// them the execute bit they have on the controller.
     async fn prepare(&self, ctx: &SuiteContext) -> Result<(), SuiteError> {

@@ -19,6 +19,7 @@ pub async fn run(args: RunArgs) -> Code {
         suites: args.suites.clone(),
         results_dir: None,
         site_repo: args.site_repo.clone(),
+        shards: args.shards,
     };
     let settings = match load_settings(&args.config, overrides) {
         Ok(settings) => settings,

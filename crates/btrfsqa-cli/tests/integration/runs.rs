@@ -231,7 +231,7 @@ fn the_default_raid56_scrub_suite_reports_every_scenario() {
     area.assert_nothing_left();
 }
 
-fn spawn_run(area: &Area, config: &Path) -> Child {
+fn spawn_run(config: &Path) -> Child {
     btrfsqa()
         .arg("run")
         .arg("--config")
@@ -272,7 +272,7 @@ fn interrupted_run_is_torn_down(signal: &str) {
         ],
     );
     let config = area.config("\"slow\"", "\n[suites.scripts.slow]\ndir = \"slow\"\n");
-    let child = spawn_run(&area, &config);
+    let child = spawn_run(&config);
     wait_for_journal(&area, "\"test\":\"002_sleeps\"");
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
@@ -323,7 +323,7 @@ fn reap_removes_what_a_killed_controller_left() {
     let area = Area::new();
     area.scripts("slow", &[("001_sleeps", "sleep 600")]);
     let config = area.config("\"slow\"", "\n[suites.scripts.slow]\ndir = \"slow\"\n");
-    let mut child = spawn_run(&area, &config);
+    let mut child = spawn_run(&config);
     wait_for_journal(&area, "\"test\":\"001_sleeps\"");
     child.kill().unwrap(); // SIGKILL: no teardown possible
     child.wait().unwrap();
@@ -355,4 +355,61 @@ fn the_readme_scripts_exist_and_are_executable() {
             .mode();
         assert!(mode & 0o111 != 0, "{script} is not executable");
     }
+}
+
+#[test]
+fn a_run_sharded_over_two_machines_reports_what_one_machine_reports() {
+    if !need_root("a_run_sharded_over_two_machines_reports_what_one_machine_reports") {
+        return;
+    }
+    let scripts: &[(&str, &str)] = &[
+        ("001_mkfs", "mkfs.btrfs -q -f \"$TEST_DEV\""),
+        (
+            "002_raid1",
+            "mkfs.btrfs -q -f -d raid1 -m raid1 $SCRATCH_DEV_POOL && mount \"$SCRATCH_DEV\" \"$SCRATCH_MNT\" && umount \"$SCRATCH_MNT\"",
+        ),
+        ("003_fails", "echo broken >&2; exit 1"),
+        ("004_skips", "echo 'not here'; exit 77"),
+        ("005_slow", "sleep 1"),
+        ("006_slow", "sleep 1"),
+    ];
+    let mut reports = Vec::new();
+    for shards in ["1", "2"] {
+        let area = Area::new();
+        area.scripts("mix", scripts);
+        let config = area.config("\"mix\"", "\n[suites.scripts.mix]\ndir = \"mix\"\n");
+        let out = run(btrfsqa()
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .args(["--shards", shards]));
+        let (stdout, stderr) = text(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "shards={shards}\n{stdout}\n{stderr}"
+        );
+        let report = area.report();
+        let machines: std::collections::BTreeSet<String> = report["suites"][0]["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["machine"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(machines.len().to_string(), shards, "{machines:?}");
+        assert_eq!(
+            report["provenance"]["machines"]
+                .as_array()
+                .unwrap()
+                .len()
+                .to_string(),
+            shards
+        );
+        area.assert_nothing_left();
+        reports.push(verdicts(&report));
+    }
+    assert_eq!(
+        reports[0], reports[1],
+        "the merged report differs from one machine's"
+    );
 }

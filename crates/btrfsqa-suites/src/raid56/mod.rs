@@ -1007,6 +1007,16 @@ impl TestSuite for Raid56Scrub {
         ID
     }
 
+    fn tests(&self) -> Option<Vec<String>> {
+        Some(
+            SCENARIOS
+                .iter()
+                .filter(|s| self.config.wants(s))
+                .map(|s| (*s).to_owned())
+                .collect(),
+        )
+    }
+
     /// Checks the configuration and that the tools are on the machine.
     async fn prepare(&self, ctx: &SuiteContext) -> Result<(), SuiteError> {
         let paths = self.validate(ctx)?;
