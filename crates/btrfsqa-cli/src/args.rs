@@ -142,6 +142,9 @@ pub struct RunArgs {
     /// The git repository that receives the dashboard (overrides `publish.site-repo`).
     #[arg(long, value_name = "PATH|URL")]
     pub site_repo: Option<String>,
+    /// Spread the tests over this many machines (overrides `run.shards`).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
     /// Output shape.
     #[arg(long, value_enum, default_value_t)]
     pub message_format: MessageFormat,
