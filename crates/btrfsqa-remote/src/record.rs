@@ -342,9 +342,18 @@ impl RemoteHost for RecordingHost {
         self.inner.upload(local, remote).await
     }
 
+    /// Downloads, then removes secrets from the local copy: logs fetched
+    /// from the machine (`.full`, `dmesg`) are kept and published.
     async fn download(&self, remote: &str, local: &Path) -> Result<(), RemoteError> {
         self.note(&format!("# download {remote}"));
-        self.inner.download(remote, local).await
+        self.inner.download(remote, local).await?;
+        redact_file(&self.redactor, local).map_err(|source| RemoteError::Transfer {
+            host: self.inner.name().to_owned(),
+            direction: "from",
+            remote: remote.to_owned(),
+            local: local.to_owned(),
+            source: Box::new(source),
+        })
     }
 
     async fn reboot_and_wait(&self, timeout: Duration) -> Result<(), RemoteError> {
@@ -371,6 +380,23 @@ impl RecordingHost {
             let _ = sink.send(OutputChunk { stream, data });
         }
     }
+}
+
+/// Files larger than this are not scanned for secrets after a download:
+/// reading them whole would cost more memory than a log should.
+const MAX_REDACTED_FILE: u64 = 256 << 20;
+
+/// Rewrites `path` without its secrets, when it has any.
+fn redact_file(redactor: &Redactor, path: &Path) -> std::io::Result<()> {
+    if std::fs::metadata(path)?.len() > MAX_REDACTED_FILE {
+        return Ok(());
+    }
+    let data = std::fs::read(path)?;
+    let clean = redactor.redact(&data);
+    if clean != data {
+        std::fs::write(path, clean)?;
+    }
+    Ok(())
 }
 
 fn seconds(duration: Duration) -> String {
@@ -505,6 +531,28 @@ mod tests {
         assert!(shown.starts_with("$ echo $TOKEN [REDACTED]\r\n"), "{shown}");
         assert!(shown.contains("warn\n"), "{shown}");
         assert!(shown.ends_with("[btrfsqa: exit status 3]\r\n"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn downloaded_logs_lose_their_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder =
+            Arc::new(CastRecorder::create(&dir.path().join("m.cast"), 80, 24, None).unwrap());
+        let mut inner = MockRemoteHost::new();
+        inner.expect_name().return_const("m".to_owned());
+        inner.expect_download().returning(|_, local| {
+            std::fs::write(local, format!("ok\ntoken={TOKEN}\n")).unwrap();
+            Ok(())
+        });
+        let host = RecordingHost::new(Arc::new(inner), recorder, Redactor::default());
+        let local = dir.path().join("011.full");
+        host.download("/var/lib/xfstests/results/btrfs/011.full", &local)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&local).unwrap(),
+            "ok\ntoken=[REDACTED]\n"
+        );
     }
 
     #[tokio::test]

@@ -3,4 +3,5 @@
 //! when not root or when openssh-server is missing).
 
 mod contract;
+mod recording;
 mod ssh;
