@@ -36,6 +36,8 @@ pub enum Command {
     Publish(PublishArgs),
     /// Print the summary of a stored run.
     Show(ShowArgs),
+    /// Print how a sharded run would hand out its tests, and its predicted makespan.
+    Plan(PlanArgs),
     /// Make one machine, print it as JSON and leave it up.
     Provision(ProvisionArgs),
     /// Remove the machines of a run (those `provision` or a killed `run` left).
@@ -283,4 +285,23 @@ pub struct HistoryArgs {
     /// Print the history as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `btrfsqa plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Configuration (suites, and the results store for recorded durations).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// How many machines.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub shards: usize,
+    /// Plan the tests of an fstests `check.time` file with its durations
+    /// instead of the configured suites.
+    #[arg(long, value_name = "FILE")]
+    pub durations: Option<PathBuf>,
+    /// One line comparing longest-first with round-robin and fstests' own
+    /// order, each as makespan / lower bound.
+    #[arg(long)]
+    pub compare: bool,
 }

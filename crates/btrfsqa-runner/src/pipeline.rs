@@ -464,7 +464,7 @@ impl Runner {
 
     /// The queue of a sharded run, longest first.
     fn work_list(&self, store: &ResultsStore) -> Vec<ShardItem> {
-        let history = durations_from_history(store);
+        let history = crate::schedule::history_durations(store);
         let mut items = Vec::new();
         for (index, suite) in self.suites.iter().enumerate() {
             let id = suite.id();
@@ -1409,22 +1409,6 @@ struct ShardItem {
     suite: usize,
     test: Option<String>,
     estimate_secs: f64,
-}
-
-/// `suite/test` → the duration of its newest recorded outcome.
-fn durations_from_history(store: &ResultsStore) -> std::collections::BTreeMap<String, f64> {
-    let mut durations = std::collections::BTreeMap::new();
-    if let Ok((reports, _)) = store.load_all() {
-        // Oldest first, so newer durations overwrite older ones.
-        for report in &reports {
-            for outcome in report.outcomes() {
-                if let Some(secs) = outcome.duration_secs {
-                    durations.insert(format!("{}/{}", outcome.suite, outcome.name), secs);
-                }
-            }
-        }
-    }
-    durations
 }
 
 /// Adds a (partial) suite report to the run's report, merging with what

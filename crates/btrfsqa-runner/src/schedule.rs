@@ -118,6 +118,22 @@ fn pull(queue: &[WorkItem], shards: usize) -> Plan {
     plan
 }
 
+/// `suite/test` → the duration of its newest recorded outcome in `store`.
+pub fn history_durations(store: &btrfsqa_model::ResultsStore) -> BTreeMap<String, f64> {
+    let mut durations = BTreeMap::new();
+    if let Ok((reports, _)) = store.load_all() {
+        // Oldest first, so newer durations overwrite older ones.
+        for report in &reports {
+            for outcome in report.outcomes() {
+                if let Some(secs) = outcome.duration_secs {
+                    durations.insert(format!("{}/{}", outcome.suite, outcome.name), secs);
+                }
+            }
+        }
+    }
+    durations
+}
+
 /// Simulates the strategy a real run uses: [`longest_first`].
 pub fn simulate(items: &[WorkItem], shards: usize) -> Plan {
     longest_first(items, shards)

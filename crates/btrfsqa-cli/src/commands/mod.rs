@@ -5,6 +5,7 @@ mod config;
 mod image;
 mod import;
 mod machine;
+mod plan;
 mod reap;
 mod run;
 mod store;
@@ -22,6 +23,7 @@ pub async fn dispatch(cli: Cli) -> Code {
         Command::Publish(args) => store::publish(args).await,
         Command::Show(args) => store::show(args),
         Command::Import(args) => import::import(args).await,
+        Command::Plan(args) => plan::plan(args),
         Command::Provision(args) => machine::provision(args).await,
         Command::Teardown(args) => machine::teardown(args).await,
         Command::Compare(args) => compare::compare(args),
