@@ -776,3 +776,124 @@ fn durations_and_sizes_read_well() {
     assert_eq!(byte_count(12), "12 bytes");
     assert_eq!(byte_count(3 * 1024 * 1024), "3145728 bytes (3.0 MiB)");
 }
+
+#[test]
+fn retention_keeps_the_newest_pages_and_older_runs_as_rows() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let store = fixed_store(store_dir.path());
+    let dashboard = Dashboard::new();
+    dashboard.render(&store, site.path()).unwrap();
+    let older_dir = site.path().join("runs").join(OLDER_RUN);
+    assert!(older_dir.join("index.html").is_file());
+
+    let keeping_one = Dashboard::with_settings(DashboardSettings {
+        keep_runs: Some(1),
+        ..DashboardSettings::default()
+    });
+    let stats = keeping_one.render(&store, site.path()).unwrap();
+    assert_eq!(stats.pruned, [RunId::parse(OLDER_RUN).unwrap()]);
+    let left: Vec<String> = fs::read_dir(&older_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        ["summary.json"],
+        "only the summary of a pruned run stays"
+    );
+    let index = read(site.path().join("index.html"));
+    assert!(index.contains(&format!(
+        "<code>{OLDER_RUN}</code> <span class=\"muted\">(page not kept)</span>"
+    )));
+    assert!(!index.contains(&format!("runs/{OLDER_RUN}/index.html")));
+    assert!(!index.contains(&format!("runs&#x2f;{OLDER_RUN}&#x2f;index.html")));
+    assert!(
+        site.path()
+            .join("runs")
+            .join(RUN)
+            .join("index.html")
+            .is_file()
+    );
+    assert_links_resolve(site.path());
+
+    // A second render with the same setting changes nothing.
+    let again = keeping_one.render(&store, site.path()).unwrap();
+    assert_eq!(again.written.len(), 0);
+    assert_eq!(again.site_files_written, 0);
+
+    // Raising the limit brings the page back from the store.
+    let stats = dashboard.render(&store, site.path()).unwrap();
+    assert_eq!(stats.written, [RunId::parse(OLDER_RUN).unwrap()]);
+    assert!(older_dir.join("index.html").is_file());
+}
+
+#[test]
+fn large_recordings_are_trimmed_into_recordings_that_still_play() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let store = fixed_store(store_dir.path());
+    let mut cast = String::from(CAST.lines().next().unwrap());
+    cast.push('\n');
+    for i in 0..2000 {
+        cast.push_str(
+            &serde_json::to_string(&(
+                i as f64 / 10.0,
+                "o",
+                format!("line {i} {}\r\n", "x".repeat(40)),
+            ))
+            .unwrap(),
+        );
+        cast.push('\n');
+        if i == 1000 {
+            cast.push_str(r#"[100.05,"m","xfstests: btrfs/011"]"#);
+            cast.push('\n');
+        }
+    }
+    write_artifact(&store, RUN, "casts/qemu-0.cast", cast.as_bytes());
+    let dashboard = Dashboard::with_settings(DashboardSettings {
+        max_cast_bytes: 20_000,
+        ..DashboardSettings::default()
+    });
+    let stats = dashboard.render(&store, site.path()).unwrap();
+    assert_eq!(stats.artifacts_trimmed, 1);
+    let copy = read(
+        site.path()
+            .join("runs")
+            .join(RUN)
+            .join("files/casts/qemu-0.cast"),
+    );
+    assert!(copy.len() < 22_000, "{}", copy.len());
+    let mut lines = copy.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    let events: Vec<(f64, String, String)> =
+        lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        events.windows(2).all(|w| w[0].0 <= w[1].0),
+        "times stay in order"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.1 == "m" && e.2 == "xfstests: btrfs/011"),
+        "markers stay"
+    );
+    assert!(
+        events.iter().any(|e| e.2.contains("left out here")),
+        "a note says so"
+    );
+    assert_eq!(
+        events.first().unwrap().2,
+        format!("line 0 {}\r\n", "x".repeat(40))
+    );
+    assert_eq!(
+        events.last().unwrap().2,
+        format!("line 1999 {}\r\n", "x".repeat(40))
+    );
+    let page = read(site.path().join("runs").join(RUN).join("index.html"));
+    assert!(
+        page.contains("trimmed:"),
+        "the page says the recording was trimmed"
+    );
+}

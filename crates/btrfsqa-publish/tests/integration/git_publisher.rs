@@ -359,3 +359,43 @@ fn a_missing_run_is_an_error_and_publishes_nothing() {
     );
     assert!(!repo.exists());
 }
+
+#[test]
+fn retention_bounds_the_repository_and_keeps_older_runs_as_rows() {
+    require_git!();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("site.git");
+    let first = report(RUN_A, "2026-11-24T10:15:00Z", &[("a", Verdict::Fail)]);
+    let second = report(RUN_B, "2026-11-24T11:15:00Z", &[("a", Verdict::Pass)]);
+    let store = store_with(&tmp.path().join("results"), std::slice::from_ref(&first));
+    let mut settings =
+        GitPublisherSettings::new(repo.display().to_string(), tmp.path().join("cache"));
+    settings.dashboard.keep_runs = Some(1);
+    let publisher = GitPublisher::new(settings);
+    publisher.publish_blocking(&store, &first.run_id).unwrap();
+    store.write_report(&second).unwrap();
+    publisher.publish_blocking(&store, &second.run_id).unwrap();
+
+    let files = site_files(&repo);
+    let of_a: Vec<&String> = files
+        .iter()
+        .filter(|f| f.starts_with(&format!("runs/{RUN_A}/")))
+        .collect();
+    assert_eq!(of_a, [&format!("runs/{RUN_A}/summary.json")], "{files:#?}");
+    assert!(files.contains(&format!("runs/{RUN_B}/index.html")));
+    assert!(files.contains(&"matrix.html".to_owned()));
+    assert!(files.contains(&"tests/raid56-scrub/a.html".to_owned()));
+    assert!(files.contains(&"assets/asciinema-player/asciinema-player.min.js".to_owned()));
+    let index = git(&repo, &["show", "gh-pages:index.html"]);
+    assert!(index.contains(&format!(
+        "<code>{RUN_A}</code> <span class=\"muted\">(page not kept)</span>"
+    )));
+    // The test's history still has both runs; the fix shows in the matrix.
+    let history = git(&repo, &["show", "gh-pages:tests/raid56-scrub/a.html"]);
+    assert!(history.contains(RUN_A) && history.contains(RUN_B));
+    let matrix = git(&repo, &["show", "gh-pages:matrix.html"]);
+    assert!(
+        matrix.contains("<span class=\"mark fixed\">fixed</span>"),
+        "{matrix}"
+    );
+}
