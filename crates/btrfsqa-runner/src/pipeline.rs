@@ -220,6 +220,8 @@ impl Runner {
                 )
                 .await
             } else {
+                // (Reruns of new failures need one machine that stays up:
+                // a sharded run classifies without them.)
                 self.run_sharded(
                     &machines,
                     &run_dir,
@@ -320,6 +322,18 @@ impl Runner {
                 }
             }
         }
+        if !cancel.is_cancelled()
+            && let Some(summary) = &report.comparison
+            && config.notify.should_notify(summary)
+        {
+            let notified = crate::notify::send(&config.notify, summary).await;
+            for error in notified.errors {
+                sink(Event::Warning {
+                    machine: None,
+                    message: format!("notification failed: {}", error_chain(&error)),
+                });
+            }
+        }
         sink(Event::RunFinished {
             run_id,
             status: report.status,
@@ -333,6 +347,60 @@ impl Runner {
             publish_error,
             teardown_errors,
         })
+    }
+
+    /// Classifies every test against the run's baseline from the store (new
+    /// failure, fixed, flaky, expected...) into `report.comparison`. With a
+    /// machine (`ctx`), new failures are first rerun (`rerun-new-failures`
+    /// times) so a test that passes on rerun is called flaky, not a regression.
+    async fn compare_with_baseline(
+        &self,
+        ctx: Option<&SuiteContext>,
+        store: &ResultsStore,
+        report: &mut RunReport,
+        running: &Arc<Running>,
+    ) {
+        let config = &self.settings.config;
+        let past: Vec<RunReport> = store
+            .load_all()
+            .map(|(reports, _)| reports)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.run_id != report.run_id)
+            .collect();
+        let mut comparison = crate::history::compare_run(report, &past, &config.expectations);
+        if let Some(ctx) = ctx {
+            let plan = crate::history::rerun_plan(&comparison, &config.expectations);
+            if !plan.tests.is_empty() && !ctx.cancel.is_cancelled() {
+                ctx.emit(Event::Warning {
+                    machine: Some(ctx.devices.name.clone()),
+                    message: format!(
+                        "rerunning {} new failure(s) {} time(s) to tell regressions from flakes",
+                        plan.tests.len(),
+                        plan.times
+                    ),
+                });
+                for _ in 0..plan.times {
+                    for (suite_id, names) in plan.by_suite() {
+                        let Some(suite) = self.suites.iter().find(|s| s.id() == suite_id) else {
+                            continue;
+                        };
+                        let mut rerun_ctx = ctx.clone();
+                        rerun_ctx.only = Some(names);
+                        let rerun = self
+                            .run_suite_with(suite.as_ref(), &rerun_ctx, running, false)
+                            .await;
+                        crate::history::record_reruns(report, &plan, rerun);
+                    }
+                }
+                btrfsqa_model::compare::apply_reruns(&mut comparison, report);
+            }
+        }
+        report.comparison = Some(crate::history::summarize_for_report(
+            &comparison,
+            config.notify.run_page(&report.run_id),
+        ));
+        let _ = store.write_report(report);
     }
 
     /// Provisions `run.shards` machines at once. Machines that could not be
@@ -447,7 +515,8 @@ impl Runner {
             .suites
             .sort_by_key(|r| self.suites.iter().position(|s| s.id() == r.id));
         report.recount();
-        let _ = store.write_report(report);
+        self.compare_with_baseline(None, store, report, running)
+            .await;
         let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
         if errors.len() == machines.len() {
             Err(errors.join("; "))
@@ -703,6 +772,9 @@ impl Runner {
             // Each finished suite is durable before the next one starts.
             let _ = store.write_report(report);
         }
+        // New failures are rerun while the machine is still up.
+        self.compare_with_baseline(Some(&ctx), store, report, running)
+            .await;
         sink(stage_done(&name, Stage::Suites, None));
 
         // Leave the devices unmounted whatever the suites did; providers that
@@ -1292,6 +1364,103 @@ mod tests {
             .collect();
         assert_eq!(machines.len(), 2, "both machines pulled work: {machines:?}");
         assert_eq!(report.summary.total(), 7);
+    }
+
+    /// `good` always passes; `broken` fails on every attempt; `flaky` fails
+    /// on its first attempt of the run and passes on reruns.
+    struct Regressing {
+        fail: bool,
+        attempts: std::sync::atomic::AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl TestSuite for Regressing {
+        fn id(&self) -> &str {
+            "reg"
+        }
+        async fn run(&self, ctx: &SuiteContext) -> Result<SuiteReport, SuiteError> {
+            let mut report = SuiteReport::new("reg");
+            for test in ["good", "broken", "flaky"]
+                .into_iter()
+                .filter(|t| ctx.selected(t))
+            {
+                let verdict = match test {
+                    "broken" if self.fail => Verdict::Fail,
+                    "flaky" if self.fail => {
+                        let n = self
+                            .attempts
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if n == 0 { Verdict::Fail } else { Verdict::Pass }
+                    }
+                    _ => Verdict::Pass,
+                };
+                report
+                    .tests
+                    .push(ctx.test_finished(TestOutcome::new("reg", test, verdict)));
+            }
+            Ok(report)
+        }
+    }
+
+    fn connector_with_kernel(release: &'static str) -> MockConnector {
+        let mut connector = MockConnector::new();
+        connector.expect_connect().returning(move |_| {
+            let mut host = MockRemoteHost::new();
+            host.expect_name().return_const("mock-0".to_owned());
+            host.expect_exec().returning(move |request, _| {
+                let stdout = if request.command.starts_with("uname") {
+                    format!("{release}\n#1 SMP\n").into_bytes()
+                } else {
+                    Vec::new()
+                };
+                Ok(ExecOutput {
+                    code: Some(0),
+                    stdout,
+                    ..Default::default()
+                })
+            });
+            Ok(Arc::new(host) as Arc<dyn RemoteHost>)
+        });
+        connector
+    }
+
+    #[tokio::test]
+    async fn new_failures_are_rerun_and_told_from_flakes() {
+        let dir = tempfile::tempdir().unwrap();
+        for (release, fail) in [("6.17.0", false), ("6.18.0", true)] {
+            let runner = Runner::with_parts(
+                settings(dir.path(), ""),
+                Arc::new(provider(1)),
+                Arc::new(connector_with_kernel(release)),
+                vec![Arc::new(Regressing {
+                    fail,
+                    attempts: Default::default(),
+                })],
+                None,
+            );
+            let outcome = runner
+                .run(collect().0, CancellationToken::new())
+                .await
+                .unwrap();
+            if !fail {
+                continue;
+            }
+            let summary = outcome
+                .report
+                .comparison
+                .clone()
+                .expect("compared with the baseline");
+            assert!(summary.baseline.is_some());
+            assert_eq!(summary.counts.new_failure, 1, "{summary:?}");
+            assert_eq!(summary.counts.flaky, 1, "{summary:?}");
+            assert_eq!(summary.regressions[0].key().name, "broken");
+            let flaky = outcome
+                .report
+                .outcomes()
+                .find(|o| o.name == "flaky")
+                .unwrap();
+            assert!(!flaky.reruns.is_empty(), "the rerun is kept with the test");
+        }
     }
 
     /// Starts a test, then waits for cancellation like a real long test.
