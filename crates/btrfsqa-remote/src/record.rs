@@ -374,12 +374,28 @@ impl RecordingHost {
         if data.is_empty() {
             return;
         }
-        self.recorder.output(&data);
+        self.recorder.output(&crlf(&data));
         if let Some(sink) = sink {
             // A caller that stopped listening does not stop the command.
             let _ = sink.send(OutputChunk { stream, data });
         }
     }
+}
+
+/// `data` with every bare `\n` made `\r\n`: commands write to pipes, not
+/// to a terminal, so nothing did what a tty's `onlcr` would, and a player
+/// would draw each line starting where the previous one ended.
+fn crlf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 16);
+    let mut previous = 0u8;
+    for &byte in data {
+        if byte == b'\n' && previous != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(byte);
+        previous = byte;
+    }
+    out
 }
 
 /// Files larger than this are not scanned for secrets after a download:
@@ -529,7 +545,9 @@ mod tests {
         let (_, all) = events(&path);
         let shown = output_text(&all);
         assert!(shown.starts_with("$ echo $TOKEN [REDACTED]\r\n"), "{shown}");
-        assert!(shown.contains("warn\n"), "{shown}");
+        assert!(shown.contains("warn\r\n"), "{shown}");
+        assert!(shown.contains("[REDACTED]\r\n"), "{shown}");
+        assert_eq!(crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
         assert!(shown.ends_with("[btrfsqa: exit status 3]\r\n"), "{shown}");
     }
 

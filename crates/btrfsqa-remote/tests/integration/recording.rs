@@ -139,7 +139,7 @@ async fn secrets_split_across_chunks_reach_neither_the_recording_nor_the_caller(
         })
         .collect();
     assert!(
-        shown.starts_with("tok=[REDACTED] and [REDACTED]\n"),
+        shown.starts_with("tok=[REDACTED] and [REDACTED]\r\n"),
         "{cast}"
     );
 }
