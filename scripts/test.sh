@@ -19,6 +19,16 @@ if [ "$(id -u)" -eq 0 ]; then
     scripts/make-btrfs-progs-mirror.sh --build-deps "$mirror" >&2
   fi
   export BTRFSQA_BTRFS_PROGS_GIT=$mirror
+  # The qemu provider's boot test: QEMU (bookworm-backports) and the guest
+  # image (debootstrap: minutes the first time, then cached). Without them
+  # that one test skips; the rest still runs.
+  echo "== qemu guest image" >&2
+  if scripts/install-deps.sh qemu && cargo build --quiet --bin btrfsqa \
+      && target/debug/btrfsqa image build >&2; then
+    export BTRFSQA_QEMU_IMAGE=/var/cache/btrfsqa/qemu-image
+  else
+    echo "note: no qemu guest image: the qemu boot test will skip" >&2
+  fi
 else
   echo "note: not root: tests that need loop devices, mounts or sshd will skip" >&2
 fi
