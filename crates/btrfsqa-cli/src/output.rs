@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use btrfsqa_model::{Counts, Event, RunReport, Verdict};
+use btrfsqa_model::{Counts, Event, RunReport, Stage, Verdict};
 
 /// Sends `tracing` logs to stderr; `RUST_LOG` wins over `-v`.
 pub fn init_logging(verbose: u8) {
@@ -163,6 +163,11 @@ impl Progress {
                     ));
                 } else if let (None, Some(message)) = (machine, message) {
                     self.line(format!("  {} done: {message}", stage.as_str()));
+                } else if let (Some(machine), Some(message), Stage::Kernel) =
+                    (machine, message, stage)
+                {
+                    // What was built (or reused) and booted is worth a line.
+                    self.line(format!("  machine {machine} kernel: {message}"));
                 }
             }
             Event::MachineReady { machine } => self.line(format!(
