@@ -36,6 +36,8 @@ pub enum Command {
     Publish(PublishArgs),
     /// Print the summary of a stored run.
     Show(ShowArgs),
+    /// Continue an interrupted run: its tests without a verdict, on a new machine.
+    Resume(ResumeArgs),
     /// Print how a sharded run would hand out its tests, and its predicted makespan.
     Plan(PlanArgs),
     /// Make one machine, print it as JSON and leave it up.
@@ -304,4 +306,23 @@ pub struct PlanArgs {
     /// order, each as makespan / lower bound.
     #[arg(long)]
     pub compare: bool,
+}
+
+/// `btrfsqa resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Configuration (the same as the run's, normally).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The run to continue.
+    pub run_id: String,
+    /// Where the new machine comes from (overrides `run.provider`).
+    #[arg(long, value_name = "PROVIDER", value_parser = ["local", "static", "aws", "qemu"])]
+    pub provider: Option<String>,
+    /// The git repository that receives the dashboard (overrides `publish.site-repo`).
+    #[arg(long, value_name = "PATH|URL")]
+    pub site_repo: Option<String>,
+    /// Output shape.
+    #[arg(long, value_enum, default_value_t)]
+    pub message_format: MessageFormat,
 }

@@ -160,8 +160,33 @@ impl Runner {
         events: EventSink,
         cancel: CancellationToken,
     ) -> Result<RunOutcome, RunError> {
+        let run_id = RunId::generate(Utc::now());
+        self.execute(run_id, None, events, cancel).await
+    }
+
+    /// Continues a stored run that was interrupted (or errored): on a new
+    /// machine, the tests that have no verdict yet run, and their outcomes
+    /// join the run's report. Tests recorded as `interrupted` run again.
+    pub async fn resume(
+        &self,
+        run_id: &RunId,
+        events: EventSink,
+        cancel: CancellationToken,
+    ) -> Result<RunOutcome, RunError> {
+        let store = ResultsStore::new(self.settings.results_dir());
+        let previous = store.read_report(run_id)?;
+        self.execute(run_id.clone(), Some(previous), events, cancel)
+            .await
+    }
+
+    async fn execute(
+        &self,
+        run_id: RunId,
+        previous: Option<RunReport>,
+        events: EventSink,
+        cancel: CancellationToken,
+    ) -> Result<RunOutcome, RunError> {
         let started_at = Utc::now();
-        let run_id = RunId::generate(started_at);
         let store = ResultsStore::new(self.settings.results_dir());
         let run_dir = store.create_run(&run_id)?;
         let journal = Journal::open(&run_dir.join("journal.jsonl"))?;
@@ -176,8 +201,24 @@ impl Runner {
             controller: hostname(),
             ..Provenance::default()
         };
-        let mut report = RunReport::start(run_id.clone(), started_at, provenance);
-        report.labels = config.run.labels.clone();
+        let mut report = match previous {
+            Some(previous) => {
+                if previous.provenance.config_hash != provenance.config_hash {
+                    sink(Event::Warning {
+                        machine: None,
+                        message: format!(
+                            "resuming {run_id} with a configuration that differs from the one it started with"
+                        ),
+                    });
+                }
+                resumable(previous)
+            }
+            None => {
+                let mut report = RunReport::start(run_id.clone(), started_at, provenance);
+                report.labels = config.run.labels.clone();
+                report
+            }
+        };
         store.write_report(&report)?;
         sink(Event::RunStarted {
             run_id: run_id.clone(),
@@ -485,7 +526,9 @@ impl Runner {
         stop: &CancellationToken,
         running: &Arc<Running>,
     ) -> Result<(), String> {
-        let queue = Mutex::new(std::collections::VecDeque::from(self.work_list(store)));
+        let queue = Mutex::new(std::collections::VecDeque::from(
+            self.work_list(store, report),
+        ));
         let shared = tokio::sync::Mutex::new(report.clone());
         let workers = machines.iter().map(|machine| {
             self.shard_worker(
@@ -532,13 +575,18 @@ impl Runner {
     }
 
     /// The queue of a sharded run, longest first.
-    fn work_list(&self, store: &ResultsStore) -> Vec<ShardItem> {
+    fn work_list(&self, store: &ResultsStore, report: &RunReport) -> Vec<ShardItem> {
         let history = crate::schedule::history_durations(store);
         let mut items = Vec::new();
         for (index, suite) in self.suites.iter().enumerate() {
             let id = suite.id();
+            let finished = finished_tests(report, id);
             match suite.tests() {
                 Some(tests) => {
+                    let tests: Vec<String> = tests
+                        .into_iter()
+                        .filter(|t| !finished.contains(t))
+                        .collect();
                     let keys: Vec<String> = tests.iter().map(|t| format!("{id}/{t}")).collect();
                     let estimates = crate::schedule::estimate(&keys, &history, 60.0);
                     for (test, estimate) in tests.into_iter().zip(estimates) {
@@ -719,6 +767,7 @@ impl Runner {
             events: crate::recording::marking_sink(recording.as_ref(), sink),
             cancel: stop.clone(),
             only: None,
+            skip: Vec::new(),
         };
         sink(Event::StageStarted {
             machine: Some(name.clone()),
@@ -759,7 +808,9 @@ impl Runner {
             if stop.is_cancelled() {
                 break;
             }
-            let mut suite_report = self.run_suite(suite.as_ref(), &ctx, running).await;
+            let mut suite_ctx = ctx.clone();
+            suite_ctx.skip = finished_tests(report, suite.id());
+            let mut suite_report = self.run_suite(suite.as_ref(), &suite_ctx, running).await;
             crate::recording::attach(recording.as_ref(), &mut suite_report);
             sink(Event::SuiteFinished {
                 machine: name.clone(),
@@ -767,7 +818,7 @@ impl Runner {
                 counts: suite_report.counts(),
                 error: suite_report.error.clone(),
             });
-            report.suites.push(suite_report);
+            merge_suite_report(report, suite_report);
             report.recount();
             // Each finished suite is durable before the next one starts.
             let _ = store.write_report(report);
@@ -1603,4 +1654,28 @@ fn merge_suite_report(report: &mut RunReport, part: SuiteReport) {
         }
         None => report.suites.push(part),
     }
+}
+
+/// The tests of suite `suite` that already have a verdict in `report`.
+fn finished_tests(report: &RunReport, suite: &str) -> Vec<String> {
+    report
+        .suites
+        .iter()
+        .filter(|s| s.id == suite)
+        .flat_map(|s| s.tests.iter().map(|t| t.name.clone()))
+        .collect()
+}
+
+/// A stored report made ready to continue: running again, without the
+/// verdicts that only say the run stopped.
+fn resumable(mut report: RunReport) -> RunReport {
+    report.status = RunStatus::Running;
+    report.finished_at = None;
+    report.error = None;
+    for suite in &mut report.suites {
+        suite.tests.retain(|t| t.verdict != Verdict::Interrupted);
+        suite.error = None;
+    }
+    report.recount();
+    report
 }

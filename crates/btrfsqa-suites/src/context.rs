@@ -36,8 +36,10 @@ pub struct SuiteContext {
     pub events: EventSink,
     /// Fires when the run is being stopped (signal, run timeout).
     pub cancel: CancellationToken,
-    /// When set, run only these tests (resume, sharding); otherwise all.
+    /// When set, run only these tests (sharding, reruns); otherwise all.
     pub only: Option<Vec<String>>,
+    /// Tests not to run again (a resumed run's finished tests).
+    pub skip: Vec<String>,
 }
 
 impl std::fmt::Debug for SuiteContext {
@@ -60,14 +62,17 @@ impl SuiteContext {
             events: Arc::new(|_| {}),
             cancel: CancellationToken::new(),
             only: None,
+            skip: Vec::new(),
         }
     }
 
-    /// Whether `test` is selected by [`SuiteContext::only`].
+    /// Whether `test` is selected by [`SuiteContext::only`] and not in
+    /// [`SuiteContext::skip`].
     pub fn selected(&self, test: &str) -> bool {
         self.only
             .as_ref()
             .is_none_or(|only| only.iter().any(|t| t == test))
+            && !self.skip.iter().any(|t| t == test)
     }
 
     /// Emits an event.

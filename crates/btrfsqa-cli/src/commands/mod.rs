@@ -17,6 +17,7 @@ use crate::exit::Code;
 pub async fn dispatch(cli: Cli) -> Code {
     match cli.command {
         Command::Run(args) => run::run(args).await,
+        Command::Resume(args) => run::resume(args).await,
         Command::Init(args) => config::init(args),
         Command::Config(command) => config::config(command),
         Command::Reap(args) => reap::reap(args).await,

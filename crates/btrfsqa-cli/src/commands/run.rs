@@ -6,7 +6,7 @@ use btrfsqa_model::Event;
 use btrfsqa_runner::{CancellationToken, RunOverrides, Runner};
 
 use super::{load_settings, print_error};
-use crate::args::{MessageFormat, RunArgs};
+use crate::args::{MessageFormat, ResumeArgs, RunArgs};
 use crate::exit::Code;
 use crate::output::{Progress, summary};
 
@@ -25,6 +25,45 @@ pub async fn run(args: RunArgs) -> Code {
         Ok(settings) => settings,
         Err(code) => return code,
     };
+    drive(settings, args.message_format, None).await
+}
+
+/// `btrfsqa resume`: the tests of a stored run that have no verdict yet, on
+/// a new machine.
+pub async fn resume(args: ResumeArgs) -> Code {
+    let run_id = match btrfsqa_model::RunId::parse(&args.run_id) {
+        Ok(run_id) => run_id,
+        Err(err) => {
+            print_error(&err);
+            return Code::Usage;
+        }
+    };
+    let overrides = RunOverrides {
+        provider: args
+            .provider
+            .as_deref()
+            .map(|p| p.parse().expect("clap checked the value")),
+        site_repo: args.site_repo.clone(),
+        ..Default::default()
+    };
+    let settings = match load_settings(&args.config, overrides) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let store = btrfsqa_model::ResultsStore::new(settings.results_dir());
+    if let Err(err) = store.read_report(&run_id) {
+        print_error(&err);
+        return Code::Usage;
+    }
+    drive(settings, args.message_format, Some(run_id)).await
+}
+
+/// Runs (or resumes) with progress, signals and the summary.
+async fn drive(
+    settings: btrfsqa_runner::Settings,
+    format: MessageFormat,
+    resume: Option<btrfsqa_model::RunId>,
+) -> Code {
     let runner = match Runner::from_settings(settings).await {
         Ok(runner) => runner,
         Err(err) => {
@@ -36,7 +75,7 @@ pub async fn run(args: RunArgs) -> Code {
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
 
-    let json = args.message_format == MessageFormat::Json;
+    let json = format == MessageFormat::Json;
     let progress = Arc::new(Progress::new());
     let sink: btrfsqa_suites::EventSink = {
         let progress = progress.clone();
@@ -52,7 +91,11 @@ pub async fn run(args: RunArgs) -> Code {
         })
     };
 
-    let outcome = match runner.run(sink, cancel).await {
+    let result = match &resume {
+        Some(run_id) => runner.resume(run_id, sink, cancel).await,
+        None => runner.run(sink, cancel).await,
+    };
+    let outcome = match result {
         Ok(outcome) => outcome,
         Err(err) => {
             progress.finish();

@@ -413,3 +413,54 @@ fn a_run_sharded_over_two_machines_reports_what_one_machine_reports() {
         "the merged report differs from one machine's"
     );
 }
+
+#[test]
+fn resume_runs_only_the_tests_without_a_verdict() {
+    if !need_root("resume_runs_only_the_tests_without_a_verdict") {
+        return;
+    }
+    let area = Area::new();
+    area.scripts(
+        "slow",
+        &[
+            ("001_quick", "true"),
+            ("002_sleeps", "sleep 600"),
+            ("003_after", "true"),
+        ],
+    );
+    let config = area.config("\"slow\"", "\n[suites.scripts.slow]\ndir = \"slow\"\n");
+    let child = spawn_run(&config);
+    wait_for_journal(&area, "\"test\":\"002_sleeps\"");
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let run_id = area.report()["run_id"].as_str().unwrap().to_owned();
+
+    // The cause of the hang is fixed; the run goes on where it stopped.
+    area.scripts("slow", &[("002_sleeps", "true")]);
+    let out = run(btrfsqa().args(["resume", &run_id, "--config"]).arg(&config));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let report = area.report();
+    assert_eq!(report["run_id"], run_id.as_str());
+    assert_eq!(report["status"], "completed");
+    assert_eq!(
+        verdicts(&report),
+        [
+            ("001_quick".into(), "pass".into()),
+            ("002_sleeps".into(), "pass".into()),
+            ("003_after".into(), "pass".into()),
+        ]
+    );
+    let journal =
+        std::fs::read_to_string(area.path("results").join(&run_id).join("journal.jsonl")).unwrap();
+    assert_eq!(
+        journal.matches("\"test\":\"001_quick\"").count(),
+        1,
+        "a finished test ran again"
+    );
+    area.assert_nothing_left();
+}

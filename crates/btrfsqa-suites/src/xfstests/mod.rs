@@ -462,6 +462,8 @@ impl SectionRunner<'_> {
         loop {
             let mut excluded: Vec<String> = section.exclude_tests.clone();
             excluded.extend(done.iter().cloned());
+            // A resumed run's finished tests (by name) are not run again.
+            excluded.extend(ctx.skip.iter().filter(|t| parse::is_test_name(t)).cloned());
             let exclude_file = if excluded.is_empty() {
                 None
             } else {
