@@ -160,8 +160,10 @@ pub(crate) struct Trend<'a> {
     height: u32,
     points: String,
     dots: Vec<TrendDot<'a>>,
-    /// Y of the 0 %, 50 % and 100 % grid lines.
+    /// Y of the 0 %, 50 % and 100 % grid lines, with their labels.
     grid: Vec<(u32, &'static str)>,
+    /// Where the plot starts (after the labels).
+    left: u32,
 }
 
 #[derive(Serialize)]
@@ -192,14 +194,18 @@ pub(crate) fn trend<'a>(runs: &[&'a RunSummary], root: &str) -> Option<Trend<'a>
     if rated.is_empty() {
         return None;
     }
-    let step = 12u32;
-    let width = CHART_PAD * 2 + step * (rated.len().max(2) as u32 - 1);
+    // At least 12 px per run, and a chart at least 320 px wide; the labels
+    // take the first 36 px.
+    let gaps = rated.len().max(2) as u32 - 1;
+    let step = (280 / gaps).max(12);
+    let left = CHART_PAD + 36;
+    let width = left + CHART_PAD + step * gaps;
     let plot = f64::from(CHART_HEIGHT - 2 * CHART_PAD);
     let y_of = |rate: f64| f64::from(CHART_PAD) + (1.0 - rate) * plot;
     let mut points = Vec::new();
     let mut dots = Vec::new();
     for (i, (run, rate)) in rated.iter().enumerate() {
-        let x = format!("{}", CHART_PAD + step * i as u32);
+        let x = format!("{}", left + step * i as u32);
         let y = format!("{:.1}", y_of(*rate));
         points.push(format!("{x},{y}"));
         dots.push(TrendDot {
@@ -225,6 +231,7 @@ pub(crate) fn trend<'a>(runs: &[&'a RunSummary], root: &str) -> Option<Trend<'a>
         height: CHART_HEIGHT,
         points: points.join(" "),
         dots,
+        left,
         grid: vec![
             (y_of(1.0) as u32, "100%"),
             (y_of(0.5) as u32, "50%"),

@@ -235,6 +235,7 @@ fn assert_only_template_markup(html: &str) {
         "rect",
         "strong",
         "script",
+        "text",
     ];
     const ATTRIBUTES: &[&str] = &[
         "lang",
