@@ -6,7 +6,7 @@
 //! logs) from the store; [`GitPublisher`] commits that site to a git
 //! repository with gix and pushes it (GitHub Pages serves it);
 //! [`DirectoryPublisher`] renders it into a directory, to preview it.
-//! [`export`] writes JUnit XML and JSON for other tools.
+//! [`export`] writes JUnit XML, KCIDB JSON and JSON for other tools.
 //!
 //! ```no_run
 //! use btrfsqa_model::{ResultsStore, RunId};
