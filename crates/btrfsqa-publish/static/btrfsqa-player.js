@@ -13,7 +13,9 @@
  */
 (function () {
   "use strict";
-  if (typeof AsciinemaPlayer === "undefined") {
+  /* From file:// a browser refuses to fetch the recording: leave the
+   * page's link to the .cast file in place of a player that cannot load. */
+  if (typeof AsciinemaPlayer === "undefined" || window.location.protocol === "file:") {
     return;
   }
   var players = {};
