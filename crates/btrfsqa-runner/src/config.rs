@@ -351,6 +351,18 @@ pub struct PublishConfig {
     /// The dashboard's title.
     #[serde(default = "default_title")]
     pub title: String,
+    /// Keep pages and files of only the newest N runs in the site repository
+    /// (older runs stay as rows without links); unset keeps everything.
+    #[serde(default)]
+    pub keep_runs: Option<usize>,
+    /// Where the site is served (e.g. `https://USER.github.io/btrfsqa`), for
+    /// absolute links in exports (KCIDB).
+    #[serde(default)]
+    pub site_url: Option<String>,
+    /// An SSH deploy key for pushing (else the environment's GITHUB_TOKEN /
+    /// GH_TOKEN over HTTPS, or the user's own ssh setup).
+    #[serde(default)]
+    pub ssh_key: Option<PathBuf>,
 }
 
 impl Default for PublishConfig {
@@ -359,6 +371,9 @@ impl Default for PublishConfig {
             site_repo: None,
             branch: default_branch(),
             title: default_title(),
+            keep_runs: None,
+            site_url: None,
+            ssh_key: None,
         }
     }
 }
@@ -532,7 +547,7 @@ fn lookup_span(root: &DeTable<'_>, key: &str) -> Option<std::ops::Range<usize>> 
                 .find(|(k, _)| k.get_ref().as_ref() == name)
                 .map(|(k, v)| (k.span(), v)),
             (KeyPart::Index(index), _, Some(DeValue::Array(array))) => {
-                array.iter().nth(index).map(|v| (v.span(), v))
+                array.get(index).map(|v| (v.span(), v))
             }
             _ => None,
         };
@@ -790,6 +805,12 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
     }
     for (key, message) in config.notify.validate() {
         issue(format!("notify.{key}"), message);
+    }
+    if config.publish.keep_runs == Some(0) {
+        issue(
+            "publish.keep-runs".into(),
+            "must be at least 1 (or unset to keep every run)".into(),
+        );
     }
     if config.publish.branch.trim().is_empty() || config.publish.branch.contains("..") {
         issue(

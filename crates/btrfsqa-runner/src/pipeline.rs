@@ -645,12 +645,12 @@ impl Runner {
                 break;
             };
             let suite = self.suites[item.suite].as_ref();
-            if !prepared.contains_key(&item.suite) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = prepared.entry(item.suite) {
                 let result = suite
                     .prepare(&session.ctx)
                     .await
                     .map_err(|e| error_chain(&e));
-                prepared.insert(item.suite, result);
+                slot.insert(result);
             }
             let mut ctx = session.ctx.clone();
             ctx.only = item.test.clone().map(|t| vec![t]);
@@ -1079,6 +1079,9 @@ pub fn read_machine_records(run_dir: &std::path::Path) -> Vec<Machine> {
 
 #[cfg(test)]
 mod tests {
+    // SuiteError carries RemoteError (the contract); mocks return it by value.
+    #![expect(clippy::result_large_err)]
+
     use super::*;
     use crate::config::ConfigSource;
     use crate::connect::MockConnector;

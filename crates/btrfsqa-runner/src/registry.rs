@@ -104,10 +104,18 @@ pub fn publisher(settings: &Settings) -> Option<Arc<dyn Publisher>> {
     let mut git =
         GitPublisherSettings::new(repo.clone(), settings.results_dir().join(".site-cache"));
     git.branch = publish.branch.clone();
+    git.dashboard.title = publish.title.clone();
+    git.dashboard.keep_runs = publish.keep_runs;
+    git.dashboard.site_url = publish.site_url.clone();
+    git.ssh_key = publish.ssh_key.clone();
     Some(Arc::new(GitPublisher::new(git)))
 }
 
 /// `[providers.aws]` over the provider's defaults.
+#[expect(
+    clippy::field_reassign_with_default,
+    reason = "every field is optional in the config; one assignment per key reads best"
+)]
 pub fn aws_settings(settings: &Settings) -> AwsSettings {
     let aws = &settings.config.providers.aws;
     let mut out = AwsSettings::default();

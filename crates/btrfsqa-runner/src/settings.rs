@@ -158,6 +158,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     for script in config.suites.scripts.values_mut() {
         script.dir = absolute(base, &expand_home(&script.dir));
     }
+    if let Some(key) = &mut config.publish.ssh_key {
+        *key = absolute(base, &expand_home(key));
+    }
     if let Some(repo) = &config.publish.site_repo {
         config.publish.site_repo = Some(resolve_repo(base, repo));
     }
