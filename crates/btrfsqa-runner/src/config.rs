@@ -1,5 +1,5 @@
 //! `btrfsqa.toml`: the file's types, loading with precise errors, validation
-//! and resolution into [`Settings`].
+//! and resolution into [`Settings`](crate::Settings).
 //!
 //! Errors always name the file, the line and the dotted key
 //! (`btrfsqa.toml:14: \`suites.scripts.smoke.timeout-secs\`: must be at least 1`).
