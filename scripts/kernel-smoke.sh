@@ -9,7 +9,8 @@
 #   sudo scripts/kernel-smoke.sh [extra `btrfsqa run` flags]
 #
 # Results: ./btrfsqa-results/<run-id>/ (kernel/build.log, console-qemu-0.log);
-# built kernels: ./btrfsqa-results/.kernels/<key>/.
+# built kernels: ./btrfsqa-results/.kernels/<key>/. BTRFSQA_RESULTS_DIR names
+# another results store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -50,7 +51,8 @@ bin=target/debug/btrfsqa
 "$bin" image build
 start=$(date +%s)
 status=0
-"$bin" run --config "$config" --results-dir "$PWD/btrfsqa-results" "$@" || status=$?
+"$bin" run --config "$config" --results-dir "${BTRFSQA_RESULTS_DIR:-$PWD/btrfsqa-results}" "$@" \
+  || status=$?
 echo "== run took $(( $(date +%s) - start )) s, exit status $status" >&2
 "$bin" reap --provider qemu --dry-run
 exit "$status"

@@ -46,6 +46,9 @@ pub const PROBE_INIT: &str = "/usr/local/sbin/btrfsqa-probe";
 pub const PACKAGES: &[&str] = &[
     // Boot, login, network.
     "systemd-sysv",
+    // systemd-logind needs D-Bus; it turns QEMU's ACPI power button into a
+    // clean power-off (how a relaunch into another kernel starts).
+    "dbus",
     "udev",
     "kmod",
     "openssh-server",

@@ -46,8 +46,9 @@ use state::{Controller, QemuState};
 const PROVIDER: &str = "qemu";
 /// How many times a launch is retried when the forwarded port was taken.
 const PORT_ATTEMPTS: u32 = 4;
-/// How long a clean guest power-off may take before QEMU is told to quit.
-const POWERDOWN_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a clean guest power-off may take before QEMU is told to quit
+/// (a Debian guest under TCG powers off in a few seconds).
+const POWERDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which accelerator to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
