@@ -532,7 +532,7 @@ async fn build(
                 "kernel build failed",
                 format!(
                     "{} (log: kernel/build.log)",
-                    last_lines(&out.stderr_text(), 6)
+                    last_lines(&out.stderr_text(), 7)
                 ),
             ));
         }

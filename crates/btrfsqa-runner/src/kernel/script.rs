@@ -120,8 +120,8 @@ else
 fi
 echo "== make -j{jobs} all (CC=$cc)" >>"$log"
 if ! nice -n 10 make O="$b" -j{jobs} CC="$cc" all >>"$log" 2>&1; then
-  echo "build failed: the last lines of build.log:" >&2
-  tail -n 40 "$log" >&2
+  # The compiler's first errors say why; make's last lines only that it stopped.
+  {{ grep -E ': (fatal )?error: ' "$log" | head -n 5; tail -n 2 "$log"; }} >&2
   exit 2
 fi
 release=$(make -s O="$b" kernelrelease)
