@@ -639,10 +639,15 @@ async fn install_and_boot(
             extra_args: config.extra_args.clone(),
             release: release.clone(),
         };
+        // What the console held before: a panic of the new kernel shows
+        // after this point.
+        let console_offset = console_path(machine)
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len());
         match env.provider.boot_kernel(machine, &kernel).await {
             Ok(()) => {
                 drop(host);
-                return reconnect(env, machine, release, boot_timeout).await;
+                return reconnect(env, machine, release, boot_timeout, console_offset).await;
             }
             Err(ProvisionError::Unsupported { .. }) if method == BootMethod::Auto => {
                 let has_kexec = exec(host.as_ref(), "command -v kexec".to_owned(), STEP_TIMEOUT)
@@ -706,14 +711,34 @@ async fn install_and_boot(
     }
 }
 
-/// Connects to the machine again after the provider booted it.
+/// Connects to the machine again after the provider booted it. A kernel
+/// panic on the console (after `console_offset`) ends the wait at once: the
+/// VM is gone and SSH would only time out.
 async fn reconnect(
     env: &StageEnv<'_>,
     machine: &Machine,
     release: &str,
     timeout: Duration,
+    console_offset: u64,
 ) -> Result<Arc<dyn RemoteHost>, StageError> {
-    match tokio::time::timeout(timeout, env.connector.connect(machine)).await {
+    let panicked = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if let Some(line) = console_panic(machine, console_offset) {
+                return line;
+            }
+        }
+    };
+    let connected = tokio::select! {
+        connected = tokio::time::timeout(timeout, env.connector.connect(machine)) => connected,
+        line = panicked => {
+            return Err(StageError::new(
+                &format!("kernel `{release}` did not boot"),
+                format!("{line}{}", console_hint(machine)),
+            ));
+        }
+    };
+    match connected {
         Ok(Ok(host)) => Ok(host),
         Ok(Err(e)) => Err(StageError::new(
             &format!("kernel `{release}` did not boot"),
@@ -842,6 +867,27 @@ fn console_artifact(machine: &Machine, run_dir: &Path) -> Option<Artifact> {
     console
         .is_file()
         .then(|| Artifact::new(ArtifactKind::Console, relative.display().to_string()))
+}
+
+/// The first kernel panic line on the console after `offset`, if any.
+fn console_panic(machine: &Machine, offset: u64) -> Option<String> {
+    let text = std::fs::read(console_path(machine)?).ok()?;
+    let tail = String::from_utf8_lossy(text.get(offset as usize..)?).into_owned();
+    first_panic(&tail)
+}
+
+/// The first line that says the kernel panicked.
+pub(crate) fn first_panic(console: &str) -> Option<String> {
+    console
+        .lines()
+        .find(|l| l.contains("Kernel panic - not syncing"))
+        .map(|l| {
+            // Drop the timestamp: `[    2.5] Kernel panic - ...`.
+            l.find("Kernel panic")
+                .map_or(l, |i| &l[i..])
+                .trim()
+                .to_owned()
+        })
 }
 
 fn console_hint(machine: &Machine) -> String {

@@ -501,3 +501,78 @@ fn fragment_file_names_are_safe() {
     assert_eq!(sanitize("/etc/btrfsqa/my frag.config"), "my_frag");
     assert_eq!(sanitize("kasan"), "kasan");
 }
+
+#[test]
+fn a_panic_is_found_on_the_console_without_its_timestamp() {
+    let console = "[    2.5] VFS: Cannot open root device \"nonexistent\"\n\
+                   [    2.6] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n";
+    assert_eq!(
+        first_panic(console).as_deref(),
+        Some("Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)")
+    );
+    assert_eq!(first_panic("login:"), None);
+}
+
+#[tokio::test]
+async fn a_panicking_kernel_ends_the_wait_for_ssh_at_once() {
+    let h = Harness::new(SOURCE);
+    let mut machine = machine("qemu");
+    let console = h.run_dir.join("console-qemu-0.log");
+    std::fs::write(
+        &console,
+        "old boot: Kernel panic - not syncing: an earlier one\n",
+    )
+    .unwrap();
+    machine.state = serde_json::json!({ "console": console.display().to_string() });
+    let mut provider = MockCloudProvider::new();
+    provider.expect_id().return_const("qemu".to_owned());
+    let appended = console.clone();
+    provider.expect_boot_kernel().returning(move |_, _| {
+        let mut text = std::fs::read_to_string(&appended).unwrap();
+        text.push_str("[ 2.6] Kernel panic - not syncing: VFS: Unable to mount root fs\n");
+        std::fs::write(&appended, text).unwrap();
+        Ok(())
+    });
+    let mut report = report();
+    let started = Instant::now();
+    let provider: Arc<dyn CloudProvider> = Arc::new(provider);
+    // SSH never answers.
+    let connector: Arc<dyn Connector> = Arc::new(NeverConnects);
+    let sink: EventSink = Arc::new(|_| {});
+    let stop = CancellationToken::new();
+    let env = StageEnv {
+        settings: &h.settings,
+        provider: &provider,
+        connector: &connector,
+        run_dir: &h.run_dir,
+        sink: &sink,
+        stop: &stop,
+        builder: Some(Arc::new(builder(Arc::default(), false))),
+    };
+    let err = run_stage(
+        &env,
+        &machine,
+        Arc::new(machine_host(Arc::default(), true)),
+        &mut report,
+    )
+    .await
+    .err()
+    .expect("the stage fails");
+    assert!(
+        err.starts_with("kernel `6.1.192` did not boot: Kernel panic - not syncing: VFS: Unable to mount root fs"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+struct NeverConnects;
+
+#[async_trait::async_trait]
+impl Connector for NeverConnects {
+    async fn connect(
+        &self,
+        _: &Machine,
+    ) -> Result<Arc<dyn RemoteHost>, btrfsqa_remote::RemoteError> {
+        std::future::pending().await
+    }
+}
