@@ -361,6 +361,8 @@ async fn without_a_provider_boot_the_machine_kexecs() {
     .await
     .unwrap();
     let commands = commands.lock().unwrap();
+    // Off qemu the configuration starts from the machine's running kernel's.
+    assert!(commands.iter().any(|c| c.contains("/proc/config.gz")));
     assert!(commands.iter().any(|c| c.contains("install -m 0644")));
     assert!(
         commands
@@ -574,5 +576,58 @@ impl Connector for NeverConnects {
         _: &Machine,
     ) -> Result<Arc<dyn RemoteHost>, btrfsqa_remote::RemoteError> {
         std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn build_on_machine_builds_under_the_machines_work_dir() {
+    let h = Harness::new(&format!("{SOURCE}\nbuild-on = \"machine\""));
+    let builds = Arc::new(Mutex::new(0));
+    // The machine is the builder: it answers the build steps too.
+    let inner = Arc::new(builder(builds.clone(), false));
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut host = MockRemoteHost::new();
+    host.expect_name().return_const("m-0".to_owned());
+    let (log, exec_inner) = (seen.clone(), inner.clone());
+    host.expect_exec().returning(move |request, sink| {
+        log.lock().unwrap().push(request.command.clone());
+        ready(exec_inner.exec(request, sink))
+    });
+    let up = inner.clone();
+    host.expect_upload()
+        .returning(move |local, remote| ready(up.upload(local, remote)));
+    let down = inner.clone();
+    host.expect_download()
+        .returning(move |remote, local| ready(down.download(remote, local)));
+    let provider: Arc<dyn CloudProvider> = Arc::new(qemu_provider(1));
+    let connector: Arc<dyn Connector> = Arc::new(connector_to(RELEASE));
+    let sink: EventSink = Arc::new(|_| {});
+    let stop = CancellationToken::new();
+    let env = StageEnv {
+        settings: &h.settings,
+        provider: &provider,
+        connector: &connector,
+        run_dir: &h.run_dir,
+        sink: &sink,
+        stop: &stop,
+        builder: None,
+    };
+    let mut report = report();
+    if let Err(e) = run_stage(&env, &machine("qemu"), Arc::new(host), &mut report).await {
+        panic!("{e}");
+    }
+    assert_eq!(*builds.lock().unwrap(), 1);
+    let seen = seen.lock().unwrap();
+    let fetch = seen.iter().find(|c| c.contains("git -C")).unwrap();
+    assert!(fetch.contains("src=/var/tmp/btrfsqa/kernel/"), "{fetch}");
+}
+
+/// The value of a mock's future, which never waits.
+fn ready<T>(future: impl std::future::Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(value) => value,
+        std::task::Poll::Pending => panic!("a mock future waited"),
     }
 }
