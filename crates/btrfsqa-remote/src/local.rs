@@ -34,7 +34,9 @@ impl RemoteHost for LocalHost {
         request: ExecRequest,
         sink: Option<OutputSink>,
     ) -> Result<ExecOutput, RemoteError> {
-        let mut command = Command::new("sh");
+        // By absolute path: a PATH search costs a failed exec per entry, on
+        // every command.
+        let mut command = Command::new("/bin/sh");
         command
             .arg("-c")
             .arg(&request.command)

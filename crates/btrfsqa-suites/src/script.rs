@@ -346,7 +346,7 @@ impl ScriptSuite {
         // test is overhead on every test. The cleanup reports on stderr, so
         // the test's log shows what it left mounted.
         let mut request = ExecRequest::new(format!(
-            "mkdir -p {} {} 2>/dev/null; ./{}; rc=$?; {{ {}; }} >&2; exit $rc",
+            "t={}; s={}; [ -d \"$t\" ] && [ -d \"$s\" ] || mkdir -p \"$t\" \"$s\" 2>/dev/null; ./{}; rc=$?; {{ {}; }} >&2; exit $rc",
             shell_quote(&paths.test_dir),
             shell_quote(&paths.scratch_mnt),
             script.name,
