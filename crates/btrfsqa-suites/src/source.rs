@@ -84,6 +84,39 @@ async fn git(suite: &str, step: &str, args: &[&str]) -> Result<String, SuiteErro
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// [`pin`] once per suite instance: the first call mirrors and resolves,
+/// later calls reuse the pinned source.
+pub(crate) async fn pin_once<'a>(
+    cell: &'a tokio::sync::OnceCell<PinnedSource>,
+    suite: &str,
+    name: &str,
+    url: &str,
+    git_ref: &str,
+    cache_dir: Option<&Path>,
+) -> Result<&'a PinnedSource, SuiteError> {
+    cell.get_or_try_init(|| async {
+        let cache = cache_dir.map_or_else(default_cache_dir, Path::to_owned);
+        pin(suite, name, url, git_ref, &cache).await
+    })
+    .await
+}
+
+/// Whether a previous build in `dir` on the machine finished (its
+/// [`BUILT_MARKER`] exists).
+pub(crate) async fn is_built(
+    host: &dyn RemoteHost,
+    dir: &str,
+) -> Result<bool, btrfsqa_remote::RemoteError> {
+    let out = host
+        .exec(
+            ExecRequest::new(format!("test -f {}/{BUILT_MARKER}", shell_quote(dir)))
+                .timeout(Duration::from_secs(60)),
+            None,
+        )
+        .await?;
+    Ok(out.success())
+}
+
 /// Mirrors `url` into `cache_dir` (or updates the mirror) and resolves
 /// `git_ref` to a commit.
 pub(crate) async fn pin(

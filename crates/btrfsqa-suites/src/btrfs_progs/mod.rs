@@ -297,36 +297,21 @@ impl BtrfsProgsTests {
     }
 
     async fn pinned(&self) -> Result<&PinnedSource, SuiteError> {
-        self.pinned
-            .get_or_try_init(|| async {
-                let cache = self
-                    .config
-                    .cache_dir
-                    .clone()
-                    .unwrap_or_else(source::default_cache_dir);
-                source::pin(
-                    ID,
-                    "btrfs-progs",
-                    &self.config.git_url,
-                    &self.config.git_ref,
-                    &cache,
-                )
-                .await
-            })
-            .await
+        source::pin_once(
+            &self.pinned,
+            ID,
+            "btrfs-progs",
+            &self.config.git_url,
+            &self.config.git_ref,
+            self.config.cache_dir.as_deref(),
+        )
+        .await
     }
 
     async fn is_built(&self, ctx: &SuiteContext, dir: &str) -> Result<bool, SuiteError> {
-        let out = ctx
-            .host
-            .exec(
-                ExecRequest::new(format!("test -f {}/{BUILT_MARKER}", shell_quote(dir)))
-                    .timeout(Duration::from_secs(60)),
-                None,
-            )
+        source::is_built(ctx.host.as_ref(), dir)
             .await
-            .map_err(remote_error)?;
-        Ok(out.success())
+            .map_err(remote_error)
     }
 
     /// Every case of the configured suites, as `(suite, case)`, in order.
