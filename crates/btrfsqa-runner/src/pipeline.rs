@@ -1132,25 +1132,7 @@ mod tests {
     }
 
     fn connector() -> MockConnector {
-        let mut connector = MockConnector::new();
-        connector.expect_connect().returning(|_| {
-            let mut host = MockRemoteHost::new();
-            host.expect_name().return_const("mock-0".to_owned());
-            host.expect_exec().returning(|request, _| {
-                let stdout = if request.command.starts_with("uname") {
-                    b"6.18.0-test\n#1 SMP\n".to_vec()
-                } else {
-                    Vec::new()
-                };
-                Ok(ExecOutput {
-                    code: Some(0),
-                    stdout,
-                    ..Default::default()
-                })
-            });
-            Ok(Arc::new(host) as Arc<dyn RemoteHost>)
-        });
-        connector
+        connector_with_kernel("6.18.0-test")
     }
 
     fn suite(id: &'static str, verdicts: &'static [Verdict]) -> Arc<dyn TestSuite> {
