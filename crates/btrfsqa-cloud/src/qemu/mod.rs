@@ -816,7 +816,7 @@ impl Inner {
                         "run",
                         state.machine.clone(),
                         format!(
-                            "kept: its controller (pid {}) still runs",
+                            "kept: its controller (pid {}) is still running",
                             state.controller.pid
                         ),
                     ));
@@ -829,7 +829,8 @@ impl Inner {
                     .filter(|pid| launch::process_has_tag(*pid, &tag));
                 if dry_run {
                     if let Some(pid) = pid {
-                        items.push(item("qemu-process", pid.to_string(), "would kill".into()));
+                        // `deleted`/`would delete` for everything, as the CLI expects.
+                        items.push(item("qemu-process", pid.to_string(), "would delete".into()));
                     }
                     items.push(item(
                         "work-dir",
@@ -849,7 +850,7 @@ impl Inner {
                     let action = if left.iter().any(|l| l.contains("qemu process")) {
                         "still running".to_owned()
                     } else {
-                        "killed".to_owned()
+                        "deleted".to_owned()
                     };
                     items.push(item("qemu-process", pid.to_string(), action));
                 }

@@ -53,13 +53,28 @@ impl Controller {
         }
     }
 
-    /// Whether the controller still runs.
+    /// Whether the controller still runs (a zombie, killed but not yet
+    /// waited for, does not).
     pub(crate) fn is_alive(&self) -> bool {
-        match start_time(self.pid) {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+            return false;
+        };
+        if matches!(parse_state(&stat), Some('Z' | 'X')) {
+            return false;
+        }
+        match parse_start_time(&stat) {
             None => false,
             Some(now) => self.start_time.is_none_or(|then| then == now),
         }
     }
+}
+
+/// The state letter (field 3) of a `/proc/PID/stat` line.
+pub(crate) fn parse_state(stat: &str) -> Option<char> {
+    stat.get(stat.rfind(')')? + 1..)?
+        .trim_start()
+        .chars()
+        .next()
 }
 
 /// Start time of `pid` in clock ticks since boot (field 22 of its stat).
@@ -125,6 +140,8 @@ mod tests {
         let stat = "4242 (qemu (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 3 0 987654 1000 10";
         assert_eq!(parse_start_time(stat), Some(987654));
         assert_eq!(parse_start_time("12 (short"), None);
+        assert_eq!(parse_state(stat), Some('S'));
+        assert_eq!(parse_state("7 (a) b) Z 1"), Some('Z'));
     }
 
     #[test]
