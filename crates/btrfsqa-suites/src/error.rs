@@ -51,3 +51,18 @@ pub enum SuiteError {
         partial: Box<btrfsqa_model::SuiteReport>,
     },
 }
+
+impl SuiteError {
+    /// A [`SuiteError::Config`] listing every `(key, message)` a config's
+    /// `validate` found, as `` `key`: message `` joined with `; `.
+    pub fn config_issues(suite: &str, issues: &[(String, String)]) -> Self {
+        SuiteError::Config {
+            suite: suite.to_owned(),
+            message: issues
+                .iter()
+                .map(|(key, message)| format!("`{key}`: {message}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+}

@@ -286,14 +286,7 @@ impl BtrfsProgsTests {
         if issues.is_empty() {
             return Ok(());
         }
-        Err(SuiteError::Config {
-            suite: ID.to_owned(),
-            message: issues
-                .iter()
-                .map(|(key, message)| format!("`{key}`: {message}"))
-                .collect::<Vec<_>>()
-                .join("; "),
-        })
+        Err(SuiteError::config_issues(ID, &issues))
     }
 
     async fn pinned(&self) -> Result<&PinnedSource, SuiteError> {

@@ -146,14 +146,9 @@ impl Xfstests {
     }
 
     fn sections(&self) -> Result<Vec<ResolvedSection>, SuiteError> {
-        self.config.resolve().map_err(|issues| SuiteError::Config {
-            suite: ID.to_owned(),
-            message: issues
-                .iter()
-                .map(|(key, message)| format!("`{key}`: {message}"))
-                .collect::<Vec<_>>()
-                .join("; "),
-        })
+        self.config
+            .resolve()
+            .map_err(|issues| SuiteError::config_issues(ID, &issues))
     }
 
     /// Pins the source once per suite (every machine of a run uses the same commit).
