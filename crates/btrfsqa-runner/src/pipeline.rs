@@ -21,6 +21,7 @@ use btrfsqa_suites::{EventSink, MachineDevices, SuiteContext, SuiteError, TestSu
 use crate::RunError;
 use crate::connect::Connector;
 use crate::journal::Journal;
+use crate::schedule::SuiteWork as ShardItem;
 use crate::settings::Settings;
 
 /// How long a suite gets to stop by itself after cancellation before its
@@ -576,43 +577,11 @@ impl Runner {
 
     /// The queue of a sharded run, longest first.
     fn work_list(&self, store: &ResultsStore, report: &RunReport) -> Vec<ShardItem> {
-        let history = crate::schedule::history_durations(store);
-        let mut items = Vec::new();
-        for (index, suite) in self.suites.iter().enumerate() {
-            let id = suite.id();
-            let finished = finished_tests(report, id);
-            match suite.tests() {
-                Some(tests) => {
-                    let tests: Vec<String> = tests
-                        .into_iter()
-                        .filter(|t| !finished.contains(t))
-                        .collect();
-                    let keys: Vec<String> = tests.iter().map(|t| format!("{id}/{t}")).collect();
-                    let estimates = crate::schedule::estimate(&keys, &history, 60.0);
-                    for (test, estimate) in tests.into_iter().zip(estimates) {
-                        items.push(ShardItem {
-                            suite: index,
-                            test: Some(test),
-                            estimate_secs: estimate.estimate_secs,
-                        });
-                    }
-                }
-                None => {
-                    let total: f64 = history
-                        .iter()
-                        .filter(|(k, _)| k.starts_with(&format!("{id}/")))
-                        .map(|(_, d)| d)
-                        .sum();
-                    items.push(ShardItem {
-                        suite: index,
-                        test: None,
-                        estimate_secs: if total > 0.0 { total } else { 3600.0 },
-                    });
-                }
-            }
-        }
-        items.sort_by(|a, b| b.estimate_secs.total_cmp(&a.estimate_secs));
-        items
+        crate::schedule::suite_work(
+            &self.suites,
+            &crate::schedule::history_durations(store),
+            &|suite| finished_tests(report, suite),
+        )
     }
 
     #[expect(
@@ -1075,6 +1044,62 @@ pub fn read_machine_records(run_dir: &std::path::Path) -> Vec<Machine> {
         .collect();
     machines.sort_by(|a, b| a.name.cmp(&b.name));
     machines
+}
+
+/// A machine ready for suites.
+struct Session {
+    host: Arc<dyn RemoteHost>,
+    recording: Option<Arc<crate::recording::MachineRecording>>,
+    ctx: SuiteContext,
+}
+
+/// Adds a (partial) suite report to the run's report, merging with what
+/// other machines reported for the same suite.
+fn merge_suite_report(report: &mut RunReport, part: SuiteReport) {
+    match report.suites.iter_mut().find(|s| s.id == part.id) {
+        Some(existing) => {
+            existing.tests.extend(part.tests);
+            existing.artifacts.extend(part.artifacts);
+            existing.duration_secs = match (existing.duration_secs, part.duration_secs) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
+            if let Some(error) = part.error {
+                existing.error = Some(match existing.error.take() {
+                    Some(previous) if previous != error => format!("{previous}; {error}"),
+                    _ => error,
+                });
+            }
+            if existing.source.is_none() {
+                existing.source = part.source;
+            }
+        }
+        None => report.suites.push(part),
+    }
+}
+
+/// The tests of suite `suite` that already have a verdict in `report`.
+fn finished_tests(report: &RunReport, suite: &str) -> Vec<String> {
+    report
+        .suites
+        .iter()
+        .filter(|s| s.id == suite)
+        .flat_map(|s| s.tests.iter().map(|t| t.name.clone()))
+        .collect()
+}
+
+/// A stored report made ready to continue: running again, without the
+/// verdicts that only say the run stopped.
+fn resumable(mut report: RunReport) -> RunReport {
+    report.status = RunStatus::Running;
+    report.finished_at = None;
+    report.error = None;
+    for suite in &mut report.suites {
+        suite.tests.retain(|t| t.verdict != Verdict::Interrupted);
+        suite.error = None;
+    }
+    report.recount();
+    report
 }
 
 #[cfg(test)]
@@ -1599,68 +1624,4 @@ mod tests {
                 .contains("run.timeout-minutes")
         );
     }
-}
-
-/// A machine ready for suites.
-struct Session {
-    host: Arc<dyn RemoteHost>,
-    recording: Option<Arc<crate::recording::MachineRecording>>,
-    ctx: SuiteContext,
-}
-
-/// One unit of a sharded run: a test, or a suite that cannot list its tests.
-#[derive(Debug, Clone)]
-struct ShardItem {
-    suite: usize,
-    test: Option<String>,
-    estimate_secs: f64,
-}
-
-/// Adds a (partial) suite report to the run's report, merging with what
-/// other machines reported for the same suite.
-fn merge_suite_report(report: &mut RunReport, part: SuiteReport) {
-    match report.suites.iter_mut().find(|s| s.id == part.id) {
-        Some(existing) => {
-            existing.tests.extend(part.tests);
-            existing.artifacts.extend(part.artifacts);
-            existing.duration_secs = match (existing.duration_secs, part.duration_secs) {
-                (Some(a), Some(b)) => Some(a + b),
-                (a, b) => a.or(b),
-            };
-            if let Some(error) = part.error {
-                existing.error = Some(match existing.error.take() {
-                    Some(previous) if previous != error => format!("{previous}; {error}"),
-                    _ => error,
-                });
-            }
-            if existing.source.is_none() {
-                existing.source = part.source;
-            }
-        }
-        None => report.suites.push(part),
-    }
-}
-
-/// The tests of suite `suite` that already have a verdict in `report`.
-fn finished_tests(report: &RunReport, suite: &str) -> Vec<String> {
-    report
-        .suites
-        .iter()
-        .filter(|s| s.id == suite)
-        .flat_map(|s| s.tests.iter().map(|t| t.name.clone()))
-        .collect()
-}
-
-/// A stored report made ready to continue: running again, without the
-/// verdicts that only say the run stopped.
-fn resumable(mut report: RunReport) -> RunReport {
-    report.status = RunStatus::Running;
-    report.finished_at = None;
-    report.error = None;
-    for suite in &mut report.suites {
-        suite.tests.retain(|t| t.verdict != Verdict::Interrupted);
-        suite.error = None;
-    }
-    report.recount();
-    report
 }

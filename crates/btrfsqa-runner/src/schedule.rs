@@ -134,6 +134,62 @@ pub fn history_durations(store: &btrfsqa_model::ResultsStore) -> BTreeMap<String
     durations
 }
 
+/// One unit of a sharded run: a test of suite `suite` (an index into the
+/// run's suites), or the whole suite when it cannot list its tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuiteWork {
+    /// Index of the suite in the run's suite list.
+    pub suite: usize,
+    /// The test, or `None` for the whole suite.
+    pub test: Option<String>,
+    /// Estimated duration in seconds.
+    pub estimate_secs: f64,
+}
+
+/// The work list of a sharded run, longest first: every test of the suites
+/// that list theirs (less those `finished` names for that suite id), with
+/// its recorded duration or the median; one item per suite that cannot list
+/// its tests, estimated as the sum of its recorded tests (an hour if none).
+pub fn suite_work(
+    suites: &[std::sync::Arc<dyn btrfsqa_suites::TestSuite>],
+    history: &BTreeMap<String, f64>,
+    finished: &dyn Fn(&str) -> Vec<String>,
+) -> Vec<SuiteWork> {
+    let mut items = Vec::new();
+    for (index, suite) in suites.iter().enumerate() {
+        let id = suite.id();
+        match suite.tests() {
+            Some(tests) => {
+                let done = finished(id);
+                let tests: Vec<String> = tests.into_iter().filter(|t| !done.contains(t)).collect();
+                let keys: Vec<String> = tests.iter().map(|t| format!("{id}/{t}")).collect();
+                for (test, estimate) in tests.into_iter().zip(estimate(&keys, history, 60.0)) {
+                    items.push(SuiteWork {
+                        suite: index,
+                        test: Some(test),
+                        estimate_secs: estimate.estimate_secs,
+                    });
+                }
+            }
+            None => {
+                let prefix = format!("{id}/");
+                let total: f64 = history
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&prefix))
+                    .map(|(_, d)| d)
+                    .sum();
+                items.push(SuiteWork {
+                    suite: index,
+                    test: None,
+                    estimate_secs: if total > 0.0 { total } else { 3600.0 },
+                });
+            }
+        }
+    }
+    items.sort_by(|a, b| b.estimate_secs.total_cmp(&a.estimate_secs));
+    items
+}
+
 /// Simulates the strategy a real run uses: [`longest_first`].
 pub fn simulate(items: &[WorkItem], shards: usize) -> Plan {
     longest_first(items, shards)

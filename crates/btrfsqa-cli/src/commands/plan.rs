@@ -90,26 +90,18 @@ fn configured_items(args: &PlanArgs) -> Result<Vec<WorkItem>, Code> {
         Code::Usage
     })?;
     let history = schedule::history_durations(&ResultsStore::new(settings.results_dir()));
-    let mut items = Vec::new();
-    for suite in suites {
-        let id = suite.id().to_owned();
-        match suite.tests() {
-            Some(tests) => {
-                let keys: Vec<String> = tests.iter().map(|t| format!("{id}/{t}")).collect();
-                items.extend(schedule::estimate(&keys, &history, 60.0));
+    let items = schedule::suite_work(&suites, &history, &|_| Vec::new())
+        .into_iter()
+        .map(|work| {
+            let id = suites[work.suite].id();
+            WorkItem {
+                id: match work.test {
+                    Some(test) => format!("{id}/{test}"),
+                    None => format!("{id} (whole suite)"),
+                },
+                estimate_secs: work.estimate_secs,
             }
-            None => {
-                let total: f64 = history
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(&format!("{id}/")))
-                    .map(|(_, d)| d)
-                    .sum();
-                items.push(WorkItem {
-                    id: format!("{id} (whole suite)"),
-                    estimate_secs: if total > 0.0 { total } else { 3600.0 },
-                });
-            }
-        }
-    }
+        })
+        .collect();
     Ok(items)
 }
