@@ -87,4 +87,34 @@ pub trait CloudProvider: Send + Sync {
             operation: "boot a kernel from the controller".to_owned(),
         })
     }
+
+    /// Resets a machine that crashed or hung: a hard reset (VM reset, EC2
+    /// reboot) that keeps its disks and, for a VM booted with
+    /// [`CloudProvider::boot_kernel`], boots the same kernel again. Returns once
+    /// the machine is starting; the caller connects again. Providers that
+    /// cannot reset their machines (this machine, static hosts) keep this
+    /// default, which answers [`ProvisionError::Unsupported`].
+    async fn reset(&self, machine: &Machine) -> Result<(), ProvisionError> {
+        Err(ProvisionError::Unsupported {
+            provider: machine.provider.clone(),
+            operation: "reset a machine".to_owned(),
+        })
+    }
+
+    /// The machine's console output so far (serial console of a VM, EC2
+    /// console output), or `None` when the provider has no console. The
+    /// runner looks for panics and oopses in it and keeps an excerpt.
+    async fn console(&self, machine: &Machine) -> Option<String> {
+        let _ = machine;
+        None
+    }
+
+    /// Why the machine is about to go away or is gone without the run asking
+    /// (a spot interruption notice, a terminated instance), or `None`. Polled
+    /// by the runner while tests run; a notice interrupts the run, which
+    /// stays resumable.
+    async fn interruption_notice(&self, machine: &Machine) -> Option<String> {
+        let _ = machine;
+        None
+    }
 }
