@@ -160,6 +160,11 @@ pub struct TestOutcome {
     /// stays the first attempt's, so counts are one per test.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reruns: Vec<Attempt>,
+    /// What the kernel logged while the test ran that a btrfs developer
+    /// must see (BUG, WARNING, Oops, KASAN, lockdep, btrfs critical), one
+    /// line each; the whole excerpt is a [`ArtifactKind::Dmesg`] artifact.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_log: Vec<String>,
 }
 
 /// One more run of a test within the same run: see [`TestOutcome::reruns`].
@@ -207,6 +212,7 @@ impl TestOutcome {
             machine: None,
             started_at: None,
             reruns: Vec::new(),
+            kernel_log: Vec::new(),
         }
     }
 

@@ -38,6 +38,7 @@ pub mod btrfs_progs;
 mod context;
 mod error;
 pub mod import;
+pub mod kernel_log;
 pub mod raid56;
 pub mod script;
 mod setup;

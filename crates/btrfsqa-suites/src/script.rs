@@ -30,7 +30,7 @@ use btrfsqa_remote::{ExecOutput, ExecRequest, OutputSink, RemoteError, StreamKin
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::{SuiteContext, SuiteError, TestSuite};
+use crate::{SuiteContext, SuiteError, TestSuite, kernel_log};
 
 /// Exit status meaning "skipped" (automake's convention).
 pub const SKIP_EXIT_CODE: i32 = 77;
@@ -345,12 +345,16 @@ impl ScriptSuite {
         // command rather than in commands of their own: every command per
         // test is overhead on every test. The cleanup reports on stderr, so
         // the test's log shows what it left mounted.
+        // What the kernel logs meanwhile is appended to stderr and taken
+        // back out below (crate::kernel_log).
         let mut request = ExecRequest::new(format!(
-            "t={}; s={}; [ -d \"$t\" ] && [ -d \"$s\" ] || mkdir -p \"$t\" \"$s\" 2>/dev/null; ./{}; rc=$?; {{ {}; }} >&2; exit $rc",
+            "{}t={}; s={}; [ -d \"$t\" ] && [ -d \"$s\" ] || mkdir -p \"$t\" \"$s\" 2>/dev/null; ./{} 9<&-; rc=$?; {{ {}; }} >&2; {}exit $rc",
+            kernel_log::follow_snippet(),
             shell_quote(&paths.test_dir),
             shell_quote(&paths.scratch_mnt),
             script.name,
             self.cleanup_snippet(ctx, paths),
+            kernel_log::report_snippet(),
         ))
         .cwd(&paths.scripts)
         .timeout(timeout);
@@ -400,9 +404,16 @@ impl ScriptSuite {
             _ => self.cleanup(ctx, paths, &script.name).await?,
         }
 
-        let Some(output) = output else {
+        let Some(mut output) = output else {
             let message = "the run was cancelled while the script ran; it was killed".to_owned();
             return Ok((finish(outcome, Verdict::Interrupted, message), cancelled));
+        };
+        let (own_stderr, kernel) = kernel_log::split_stderr(&output.stderr);
+        let kernel_bytes = (output.stderr.len() - own_stderr.len()) as u64;
+        output.stderr = own_stderr;
+        let seen = OutputTail {
+            stderr_bytes: seen.stderr_bytes.saturating_sub(kernel_bytes),
+            ..seen
         };
         for (stream, data, kind, total) in [
             (
@@ -444,6 +455,9 @@ impl ScriptSuite {
         outcome.verdict = verdict;
         outcome.message = message;
         outcome.duration_secs = Some(started.elapsed().as_secs_f64());
+        if let Some(kernel) = kernel {
+            kernel_log::apply(ctx, &mut outcome, &kernel)?;
+        }
         Ok((outcome, false))
     }
 
@@ -767,7 +781,13 @@ struct OutputTail {
 
 impl OutputTail {
     fn last_line(&self) -> Option<String> {
-        last_line_of(&String::from_utf8_lossy(&self.combined))
+        let text = String::from_utf8_lossy(&self.combined);
+        // The kernel log appended after the script is not the script's.
+        let own = match text.rfind(&format!("\n{}\n", kernel_log::BEGIN_MARKER)) {
+            Some(at) => &text[..at],
+            None => &text[..],
+        };
+        last_line_of(own)
     }
 }
 
@@ -906,7 +926,7 @@ mod tests {
     /// The script a command runs, if it is a script's command.
     fn script_of(command: &str) -> Option<&str> {
         let (_, rest) = command.split_once(" 2>/dev/null; ./")?;
-        rest.split_once("; rc=$?").map(|(name, _)| name)
+        rest.split_once(" 9<&-; rc=$?").map(|(name, _)| name)
     }
 
     fn machine(
@@ -1362,6 +1382,56 @@ mod tests {
                 .contains("/proc/self/mountinfo")
         );
         assert_eq!(events.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_kernel_log_of_a_test_is_scanned_and_kept_out_of_its_stderr() {
+        let dir = script_dir(&["001_warns", "002_quiet"]);
+        let block = |records: &str| {
+            format!(
+                "own line\n\n{}\n{records}{}\n",
+                kernel_log::BEGIN_MARKER,
+                kernel_log::END_MARKER
+            )
+        };
+        let warns = block(
+            "4,7,100,-;WARNING: CPU: 0 PID: 1 at fs/btrfs/disk-io.c:4500 close_ctree+0x1/0x2\n",
+        );
+        let quiet = block("6,8,200,-;BTRFS info (device vdc): using crc32c\n");
+        let (host, _) = machine(vec![
+            (
+                "001_warns",
+                Box::new(move |_: &ExecRequest, _: Option<&OutputSink>| {
+                    output(Some(0), "", &warns)
+                }),
+            ),
+            (
+                "002_quiet",
+                Box::new(move |_: &ExecRequest, _: Option<&OutputSink>| {
+                    output(Some(0), "", &quiet)
+                }),
+            ),
+        ]);
+        let run = tempfile::tempdir().unwrap();
+        let (ctx, _) = context(host, run.path());
+        let report = ScriptSuite::new("smoke", ScriptSuiteConfig::new(dir.path()))
+            .run(&ctx)
+            .await
+            .unwrap();
+        let warned = &report.tests[0];
+        assert_eq!(warned.verdict, Verdict::Fail);
+        assert_eq!(
+            warned.kernel_log,
+            ["WARNING: CPU: 0 PID: 1 at fs/btrfs/disk-io.c:4500 close_ctree+0x1/0x2"]
+        );
+        let stderr = std::fs::read_to_string(run.path().join("smoke/001_warns/stderr")).unwrap();
+        assert_eq!(stderr, "own line\n");
+        let dmesg = std::fs::read_to_string(run.path().join("smoke/001_warns/dmesg")).unwrap();
+        assert!(dmesg.contains("close_ctree"), "{dmesg}");
+        let quiet = &report.tests[1];
+        assert_eq!(quiet.verdict, Verdict::Pass);
+        assert!(quiet.kernel_log.is_empty());
+        assert!(!run.path().join("smoke/002_quiet/dmesg").exists());
     }
 
     #[tokio::test]

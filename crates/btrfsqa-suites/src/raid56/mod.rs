@@ -38,6 +38,7 @@ use btrfsqa_model::{ArtifactKind, Event, SuiteReport, TestOutcome, Verdict};
 use btrfsqa_remote::{ExecOutput, ExecRequest, RemoteError, shell_quote};
 use serde::Deserialize;
 
+use crate::kernel_log::{self, KernelLogCursor};
 use crate::script::{Finished, exec_or_cancel, tail_lines};
 use crate::{SuiteContext, SuiteError, TestSuite};
 use parse::{ScrubCounters, ScrubState};
@@ -1106,6 +1107,7 @@ impl TestSuite for Raid56Scrub {
                 phase: Phase::Setup,
                 log: String::new(),
             };
+            let kernel_cursor = KernelLogCursor::start(ctx.host.as_ref()).await;
             // Start from clean devices whatever ran before.
             let result = match self.cleanup(ctx, &paths.mnt, devs).await {
                 Ok(_) => self.scenario(&mut session, scenario, devs).await,
@@ -1156,6 +1158,12 @@ impl TestSuite for Raid56Scrub {
                     session.log.as_bytes(),
                 )?;
                 outcome.artifacts.push(artifact);
+            }
+            if stop.is_none()
+                && let Some(cursor) = kernel_cursor
+                && let Some(raw) = cursor.since(ctx.host.as_ref()).await
+            {
+                kernel_log::apply(ctx, &mut outcome, &raw)?;
             }
             outcome.duration_secs = Some(test_started.elapsed().as_secs_f64());
             report.tests.push(ctx.test_finished(outcome));

@@ -170,7 +170,8 @@ async fn verdicts_timeouts_and_leftovers_with_real_processes() {
     write_script(
         &dir,
         "002_fail",
-        "echo some output\necho 'first problem' >&2\necho 'the real problem' >&2\nexit 3",
+        "echo some output\necho 'first problem' >&2\necho 'the real problem' >&2\n\
+         echo \"btrfsqa kernel-log probe $BTRFSQA_TEST\" > /dev/kmsg 2>/dev/null\nexit 3",
         true,
     );
     write_script(
@@ -264,6 +265,28 @@ async fn verdicts_timeouts_and_leftovers_with_real_processes() {
         fail.contains("code 3") && fail.contains("the real problem"),
         "{fail}"
     );
+    let failed = by_name("002_fail");
+    let stderr = failed
+        .artifacts
+        .iter()
+        .find(|a| a.kind == ArtifactKind::Stderr)
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join(&stderr.path)).unwrap(),
+        "first problem\nthe real problem\n",
+        "the kernel log stays out of the test's stderr"
+    );
+    if is_root() {
+        // What the kernel logged during the failing test is kept beside it.
+        let dmesg = failed
+            .artifacts
+            .iter()
+            .find(|a| a.kind == ArtifactKind::Dmesg)
+            .expect("a dmesg artifact");
+        let kept = std::fs::read_to_string(run_dir.join(&dmesg.path)).unwrap();
+        assert!(kept.contains("btrfsqa kernel-log probe 002_fail"), "{kept}");
+        assert!(failed.kernel_log.is_empty(), "{:?}", failed.kernel_log);
+    }
     assert_eq!(
         by_name("003_skip").message.as_deref(),
         Some("needs a frobnicator")

@@ -1,0 +1,433 @@
+//! What the kernel logged while a test ran, and the lines of it that matter.
+//!
+//! A test's command opens `/dev/kmsg` at its start and drains it (each open
+//! file of `/dev/kmsg` reads from its own position, so draining it moves that
+//! position to the end of the log); after the test, reading the same file
+//! gives exactly the records logged meanwhile. The records are printed on
+//! standard error between two marker lines, and [`split_stderr`] takes them
+//! back out. Two `dd` processes per test: reading the whole log with `dmesg`
+//! after every test would cost more than many tests take.
+//!
+//! Without permission to read `/dev/kmsg` (not root, `dmesg_restrict`) the
+//! snippets do nothing and the test has no kernel log.
+//!
+//! The lines that matter are those fstests' `_check_dmesg` fails a test on
+//! (BUG, WARNING, Oops, lockdep reports, RCU misuse, general protection
+//! faults, UBSAN), plus KASAN reports, hung-task reports and btrfs critical
+//! errors. `BTRFS error` and `BTRFS warning` are not among them: repairing
+//! corruption, which tests do on purpose, logs those.
+
+use btrfsqa_model::{ArtifactKind, TestOutcome, Verdict};
+
+use crate::{SuiteContext, SuiteError};
+
+/// The line before the kernel log on standard error.
+pub const BEGIN_MARKER: &str = "btrfsqa: kernel log begin";
+/// The line after it.
+pub const END_MARKER: &str = "btrfsqa: kernel log end";
+
+/// At most this many problem lines are kept in an outcome.
+const MAX_PROBLEMS: usize = 20;
+
+/// Shell (POSIX sh) that starts following the kernel log: opens fd 9 on
+/// `/dev/kmsg` and skips what is already there. Sets `k` when it could.
+/// Ends with `; `, ready to be followed by the test's command.
+pub fn follow_snippet() -> &'static str {
+    // `command exec`: a failed redirection of a special builtin would end
+    // the shell; through `command` it is only a failed command.
+    "k=; { command exec 9</dev/kmsg; } 2>/dev/null && k=1 && dd <&9 iflag=nonblock bs=65536 of=/dev/null 2>/dev/null; "
+}
+
+/// Shell that prints, on standard error between the markers, what the kernel
+/// logged since [`follow_snippet`]. The test's own processes must not
+/// inherit fd 9: run them with `9<&-`.
+pub fn report_snippet() -> String {
+    format!(
+        "[ -n \"$k\" ] && {{ echo; echo '{BEGIN_MARKER}'; dd <&9 iflag=nonblock bs=65536 2>/dev/null; echo '{END_MARKER}'; }} >&2; "
+    )
+}
+
+/// The kernel log position of a machine, for tests that run many commands:
+/// [`KernelLogCursor::start`] before the test, [`KernelLogCursor::since`]
+/// after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelLogCursor {
+    /// The sequence number of the last record seen.
+    pub seq: u64,
+}
+
+impl KernelLogCursor {
+    /// Where the kernel log of `host` ends now; `None` when it cannot be
+    /// read (no permission, an empty log, the machine did not answer).
+    pub async fn start(host: &dyn btrfsqa_remote::RemoteHost) -> Option<KernelLogCursor> {
+        let request = btrfsqa_remote::ExecRequest::new(
+            "dd if=/dev/kmsg iflag=nonblock bs=65536 2>/dev/null | grep -v '^ ' | tail -n 1",
+        )
+        .timeout(std::time::Duration::from_secs(30));
+        let out = host.exec(request, None).await.ok()?;
+        let text = out.stdout_text();
+        let (_, seq, _) = parse_fields(text.trim())?;
+        Some(KernelLogCursor { seq })
+    }
+
+    /// The raw records logged after the cursor (`/dev/kmsg` format, for
+    /// [`parse_records`]); `None` when the log cannot be read.
+    pub async fn since(&self, host: &dyn btrfsqa_remote::RemoteHost) -> Option<String> {
+        let request = btrfsqa_remote::ExecRequest::new(format!(
+            "dd if=/dev/kmsg iflag=nonblock bs=65536 2>/dev/null | \
+             awk -F'[,;]' -v s={} 'substr($0, 1, 1) == \" \" {{ if (p) print; next }} {{ p = ($2 + 0 > s) }} p'",
+            self.seq
+        ))
+        .timeout(std::time::Duration::from_secs(60));
+        let out = host.exec(request, None).await.ok()?;
+        out.success().then(|| out.stdout_text())
+    }
+}
+
+/// Splits a test's standard error into what the test printed and the kernel
+/// log block the report snippet appended (the last one: a test printing the
+/// marker itself cannot hide the real block).
+pub fn split_stderr(stderr: &[u8]) -> (Vec<u8>, Option<String>) {
+    let begin = format!("\n{BEGIN_MARKER}\n");
+    let Some(at) = find_last(stderr, begin.as_bytes()) else {
+        return (stderr.to_vec(), None);
+    };
+    // `at` is the snippet's own newline (its `echo`), not the test's.
+    let own = stderr[..at].to_vec();
+    let rest = &stderr[at + begin.len()..];
+    let end = format!("{END_MARKER}\n");
+    let body = match find_last(rest, end.as_bytes()) {
+        Some(end_at) => &rest[..end_at],
+        None => rest,
+    };
+    (own, Some(String::from_utf8_lossy(body).into_owned()))
+}
+
+fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.len() > haystack.len() {
+        return None;
+    }
+    (0..=haystack.len() - needle.len())
+        .rev()
+        .find(|&i| &haystack[i..i + needle.len()] == needle)
+}
+
+/// One record of the kernel log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelRecord {
+    /// Seconds since boot.
+    pub seconds: f64,
+    /// The syslog level (0 emerg .. 7 debug).
+    pub level: u8,
+    /// The message (continuation lines joined with newlines).
+    pub text: String,
+}
+
+/// Parses `/dev/kmsg` records (`level,seq,usecs,flags;message`, then
+/// ` KEY=value` continuation lines). Lines that are not records (a `dmesg`
+/// excerpt, garbage) are kept as level-4 records of their own.
+pub fn parse_records(raw: &str) -> Vec<KernelRecord> {
+    let mut records: Vec<KernelRecord> = Vec::new();
+    for line in raw.lines() {
+        if line.starts_with(' ') {
+            // Dictionary lines (` SUBSYSTEM=...`) add nothing to read.
+            continue;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_header(line) {
+            Some((level, usecs, text)) => records.push(KernelRecord {
+                seconds: usecs as f64 / 1e6,
+                level,
+                text: unescape(text),
+            }),
+            None => records.push(KernelRecord {
+                seconds: 0.0,
+                level: 4,
+                text: line.to_owned(),
+            }),
+        }
+    }
+    records
+}
+
+fn parse_header(line: &str) -> Option<(u8, u64, &str)> {
+    let (level, _seq, usecs) = parse_fields(line)?;
+    let (_, text) = line.split_once(';')?;
+    Some((level, usecs, text))
+}
+
+/// Level, sequence number and microseconds of a record's header.
+fn parse_fields(line: &str) -> Option<(u8, u64, u64)> {
+    let (header, _) = line.split_once(';')?;
+    let mut fields = header.split(',');
+    let prefix: u32 = fields.next()?.parse().ok()?;
+    let seq: u64 = fields.next()?.parse().ok()?;
+    let usecs: u64 = fields.next()?.parse().ok()?;
+    Some(((prefix & 7) as u8, seq, usecs))
+}
+
+/// `/dev/kmsg` escapes non-printable bytes as `\xNN`.
+fn unescape(text: &str) -> String {
+    if !text.contains("\\x") {
+        return text.to_owned();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && bytes.get(i + 1) == Some(&b'x')
+            && let Some(hex) = text.get(i + 2..i + 4)
+            && let Ok(value) = u8::from_str_radix(hex, 16)
+        {
+            out.push(value);
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Renders records as `dmesg` does: `[  12.345678] message`.
+pub fn render(records: &[KernelRecord]) -> String {
+    let mut out = String::new();
+    for record in records {
+        out.push_str(&format!("[{:>12.6}] {}\n", record.seconds, record.text));
+    }
+    out
+}
+
+/// The messages that mean the kernel went wrong, in order.
+pub fn problems(records: &[KernelRecord]) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| is_problem(&r.text))
+        .map(|r| r.text.trim().to_owned())
+        .take(MAX_PROBLEMS)
+        .collect()
+}
+
+fn is_problem(text: &str) -> bool {
+    const ANYWHERE: [&str; 14] = [
+        "kernel BUG at",
+        "WARNING:",
+        "Oops:",
+        "possible recursive locking detected",
+        "possible circular locking dependency detected",
+        "inconsistent lock state",
+        "Internal error",
+        "suspicious RCU usage",
+        "general protection fault",
+        "UBSAN:",
+        "KASAN:",
+        "Kernel panic",
+        "BTRFS critical",
+        "blocked for more than",
+    ];
+    if ANYWHERE.iter().any(|p| text.contains(p)) {
+        return true;
+    }
+    // `BUG:` as a word: `BUG: kernel NULL pointer dereference`, `BUG: KASAN`,
+    // `BUG: sleeping function called...`, but not `DEBUG:`.
+    text.match_indices("BUG:").any(|(at, _)| {
+        at == 0
+            || !text.as_bytes()[at - 1].is_ascii_alphanumeric() && text.as_bytes()[at - 1] != b'_'
+    })
+}
+
+/// Puts what the kernel logged during a test into its outcome: the problems
+/// in [`TestOutcome::kernel_log`] and the message, the excerpt as a `dmesg`
+/// artifact (kept when there are problems or the test did not pass). A test
+/// that passed while the kernel reported a problem fails: the kernel is what
+/// is under test.
+pub fn apply(ctx: &SuiteContext, outcome: &mut TestOutcome, raw: &str) -> Result<(), SuiteError> {
+    let records = parse_records(raw);
+    if records.is_empty() {
+        return Ok(());
+    }
+    let found = problems(&records);
+    if !found.is_empty() || outcome.verdict != Verdict::Pass {
+        let artifact = ctx.write_artifact(
+            &outcome.suite,
+            &outcome.name,
+            "dmesg",
+            ArtifactKind::Dmesg,
+            render(&records).as_bytes(),
+        )?;
+        outcome.artifacts.push(artifact);
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    let said = format!(
+        "the kernel logged {} problem line{}: {}",
+        found.len(),
+        if found.len() == 1 { "" } else { "s" },
+        found[0]
+    );
+    if outcome.verdict == Verdict::Pass {
+        outcome.verdict = Verdict::Fail;
+        outcome.message = Some(format!("passed, but {said}"));
+    } else {
+        outcome.message = Some(match outcome.message.take() {
+            Some(message) => format!("{message}\n{said}"),
+            None => said,
+        });
+    }
+    outcome.kernel_log = found;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECORDS: &str = "6,1201,5214889077,-;BTRFS info (device loop1): first mount of filesystem 5f3c\n \
+SUBSYSTEM=block\n \
+DEVICE=b7:1\n\
+4,1202,5214901000,-;------------[ cut here ]------------\n\
+4,1203,5214901010,-;WARNING: CPU: 1 PID: 4242 at fs/btrfs/extent-tree.c:3141 __btrfs_free_extent+0x6d/0x9a0 [btrfs]\n\
+3,1204,5214901500,-;BTRFS error (device loop1): bdev /dev/loop1 errs: wr 0, rd 0, flush 0, corrupt 1, gen 0\n\
+2,1205,5214902000,-;BTRFS critical (device loop1): corrupt leaf: root=2 block=30408704 slot=4\n\
+4,1206,5214903000,-;DEBUG: not a bug\\x0a\n";
+
+    #[test]
+    fn records_are_parsed_with_level_time_and_unescaped_text() {
+        let records = parse_records(RECORDS);
+        assert_eq!(records.len(), 6);
+        assert_eq!(records[0].level, 6);
+        assert!((records[0].seconds - 5214.889077).abs() < 1e-6);
+        assert_eq!(records[5].text, "DEBUG: not a bug\n");
+        assert!(render(&records).contains("[ 5214.889077] BTRFS info (device loop1)"));
+    }
+
+    #[test]
+    fn warnings_and_btrfs_critical_are_problems_but_repair_errors_are_not() {
+        let found = problems(&parse_records(RECORDS));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("WARNING: CPU: 1 PID: 4242 at fs/btrfs/extent-tree.c"));
+        assert!(found[1].starts_with("BTRFS critical"));
+    }
+
+    #[test]
+    fn each_kind_of_kernel_report_is_a_problem() {
+        for text in [
+            "BUG: kernel NULL pointer dereference, address: 0000000000000008",
+            "kernel BUG at fs/btrfs/inode.c:3261!",
+            "Oops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI",
+            "BUG: KASAN: slab-use-after-free in btrfs_finish_ordered_io+0x1f/0x40",
+            "WARNING: possible circular locking dependency detected",
+            "WARNING: possible recursive locking detected",
+            "INFO: task btrfs:812 blocked for more than 122 seconds.",
+            "UBSAN: array-index-out-of-bounds in fs/btrfs/raid56.c:1234:5",
+            "general protection fault, probably for non-canonical address 0xdead",
+            "Kernel panic - not syncing: sysrq triggered crash",
+        ] {
+            assert!(is_problem(text), "{text}");
+        }
+        for text in [
+            "BTRFS warning (device loop2): checksum error at logical 30408704",
+            "BTRFS error (device loop2): fixed up error at logical 30408704",
+            "DEBUG: bugs are fine here",
+            "MY_BUG: not a kernel report",
+        ] {
+            assert!(!is_problem(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_kernel_block_is_taken_out_of_stderr() {
+        let stderr = format!("test said this\n\n{BEGIN_MARKER}\n6,1,100,-;hello\n{END_MARKER}\n");
+        let (own, log) = split_stderr(stderr.as_bytes());
+        assert_eq!(own, b"test said this\n");
+        assert_eq!(log.as_deref(), Some("6,1,100,-;hello\n"));
+        let (own, log) = split_stderr(b"nothing else\n");
+        assert_eq!(own, b"nothing else\n");
+        assert!(log.is_none());
+    }
+
+    #[test]
+    fn a_test_printing_the_marker_cannot_hide_the_real_block() {
+        let stderr = format!(
+            "\n{BEGIN_MARKER}\nfake\n{END_MARKER}\n\n{BEGIN_MARKER}\n4,2,200,-;WARNING: real\n{END_MARKER}\n"
+        );
+        let (own, log) = split_stderr(stderr.as_bytes());
+        assert!(String::from_utf8_lossy(&own).contains("fake"));
+        assert_eq!(problems(&parse_records(&log.unwrap())), ["WARNING: real"]);
+    }
+
+    #[tokio::test]
+    async fn a_cursor_sees_only_what_is_logged_after_it() {
+        if !nix_is_root() {
+            eprintln!("skipped: reading and writing /dev/kmsg needs root");
+            return;
+        }
+        let host = btrfsqa_remote::LocalHost::new("m");
+        let Some(cursor) = KernelLogCursor::start(&host).await else {
+            eprintln!("skipped: the kernel log cannot be read here");
+            return;
+        };
+        let token = format!("btrfsqa cursor probe {}", std::process::id());
+        std::fs::write("/dev/kmsg", format!("{token}\n")).unwrap();
+        let raw = cursor.since(&host).await.unwrap();
+        let records = parse_records(&raw);
+        assert!(records.iter().any(|r| r.text == token), "{raw}");
+        let later = KernelLogCursor::start(&host).await.unwrap();
+        assert!(later.seq > cursor.seq);
+        let raw = later.since(&host).await.unwrap();
+        assert!(!raw.contains(&token));
+    }
+
+    fn nix_is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .map(|l| l.split_whitespace().nth(1) == Some("0"))
+            })
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn garbage_and_truncated_records_do_not_panic() {
+        let garbage = "\u{0}\u{1}\u{fffd};;;,,\n4,abc;x\n6,5,;\n9999999999999999999999,1,1,-;big\n,,,\n\\x\\xZZ";
+        let records = parse_records(garbage);
+        assert!(!records.is_empty());
+        let _ = problems(&records);
+        let _ = render(&records);
+    }
+
+    #[test]
+    fn a_passing_test_with_a_kernel_warning_fails_and_keeps_the_excerpt() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = SuiteContext::new(
+            std::sync::Arc::new(btrfsqa_remote::LocalHost::new("m")),
+            crate::MachineDevices::default(),
+            dir.path().to_owned(),
+        );
+        let mut outcome = TestOutcome::new("smoke", "001_x", Verdict::Pass);
+        apply(&ctx, &mut outcome, RECORDS).unwrap();
+        assert_eq!(outcome.verdict, Verdict::Fail);
+        assert!(
+            outcome
+                .message
+                .as_deref()
+                .unwrap()
+                .starts_with("passed, but the kernel logged 2 problem lines: WARNING: CPU: 1")
+        );
+        assert_eq!(outcome.kernel_log.len(), 2);
+        let kept = std::fs::read_to_string(dir.path().join("smoke/001_x/dmesg")).unwrap();
+        assert!(kept.contains("BTRFS critical"));
+
+        // A quiet kernel log on a passing test leaves the outcome alone.
+        let mut quiet = TestOutcome::new("smoke", "002_y", Verdict::Pass);
+        apply(&ctx, &mut quiet, "6,1,100,-;BTRFS info: ok\n").unwrap();
+        assert_eq!(quiet.verdict, Verdict::Pass);
+        assert!(quiet.artifacts.is_empty() && quiet.kernel_log.is_empty());
+    }
+}
