@@ -142,11 +142,19 @@ pub fn parse_records(raw: &str) -> Vec<KernelRecord> {
                 level,
                 text: unescape(text),
             }),
-            None => records.push(KernelRecord {
-                seconds: 0.0,
-                level: 4,
-                text: line.to_owned(),
-            }),
+            None => {
+                // `dmesg` output (`[  12.345678] text`), as fstests keeps it.
+                let (seconds, text) = line
+                    .strip_prefix('[')
+                    .and_then(|rest| rest.split_once("] "))
+                    .and_then(|(at, text)| Some((at.trim().parse::<f64>().ok()?, text)))
+                    .unwrap_or((0.0, line));
+                records.push(KernelRecord {
+                    seconds,
+                    level: 4,
+                    text: text.to_owned(),
+                });
+            }
         }
     }
     records
@@ -391,6 +399,18 @@ DEVICE=b7:1\n\
                     .map(|l| l.split_whitespace().nth(1) == Some("0"))
             })
             .unwrap_or(false)
+    }
+
+    #[test]
+    fn dmesg_text_as_fstests_keeps_it_is_read_too() {
+        let text = "[ 1523.337561] run fstests btrfs/001 at 2026-11-20 10:00:00\n\
+[ 1524.002000] WARNING: CPU: 1 PID: 9 at fs/btrfs/transaction.c:2000 cleanup_transaction+0x1\n";
+        let records = parse_records(text);
+        assert!((records[1].seconds - 1524.002).abs() < 1e-9);
+        assert_eq!(
+            problems(&records),
+            ["WARNING: CPU: 1 PID: 9 at fs/btrfs/transaction.c:2000 cleanup_transaction+0x1"]
+        );
     }
 
     #[test]

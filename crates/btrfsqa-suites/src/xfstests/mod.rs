@@ -493,6 +493,18 @@ impl SectionRunner<'_> {
                 if let Some(files) = tests.files.get(&test.name) {
                     outcome.artifacts = files.clone();
                 }
+                // fstests fails a test whose kernel log shows a problem and
+                // keeps that log as `.dmesg`: name the problems.
+                if let Some(dmesg) = outcome
+                    .artifacts
+                    .iter()
+                    .find(|a| a.kind == ArtifactKind::Dmesg)
+                    && let Ok(bytes) = std::fs::read(ctx.run_dir.join(&dmesg.path))
+                {
+                    let text = String::from_utf8_lossy(&bytes);
+                    outcome.kernel_log =
+                        crate::kernel_log::problems(&crate::kernel_log::parse_records(&text));
+                }
                 if !invocation.live.finished.iter().any(|t| t.name == test.name) {
                     // Not seen to end on the console (stopped, or a line the
                     // console parser did not read): reported now.
