@@ -109,6 +109,25 @@ pub(crate) struct InstanceInfo {
     pub tags: BTreeMap<String, String>,
     /// (device name, volume id) of every attached EBS volume.
     pub block_devices: Vec<(String, String)>,
+    /// Why it is in its state (`StateReason`'s message, e.g.
+    /// `Server.SpotInstanceTermination: Spot instance termination`); `None`
+    /// when EC2 gives none or an empty one.
+    pub state_reason: Option<String>,
+    /// The spot request behind a spot instance.
+    pub spot_request_id: Option<String>,
+}
+
+/// A spot instance request as DescribeSpotInstanceRequests shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct SpotRequestInfo {
+    pub id: String,
+    /// `open`, `active`, `closed`, `cancelled`, `failed`.
+    pub state: Option<String>,
+    /// The status code (`fulfilled`, `marked-for-termination`, ...).
+    pub status_code: Option<String>,
+    /// The status message, when EC2 gives a non-empty one.
+    pub status_message: Option<String>,
+    pub instance_id: Option<String>,
 }
 
 /// A volume, key pair or security group.
@@ -193,6 +212,15 @@ pub(crate) trait Ec2Api: Send + Sync {
 
     /// TerminateInstances.
     async fn terminate_instances(&self, ids: &[String]) -> Result<(), Ec2Error>;
+
+    /// RebootInstances.
+    async fn reboot_instances(&self, ids: &[String]) -> Result<(), Ec2Error>;
+
+    /// DescribeSpotInstanceRequests by ids (all pages).
+    async fn describe_spot_instance_requests(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<SpotRequestInfo>, Ec2Error>;
 
     /// DescribeVolumes (all pages).
     async fn describe_volumes(&self, filters: &[Filter]) -> Result<Vec<ResourceInfo>, Ec2Error>;

@@ -127,6 +127,27 @@ pub enum AwsError {
         /// Its state.
         state: String,
     },
+    /// The instance is no longer running: terminated, shutting down,
+    /// stopped, or no longer known to EC2. There is nothing to reset.
+    #[error("instance `{instance}` is no longer running ({})", gone_detail(state.as_deref(), reason.as_deref()))]
+    Gone {
+        /// Instance id.
+        instance: String,
+        /// Its state; `None` when EC2 no longer knows the instance.
+        state: Option<String>,
+        /// Why, as EC2 says (`StateReason`), when it says.
+        reason: Option<String>,
+    },
+    /// The instance does not carry this machine's tags: it is not touched.
+    #[error("instance `{instance}` is not tagged as machine `{machine}` of run `{run}`")]
+    NotOurs {
+        /// Instance id.
+        instance: String,
+        /// The run the machine belongs to.
+        run: String,
+        /// The machine's name.
+        machine: String,
+    },
     /// No image matches the selector.
     #[error("no available image matches {selector}")]
     NoImage {
@@ -157,6 +178,14 @@ pub enum AwsError {
         /// Instance id.
         instance: String,
     },
+}
+
+fn gone_detail(state: Option<&str>, reason: Option<&str>) -> String {
+    match (state, reason) {
+        (None, _) => "EC2 no longer knows it".to_owned(),
+        (Some(state), None) => format!("`{state}`"),
+        (Some(state), Some(reason)) => format!("`{state}`: {reason}"),
+    }
 }
 
 /// Codes EC2 uses for throttling.

@@ -9,6 +9,7 @@ mod local_files;
 mod provision;
 mod reap;
 mod retry;
+mod running;
 mod sdk;
 mod settings;
 mod tags;
@@ -89,6 +90,26 @@ type ApiFactory = Arc<dyn Fn(&str) -> Arc<dyn Ec2Api> + Send + Sync>;
 /// expired, or belongs to a run with no instance left, or to the run asked
 /// for, and removes it.
 ///
+/// # While the run uses a machine
+///
+/// [`reset`](CloudProvider::reset) reboots the instance (RebootInstances;
+/// EC2 turns it into a hard reboot when the guest does not shut down
+/// within a few minutes, as a hung kernel does not) and waits, polling
+/// with growing pauses for up to five minutes (or
+/// [`AwsSettings::launch_timeout`] if shorter), until it is `running`. An
+/// instance that is terminated, shutting down, stopped or no longer known
+/// cannot be reset and is reported as gone ([`AwsError::Gone`]); one that
+/// does not carry the machine's tags is never touched.
+/// [`console`](CloudProvider::console) is GetConsoleOutput (the latest
+/// output on instance types that keep it), decoded.
+/// [`interruption_notice`](CloudProvider::interruption_notice) reports an
+/// instance that is `shutting-down`, `terminated`, `stopping` or `stopped`
+/// (with EC2's reason), or no longer known, and a spot request whose status
+/// says the instance is being taken back (`marked-for-termination`, the
+/// two-minute warning, and the `instance-terminated-*` and
+/// `instance-stopped-*` codes). A call that fails is no notice: the runner
+/// asks again.
+///
 /// # Permissions
 ///
 /// The credentials need `ec2:` `DescribeImages`, `DescribeVpcs`,
@@ -97,9 +118,10 @@ type ApiFactory = Arc<dyn Fn(&str) -> Arc<dyn Ec2Api> + Send + Sync>;
 /// `DescribeSecurityGroups`, `DeleteSecurityGroup`, `RunInstances`,
 /// `CreateTags` (tags are set at creation), `DescribeInstances`,
 /// `TerminateInstances`, `DescribeVolumes`, `DeleteVolume`,
-/// `DescribeSpotPriceHistory` and `GetConsoleOutput`; the account's first
-/// spot launch also needs `iam:CreateServiceLinkedRole` for
-/// `spot.amazonaws.com`. A missing one is reported by name
+/// `DescribeSpotPriceHistory`, `GetConsoleOutput`, `RebootInstances` (for
+/// resets) and `DescribeSpotInstanceRequests` (for interruption notices);
+/// the account's first spot launch also needs `iam:CreateServiceLinkedRole`
+/// for `spot.amazonaws.com`. A missing one is reported by name
 /// ([`Ec2Error::Unauthorized`]).
 ///
 /// # Credentials
@@ -374,5 +396,17 @@ impl CloudProvider for AwsProvider {
         dry_run: bool,
     ) -> Result<Vec<ReapItem>, TeardownError> {
         self.reap_at(run, dry_run, Utc::now()).await
+    }
+
+    async fn reset(&self, machine: &Machine) -> Result<(), ProvisionError> {
+        self.reset_machine(machine).await
+    }
+
+    async fn console(&self, machine: &Machine) -> Option<String> {
+        self.console_text(machine).await
+    }
+
+    async fn interruption_notice(&self, machine: &Machine) -> Option<String> {
+        self.interruption(machine).await
     }
 }

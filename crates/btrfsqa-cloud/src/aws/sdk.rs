@@ -16,7 +16,9 @@ use aws_sdk_ec2::types::{
 };
 use chrono::{DateTime, Utc};
 
-use super::api::{Ec2Api, Filter, ImageInfo, InstanceInfo, LaunchRequest, Market, ResourceInfo};
+use super::api::{
+    Ec2Api, Filter, ImageInfo, InstanceInfo, LaunchRequest, Market, ResourceInfo, SpotRequestInfo,
+};
 use super::error::Ec2Error;
 
 /// The real EC2, through the SDK.
@@ -153,7 +155,18 @@ fn instance_info(instance: &aws_sdk_ec2::types::Instance) -> Option<InstanceInfo
                 ))
             })
             .collect(),
+        state_reason: instance
+            .state_reason()
+            .and_then(|reason| reason.message())
+            .and_then(non_empty),
+        spot_request_id: instance.spot_instance_request_id().and_then(non_empty),
     })
+}
+
+/// EC2 (and its emulator) sends empty strings for absent texts.
+fn non_empty(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 #[async_trait::async_trait]
@@ -518,6 +531,60 @@ impl Ec2Api for SdkEc2 {
             .await
             .map_err(|error| sdk_error("TerminateInstances", error))?;
         Ok(())
+    }
+
+    async fn reboot_instances(&self, ids: &[String]) -> Result<(), Ec2Error> {
+        self.client
+            .reboot_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .map_err(|error| sdk_error("RebootInstances", error))?;
+        Ok(())
+    }
+
+    async fn describe_spot_instance_requests(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<SpotRequestInfo>, Ec2Error> {
+        let mut requests = Vec::new();
+        let mut token = None;
+        loop {
+            let answer = self
+                .client
+                .describe_spot_instance_requests()
+                .set_spot_instance_request_ids(Some(ids.to_vec()))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|error| sdk_error("DescribeSpotInstanceRequests", error))?;
+            requests.extend(
+                answer
+                    .spot_instance_requests()
+                    .iter()
+                    .filter_map(|request| {
+                        let status = request.status();
+                        Some(SpotRequestInfo {
+                            id: request.spot_instance_request_id()?.to_owned(),
+                            state: request.state().map(|state| state.as_str().to_owned()),
+                            status_code: status
+                                .and_then(|status| status.code())
+                                .and_then(non_empty),
+                            status_message: status
+                                .and_then(|status| status.message())
+                                .and_then(non_empty),
+                            instance_id: request.instance_id().and_then(non_empty),
+                        })
+                    }),
+            );
+            token = answer
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if token.is_none() {
+                return Ok(requests);
+            }
+        }
     }
 
     async fn describe_volumes(

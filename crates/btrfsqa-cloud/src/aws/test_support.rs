@@ -11,7 +11,9 @@ use std::time::Duration;
 use btrfsqa_model::RunId;
 
 use super::AwsProvider;
-use super::api::{Filter, ImageInfo, InstanceInfo, LaunchRequest, MockEc2Api, ResourceInfo};
+use super::api::{
+    Filter, ImageInfo, InstanceInfo, LaunchRequest, MockEc2Api, ResourceInfo, SpotRequestInfo,
+};
 use super::error::Ec2Error;
 use super::settings::{AmiSelector, AwsSettings, RetryPolicy};
 use crate::MachineSpec;
@@ -33,6 +35,9 @@ pub(crate) struct World {
     pub launches: Vec<LaunchRequest>,
     pub console: Option<String>,
     pub spot_price: Option<f64>,
+    pub spot_requests: Vec<SpotRequestInfo>,
+    /// Every instance rebooted, in order.
+    pub reboots: Vec<String>,
     /// Every deletion and termination, in order (`volume vol-1`).
     pub removed: Vec<String>,
 }
@@ -307,6 +312,7 @@ pub(crate) fn wire(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
             launch_time: Some(chrono::Utc::now()),
             tags: request.tags.iter().cloned().collect(),
             block_devices,
+            ..InstanceInfo::default()
         });
         world.launches.push(request.clone());
         Ok(id)
@@ -359,11 +365,49 @@ pub(crate) fn wire(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
                 .ok_or_else(|| not_found("TerminateInstances", "InvalidInstanceID.NotFound"))?;
             if instance.state != "terminated" {
                 instance.state = "shutting-down".to_owned();
+                instance.state_reason =
+                    Some("Client.UserInitiatedShutdown: User initiated shutdown".to_owned());
             }
             world.removed.push(format!("instance {id}"));
         }
         Ok(())
     });
+    let w = world.clone();
+    mock.expect_reboot_instances().returning(move |ids| {
+        let mut world = w.lock().unwrap();
+        for id in ids {
+            let instance = world
+                .instances
+                .iter()
+                .find(|i| &i.id == id)
+                .ok_or_else(|| not_found("RebootInstances", "InvalidInstanceID.NotFound"))?;
+            if instance.state != "running" {
+                return Err(ec2_error("RebootInstances", "IncorrectState"));
+            }
+            world.reboots.push(id.clone());
+        }
+        Ok(())
+    });
+    let w = world.clone();
+    mock.expect_describe_spot_instance_requests()
+        .returning(move |ids| {
+            let world = w.lock().unwrap();
+            ids.iter()
+                .map(|id| {
+                    world
+                        .spot_requests
+                        .iter()
+                        .find(|r| &r.id == id)
+                        .cloned()
+                        .ok_or_else(|| {
+                            not_found(
+                                "DescribeSpotInstanceRequests",
+                                "InvalidSpotInstanceRequestID.NotFound",
+                            )
+                        })
+                })
+                .collect()
+        });
     let w = world.clone();
     mock.expect_describe_volumes().returning(move |filters| {
         let world = w.lock().unwrap();

@@ -509,3 +509,70 @@ async fn the_standard_credential_chain_reaches_the_endpoint() {
     let items = provider.reap(None, true).await.unwrap();
     assert!(items.is_empty(), "{items:?}");
 }
+
+async fn instance_state(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
+    let described = ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
+    described.reservations()[0].instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .unwrap()
+        .as_str()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn reset_console_and_a_termination_nobody_in_the_run_asked_for() {
+    let Some(moto) = Moto::start() else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let config = sdk_config(&moto).await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let provider = AwsProvider::from_sdk_config(settings(&moto, keys.path()), &config).unwrap();
+    let spec = spec("aws-0");
+    let run = spec.run_id.as_str().to_owned();
+    let machine = provider.provision(&spec).await.unwrap();
+    let id = machine.provider_id.clone();
+
+    // RebootInstances, then running again.
+    provider.reset(&machine).await.unwrap();
+    assert_eq!(instance_state(&ec2, &id).await, "running");
+
+    // The emulator prints a canned kernel log, or may print nothing; what
+    // comes is decoded text, not base64 (which has no spaces).
+    if let Some(console) = provider.console(&machine).await {
+        assert!(console.trim().contains(' '), "{console}");
+    }
+
+    assert_eq!(provider.interruption_notice(&machine).await, None);
+
+    // Someone terminates the instance behind the run's back.
+    ec2.terminate_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
+    let notice = provider.interruption_notice(&machine).await.unwrap();
+    assert!(notice.contains(&id), "{notice}");
+    assert!(
+        notice.contains("`terminated`") || notice.contains("`shutting-down`"),
+        "{notice}"
+    );
+
+    // A gone machine cannot be reset (and the emulator, which would bring a
+    // terminated instance back on RebootInstances, is never asked to).
+    let error = provider.reset(&machine).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("reset instance `{id}`")),
+        "{error}"
+    );
+    assert_ne!(instance_state(&ec2, &id).await, "running");
+
+    provider.teardown(&machine).await.unwrap();
+    assert_eq!(left_of_run(&ec2, &run).await, Vec::<String>::new());
+}
