@@ -737,6 +737,7 @@ impl Runner {
             cancel: stop.clone(),
             only: None,
             skip: Vec::new(),
+            derived_timeouts: crate::schedule::derived_timeouts(store),
         };
         sink(Event::StageStarted {
             machine: Some(name.clone()),

@@ -134,6 +134,41 @@ pub fn history_durations(store: &btrfsqa_model::ResultsStore) -> BTreeMap<String
     durations
 }
 
+/// How much longer than its last run a test may take before it counts as
+/// hung, when its suite configures no timeout.
+pub const DERIVED_TIMEOUT_FACTOR: f64 = 10.0;
+/// The shortest timeout derived from history.
+pub const DERIVED_TIMEOUT_MIN: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `suite/test` → a timeout from its history: ten times the duration of its
+/// newest outcome that finished on its own (pass, fail, skip), at least five
+/// minutes. Hung and crashed attempts do not count: their durations are the
+/// timeouts themselves.
+pub fn derived_timeouts(
+    store: &btrfsqa_model::ResultsStore,
+) -> std::collections::HashMap<String, std::time::Duration> {
+    use btrfsqa_model::Verdict;
+    let mut timeouts = std::collections::HashMap::new();
+    if let Ok((reports, _)) = store.load_all() {
+        for report in &reports {
+            for outcome in report.outcomes() {
+                if let (Some(secs), Verdict::Pass | Verdict::Fail | Verdict::Skip) =
+                    (outcome.duration_secs, outcome.verdict)
+                    && secs.is_finite()
+                    && secs >= 0.0
+                {
+                    let derived = std::time::Duration::from_secs_f64(
+                        (secs * DERIVED_TIMEOUT_FACTOR).min(1e9),
+                    )
+                    .max(DERIVED_TIMEOUT_MIN);
+                    timeouts.insert(format!("{}/{}", outcome.suite, outcome.name), derived);
+                }
+            }
+        }
+    }
+    timeouts
+}
+
 /// One unit of a sharded run: a test of suite `suite` (an index into the
 /// run's suites), or the whole suite when it cannot list its tests.
 #[derive(Debug, Clone, PartialEq)]
@@ -284,5 +319,64 @@ mod tests {
             estimate(&["x".into()], &BTreeMap::new(), 60.0)[0].estimate_secs,
             60.0
         );
+    }
+}
+
+#[cfg(test)]
+mod derived_timeout_tests {
+    use super::*;
+    use btrfsqa_model::{
+        Provenance, ResultsStore, RunId, RunReport, SuiteReport, TestOutcome, Verdict,
+    };
+    use std::time::Duration;
+
+    fn store_run(store: &ResultsStore, id: &str, minute: u32, tests: &[(&str, Verdict, f64)]) {
+        let started =
+            chrono::DateTime::parse_from_rfc3339(&format!("2026-11-20T10:{minute:02}:00Z"))
+                .unwrap()
+                .with_timezone(&chrono::Utc);
+        let run_id = RunId::parse(id).unwrap();
+        store.create_run(&run_id).unwrap();
+        let mut report = RunReport::start(run_id, started, Provenance::default());
+        let mut suite = SuiteReport::new("smoke");
+        for (name, verdict, secs) in tests {
+            let mut outcome = TestOutcome::new("smoke", *name, *verdict);
+            outcome.duration_secs = Some(*secs);
+            suite.tests.push(outcome);
+        }
+        report.suites.push(suite);
+        store.write_report(&report).unwrap();
+    }
+
+    #[test]
+    fn ten_times_the_last_finished_duration_and_at_least_five_minutes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResultsStore::new(dir.path());
+        store_run(
+            &store,
+            "run-a",
+            0,
+            &[
+                ("001_long", Verdict::Pass, 100.0),
+                ("002_short", Verdict::Pass, 2.0),
+            ],
+        );
+        // The newer run: 001_long got faster; 002_short hung (its duration
+        // is the old timeout and must not count); 003_new only now.
+        store_run(
+            &store,
+            "run-b",
+            5,
+            &[
+                ("001_long", Verdict::Fail, 60.0),
+                ("002_short", Verdict::Hung, 300.0),
+                ("003_new", Verdict::Skip, 0.1),
+            ],
+        );
+        let timeouts = derived_timeouts(&store);
+        assert_eq!(timeouts["smoke/001_long"], Duration::from_secs(600));
+        assert_eq!(timeouts["smoke/002_short"], DERIVED_TIMEOUT_MIN);
+        assert_eq!(timeouts["smoke/003_new"], DERIVED_TIMEOUT_MIN);
+        assert!(!timeouts.contains_key("smoke/004_never"));
     }
 }

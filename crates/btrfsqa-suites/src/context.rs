@@ -40,6 +40,11 @@ pub struct SuiteContext {
     pub only: Option<Vec<String>>,
     /// Tests not to run again (a resumed run's finished tests).
     pub skip: Vec<String>,
+    /// Timeouts the runner derived from each test's history (ten times its
+    /// last duration, at least five minutes), by `suite/test`, used for
+    /// tests whose suite configures no timeout: see
+    /// [`SuiteContext::timeout_for`].
+    pub derived_timeouts: std::collections::HashMap<String, std::time::Duration>,
 }
 
 impl std::fmt::Debug for SuiteContext {
@@ -63,7 +68,26 @@ impl SuiteContext {
             cancel: CancellationToken::new(),
             only: None,
             skip: Vec::new(),
+            derived_timeouts: std::collections::HashMap::new(),
         }
+    }
+
+    /// The timeout of `test`: the configured one when there is one, else the
+    /// one derived from its history, else the suite's `default`.
+    pub fn timeout_for(
+        &self,
+        suite: &str,
+        test: &str,
+        configured: Option<std::time::Duration>,
+        default: std::time::Duration,
+    ) -> std::time::Duration {
+        configured
+            .or_else(|| {
+                self.derived_timeouts
+                    .get(&format!("{suite}/{test}"))
+                    .copied()
+            })
+            .unwrap_or(default)
     }
 
     /// Whether `test` is selected by [`SuiteContext::only`] and not in
@@ -144,4 +168,34 @@ pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), SuiteError>
         std::fs::create_dir_all(parent).map_err(io)?;
     }
     std::fs::write(path, contents).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_configured_timeout_wins_then_history_then_the_default() {
+        let mut ctx = SuiteContext::new(
+            Arc::new(btrfsqa_remote::LocalHost::new("m")),
+            MachineDevices::default(),
+            "/nonexistent".into(),
+        );
+        ctx.derived_timeouts
+            .insert("smoke/001_a".into(), Duration::from_secs(900));
+        let default = Duration::from_secs(300);
+        let configured = Some(Duration::from_secs(5));
+        assert_eq!(
+            ctx.timeout_for("smoke", "001_a", configured, default),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            ctx.timeout_for("smoke", "001_a", None, default),
+            Duration::from_secs(900)
+        );
+        assert_eq!(ctx.timeout_for("other", "001_a", None, default), default);
+        assert_eq!(ctx.timeout_for("smoke", "002_b", None, default), default);
+    }
 }

@@ -61,8 +61,8 @@ pub struct ScriptSuiteConfig {
     /// The directory of scripts, on the controller.
     pub dir: PathBuf,
     /// Default per-script timeout in seconds.
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: u64,
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
     /// Per-script timeouts in seconds, by test (file) name.
     #[serde(default)]
     pub timeouts: BTreeMap<String, u64>,
@@ -76,20 +76,26 @@ impl ScriptSuiteConfig {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         ScriptSuiteConfig {
             dir: dir.into(),
-            timeout_secs: default_timeout_secs(),
+            timeout_secs: None,
             timeouts: BTreeMap::new(),
             env: BTreeMap::new(),
         }
     }
 
-    /// The timeout of test `name`.
-    pub fn timeout_for(&self, name: &str) -> Duration {
-        Duration::from_secs(
-            self.timeouts
-                .get(name)
-                .copied()
-                .unwrap_or(self.timeout_secs),
-        )
+    /// The configured timeout of test `name` (its own, else the suite's),
+    /// if any.
+    pub fn configured_timeout(&self, name: &str) -> Option<Duration> {
+        self.timeouts
+            .get(name)
+            .copied()
+            .or(self.timeout_secs)
+            .map(Duration::from_secs)
+    }
+
+    /// The timeout of test `name` when nothing is configured and it has no
+    /// history.
+    pub fn default_timeout() -> Duration {
+        Duration::from_secs(default_timeout_secs())
     }
 
     /// Checks what can be checked without looking at the directory: one
@@ -97,7 +103,7 @@ impl ScriptSuiteConfig {
     /// (`timeouts.001_x`), empty when all is well.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut issues = Vec::new();
-        if self.timeout_secs == 0 {
+        if self.timeout_secs == Some(0) {
             issues.push(("timeout-secs".to_owned(), "must be at least 1".to_owned()));
         }
         for (name, secs) in &self.timeouts {
@@ -322,7 +328,12 @@ impl ScriptSuite {
         let started = Instant::now();
         let mut outcome = TestOutcome::new(&self.id, &script.name, Verdict::Pass);
         outcome.started_at = Some(started_at);
-        let timeout = self.config.timeout_for(&script.name);
+        let timeout = ctx.timeout_for(
+            &self.id,
+            &script.name,
+            self.config.configured_timeout(&script.name),
+            ScriptSuiteConfig::default_timeout(),
+        );
         let remote_script = format!("{}/{}", paths.scripts, script.name);
 
         let finish = |mut outcome: TestOutcome, verdict, message: String| {
@@ -980,12 +991,26 @@ mod tests {
     fn config_parses_kebab_case_with_defaults() {
         let config: ScriptSuiteConfig = toml_like(r#"{"dir": "suites/smoke"}"#);
         assert_eq!(config, ScriptSuiteConfig::new("suites/smoke"));
-        assert_eq!(config.timeout_secs, 300);
+        assert_eq!(config.timeout_secs, None);
+        assert_eq!(
+            ScriptSuiteConfig::default_timeout(),
+            Duration::from_secs(300)
+        );
         let config: ScriptSuiteConfig = toml_like(
             r#"{"dir": "d", "timeout-secs": 10, "timeouts": {"001_a": 2}, "env": {"X": "1"}}"#,
         );
-        assert_eq!(config.timeout_for("001_a"), Duration::from_secs(2));
-        assert_eq!(config.timeout_for("002_b"), Duration::from_secs(10));
+        assert_eq!(
+            config.configured_timeout("001_a"),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            config.configured_timeout("002_b"),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            ScriptSuiteConfig::new("d").configured_timeout("001_a"),
+            None
+        );
         let err =
             serde_json::from_str::<ScriptSuiteConfig>(r#"{"dir": "d", "timeout": 3}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `timeout`"), "{err}");
@@ -999,7 +1024,7 @@ mod tests {
     fn config_validation_names_keys() {
         let mut config = ScriptSuiteConfig::new("d");
         assert!(config.validate().is_empty());
-        config.timeout_secs = 0;
+        config.timeout_secs = Some(0);
         config.timeouts.insert("001_a".into(), 0);
         config.timeouts.insert("README".into(), 5);
         config.env.insert("TEST_DEV".into(), "x".into());

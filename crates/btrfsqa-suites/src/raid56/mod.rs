@@ -110,8 +110,9 @@ pub struct Raid56ScrubConfig {
     pub metadata_files: u32,
     /// Seconds each scenario may take before it is recorded as hung (the
     /// command running then is killed and the devices are cleaned up).
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: u64,
+    /// Unset: derived from the scenario's history, else 300.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
 }
 
 impl Default for Raid56ScrubConfig {
@@ -121,7 +122,7 @@ impl Default for Raid56ScrubConfig {
             file_count: default_file_count(),
             file_size_kib: default_file_size_kib(),
             metadata_files: default_metadata_files(),
-            timeout_secs: default_timeout_secs(),
+            timeout_secs: None,
         }
     }
 }
@@ -169,7 +170,7 @@ impl Raid56ScrubConfig {
                 format!("is {}; must be 100 to 20000", self.metadata_files),
             );
         }
-        if self.timeout_secs == 0 {
+        if self.timeout_secs == Some(0) {
             issue("timeout-secs".into(), "must be at least 1".into());
         }
         issues
@@ -1097,7 +1098,12 @@ impl TestSuite for Raid56Scrub {
                 report.tests.push(ctx.test_finished(outcome));
                 continue;
             }
-            let budget = Duration::from_secs(self.config.timeout_secs);
+            let budget = ctx.timeout_for(
+                ID,
+                scenario.name,
+                self.config.timeout_secs.map(Duration::from_secs),
+                Duration::from_secs(default_timeout_secs()),
+            );
             let mut session = Session {
                 ctx,
                 mnt: paths.mnt.clone(),

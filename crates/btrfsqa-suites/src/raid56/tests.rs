@@ -520,7 +520,7 @@ async fn a_command_past_the_timeout_is_hung() {
     let (ctx, _) = context(host, 5, run.path());
     let suite = Raid56Scrub::new(Raid56ScrubConfig {
         scenarios: Some(vec!["raid5-data-repair".into()]),
-        timeout_secs: 42,
+        timeout_secs: Some(42),
         ..Raid56ScrubConfig::default()
     });
     let report = suite.run(&ctx).await.unwrap();

@@ -7,6 +7,9 @@ use serde::Deserialize;
 
 use crate::MachineDevices;
 
+/// A test's timeout when none is configured and it has no history.
+pub const DEFAULT_TEST_TIMEOUT_SECS: u64 = 3600;
+
 /// Upstream fstests.
 pub const DEFAULT_GIT_URL: &str = "git://git.kernel.org/pub/scm/fs/xfs/xfstests-dev.git";
 
@@ -52,7 +55,9 @@ pub struct XfstestsConfig {
     /// Tests to leave out in every section.
     pub exclude_tests: Vec<String>,
     /// A test that runs longer than this is stopped and reported as hung.
-    pub test_timeout_secs: u64,
+    /// Unset: ten times the test's last duration in the results store (at
+    /// least five minutes), else [`DEFAULT_TEST_TIMEOUT_SECS`].
+    pub test_timeout_secs: Option<u64>,
     /// Per-test files larger than this are cut (their head and tail kept).
     pub max_artifact_bytes: u64,
     /// Install missing build and run-time packages and create fstests' users.
@@ -71,7 +76,7 @@ impl Default for XfstestsConfig {
             exclude_groups: Vec::new(),
             tests: Vec::new(),
             exclude_tests: Vec::new(),
-            test_timeout_secs: 3600,
+            test_timeout_secs: None,
             max_artifact_bytes: 8 << 20,
             install_packages: true,
         }
@@ -271,7 +276,7 @@ impl XfstestsConfig {
         if self.git_ref.trim().is_empty() || self.git_ref.starts_with('-') {
             push(&mut issues, "git-ref", "must name a branch, tag or commit");
         }
-        if self.test_timeout_secs == 0 {
+        if self.test_timeout_secs == Some(0) {
             push(&mut issues, "test-timeout-secs", "must be at least 1");
         }
         if self.max_artifact_bytes < 1024 {

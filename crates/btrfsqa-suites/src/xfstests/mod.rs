@@ -530,7 +530,9 @@ impl SectionRunner<'_> {
                     step: format!("section `{}`", section.name),
                     message: format!(
                         "`./check` printed nothing for {} s outside a test: stopped",
-                        self.config.test_timeout_secs
+                        self.config
+                            .test_timeout_secs
+                            .unwrap_or(config::DEFAULT_TEST_TIMEOUT_SECS)
                     ),
                 });
             }
@@ -573,7 +575,14 @@ impl SectionRunner<'_> {
         tokio::pin!(exec);
         let mut parser = ConsoleParser::new();
         let mut live = LiveState::default();
-        let timeout = Duration::from_secs(self.config.test_timeout_secs);
+        // Between tests (no per-test timeout applies) the configured or
+        // default one does.
+        let timeout = Duration::from_secs(
+            self.config
+                .test_timeout_secs
+                .unwrap_or(config::DEFAULT_TEST_TIMEOUT_SECS),
+        );
+        live.configured = self.config.test_timeout_secs.map(Duration::from_secs);
         let mut stopped: Option<Verdict> = None;
         // Between tests (set-up, mkfs, the summary) `./check` is stopped
         // after the same time without any output.
@@ -636,7 +645,10 @@ impl SectionRunner<'_> {
                 ),
                 (None, Some(Verdict::Hung)) => (
                     Verdict::Hung,
-                    format!("still running after {} s: stopped", timeout.as_secs()),
+                    format!(
+                        "still running after {} s: stopped",
+                        live.test_timeout.unwrap_or(timeout).as_secs()
+                    ),
                 ),
                 (None, Some(v)) => (v, "the run was stopped while this test ran".to_owned()),
                 (None, None) => return None,
@@ -865,6 +877,10 @@ struct LiveState {
     deadline: Option<tokio::time::Instant>,
     /// The test that ran when btrfsqa stopped `./check`.
     stopped: Option<String>,
+    /// The configured per-test timeout, if any.
+    configured: Option<Duration>,
+    /// The running test's timeout.
+    test_timeout: Option<Duration>,
 }
 
 impl LiveState {
@@ -879,6 +895,8 @@ impl LiveState {
             ConsoleEvent::Section(_) => {}
             ConsoleEvent::TestStarted(name) => {
                 ctx.test_started(ID, &name);
+                let timeout = ctx.timeout_for(ID, &name, self.configured, timeout);
+                self.test_timeout = Some(timeout);
                 self.deadline = Some(tokio::time::Instant::now() + timeout);
                 self.started.insert(name, (Utc::now(), Instant::now()));
             }

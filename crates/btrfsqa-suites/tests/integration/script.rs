@@ -89,7 +89,7 @@ async fn smoke_suite_passes_on_six_loop_devices() {
     let run_dir = tmp.path().join("run");
     let (ctx, events) = context(devices, &run_dir);
     let mut config = ScriptSuiteConfig::new(smoke_dir());
-    config.timeout_secs = 60;
+    config.timeout_secs = Some(60);
     let suite = ScriptSuite::new("smoke", config);
 
     suite.prepare(&ctx).await.expect("prepare");
