@@ -42,6 +42,17 @@ pub enum SuiteError {
         #[source]
         source: std::io::Error,
     },
+    /// A test hung (it is `hung` in `partial`): the suite stopped so the
+    /// machine can be looked at and reset before the tests not yet run.
+    #[error("suite `{suite}`: `{test}` hung; stopped before the next test")]
+    Hung {
+        /// The suite.
+        suite: String,
+        /// The test that hung.
+        test: String,
+        /// What it had finished, the hung test included.
+        partial: Box<btrfsqa_model::SuiteReport>,
+    },
     /// The run was cancelled while the suite ran.
     #[error("suite `{suite}` was cancelled")]
     Cancelled {

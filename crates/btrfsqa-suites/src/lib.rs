@@ -66,7 +66,10 @@ pub use btrfsqa_remote::RemoteHost;
 /// is an outcome, not an `Err`; `Err` means the suite could not run at all
 /// (and then the runner records it with the outcomes reported so far).
 /// `run` must leave no mount or device state behind, also on error, and must
-/// stop promptly when [`SuiteContext::cancel`] fires.
+/// stop promptly when [`SuiteContext::cancel`] fires. A suite whose tests run
+/// one by one stops after a test that hung ([`SuiteError::Hung`]): the runner
+/// then captures evidence, resets the machine and runs the suite again with
+/// the finished tests in [`SuiteContext::skip`].
 #[mockall::automock]
 #[async_trait::async_trait]
 pub trait TestSuite: Send + Sync {

@@ -705,7 +705,16 @@ impl TestSuite for ScriptSuite {
                     return Err(e);
                 }
             };
+            let hung = (outcome.verdict == Verdict::Hung).then(|| outcome.name.clone());
             report.tests.push(ctx.test_finished(outcome));
+            if let Some(test) = hung {
+                report.duration_secs = Some(started.elapsed().as_secs_f64());
+                return Err(SuiteError::Hung {
+                    suite: self.id.clone(),
+                    test,
+                    partial: Box::new(report),
+                });
+            }
             if cancelled {
                 report.duration_secs = Some(started.elapsed().as_secs_f64());
                 return Err(SuiteError::Cancelled {
@@ -796,6 +805,9 @@ impl OutputTail {
         // The kernel log appended after the script is not the script's.
         let own = match text.rfind(&format!("\n{}\n", kernel_log::BEGIN_MARKER)) {
             Some(at) => &text[..at],
+            // A kernel log longer than the tail pushed the script's own
+            // lines out: the captured streams tell them instead.
+            None if text.contains(kernel_log::END_MARKER) => return None,
             None => &text[..],
         };
         last_line_of(own)
@@ -1240,7 +1252,17 @@ mod tests {
         let mut config = ScriptSuiteConfig::new(dir.path());
         config.timeouts.insert("003_hang".into(), 7);
         config.env.insert("MY_VAR".into(), "x y".into());
-        let report = ScriptSuite::new("smoke", config).run(&ctx).await.unwrap();
+        let suite = ScriptSuite::new("smoke", config);
+        // The suite stops after the hung test; the runner resets the machine
+        // and runs it again without the finished tests, as done here.
+        let Err(SuiteError::Hung { test, partial, .. }) = suite.run(&ctx).await else {
+            panic!("a hung script stops the suite");
+        };
+        assert_eq!(test, "003_hang");
+        let mut report = *partial;
+        let mut again = ctx.clone();
+        again.skip = report.tests.iter().map(|t| t.name.clone()).collect();
+        report.tests.extend(suite.run(&again).await.unwrap().tests);
 
         let verdicts: Vec<(&str, Verdict)> = report
             .tests

@@ -1172,7 +1172,16 @@ impl TestSuite for Raid56Scrub {
                 kernel_log::apply(ctx, &mut outcome, &raw)?;
             }
             outcome.duration_secs = Some(test_started.elapsed().as_secs_f64());
+            let hung = outcome.verdict == Verdict::Hung;
             report.tests.push(ctx.test_finished(outcome));
+            if hung && stop.is_none() {
+                report.duration_secs = Some(started.elapsed().as_secs_f64());
+                return Err(SuiteError::Hung {
+                    suite: ID.to_owned(),
+                    test: scenario.name.to_owned(),
+                    partial: Box::new(report),
+                });
+            }
             match stop {
                 None => {}
                 Some(None) => {

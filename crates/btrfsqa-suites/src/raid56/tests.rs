@@ -523,7 +523,11 @@ async fn a_command_past_the_timeout_is_hung() {
         timeout_secs: Some(42),
         ..Raid56ScrubConfig::default()
     });
-    let report = suite.run(&ctx).await.unwrap();
+    let Err(SuiteError::Hung { test, partial, .. }) = suite.run(&ctx).await else {
+        panic!("a hung scenario stops the suite");
+    };
+    assert_eq!(test, "raid5-data-repair");
+    let report = *partial;
     let message = report.tests[0].message.as_deref().unwrap();
     assert_eq!(report.tests[0].verdict, Verdict::Hung);
     assert!(
