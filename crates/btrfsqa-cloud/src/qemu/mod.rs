@@ -10,6 +10,7 @@
 //! WORK/<run-id>/<machine>/id_ed25519     the run's SSH key (public half via fw_cfg)
 //! WORK/<run-id>/<machine>/known_hosts    the image's host key, pinned to the port
 //! WORK/<run-id>/<machine>/qmp.sock, qemu.pid
+//! WORK/<run-id>/<machine>/boot/vmlinuz   the kernel `boot_kernel` gave it (and initrd.img)
 //! ```
 //!
 //! The serial console goes to `CONSOLE-DIR/<run-id>/console-<machine>.log`
@@ -49,6 +50,17 @@ const PORT_ATTEMPTS: u32 = 4;
 /// How long a clean guest power-off may take before QEMU is told to quit
 /// (a Debian guest under TCG powers off in a few seconds).
 const POWERDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a SIGKILLed QEMU may take to be gone (it unmaps guest memory).
+const KILL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait before launching again when a reset's port is still taken.
+const PORT_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// At most this much of the end of a console is returned by
+/// [`CloudProvider::console`].
+const CONSOLE_TAIL: u64 = 1 << 20;
+
+/// The line [`CloudProvider::reset`] appends to the console before booting
+/// again: what comes before the last one is the boot that crashed or hung.
+pub const RESET_SEPARATOR: &str = "=== btrfsqa: reset ===";
 
 /// Which accelerator to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,7 +147,13 @@ impl Default for QemuSettings {
 /// - `provision` makes the overlay, disks and key, launches QEMU daemonized,
 ///   and returns [`Access::Ssh`] at once (the runner waits for SSH).
 /// - `boot_kernel` powers the guest off and launches it again with another
-///   `-kernel`; disks and overlay persist, the port stays the same.
+///   `-kernel` (a copy kept in the machine's directory); disks and overlay
+///   persist, the port stays the same.
+/// - `reset` kills QEMU (SIGKILL) and launches it again as it was last
+///   launched, after [`RESET_SEPARATOR`] on the console. A panicking guest
+///   makes QEMU exit by itself (`panic=-1` with `-no-reboot`), a hung one
+///   waits for the reset.
+/// - `console` reads the serial console file (all boots, up to the last MiB).
 /// - `teardown` quits QEMU over QMP (then SIGKILL, by recorded pid, after
 ///   checking the command line) and deletes the machine's directory.
 /// - `reap` does the same for runs whose controller is gone (or the run named).
@@ -275,6 +293,58 @@ impl CloudProvider for QemuProvider {
         )
         .await
     }
+
+    /// Kills QEMU (SIGKILL, whether the guest panicked, hangs or QEMU itself
+    /// is wedged; nothing to do when it is already gone), appends
+    /// [`RESET_SEPARATOR`] to the console and launches the VM again exactly
+    /// as it was last launched: same kernel (the image's or the one
+    /// `boot_kernel` gave it), command line, disks and SSH port.
+    async fn reset(&self, machine: &Machine) -> Result<(), ProvisionError> {
+        let inner = self.inner.clone();
+        let machine = machine.clone();
+        blocking(
+            move || inner.reset(&machine),
+            |e| {
+                Err(ProvisionError::Failed {
+                    provider: PROVIDER.to_owned(),
+                    operation: "reset (the worker died)".to_owned(),
+                    leftovers: Vec::new(),
+                    source: Box::new(e),
+                })
+            },
+        )
+        .await
+    }
+
+    /// The serial console file, all boots of the machine one after the other
+    /// (resets separated by [`RESET_SEPARATOR`]); when it is larger than
+    /// 1 MiB, only its end, from the first whole line.
+    async fn console(&self, machine: &Machine) -> Option<String> {
+        let inner = self.inner.clone();
+        let machine = machine.clone();
+        blocking(
+            move || {
+                let path = inner
+                    .state_of(&machine)
+                    .map(|state| state.console)
+                    .or_else(|| QemuProvider::console_path(&machine))?;
+                read_console_tail(&path, CONSOLE_TAIL)
+            },
+            |_| None,
+        )
+        .await
+    }
+}
+
+/// How [`Inner::stop`] ends a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The ACPI power button, so the guest shuts down cleanly; then `Quit`.
+    PowerOff,
+    /// QMP `quit` (QEMU closes its disks); then `Kill`.
+    Quit,
+    /// SIGKILL at once: a power cut for the guest.
+    Kill,
 }
 
 /// A failed step: what was being done, and why.
@@ -560,7 +630,7 @@ impl Inner {
                     state.write().map_err(step_err("write the machine state"))?;
                     return Ok((accel_detail, port));
                 }
-                Err(e) if e.stderr.contains("hostfwd") || e.stderr.contains("forwarding") => {
+                Err(e) if is_port_clash(&e) => {
                     last_error = Some(e);
                 }
                 Err(e) => {
@@ -624,7 +694,7 @@ impl Inner {
     }
 
     /// Stops the VM of `state` if it runs; `Err` names what is left.
-    fn stop(&self, state: &QemuState, gently: bool) -> Result<(), String> {
+    fn stop(&self, state: &QemuState, how: Stop) -> Result<(), String> {
         let tag = state.tag();
         let pid = state
             .pid
@@ -634,13 +704,14 @@ impl Inner {
             return Ok(());
         }
         let qmp = state.dir.join("qmp.sock");
-        if gently
+        if how == Stop::PowerOff
             && launch::qmp_command(&qmp, "system_powerdown").is_ok()
             && launch::wait_gone(pid, &tag, POWERDOWN_TIMEOUT)
         {
             return Ok(());
         }
-        if launch::qmp_command(&qmp, "quit").is_ok()
+        if how != Stop::Kill
+            && launch::qmp_command(&qmp, "quit").is_ok()
             && launch::wait_gone(pid, &tag, Duration::from_secs(10))
         {
             return Ok(());
@@ -652,7 +723,7 @@ impl Inner {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        if launch::wait_gone(pid, &tag, Duration::from_secs(10)) {
+        if launch::wait_gone(pid, &tag, KILL_TIMEOUT) {
             Ok(())
         } else {
             Err(format!("qemu process {pid} ({tag})"))
@@ -662,7 +733,7 @@ impl Inner {
     /// Stops the VM and deletes the machine's directory; returns leftovers.
     fn destroy(&self, state: &QemuState) -> Vec<String> {
         let mut leftovers = Vec::new();
-        if let Err(left) = self.stop(state, false) {
+        if let Err(left) = self.stop(state, Stop::Quit) {
             leftovers.push(left);
             // Never delete the disks under a running VM.
             leftovers.push(format!("`{}`", state.dir.display()));
@@ -748,10 +819,24 @@ impl Inner {
         }
         // A clean power-off first: what the guest wrote (modules) must reach
         // the overlay.
-        self.stop(&state, true).map_err(|left| {
+        self.stop(&state, Stop::PowerOff).map_err(|left| {
             failed(
                 format!("stop the VM to boot `{}`", kernel.release),
                 left.into(),
+            )
+        })?;
+        // The VM runs the files it was launched with from now on, whatever
+        // becomes of the caller's (a rebuilt store entry): a reset boots
+        // the same kernel. Copied while the VM is down; should that fail,
+        // the state still names the previous launch's files, untouched.
+        let (image, initrd) = keep_boot_files(&state.dir, kernel).map_err(|e| {
+            failed(
+                format!(
+                    "copy kernel `{}` into `{}`",
+                    kernel.release,
+                    state.dir.join(BOOT_DIR).display()
+                ),
+                Box::new(e),
             )
         })?;
         let extra = [
@@ -762,8 +847,8 @@ impl Inner {
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
-        spec.kernel = std::path::absolute(&kernel.image).unwrap_or(kernel.image.clone());
-        spec.initrd = kernel.initrd.clone();
+        spec.kernel = image;
+        spec.initrd = initrd;
         spec.append = launch::kernel_cmdline(&spec.tag, Some(&extra));
         state.pid = None;
         state.launch = Some(spec.clone());
@@ -780,6 +865,129 @@ impl Inner {
         state
             .write()
             .map_err(|e| failed("write the machine state".to_owned(), Box::new(e)))
+    }
+
+    fn reset(&self, machine: &Machine) -> Result<(), ProvisionError> {
+        let failed = |operation: String,
+                      leftovers: Vec<String>,
+                      source: Box<dyn std::error::Error + Send + Sync>| {
+            ProvisionError::Failed {
+                provider: PROVIDER.to_owned(),
+                operation,
+                leftovers,
+                source,
+            }
+        };
+        let mut state = self.launched_state(machine)?;
+        let spec = state.launch.clone().expect("checked by launched_state");
+        let tag = state.tag();
+        // A power cut for the guest, as on real hardware: what it flushed is
+        // in the qcow2 files already (QEMU writes its qcow2 metadata out on
+        // every guest flush, even with cache=unsafe), the rest is lost as it
+        // would be. Asking a wedged QEMU over QMP would only cost timeouts.
+        self.stop(&state, Stop::Kill).map_err(|left| {
+            failed(
+                "kill the VM to reset it".to_owned(),
+                vec![left.clone()],
+                left.into(),
+            )
+        })?;
+        state.pid = None;
+        state.write().map_err(|e| {
+            failed(
+                "write the machine state".to_owned(),
+                Vec::new(),
+                Box::new(e),
+            )
+        })?;
+        append_console_line(&spec.console, RESET_SEPARATOR).map_err(|e| {
+            failed(
+                format!("append to console `{}`", spec.console.display()),
+                Vec::new(),
+                Box::new(e),
+            )
+        })?;
+        let mut attempt = 1;
+        let pid = loop {
+            match self.launch(&spec) {
+                Ok(pid) => break pid,
+                // The machine keeps its port (the runner knows it): the
+                // killed QEMU's listener may take a moment to go, or
+                // another process may hold the port for a while.
+                Err(e) if is_port_clash(&e) && attempt < PORT_ATTEMPTS => {
+                    tracing::debug!(port = spec.ssh_port, error = %e, "port still taken, retrying");
+                    attempt += 1;
+                    std::thread::sleep(PORT_RETRY_DELAY);
+                }
+                Err(e) => {
+                    return Err(failed(
+                        format!("relaunch `{tag}` after a reset"),
+                        Vec::new(),
+                        Box::new(e),
+                    ));
+                }
+            }
+        };
+        state.pid = Some(pid);
+        state.write().map_err(|e| {
+            failed(
+                "write the machine state".to_owned(),
+                vec![format!("qemu process {pid} ({tag})")],
+                Box::new(e),
+            )
+        })
+    }
+
+    /// The current state of a machine that was launched and still has its
+    /// files; a clear error otherwise.
+    fn launched_state(&self, machine: &Machine) -> Result<QemuState, ProvisionError> {
+        let dir = machine
+            .state
+            .get("dir")
+            .and_then(|v| v.as_str())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.machine_dir(machine.run_id.as_str(), &machine.name));
+        if !dir.is_dir() {
+            return Err(self.config_error(format!(
+                "machine `{}` has no directory `{}` (torn down or reaped)",
+                machine.name,
+                dir.display()
+            )));
+        }
+        // Only the file is current (a relaunch changes the pid, boot_kernel
+        // the kernel); the copy in the Machine is from provisioning.
+        let state = QemuState::read(&dir).ok_or_else(|| {
+            self.config_error(format!(
+                "machine `{}` has no readable `{}`",
+                machine.name,
+                dir.join(state::STATE_FILE).display()
+            ))
+        })?;
+        let expected = self.machine_dir(&state.run_id, &state.machine);
+        if state.dir != expected || state.run_id != machine.run_id.as_str() {
+            return Err(self.config_error(format!(
+                "machine `{}`: `{}` is not this run's directory `{}`",
+                machine.name,
+                state.dir.display(),
+                expected.display()
+            )));
+        }
+        let Some(spec) = &state.launch else {
+            return Err(self.config_error(format!("machine `{}` was never launched", machine.name)));
+        };
+        let needed = std::iter::once(&spec.kernel)
+            .chain(&spec.initrd)
+            .chain(&spec.disks);
+        for file in needed {
+            if !file.is_file() {
+                return Err(self.config_error(format!(
+                    "machine `{}` cannot be launched again: `{}` is gone",
+                    machine.name,
+                    file.display()
+                )));
+            }
+        }
+        Ok(state)
     }
 
     fn reap(&self, run: Option<&RunId>, dry_run: bool) -> Result<Vec<ReapItem>, TeardownError> {
@@ -895,6 +1103,103 @@ fn is_safe_name(name: &str) -> bool {
 
 fn remove_if_empty(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
+}
+
+/// Whether a launch failed because the forwarded port was taken.
+fn is_port_clash(error: &CommandError) -> bool {
+    error.stderr.contains("hostfwd") || error.stderr.contains("forwarding")
+}
+
+/// Appends `line` to the console file on a line of its own.
+fn append_console_line(path: &Path, line: &str) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)?;
+    let mut text = String::new();
+    if file.metadata()?.len() > 0 {
+        // The crashed boot may have stopped mid-line.
+        let mut last = [0u8];
+        file.seek(SeekFrom::End(-1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            text.push('\n');
+        }
+    }
+    text.push_str(line);
+    text.push('\n');
+    file.write_all(text.as_bytes())
+}
+
+/// The end of a console file, at most `limit` bytes, starting at a line
+/// when cut; `None` when there is no such file.
+fn read_console_tail(path: &Path, limit: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::debug!(path = %path.display(), error = %e, "console not readable");
+            }
+            return None;
+        }
+    };
+    let len = file.metadata().ok()?.len();
+    let cut = len > limit;
+    if cut {
+        file.seek(SeekFrom::Start(len - limit)).ok()?;
+    }
+    let mut bytes = Vec::new();
+    // `take`: the VM may still be writing.
+    file.take(limit).read_to_end(&mut bytes).ok()?;
+    if cut && let Some(newline) = bytes.iter().position(|b| *b == b'\n') {
+        bytes.drain(..=newline);
+    }
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Where `boot_kernel` keeps the kernel the VM boots: `DIR/boot/`.
+const BOOT_DIR: &str = "boot";
+
+/// Copies `kernel`'s image and initrd to `dir/boot/vmlinuz` and
+/// `dir/boot/initrd.img` (each through a temporary file, renamed once both
+/// are copied); returns the copies.
+fn keep_boot_files(dir: &Path, kernel: &BootKernel) -> std::io::Result<(PathBuf, Option<PathBuf>)> {
+    let boot = dir.join(BOOT_DIR);
+    std::fs::create_dir_all(&boot)?;
+    let mut files = vec![(kernel.image.clone(), boot.join("vmlinuz"))];
+    if let Some(initrd) = &kernel.initrd {
+        files.push((initrd.clone(), boot.join("initrd.img")));
+    }
+    let mut copied = Vec::new();
+    for (from, to) in &files {
+        let temp = to.with_extension("tmp");
+        if let Err(e) = std::fs::copy(from, &temp) {
+            for temp in copied {
+                let _ = std::fs::remove_file(temp);
+            }
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("`{}`: {e}", from.display()),
+            ));
+        }
+        copied.push(temp);
+    }
+    for ((_, to), temp) in files.iter().zip(&copied) {
+        std::fs::rename(temp, to)?;
+    }
+    let initrd = boot.join("initrd.img");
+    if kernel.initrd.is_none() {
+        let _ = std::fs::remove_file(&initrd);
+        Ok((boot.join("vmlinuz"), None))
+    } else {
+        Ok((boot.join("vmlinuz"), Some(initrd)))
+    }
 }
 
 /// Finds a tool on PATH or in the sbin directories (or takes a path as is).
@@ -1120,5 +1425,271 @@ mod tests {
         };
         let err = provider.boot_kernel(&machine, &kernel).await.unwrap_err();
         assert!(err.to_string().contains("never launched"), "{err}");
+    }
+
+    const RUN: &str = "20261124-100000-ab12";
+
+    /// A machine of `provider` whose directory and state file exist, launched
+    /// with `launch` (or never).
+    fn machine_with_state(provider: &QemuProvider, launch: Option<LaunchSpec>) -> Machine {
+        let dir = provider.inner.machine_dir(RUN, "qemu-0");
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = QemuState {
+            run_id: RUN.into(),
+            machine: "qemu-0".into(),
+            dir: dir.clone(),
+            controller: Controller::current(),
+            pid: None,
+            launch,
+            console: dir.join("console.log"),
+        };
+        state.write().unwrap();
+        Machine {
+            run_id: RunId::parse(RUN).unwrap(),
+            name: "qemu-0".into(),
+            provider: PROVIDER.into(),
+            provider_id: dir.display().to_string(),
+            access: Access::Local,
+            test_dev: "/dev/vdb".into(),
+            scratch_devs: vec![],
+            work_dir: "/var/tmp/btrfsqa".into(),
+            instance_type: None,
+            state: serde_json::to_value(&state).unwrap(),
+        }
+    }
+
+    /// A launch spec whose files exist (empty) in the machine's directory.
+    fn launch_spec(provider: &QemuProvider) -> LaunchSpec {
+        let dir = provider.inner.machine_dir(RUN, "qemu-0");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, "").unwrap();
+            path
+        };
+        let tag = state::tag(RUN, "qemu-0");
+        LaunchSpec {
+            tag: tag.clone(),
+            accel: Accelerator::Tcg,
+            memory_mib: 512,
+            cpus: 1,
+            kernel: file("vmlinuz"),
+            initrd: None,
+            append: launch::kernel_cmdline(&tag, None),
+            disks: vec![file("root.qcow2"), file("disk-0.qcow2")],
+            ssh_port: 40022,
+            console: dir.join("console.log"),
+            qmp: dir.join("qmp.sock"),
+            pidfile: dir.join("qemu.pid"),
+            authorized_keys: file("id_ed25519.pub"),
+            bios: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn reset_needs_a_launched_machine_that_still_has_its_files() {
+        let work = tempfile::tempdir().unwrap();
+        let provider = QemuProvider::new(settings(work.path(), work.path()));
+        let machine = machine_with_state(&provider, None);
+        let err = provider.reset(&machine).await.unwrap_err();
+        assert!(matches!(err, ProvisionError::Config { .. }), "{err}");
+        assert!(err.to_string().contains("never launched"), "{err}");
+
+        let spec = launch_spec(&provider);
+        let machine = machine_with_state(&provider, Some(spec.clone()));
+        std::fs::remove_file(&spec.disks[1]).unwrap();
+        let err = provider.reset(&machine).await.unwrap_err();
+        assert!(err.to_string().contains("disk-0.qcow2` is gone"), "{err}");
+
+        std::fs::remove_dir_all(work.path().join(RUN)).unwrap();
+        let err = provider.reset(&machine).await.unwrap_err();
+        assert!(err.to_string().contains("torn down or reaped"), "{err}");
+        assert!(!work.path().join(RUN).exists(), "nothing made");
+    }
+
+    #[tokio::test]
+    async fn console_is_none_without_a_file_and_the_file_otherwise() {
+        let work = tempfile::tempdir().unwrap();
+        let provider = QemuProvider::new(settings(work.path(), work.path()));
+        let machine = machine_with_state(&provider, None);
+        assert_eq!(provider.console(&machine).await, None);
+        let console = QemuProvider::console_path(&machine).unwrap();
+        std::fs::write(&console, b"Linux version 6.1\r\nbad \xff byte\r\n").unwrap();
+        assert_eq!(
+            provider.console(&machine).await.as_deref(),
+            Some("Linux version 6.1\r\nbad \u{fffd} byte\r\n")
+        );
+        // Torn down: the state in the Machine still names the console.
+        std::fs::remove_file(
+            provider
+                .inner
+                .machine_dir(RUN, "qemu-0")
+                .join(state::STATE_FILE),
+        )
+        .unwrap();
+        assert!(provider.console(&machine).await.is_some());
+        // A machine that is not one of ours has no console.
+        let mut foreign = machine.clone();
+        foreign.state = serde_json::Value::Null;
+        foreign.name = "qemu-9".into();
+        assert_eq!(provider.console(&foreign).await, None);
+    }
+
+    #[test]
+    fn a_long_console_is_cut_to_its_end_at_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        std::fs::write(&path, "first line\nsecond line\nthird\n").unwrap();
+        assert_eq!(
+            read_console_tail(&path, 16).as_deref(),
+            Some("third\n"),
+            "the cut `ine\\n` is dropped"
+        );
+        assert_eq!(
+            read_console_tail(&path, 1000).as_deref(),
+            Some("first line\nsecond line\nthird\n")
+        );
+        assert_eq!(read_console_tail(&dir.path().join("none"), 16), None);
+    }
+
+    #[test]
+    fn the_reset_separator_goes_on_a_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("console.log");
+        append_console_line(&path, RESET_SEPARATOR).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"[ 1.0] sysrq: Trigger a cr"))
+            .unwrap();
+        append_console_line(&path, RESET_SEPARATOR).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{RESET_SEPARATOR}\n[ 1.0] sysrq: Trigger a cr\n{RESET_SEPARATOR}\n")
+        );
+    }
+
+    #[test]
+    fn boot_files_are_copied_into_the_machine_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = tempfile::tempdir().unwrap();
+        std::fs::write(store.path().join("bzImage"), "kernel 1").unwrap();
+        std::fs::write(store.path().join("initrd"), "initrd 1").unwrap();
+        let mut kernel = BootKernel {
+            image: store.path().join("bzImage"),
+            initrd: Some(store.path().join("initrd")),
+            extra_args: None,
+            release: "6.1.192".into(),
+        };
+        let (image, initrd) = keep_boot_files(dir.path(), &kernel).unwrap();
+        assert_eq!(image, dir.path().join("boot/vmlinuz"));
+        assert_eq!(std::fs::read_to_string(&image).unwrap(), "kernel 1");
+        assert_eq!(
+            std::fs::read_to_string(initrd.unwrap()).unwrap(),
+            "initrd 1"
+        );
+        // The store entry is rebuilt: the VM's copy is not.
+        std::fs::write(store.path().join("bzImage"), "kernel 2").unwrap();
+        assert_eq!(std::fs::read_to_string(&image).unwrap(), "kernel 1");
+
+        kernel.initrd = None;
+        let (image, initrd) = keep_boot_files(dir.path(), &kernel).unwrap();
+        assert_eq!(std::fs::read_to_string(&image).unwrap(), "kernel 2");
+        assert_eq!(initrd, None);
+        assert!(!dir.path().join("boot/initrd.img").exists());
+
+        kernel.image = store.path().join("missing");
+        assert!(keep_boot_files(dir.path(), &kernel).is_err());
+        assert_eq!(std::fs::read_to_string(&image).unwrap(), "kernel 2");
+        let mut names: Vec<_> = std::fs::read_dir(dir.path().join("boot"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["vmlinuz"], "no temporary file is left");
+    }
+
+    /// A stand-in for QEMU: daemonizes a shell loop whose command line
+    /// carries the VM's tag, writes its pidfile, and a line to the console.
+    const FAKE_QEMU: &str = r#"#!/bin/sh
+if [ "$1" = --vm ]; then
+    while :; do sleep 1; done
+fi
+prev=
+for arg in "$@"; do
+    case "$prev" in
+        -pidfile) pidfile=$arg ;;
+        -chardev) console=${arg#*path=}; console=${console%,append=on} ;;
+    esac
+    prev=$arg
+done
+echo "fake boot" >> "$console"
+"$0" --vm "$@" </dev/null >/dev/null 2>&1 &
+echo $! > "$pidfile"
+"#;
+
+    /// Kills what the fake QEMU left running, also when the test fails.
+    struct StopFake<'a>(&'a QemuProvider, Machine);
+
+    impl Drop for StopFake<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.inner.teardown(&self.1);
+        }
+    }
+
+    #[tokio::test]
+    async fn reset_kills_a_running_vm_or_relaunches_a_dead_one_and_keeps_the_console() {
+        let work = tempfile::tempdir().unwrap();
+        let fake = work.path().join("fake-qemu");
+        std::fs::write(&fake, FAKE_QEMU).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let mut settings = settings(work.path(), work.path());
+        settings.qemu = fake;
+        let provider = QemuProvider::new(settings);
+        let spec = launch_spec(&provider);
+        let machine = machine_with_state(&provider, Some(spec.clone()));
+        let _stop = StopFake(&provider, machine.clone());
+        let dir = provider.inner.machine_dir(RUN, "qemu-0");
+        let current_pid = || QemuState::read(&dir).unwrap().pid.expect("a pid");
+
+        // Never running (say it was killed before the state knew its pid).
+        provider.reset(&machine).await.unwrap();
+        let first = current_pid();
+        assert!(launch::process_has_tag(first, &spec.tag));
+
+        // Running (a hung guest): killed, and another one launched.
+        provider.reset(&machine).await.unwrap();
+        let second = current_pid();
+        assert_ne!(first, second);
+        assert!(
+            !launch::process_has_tag(first, &spec.tag),
+            "the old VM is gone"
+        );
+        assert!(launch::process_has_tag(second, &spec.tag));
+
+        // Killed by someone else: just launched again.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(second as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        assert!(launch::wait_gone(
+            second,
+            &spec.tag,
+            Duration::from_secs(10)
+        ));
+        provider.reset(&machine).await.unwrap();
+        let third = current_pid();
+        assert!(launch::process_has_tag(third, &spec.tag));
+
+        let console = provider.console(&machine).await.unwrap();
+        let boot = format!("{RESET_SEPARATOR}\nfake boot\n");
+        assert_eq!(console, boot.repeat(3));
+
+        // Teardown finds the VM of the last reset.
+        provider.teardown(&machine).await.unwrap();
+        assert!(!launch::process_has_tag(third, &spec.tag));
+        assert!(!dir.exists());
     }
 }
