@@ -34,6 +34,7 @@ pub mod notify;
 mod pipeline;
 pub mod qemu;
 mod recording;
+mod recover;
 pub mod registry;
 pub mod schedule;
 mod settings;

@@ -21,6 +21,7 @@ use btrfsqa_suites::{EventSink, MachineDevices, SuiteContext, SuiteError, TestSu
 use crate::RunError;
 use crate::connect::Connector;
 use crate::journal::Journal;
+use crate::recover::{self, Trouble};
 use crate::schedule::SuiteWork as ShardItem;
 use crate::settings::Settings;
 
@@ -91,6 +92,8 @@ pub struct Runner {
     publisher: Option<Arc<dyn Publisher>>,
     /// Replaces `run.timeout-minutes` (tests: a deadline shorter than a minute).
     deadline: Option<Duration>,
+    /// How often providers are asked for interruption notices.
+    notice_poll: Duration,
 }
 
 impl std::fmt::Debug for Runner {
@@ -109,10 +112,18 @@ impl std::fmt::Debug for Runner {
     }
 }
 
-/// Tracks the test each machine is running, so an interruption can give it a verdict.
+/// Tracks the test each machine is running, so an interruption can give it
+/// a verdict, and what each suite pass finished, so a suite that fails
+/// midway loses none of its finished tests.
 #[derive(Default)]
 struct Running {
     tests: Mutex<HashMap<(String, String), String>>,
+    /// The last test each machine started in each suite (kept after it ends).
+    last_started: Mutex<HashMap<(String, String), String>>,
+    /// The outcomes each machine finished in the current pass of each suite.
+    finished: Mutex<HashMap<(String, String), Vec<TestOutcome>>>,
+    /// Why a machine is being taken away (a spot interruption notice).
+    interruption: Mutex<Option<String>>,
 }
 
 impl Runner {
@@ -131,6 +142,7 @@ impl Runner {
             suites,
             publisher,
             deadline: None,
+            notice_poll: recover::NOTICE_POLL,
         }
     }
 
@@ -319,6 +331,11 @@ impl Runner {
                 .error
                 .get_or_insert_with(|| "interrupted by a signal".to_owned());
             RunStatus::Interrupted
+        } else if let Some(reason) = running.interruption.lock().expect("not poisoned").clone() {
+            report.error = Some(format!(
+                "{reason}; `btrfsqa resume {run_id}` runs the tests that have no verdict"
+            ));
+            RunStatus::Interrupted
         } else if stop.is_cancelled() {
             report.error = Some(format!(
                 "the run exceeded `run.timeout-minutes` ({} min)",
@@ -429,7 +446,7 @@ impl Runner {
                         };
                         let mut rerun_ctx = ctx.clone();
                         rerun_ctx.only = Some(names);
-                        let rerun = self
+                        let (rerun, _) = self
                             .run_suite_with(suite.as_ref(), &rerun_ctx, running, false)
                             .await;
                         crate::history::record_reruns(report, &plan, rerun);
@@ -600,11 +617,14 @@ impl Runner {
         queue: &Mutex<std::collections::VecDeque<ShardItem>>,
     ) -> Result<(), String> {
         let name = machine.name.clone();
-        let session = {
+        let mut session = {
             let mut report = report.lock().await;
             self.open_session(machine, run_dir, store, &mut report, sink, stop)
                 .await?
         };
+        let _watch = self.watch_notices(machine, stop, running, sink);
+        let mut recovery = Recovery::default();
+        let mut given_up = None;
         let mut prepared: HashMap<usize, Result<(), String>> = HashMap::new();
         loop {
             if stop.is_cancelled() {
@@ -623,8 +643,44 @@ impl Runner {
             }
             let mut ctx = session.ctx.clone();
             ctx.only = item.test.clone().map(|t| vec![t]);
+            if item.test.is_none() {
+                ctx.skip = finished_tests(&*report.lock().await, suite.id());
+            }
             let mut part = match &prepared[&item.suite] {
-                Ok(()) => self.run_suite_with(suite, &ctx, running, false).await,
+                Ok(()) => {
+                    let (mut part, trouble) =
+                        self.run_suite_with(suite, &ctx, running, false).await;
+                    if let Some(trouble) = trouble
+                        && !stop.is_cancelled()
+                    {
+                        let result = self
+                            .recover(
+                                machine,
+                                &mut session,
+                                &mut part,
+                                trouble,
+                                &mut recovery,
+                                sink,
+                                stop,
+                            )
+                            .await;
+                        // A whole suite goes on where it stopped; a test whose
+                        // connection broke (it has no verdict now) runs again.
+                        let again = match &item.test {
+                            None => true,
+                            Some(test) => !part.tests.iter().any(|t| &t.name == test),
+                        };
+                        if again {
+                            queue.lock().expect("not poisoned").push_front(item.clone());
+                        }
+                        // The machine may have been reset: set up again.
+                        prepared.clear();
+                        if let Err(message) = result {
+                            given_up = Some(message);
+                        }
+                    }
+                    part
+                }
                 Err(message) => {
                     let mut part = SuiteReport::new(suite.id());
                     part.error = Some(format!("setup on `{name}` failed: {message}"));
@@ -645,6 +701,11 @@ impl Runner {
             report.recount();
             // Each finished test is durable before the machine pulls the next.
             let _ = store.write_report(&report);
+            if let Some(message) = given_up {
+                // The other machines take the rest of the queue.
+                sink(stage_done(&name, Stage::Suites, Some(message.clone())));
+                return Err(message);
+            }
         }
         sink(stage_done(&name, Stage::Suites, None));
         sink(Event::StageStarted {
@@ -743,10 +804,18 @@ impl Runner {
             machine: Some(name.clone()),
             stage: Stage::Suites,
         });
+        let console_mark = self.provider.console(machine).await.map_or(0, |c| c.len());
         Ok(Session {
             host,
             recording,
             ctx,
+            kernel_release: report
+                .provenance
+                .machines
+                .iter()
+                .find(|m| m.name == name)
+                .and_then(|m| m.kernel.release.clone()),
+            console_mark,
         })
     }
 
@@ -767,36 +836,64 @@ impl Runner {
         running: &Arc<Running>,
     ) -> Result<(), String> {
         let name = machine.name.clone();
-        let Session {
-            host,
-            recording,
-            ctx,
-        } = self
+        let mut session = self
             .open_session(machine, run_dir, store, report, sink, stop)
             .await?;
+        let _watch = self.watch_notices(machine, stop, running, sink);
+        let mut recovery = Recovery::default();
         for suite in &self.suites {
-            if stop.is_cancelled() {
-                break;
+            // A suite stopped by a hang or a lost machine runs again, after
+            // the machine is recovered, without its finished tests.
+            loop {
+                if stop.is_cancelled() {
+                    break;
+                }
+                let mut suite_ctx = session.ctx.clone();
+                suite_ctx.skip = finished_tests(report, suite.id());
+                let (mut suite_report, trouble) = self
+                    .run_suite_with(suite.as_ref(), &suite_ctx, running, true)
+                    .await;
+                let recovered = match trouble {
+                    Some(trouble) if !stop.is_cancelled() => Some(
+                        self.recover(
+                            machine,
+                            &mut session,
+                            &mut suite_report,
+                            trouble,
+                            &mut recovery,
+                            sink,
+                            stop,
+                        )
+                        .await,
+                    ),
+                    _ => None,
+                };
+                crate::recording::attach(session.recording.as_ref(), &mut suite_report);
+                sink(Event::SuiteFinished {
+                    machine: name.clone(),
+                    suite: suite_report.id.clone(),
+                    counts: suite_report.counts(),
+                    error: suite_report.error.clone(),
+                });
+                merge_suite_report(report, suite_report);
+                report.recount();
+                // Each finished suite is durable before the next one starts.
+                let _ = store.write_report(report);
+                match recovered {
+                    None => break,
+                    Some(Ok(())) => continue,
+                    Some(Err(message)) => {
+                        sink(stage_done(&name, Stage::Suites, Some(message.clone())));
+                        return Err(message);
+                    }
+                }
             }
-            let mut suite_ctx = ctx.clone();
-            suite_ctx.skip = finished_tests(report, suite.id());
-            let mut suite_report = self.run_suite(suite.as_ref(), &suite_ctx, running).await;
-            crate::recording::attach(recording.as_ref(), &mut suite_report);
-            sink(Event::SuiteFinished {
-                machine: name.clone(),
-                suite: suite_report.id.clone(),
-                counts: suite_report.counts(),
-                error: suite_report.error.clone(),
-            });
-            merge_suite_report(report, suite_report);
-            report.recount();
-            // Each finished suite is durable before the next one starts.
-            let _ = store.write_report(report);
         }
         // New failures are rerun while the machine is still up.
-        self.compare_with_baseline(Some(&ctx), store, report, running)
+        self.compare_with_baseline(Some(&session.ctx), store, report, running)
             .await;
         sink(stage_done(&name, Stage::Suites, None));
+        let host = session.host.clone();
 
         // Leave the devices unmounted whatever the suites did; providers that
         // delete the devices do this too, static hosts rely on it.
@@ -809,26 +906,271 @@ impl Runner {
         cleanup.map_err(|message| format!("cleaning up `{name}`: {message}"))
     }
 
-    async fn run_suite(
+    /// Polls the provider for a notice that `machine` is being taken away
+    /// (a spot interruption); on one, records why and stops the run, which
+    /// stays resumable. Stops polling when the returned guard is dropped.
+    fn watch_notices(
         &self,
-        suite: &dyn TestSuite,
-        ctx: &SuiteContext,
+        machine: &Machine,
+        stop: &CancellationToken,
         running: &Arc<Running>,
-    ) -> SuiteReport {
-        self.run_suite_with(suite, ctx, running, true).await
+        sink: &EventSink,
+    ) -> AbortOnDrop {
+        let provider = self.provider.clone();
+        let machine = machine.clone();
+        let stop = stop.clone();
+        let running = running.clone();
+        let sink = sink.clone();
+        let every = self.notice_poll;
+        AbortOnDrop(Some(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = stop.cancelled() => return,
+                }
+                if let Some(reason) = provider.interruption_notice(&machine).await {
+                    let message =
+                        format!("machine `{}` is being taken away: {reason}", machine.name);
+                    sink(Event::Warning {
+                        machine: Some(machine.name.clone()),
+                        message: message.clone(),
+                    });
+                    running
+                        .interruption
+                        .lock()
+                        .expect("not poisoned")
+                        .get_or_insert(message);
+                    stop.cancel();
+                    return;
+                }
+            }
+        })))
+    }
+
+    /// After a suite stopped on `trouble`: keeps the evidence with the test,
+    /// gives it its verdict in `part` (`hung`, `crashed`, or no verdict when
+    /// only the connection broke and the test should run again), and makes
+    /// the machine usable again (a reset and a new connection, or a clean-up
+    /// where the provider cannot reset). `Err` when the machine cannot be
+    /// used any more: its remaining tests keep no verdict (resumable).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "two call sites, all of it run state"
+    )]
+    async fn recover(
+        &self,
+        machine: &Machine,
+        session: &mut Session,
+        part: &mut SuiteReport,
+        trouble: Trouble,
+        recovery: &mut Recovery,
+        sink: &EventSink,
+        stop: &CancellationToken,
+    ) -> Result<(), String> {
+        let name = machine.name.clone();
+        let suite = part.id.clone();
+        let host = session.host.clone();
+        let alive = recover::answers(host.as_ref(), Duration::from_secs(30)).await;
+        let console = self.provider.console(machine).await;
+        let this_boot = console
+            .as_deref()
+            .map(|c| text_after(c, session.console_mark))
+            .unwrap_or_default();
+        let crash = recover::console_crash(this_boot, 0);
+        let ctx = &session.ctx;
+        let outcome_of = |part: &mut SuiteReport, test: &str| -> usize {
+            match part.tests.iter().rposition(|t| t.name == test) {
+                Some(at) => at,
+                None => {
+                    let mut outcome = TestOutcome::new(&suite, test, Verdict::Error);
+                    outcome.machine = Some(name.clone());
+                    part.tests.push(outcome);
+                    part.tests.len() - 1
+                }
+            }
+        };
+        let reason = match &trouble {
+            Trouble::Hung { test } => {
+                let mut evidence = match alive {
+                    true => recover::hang_evidence(host.as_ref())
+                        .await
+                        .unwrap_or_else(|| "(the evidence command did not finish)\n".into()),
+                    false => "(the machine does not answer: no kernel log)\n".into(),
+                };
+                if !this_boot.is_empty() {
+                    evidence.push_str("\n== btrfsqa: console (last 200 lines) ==\n");
+                    evidence.push_str(&recover::tail(this_boot, 200));
+                }
+                let at = outcome_of(part, test);
+                if let Ok(artifact) = ctx.write_artifact(
+                    &suite,
+                    test,
+                    "hang-evidence.txt",
+                    btrfsqa_model::ArtifactKind::Log,
+                    evidence.as_bytes(),
+                ) {
+                    part.tests[at].artifacts.push(artifact);
+                }
+                if let Some((headline, _)) = &crash {
+                    let outcome = &mut part.tests[at];
+                    outcome.message = Some(format!(
+                        "{}\nthe console shows: {headline}",
+                        outcome.message.as_deref().unwrap_or("hung")
+                    ));
+                }
+                format!("`{suite}/{test}` hung")
+            }
+            Trouble::Lost { test, error } => {
+                if alive && crash.is_none() {
+                    // The connection broke; the machine did not.
+                    if let Some(test) = test {
+                        let key = format!("{suite}/{test}");
+                        if recovery.retried.insert(key) {
+                            part.tests.retain(|t| &t.name != test);
+                            sink(Event::Warning {
+                                machine: Some(name.clone()),
+                                message: format!(
+                                    "the connection to `{name}` broke during `{suite}/{test}` ({error}); the machine answers: running the test again"
+                                ),
+                            });
+                        } else {
+                            let at = outcome_of(part, test);
+                            let outcome = &mut part.tests[at];
+                            outcome.verdict = Verdict::Error;
+                            outcome.message = Some(format!(
+                                "the connection to `{name}` broke twice during this test (the machine answers): {error}"
+                            ));
+                        }
+                    } else {
+                        part.error = Some(format!("the connection to `{name}` broke: {error}"));
+                    }
+                    return release_devices(host.as_ref(), machine).await.map_err(|m| {
+                        format!("cleaning up `{name}` after a broken connection: {m}")
+                    });
+                }
+                if let Some(test) = test {
+                    let at = outcome_of(part, test);
+                    let kept = match &crash {
+                        Some((_, excerpt)) => Some(excerpt.clone()),
+                        None if !this_boot.is_empty() => Some(recover::tail(this_boot, 200)),
+                        None => None,
+                    };
+                    if let Some(kept) = kept
+                        && let Ok(artifact) = ctx.write_artifact(
+                            &suite,
+                            test,
+                            "console.txt",
+                            btrfsqa_model::ArtifactKind::Console,
+                            kept.as_bytes(),
+                        )
+                    {
+                        part.tests[at].artifacts.push(artifact);
+                    }
+                    let outcome = &mut part.tests[at];
+                    outcome.verdict = Verdict::Crashed;
+                    outcome.message = Some(match &crash {
+                        Some((headline, _)) => format!("the kernel crashed: {headline}"),
+                        None => format!(
+                            "the machine stopped answering while this test ran (no panic on the console): {error}"
+                        ),
+                    });
+                }
+                match test {
+                    Some(test) => format!("`{suite}/{test}` crashed it"),
+                    None => format!("it stopped answering during `{suite}`"),
+                }
+            }
+        };
+        part.error = None;
+
+        if recovery.resets >= recover::MAX_RESETS {
+            return Err(format!(
+                "machine `{name}` needed more than {} resets ({reason}); its remaining tests were not run (`btrfsqa resume` runs them)",
+                recover::MAX_RESETS
+            ));
+        }
+        recovery.resets += 1;
+        sink(Event::Warning {
+            machine: Some(name.clone()),
+            message: format!("resetting machine `{name}`: {reason}"),
+        });
+        match self.provider.reset(machine).await {
+            Ok(()) => {}
+            Err(btrfsqa_cloud::ProvisionError::Unsupported { .. }) => {
+                // This machine or a static host: no reset, a clean-up.
+                if !alive {
+                    return Err(format!(
+                        "machine `{name}` does not answer and provider `{}` cannot reset it ({reason})",
+                        self.provider.id()
+                    ));
+                }
+                return release_devices(host.as_ref(), machine)
+                    .await
+                    .map_err(|m| format!("cleaning up `{name}` after {reason}: {m}"));
+            }
+            Err(err) => {
+                return Err(format!(
+                    "resetting machine `{name}` failed ({reason}): {}",
+                    error_chain(&err)
+                ));
+            }
+        }
+        let host = tokio::select! {
+            host = self.connector.connect(machine) => host.map_err(|err| format!(
+                "machine `{name}` did not come back after its reset: {}",
+                error_chain(&err)
+            ))?,
+            () = stop.cancelled() => return Err("stopped while the machine was being reset".into()),
+        };
+        let host = crate::recording::rewrap(session.recording.as_ref(), host);
+        let kernel = kernel_info(host.as_ref()).await;
+        if let (Some(want), Some(got)) = (&session.kernel_release, &kernel.release)
+            && want != got
+        {
+            return Err(format!(
+                "machine `{name}` came back from its reset with kernel {got}, not {want}"
+            ));
+        }
+        session.console_mark = self.provider.console(machine).await.map_or(0, |c| c.len());
+        session.host = host.clone();
+        session.ctx.host = host;
+        sink(Event::Warning {
+            machine: Some(name),
+            message: "machine is back after its reset; going on with the tests not yet run".into(),
+        });
+        Ok(())
     }
 
     /// Runs one suite (preparing it first when `prepare`) and always returns
-    /// a report: errors and cancellation become its `error`.
+    /// a report: errors and cancellation become its `error`. A test that
+    /// hung or a machine that stopped answering is the [`Trouble`] returned
+    /// beside it, for [`Runner::recover`].
     async fn run_suite_with(
         &self,
         suite: &dyn TestSuite,
         ctx: &SuiteContext,
         running: &Arc<Running>,
         prepare: bool,
-    ) -> SuiteReport {
+    ) -> (SuiteReport, Option<Trouble>) {
         let id = suite.id().to_owned();
         let machine = ctx.devices.name.clone();
+        let key = (machine.clone(), id.clone());
+        running.finished.lock().expect("not poisoned").remove(&key);
+        running
+            .last_started
+            .lock()
+            .expect("not poisoned")
+            .remove(&key);
+        // What the suite finished before an error, as its events told it.
+        let finished_so_far = || {
+            running
+                .finished
+                .lock()
+                .expect("not poisoned")
+                .remove(&key)
+                .unwrap_or_default()
+        };
+        let mut trouble = None;
         ctx.emit(Event::SuiteStarted {
             machine: machine.clone(),
             suite: id.clone(),
@@ -857,8 +1199,27 @@ impl Runner {
                     .get_or_insert_with(|| "stopped before the end".to_owned());
                 partial
             }
+            Some(Err(SuiteError::Hung { test, partial, .. })) => {
+                trouble = Some(Trouble::Hung { test });
+                *partial
+            }
+            Some(Err(err @ SuiteError::Remote { .. })) if !ctx.cancel.is_cancelled() => {
+                let mut report = SuiteReport::new(&id);
+                report.tests = finished_so_far();
+                trouble = Some(Trouble::Lost {
+                    test: running
+                        .last_started
+                        .lock()
+                        .expect("not poisoned")
+                        .get(&key)
+                        .cloned(),
+                    error: error_chain(&err),
+                });
+                report
+            }
             Some(Err(err)) => {
                 let mut report = SuiteReport::new(&id);
+                report.tests = finished_so_far();
                 report.error = Some(error_chain(&err));
                 report
             }
@@ -870,7 +1231,6 @@ impl Runner {
             }
         };
         // A test that started and never got a verdict was cut off.
-        let key = (machine.clone(), id.clone());
         // Taken out in its own statement: the guard must be gone before
         // test_finished re-enters the sink, which locks the same map.
         let cut_off = running.tests.lock().expect("not poisoned").remove(&key);
@@ -891,7 +1251,8 @@ impl Runner {
             .duration_secs
             .get_or_insert(started.elapsed().as_secs_f64());
         report.id = id;
-        report
+        running.finished.lock().expect("not poisoned").remove(&key);
+        (report, trouble)
     }
 }
 
@@ -915,18 +1276,28 @@ fn journaled_sink(user: EventSink, journal: Journal, running: Arc<Running>) -> E
                 suite,
                 test,
             } => {
+                let key = (machine.clone(), suite.clone());
                 running
                     .tests
                     .lock()
                     .expect("not poisoned")
-                    .insert((machine.clone(), suite.clone()), test.clone());
+                    .insert(key.clone(), test.clone());
+                running
+                    .last_started
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(key, test.clone());
             }
             Event::TestFinished { machine, outcome } => {
+                let key = (machine.clone(), outcome.suite.clone());
+                running.tests.lock().expect("not poisoned").remove(&key);
                 running
-                    .tests
+                    .finished
                     .lock()
                     .expect("not poisoned")
-                    .remove(&(machine.clone(), outcome.suite.clone()));
+                    .entry(key)
+                    .or_default()
+                    .push(outcome.clone());
             }
             _ => {}
         }
@@ -1052,6 +1423,38 @@ struct Session {
     host: Arc<dyn RemoteHost>,
     recording: Option<Arc<crate::recording::MachineRecording>>,
     ctx: SuiteContext,
+    /// The kernel release the machine runs (a reset must come back to it).
+    kernel_release: Option<String>,
+    /// How long the console was when the machine last came up: a crash
+    /// after it is this boot's.
+    console_mark: usize,
+}
+
+/// What [`Runner::recover`] keeps across one machine's recoveries.
+#[derive(Default)]
+struct Recovery {
+    resets: usize,
+    /// `suite/test` run again after a broken connection (once each).
+    retried: std::collections::HashSet<String>,
+}
+
+/// Stops the notice watcher with the machine's work.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// `text` from byte `at` (moved forward to a character boundary).
+fn text_after(text: &str, at: usize) -> &str {
+    let start = (at.min(text.len())..=text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    &text[start..]
 }
 
 /// Adds a (partial) suite report to the run's report, merging with what
@@ -1154,6 +1557,8 @@ mod tests {
             .expect_teardown()
             .times(teardowns)
             .returning(|_| Ok(()));
+        provider.expect_console().returning(|_| None);
+        provider.expect_interruption_notice().returning(|_| None);
         provider
     }
 
@@ -1623,6 +2028,341 @@ mod tests {
                 .as_ref()
                 .unwrap()
                 .contains("run.timeout-minutes")
+        );
+    }
+
+    /// A suite of `t0..tN` that runs them in order, skipping finished ones;
+    /// `trouble(name, attempt)` may stop it at a test (hung, machine lost).
+    struct Troubled {
+        tests: usize,
+        runs: Mutex<HashMap<String, usize>>,
+        trouble: fn(&str, usize) -> Option<SuiteError>,
+    }
+
+    #[async_trait::async_trait]
+    impl TestSuite for Troubled {
+        fn id(&self) -> &str {
+            "troubled"
+        }
+        fn tests(&self) -> Option<Vec<String>> {
+            Some((0..self.tests).map(|i| format!("t{i}")).collect())
+        }
+        async fn run(&self, ctx: &SuiteContext) -> Result<SuiteReport, SuiteError> {
+            let mut report = SuiteReport::new("troubled");
+            for i in 0..self.tests {
+                let name = format!("t{i}");
+                if !ctx.selected(&name) {
+                    continue;
+                }
+                ctx.test_started("troubled", &name);
+                let attempt = {
+                    let mut runs = self.runs.lock().unwrap();
+                    let n = runs.entry(name.clone()).or_default();
+                    *n += 1;
+                    *n
+                };
+                match (self.trouble)(&name, attempt) {
+                    Some(SuiteError::Hung { test, .. }) => {
+                        let outcome = TestOutcome::new("troubled", &test, Verdict::Hung)
+                            .with_message("did not finish within its timeout of 1 s");
+                        report.tests.push(ctx.test_finished(outcome));
+                        return Err(SuiteError::Hung {
+                            suite: "troubled".into(),
+                            test,
+                            partial: Box::new(report),
+                        });
+                    }
+                    Some(err) => return Err(err),
+                    None => report.tests.push(ctx.test_finished(TestOutcome::new(
+                        "troubled",
+                        &name,
+                        Verdict::Pass,
+                    ))),
+                }
+            }
+            Ok(report)
+        }
+    }
+
+    fn lost() -> SuiteError {
+        SuiteError::Remote {
+            suite: "troubled".into(),
+            source: btrfsqa_remote::RemoteError::Disconnected {
+                host: "mock-0".into(),
+                command: "./t1".into(),
+                source: "connection closed by peer".into(),
+            },
+        }
+    }
+
+    /// A connector whose hosts answer (`alive`) or not after the first
+    /// connection, counting connections.
+    fn counting_connector(
+        alive: bool,
+        connections: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> MockConnector {
+        let mut connector = MockConnector::new();
+        connector.expect_connect().returning(move |_| {
+            let n = connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut host = MockRemoteHost::new();
+            host.expect_name().return_const("mock-0".to_owned());
+            // The first host dies with the crash (when not `alive`); hosts
+            // after a reset answer.
+            let answers = alive || n > 0;
+            host.expect_exec().returning(move |request, _| {
+                if !answers && request.command == "true" {
+                    return Err(btrfsqa_remote::RemoteError::Disconnected {
+                        host: "mock-0".into(),
+                        command: "true".into(),
+                        source: "no route to host".into(),
+                    });
+                }
+                let stdout = if request.command.starts_with("uname") {
+                    b"6.18.0-test\n#1 SMP\n".to_vec()
+                } else if request.command.contains("sysrq") {
+                    b"task:btrfs state:D stack:0 pid:812\n".to_vec()
+                } else {
+                    Vec::new()
+                };
+                Ok(ExecOutput {
+                    code: Some(0),
+                    stdout,
+                    ..Default::default()
+                })
+            });
+            Ok(Arc::new(host) as Arc<dyn RemoteHost>)
+        });
+        connector
+    }
+
+    fn resettable_provider(resets: usize, console: &'static str) -> MockCloudProvider {
+        let mut provider = MockCloudProvider::new();
+        provider.expect_id().return_const("mock".to_owned());
+        provider
+            .expect_provision()
+            .returning(|spec| Ok(machine(spec)));
+        provider.expect_teardown().times(1).returning(|_| Ok(()));
+        provider.expect_reset().times(resets).returning(|_| Ok(()));
+        // Empty when the machine came up; the crash after.
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        provider.expect_console().returning(move |_| {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            (n > 0).then(|| console.to_owned())
+        });
+        provider.expect_interruption_notice().returning(|_| None);
+        provider
+    }
+
+    fn verdicts(report: &RunReport) -> Vec<(String, Verdict)> {
+        report
+            .outcomes()
+            .map(|t| (t.name.clone(), t.verdict))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_hung_test_keeps_evidence_the_machine_is_reset_and_the_rest_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let runner = Runner::with_parts(
+            settings(dir.path(), ""),
+            Arc::new(resettable_provider(1, "[ 1.0] booted\n")),
+            Arc::new(counting_connector(true, connections.clone())),
+            vec![Arc::new(Troubled {
+                tests: 3,
+                runs: Mutex::default(),
+                trouble: |name, _| {
+                    (name == "t1").then(|| SuiteError::Hung {
+                        suite: "troubled".into(),
+                        test: "t1".into(),
+                        partial: Box::new(SuiteReport::new("troubled")),
+                    })
+                },
+            })],
+            None,
+        );
+        let outcome = runner
+            .run(collect().0, CancellationToken::new())
+            .await
+            .unwrap();
+        let report = &outcome.report;
+        assert_eq!(
+            verdicts(report),
+            [
+                ("t0".into(), Verdict::Pass),
+                ("t1".into(), Verdict::Hung),
+                ("t2".into(), Verdict::Pass)
+            ]
+        );
+        assert_eq!(report.status, RunStatus::Completed, "{:?}", report.error);
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let hung = report.outcomes().find(|t| t.name == "t1").unwrap();
+        let evidence = hung
+            .artifacts
+            .iter()
+            .find(|a| a.path.ends_with("hang-evidence.txt"))
+            .expect("evidence kept");
+        let text = std::fs::read_to_string(outcome.run_dir.join(&evidence.path)).unwrap();
+        assert!(text.contains("state:D"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_kernel_crash_is_crashed_with_the_console_and_the_run_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let runner = Runner::with_parts(
+            settings(dir.path(), ""),
+            Arc::new(resettable_provider(
+                1,
+                "[ 9.0] sshd started\n[ 60.0] sysrq: Trigger a crash\n[ 60.1] Kernel panic - not syncing: sysrq triggered crash\n",
+            )),
+            Arc::new(counting_connector(false, connections.clone())),
+            vec![Arc::new(Troubled {
+                tests: 3,
+                runs: Mutex::default(),
+                trouble: |name, _| (name == "t1").then(lost),
+            })],
+            None,
+        );
+        let outcome = runner
+            .run(collect().0, CancellationToken::new())
+            .await
+            .unwrap();
+        let report = &outcome.report;
+        assert_eq!(
+            verdicts(report),
+            [
+                ("t0".into(), Verdict::Pass),
+                ("t1".into(), Verdict::Crashed),
+                ("t2".into(), Verdict::Pass)
+            ]
+        );
+        let crashed = report.outcomes().find(|t| t.name == "t1").unwrap();
+        assert_eq!(
+            crashed.message.as_deref(),
+            Some("the kernel crashed: [ 60.0] sysrq: Trigger a crash")
+        );
+        let console = crashed
+            .artifacts
+            .iter()
+            .find(|a| a.kind == btrfsqa_model::ArtifactKind::Console)
+            .unwrap();
+        let text = std::fs::read_to_string(outcome.run_dir.join(&console.path)).unwrap();
+        assert!(text.contains("Kernel panic"));
+        assert!(report.suites[0].error.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_broken_connection_to_a_live_machine_runs_the_test_again_without_a_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let runner = Runner::with_parts(
+            settings(dir.path(), ""),
+            Arc::new(resettable_provider(0, "")),
+            Arc::new(counting_connector(true, connections.clone())),
+            vec![Arc::new(Troubled {
+                tests: 3,
+                runs: Mutex::default(),
+                trouble: |name, attempt| (name == "t1" && attempt == 1).then(lost),
+            })],
+            None,
+        );
+        let outcome = runner
+            .run(collect().0, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            verdicts(&outcome.report),
+            [
+                ("t0".into(), Verdict::Pass),
+                ("t1".into(), Verdict::Pass),
+                ("t2".into(), Verdict::Pass)
+            ]
+        );
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_machine_that_cannot_be_reset_stops_its_tests_and_is_still_torn_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut provider = provider(1);
+        // What a provider without resets (this machine, static hosts) answers.
+        provider.expect_reset().times(1).returning(|m| {
+            Err(ProvisionError::Unsupported {
+                provider: m.provider.clone(),
+                operation: "reset a machine".into(),
+            })
+        });
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let runner = Runner::with_parts(
+            settings(dir.path(), ""),
+            Arc::new(provider),
+            Arc::new(counting_connector(false, connections)),
+            vec![Arc::new(Troubled {
+                tests: 3,
+                runs: Mutex::default(),
+                trouble: |name, _| (name == "t1").then(lost),
+            })],
+            None,
+        );
+        let outcome = runner
+            .run(collect().0, CancellationToken::new())
+            .await
+            .unwrap();
+        let report = &outcome.report;
+        assert_eq!(
+            verdicts(report),
+            [
+                ("t0".into(), Verdict::Pass),
+                ("t1".into(), Verdict::Crashed)
+            ]
+        );
+        assert_eq!(report.status, RunStatus::Errored);
+        assert!(
+            report.error.as_deref().unwrap().contains("cannot reset it"),
+            "{:?}",
+            report.error
+        );
+    }
+
+    #[tokio::test]
+    async fn a_spot_interruption_notice_interrupts_the_run_resumably() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut provider = MockCloudProvider::new();
+        provider.expect_id().return_const("mock".to_owned());
+        provider
+            .expect_provision()
+            .returning(|spec| Ok(machine(spec)));
+        provider.expect_teardown().times(1).returning(|_| Ok(()));
+        provider.expect_console().returning(|_| None);
+        provider
+            .expect_interruption_notice()
+            .returning(|_| Some("spot request `sir-1` is `marked-for-termination`".into()));
+        let mut runner = Runner::with_parts(
+            settings(dir.path(), ""),
+            Arc::new(provider),
+            Arc::new(connector()),
+            vec![Arc::new(WaitsForCancel)],
+            None,
+        );
+        runner.notice_poll = Duration::from_millis(50);
+        let outcome = runner
+            .run(collect().0, CancellationToken::new())
+            .await
+            .unwrap();
+        let report = &outcome.report;
+        assert_eq!(report.status, RunStatus::Interrupted);
+        let error = report.error.as_deref().unwrap();
+        assert!(
+            error.contains("marked-for-termination") && error.contains("btrfsqa resume"),
+            "{error}"
+        );
+        assert_eq!(
+            verdicts(report),
+            [
+                ("done-first".into(), Verdict::Pass),
+                ("long".into(), Verdict::Interrupted)
+            ]
         );
     }
 }

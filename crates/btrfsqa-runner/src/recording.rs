@@ -76,6 +76,22 @@ pub(crate) fn record(
     }
 }
 
+/// `host` recorded into an existing recording (a machine reconnected
+/// after a reset goes on in the same file).
+pub(crate) fn rewrap(
+    recording: Option<&Arc<MachineRecording>>,
+    host: Arc<dyn RemoteHost>,
+) -> Arc<dyn RemoteHost> {
+    match recording {
+        Some(recording) => Arc::new(RecordingHost::new(
+            host,
+            recording.recorder.clone(),
+            Redactor::from_env(SECRET_ENV_VARS),
+        )),
+        None => host,
+    }
+}
+
 /// `sink`, plus a marker in the recording at each of the machine's tests.
 pub(crate) fn marking_sink(
     recording: Option<&Arc<MachineRecording>>,
