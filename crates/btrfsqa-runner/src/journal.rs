@@ -7,6 +7,21 @@ use std::path::Path;
 
 use btrfsqa_model::{Event, ModelError};
 
+/// The outcomes a journal recorded (`test-finished` events), in order. Lines
+/// that do not parse (a line cut by a crash, garbage) are skipped.
+pub fn finished_outcomes(path: &Path) -> Vec<btrfsqa_model::TestOutcome> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Event>(line).ok())
+        .filter_map(|event| match event {
+            Event::TestFinished { outcome, .. } => Some(outcome),
+            _ => None,
+        })
+        .collect()
+}
+
 /// An append-only event log.
 #[derive(Debug)]
 pub struct Journal {

@@ -202,6 +202,11 @@ impl Runner {
         let started_at = Utc::now();
         let store = ResultsStore::new(self.settings.results_dir());
         let run_dir = store.create_run(&run_id)?;
+        // Outcomes a killed controller journaled but never put in the report.
+        let journaled = match &previous {
+            Some(_) => crate::journal::finished_outcomes(&run_dir.join("journal.jsonl")),
+            None => Vec::new(),
+        };
         let journal = Journal::open(&run_dir.join("journal.jsonl"))?;
         let running = Arc::new(Running::default());
         let sink = journaled_sink(events, journal, running.clone());
@@ -224,7 +229,9 @@ impl Runner {
                         ),
                     });
                 }
-                resumable(previous)
+                let mut report = previous;
+                recover_journaled(&mut report, journaled);
+                resumable(report)
             }
             None => {
                 let mut report = RunReport::start(run_id.clone(), started_at, provenance);
@@ -1492,6 +1499,40 @@ fn finished_tests(report: &RunReport, suite: &str) -> Vec<String> {
         .collect()
 }
 
+/// Adds to `report` the journaled outcomes it lacks (the controller was
+/// killed between a test's end and the next write of the report). The
+/// journal's last word on a test counts; reruns of new failures are not
+/// separate tests and are left out.
+fn recover_journaled(report: &mut RunReport, journaled: Vec<TestOutcome>) {
+    let mut latest: Vec<TestOutcome> = Vec::new();
+    for outcome in journaled {
+        latest.retain(|o| {
+            !(o.suite == outcome.suite && o.name == outcome.name && o.profile == outcome.profile)
+        });
+        latest.push(outcome);
+    }
+    for outcome in latest {
+        let known = report.suites.iter().any(|s| {
+            s.id == outcome.suite
+                && s.tests
+                    .iter()
+                    .any(|t| t.name == outcome.name && t.profile == outcome.profile)
+        });
+        if known {
+            continue;
+        }
+        match report.suites.iter_mut().find(|s| s.id == outcome.suite) {
+            Some(suite) => suite.tests.push(outcome),
+            None => {
+                let mut suite = SuiteReport::new(&outcome.suite);
+                suite.tests.push(outcome);
+                report.suites.push(suite);
+            }
+        }
+    }
+    report.recount();
+}
+
 /// A stored report made ready to continue: running again, without the
 /// verdicts that only say the run stopped.
 fn resumable(mut report: RunReport) -> RunReport {
@@ -2364,5 +2405,35 @@ mod tests {
                 ("long".into(), Verdict::Interrupted)
             ]
         );
+    }
+
+    #[test]
+    fn journaled_outcomes_missing_from_the_report_are_recovered_once() {
+        let mut report = RunReport::start(
+            RunId::parse("run-j").unwrap(),
+            Utc::now(),
+            Provenance::default(),
+        );
+        let mut suite = SuiteReport::new("a");
+        suite.tests.push(TestOutcome::new("a", "t0", Verdict::Pass));
+        report.suites.push(suite);
+        recover_journaled(
+            &mut report,
+            vec![
+                TestOutcome::new("a", "t0", Verdict::Fail),
+                TestOutcome::new("a", "t1", Verdict::Fail),
+                TestOutcome::new("a", "t1", Verdict::Pass),
+                TestOutcome::new("b", "x", Verdict::Skip),
+            ],
+        );
+        assert_eq!(
+            verdicts(&report),
+            [
+                ("t0".into(), Verdict::Pass),
+                ("t1".into(), Verdict::Pass),
+                ("x".into(), Verdict::Skip)
+            ]
+        );
+        assert_eq!(report.summary.pass, 2);
     }
 }

@@ -4,6 +4,7 @@
 
 mod cli;
 mod compare;
+mod faults;
 mod runs;
 
 use std::path::{Path, PathBuf};

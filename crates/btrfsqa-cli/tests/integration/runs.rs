@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use crate::{btrfsqa, need_root, repo_root, run, text};
 
 /// A scratch area: results store, provider work dir, site repo, config.
-struct Area {
+pub(crate) struct Area {
     dir: tempfile::TempDir,
 }
 
 impl Area {
-    fn new() -> Area {
+    pub(crate) fn new() -> Area {
         // /var/tmp: the loop devices' backing files must not live on a small tmpfs.
         let dir = tempfile::Builder::new()
             .prefix("btrfsqa-it-")
@@ -22,11 +22,11 @@ impl Area {
         Area { dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    fn config(&self, suites: &str, extra: &str) -> PathBuf {
+    pub(crate) fn config(&self, suites: &str, extra: &str) -> PathBuf {
         let text = format!(
             r#"[run]
 provider = "local"
@@ -49,7 +49,7 @@ site-repo = "site.git"
         file
     }
 
-    fn scripts(&self, name: &str, scripts: &[(&str, &str)]) -> PathBuf {
+    pub(crate) fn scripts(&self, name: &str, scripts: &[(&str, &str)]) -> PathBuf {
         let dir = self.path(name);
         std::fs::create_dir_all(&dir).unwrap();
         for (file, body) in scripts {
@@ -60,7 +60,7 @@ site-repo = "site.git"
         dir
     }
 
-    fn report(&self) -> serde_json::Value {
+    pub(crate) fn report(&self) -> serde_json::Value {
         let results = self.path("results");
         let run = std::fs::read_dir(&results)
             .unwrap()
@@ -71,7 +71,7 @@ site-repo = "site.git"
     }
 
     /// Fails when any loop device, mount or backing file of the area remains.
-    fn assert_nothing_left(&self) {
+    pub(crate) fn assert_nothing_left(&self) {
         let work = self.path("work");
         let loops = std::process::Command::new("losetup")
             .args(["-l", "-n", "-O", "NAME,BACK-FILE"])
@@ -96,7 +96,7 @@ site-repo = "site.git"
         assert!(images.is_empty(), "backing files left: {images:?}");
     }
 
-    fn site_log(&self) -> String {
+    pub(crate) fn site_log(&self) -> String {
         let out = run(std::process::Command::new("git")
             .arg("-C")
             .arg(self.path("site.git"))
@@ -117,7 +117,7 @@ impl Drop for Area {
     }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
@@ -132,7 +132,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn verdicts(report: &serde_json::Value) -> Vec<(String, String)> {
+pub(crate) fn verdicts(report: &serde_json::Value) -> Vec<(String, String)> {
     report["suites"]
         .as_array()
         .unwrap()
@@ -231,7 +231,7 @@ fn the_default_raid56_scrub_suite_reports_every_scenario() {
     area.assert_nothing_left();
 }
 
-fn spawn_run(config: &Path) -> Child {
+pub(crate) fn spawn_run(config: &Path) -> Child {
     btrfsqa()
         .arg("run")
         .arg("--config")
@@ -243,7 +243,7 @@ fn spawn_run(config: &Path) -> Child {
 }
 
 /// Waits until the run's journal shows `needle`.
-fn wait_for_journal(area: &Area, needle: &str) {
+pub(crate) fn wait_for_journal(area: &Area, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         for path in walk(&area.path("results")) {
