@@ -1081,6 +1081,11 @@ impl Runner {
                             "the machine stopped answering while this test ran (no panic on the console): {error}"
                         ),
                     });
+                    // The journal's last word on the test is its verdict.
+                    sink(Event::TestFinished {
+                        machine: name.clone(),
+                        outcome: outcome.clone(),
+                    });
                 }
                 match test {
                     Some(test) => format!("`{suite}/{test}` crashed it"),
