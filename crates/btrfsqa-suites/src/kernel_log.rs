@@ -51,6 +51,29 @@ pub fn report_snippet() -> String {
     )
 }
 
+/// What a hung machine shows: the blocked tasks (sysrq `w` writes their
+/// stacks to the kernel log), the processes in uninterruptible sleep, and the
+/// end of the kernel log and the mounts.
+pub const HANG_EVIDENCE_COMMAND: &str = "\
+echo '== btrfsqa: blocked tasks (sysrq w) and the kernel log =='; \
+echo w > /proc/sysrq-trigger 2>/dev/null || echo '(sysrq unavailable)'; sleep 1; \
+dmesg 2>/dev/null | tail -n 400; \
+echo; echo '== btrfsqa: processes in uninterruptible sleep (D) =='; \
+ps -eo pid,ppid,stat,wchan:32,etimes,args 2>/dev/null | awk 'NR == 1 || $3 ~ /^D/'; \
+echo; echo '== btrfsqa: mounts =='; cat /proc/self/mounts";
+
+/// Runs [`HANG_EVIDENCE_COMMAND`] on the machine; `None` when it does not
+/// answer within a minute.
+pub async fn hang_evidence(host: &dyn btrfsqa_remote::RemoteHost) -> Option<String> {
+    let request = btrfsqa_remote::ExecRequest::new(HANG_EVIDENCE_COMMAND)
+        .timeout(std::time::Duration::from_secs(60));
+    let run = tokio::time::timeout(std::time::Duration::from_secs(75), host.exec(request, None));
+    match run.await {
+        Ok(Ok(out)) => Some(format!("{}{}", out.stdout_text(), out.stderr_text())),
+        _ => None,
+    }
+}
+
 /// The kernel log position of a machine, for tests that run many commands:
 /// [`KernelLogCursor::start`] before the test, [`KernelLogCursor::since`]
 /// after it.

@@ -319,6 +319,8 @@ struct Invocation {
     idle_stop: bool,
     /// Exited with an error before running any test: its status and output.
     refused: Option<String>,
+    /// What the machine showed after a hung test was stopped.
+    evidence: Option<String>,
 }
 
 fn exit_status(out: &btrfsqa_remote::ExecOutput) -> String {
@@ -493,6 +495,22 @@ impl SectionRunner<'_> {
                 if let Some(files) = tests.files.get(&test.name) {
                     outcome.artifacts = files.clone();
                 }
+                if test.verdict == Verdict::Hung
+                    && let Some(evidence) = &invocation.evidence
+                    && invocation
+                        .interrupted
+                        .as_ref()
+                        .is_some_and(|t| t.name == test.name)
+                {
+                    let artifact = ctx.write_artifact(
+                        ID,
+                        &test.name,
+                        "hang-evidence.txt",
+                        ArtifactKind::Log,
+                        evidence.as_bytes(),
+                    )?;
+                    outcome.artifacts.push(artifact);
+                }
                 // fstests fails a test whose kernel log shows a problem and
                 // keeps that log as `.dmesg`: name the problems.
                 if let Some(dmesg) = outcome
@@ -588,6 +606,7 @@ impl SectionRunner<'_> {
         // after the same time without any output.
         let mut last_output = tokio::time::Instant::now();
         let mut idle_stop = false;
+        let mut evidence = None;
         let result = loop {
             let deadline = live.deadline.unwrap_or(last_output + timeout);
             tokio::select! {
@@ -609,6 +628,10 @@ impl SectionRunner<'_> {
                     live.stopped = parser.running().map(str::to_owned);
                     idle_stop = live.stopped.is_none();
                     self.stop_check(section).await;
+                    // What stays blocked after the kill is what matters.
+                    if live.stopped.is_some() {
+                        evidence = crate::kernel_log::hang_evidence(host).await;
+                    }
                 }
             }
         };
@@ -670,6 +693,7 @@ impl SectionRunner<'_> {
             interrupted,
             idle_stop,
             refused,
+            evidence,
         }
     }
 

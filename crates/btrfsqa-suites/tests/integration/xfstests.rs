@@ -189,6 +189,13 @@ async fn a_hung_fstests_test_is_stopped_and_the_next_ones_still_run() {
             .unwrap()
             .contains("still running after 6 s")
     );
+    assert!(
+        report.tests[1]
+            .artifacts
+            .iter()
+            .any(|a| a.path.ends_with("hang-evidence.txt")),
+        "the hung test keeps what the machine showed"
+    );
     let mounts = std::process::Command::new("findmnt")
         .arg("-rn")
         .output()
