@@ -666,6 +666,7 @@ impl Dashboard {
                     class,
                     duration: test.duration_secs.and_then(human_duration),
                     message: test.message.as_deref(),
+                    kernel_log: &test.kernel_log,
                     machine: test.machine.as_deref(),
                     history: format!("../../{}", history::test_page_path(&test.suite, &test.name)),
                     anchor,
@@ -1659,6 +1660,8 @@ struct TestView<'a> {
     class: Option<&'a str>,
     duration: Option<String>,
     message: Option<&'a str>,
+    /// What the kernel logged that matters (BUG, WARNING, ...).
+    kernel_log: &'a [String],
     machine: Option<&'a str>,
     /// The test's history page.
     history: String,

@@ -1104,7 +1104,7 @@ impl Runner {
         recovery.resets += 1;
         sink(Event::Warning {
             machine: Some(name.clone()),
-            message: format!("resetting machine `{name}`: {reason}"),
+            message: format!("recovering machine `{name}`: {reason}"),
         });
         match self.provider.reset(machine).await {
             Ok(()) => {}
@@ -1116,9 +1116,17 @@ impl Runner {
                         self.provider.id()
                     ));
                 }
-                return release_devices(host.as_ref(), machine)
+                release_devices(host.as_ref(), machine)
                     .await
-                    .map_err(|m| format!("cleaning up `{name}` after {reason}: {m}"));
+                    .map_err(|m| format!("cleaning up `{name}` after {reason}: {m}"))?;
+                sink(Event::Warning {
+                    machine: Some(name.clone()),
+                    message: format!(
+                        "provider `{}` cannot reset `{name}`: its devices were cleaned up instead; going on",
+                        self.provider.id()
+                    ),
+                });
+                return Ok(());
             }
             Err(err) => {
                 return Err(format!(

@@ -91,6 +91,8 @@ fn fixed_report() -> RunReport {
     );
     failed.profile = Some("raid56".into());
     failed.machine = Some("qemu-0".into());
+    failed.kernel_log =
+        vec!["WARNING: CPU: 1 PID: 4242 at fs/btrfs/scrub.c:1 <scrub_stripe>+0x1/0x2".into()];
     failed.artifacts = vec![
         Artifact::new(ArtifactKind::Full, "xfstests/btrfs/011.full"),
         Artifact::new(ArtifactKind::OutBad, "xfstests/btrfs/011.out.bad"),
@@ -201,6 +203,8 @@ fn assert_only_template_markup(html: &str) {
         "link",
         "body",
         "header",
+        "details",
+        "summary",
         "footer",
         "main",
         "h1",
