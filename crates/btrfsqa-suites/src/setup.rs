@@ -43,6 +43,60 @@ pub(crate) async fn run_step(
     })
 }
 
+/// How long to wait before each retry of a fetch that failed for a reason
+/// that may pass (a mirror or the network): three attempts in all.
+pub(crate) const FETCH_RETRY_DELAYS: [Duration; 2] =
+    [Duration::from_secs(5), Duration::from_secs(30)];
+
+/// Whether a fetch's output says it failed for a reason that may pass (DNS,
+/// a refused or reset connection, a mirror mid-sync, a server error), as
+/// opposed to one that will not (a package or ref that does not exist).
+pub(crate) fn is_transient_fetch_failure(text: &str) -> bool {
+    const TRANSIENT: [&str; 16] = [
+        "Temporary failure resolving",
+        "Could not resolve",
+        "Could not connect",
+        "Connection timed out",
+        "Connection refused",
+        "Connection reset",
+        "Failed to fetch",
+        "Hash Sum mismatch",
+        "Mirror sync in progress",
+        "Unable to connect",
+        "unable to access",
+        "early EOF",
+        "RPC failed",
+        "remote end hung up unexpectedly",
+        "503 Service Unavailable",
+        "Curl error",
+    ];
+    TRANSIENT.iter().any(|t| text.contains(t))
+}
+
+/// [`run_step`] for a step that fetches from the network: retried after each
+/// of `delays` while it fails for a transient reason
+/// ([`is_transient_fetch_failure`]); the last failure is the error.
+pub(crate) async fn run_fetch_step(
+    host: &dyn RemoteHost,
+    suite: &str,
+    step: &str,
+    request: ExecRequest,
+    delays: &[Duration],
+) -> Result<ExecOutput, SuiteError> {
+    let mut delays = delays.iter();
+    loop {
+        match run_step(host, suite, step, request.clone()).await {
+            Err(SuiteError::Setup { message, .. })
+                if is_transient_fetch_failure(&message)
+                    && let Some(delay) = delays.next() =>
+            {
+                tokio::time::sleep(*delay).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The last lines of a command's standard error and output, for messages.
 pub(crate) fn output_tail(out: &ExecOutput) -> String {
     let mut text = out.stdout_text();
@@ -141,11 +195,12 @@ pub(crate) async fn install_packages(
     distro: Distro,
     packages: &[&str],
 ) -> Result<(), SuiteError> {
-    run_step(
+    run_fetch_step(
         host,
         suite,
         "install packages",
         ExecRequest::new(install_command(distro, packages)).timeout(Duration::from_secs(1800)),
+        &FETCH_RETRY_DELAYS,
     )
     .await
     .map(drop)
@@ -154,6 +209,79 @@ pub(crate) async fn install_packages(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn exec_output(code: i32, stderr: &str) -> ExecOutput {
+        ExecOutput {
+            code: Some(code),
+            stderr: stderr.as_bytes().to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mirror_failing_for_a_while_is_retried_and_a_missing_package_is_not() {
+        let mut host = btrfsqa_remote::MockRemoteHost::new();
+        let mut seq = mockall::Sequence::new();
+        host.expect_exec()
+            .times(2)
+            .in_sequence(&mut seq)
+            .returning(|_, _| {
+                Ok(exec_output(
+                    100,
+                    "E: Failed to fetch http://deb.debian.org/debian/pool/main/x/xfsprogs.deb  Temporary failure resolving 'deb.debian.org'",
+                ))
+            });
+        host.expect_exec()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(exec_output(0, "")));
+        let delays = [Duration::ZERO; 2];
+        run_fetch_step(
+            &host,
+            "s",
+            "install packages",
+            ExecRequest::new("apt"),
+            &delays,
+        )
+        .await
+        .unwrap();
+
+        let mut host = btrfsqa_remote::MockRemoteHost::new();
+        host.expect_exec().times(3).returning(|_, _| {
+            Ok(exec_output(
+                100,
+                "E: Could not connect to deb.debian.org:80",
+            ))
+        });
+        let err = run_fetch_step(
+            &host,
+            "s",
+            "install packages",
+            ExecRequest::new("apt"),
+            &delays,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("Could not connect"), "{err}");
+
+        let mut host = btrfsqa_remote::MockRemoteHost::new();
+        host.expect_exec()
+            .times(1)
+            .returning(|_, _| Ok(exec_output(100, "E: Unable to locate package frobnicate")));
+        let err = run_fetch_step(
+            &host,
+            "s",
+            "install packages",
+            ExecRequest::new("apt"),
+            &delays,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("Unable to locate package"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn distributions_are_recognised_from_os_release() {
