@@ -29,6 +29,9 @@ use crate::settings::Settings;
 /// future is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
+/// How long a static host rebooted after a hang or crash may take to answer.
+const REBOOT_TIMEOUT: Duration = Duration::from_secs(900);
+
 /// How a finished run should be judged (the CLI maps this to an exit code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunVerdict {
@@ -1106,10 +1109,40 @@ impl Runner {
             machine: Some(name.clone()),
             message: format!("recovering machine `{name}`: {reason}"),
         });
-        match self.provider.reset(machine).await {
-            Ok(()) => {}
+        let host = match self.provider.reset(machine).await {
+            Ok(()) => {
+                let host = tokio::select! {
+                    host = self.connector.connect(machine) => host.map_err(|err| format!(
+                        "machine `{name}` did not come back after its reset: {}",
+                        error_chain(&err)
+                    ))?,
+                    () = stop.cancelled() => return Err("stopped while the machine was being reset".into()),
+                };
+                crate::recording::rewrap(session.recording.as_ref(), host)
+            }
+            // A static host that still answers: rebooted over SSH (the same
+            // connection object comes back connected to the new boot).
+            Err(btrfsqa_cloud::ProvisionError::Unsupported { .. })
+                if alive && matches!(machine.access, btrfsqa_cloud::Access::Ssh(_)) =>
+            {
+                sink(Event::Warning {
+                    machine: Some(name.clone()),
+                    message: format!(
+                        "provider `{}` cannot reset `{name}`: rebooting it over SSH",
+                        self.provider.id()
+                    ),
+                });
+                tokio::select! {
+                    rebooted = host.reboot_and_wait(REBOOT_TIMEOUT) => rebooted.map_err(|err| format!(
+                        "machine `{name}` did not come back from its reboot ({reason}): {}",
+                        error_chain(&err)
+                    ))?,
+                    () = stop.cancelled() => return Err("stopped while the machine was rebooting".into()),
+                }
+                host.clone()
+            }
             Err(btrfsqa_cloud::ProvisionError::Unsupported { .. }) => {
-                // This machine or a static host: no reset, a clean-up.
+                // This machine (or a static host that no longer answers).
                 if !alive {
                     return Err(format!(
                         "machine `{name}` does not answer and provider `{}` cannot reset it ({reason})",
@@ -1134,15 +1167,7 @@ impl Runner {
                     error_chain(&err)
                 ));
             }
-        }
-        let host = tokio::select! {
-            host = self.connector.connect(machine) => host.map_err(|err| format!(
-                "machine `{name}` did not come back after its reset: {}",
-                error_chain(&err)
-            ))?,
-            () = stop.cancelled() => return Err("stopped while the machine was being reset".into()),
         };
-        let host = crate::recording::rewrap(session.recording.as_ref(), host);
         let kernel = kernel_info(host.as_ref()).await;
         if let (Some(want), Some(got)) = (&session.kernel_release, &kernel.release)
             && want != got
@@ -2448,5 +2473,87 @@ mod tests {
             ]
         );
         assert_eq!(report.summary.pass, 2);
+    }
+
+    #[tokio::test]
+    async fn a_static_host_that_hung_a_test_is_rebooted_over_ssh() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut provider = MockCloudProvider::new();
+        provider.expect_id().return_const("static".to_owned());
+        provider.expect_provision().returning(|spec| {
+            let mut machine = machine(spec);
+            machine.access = Access::Ssh(btrfsqa_cloud::SshEndpoint {
+                host: "192.0.2.10".into(),
+                port: 22,
+                user: "root".into(),
+                identity_file: None,
+                known_hosts_file: None,
+            });
+            Ok(machine)
+        });
+        provider.expect_teardown().times(1).returning(|_| Ok(()));
+        provider.expect_console().returning(|_| None);
+        provider.expect_interruption_notice().returning(|_| None);
+        provider.expect_reset().times(1).returning(|m| {
+            Err(ProvisionError::Unsupported {
+                provider: m.provider.clone(),
+                operation: "reset a machine".into(),
+            })
+        });
+        let reboots = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = reboots.clone();
+        let mut connector = MockConnector::new();
+        connector.expect_connect().times(1).returning(move |_| {
+            let mut host = MockRemoteHost::new();
+            host.expect_name().return_const("mock-0".to_owned());
+            host.expect_exec().returning(|request, _| {
+                let stdout = if request.command.starts_with("uname") {
+                    b"6.18.0-test\n#1 SMP\n".to_vec()
+                } else {
+                    Vec::new()
+                };
+                Ok(ExecOutput {
+                    code: Some(0),
+                    stdout,
+                    ..Default::default()
+                })
+            });
+            let counted = counted.clone();
+            host.expect_reboot_and_wait().returning(move |_| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            });
+            Ok(Arc::new(host) as Arc<dyn RemoteHost>)
+        });
+        let runner = Runner::with_parts(
+            settings(dir.path(), ""),
+            Arc::new(provider),
+            Arc::new(connector),
+            vec![Arc::new(Troubled {
+                tests: 3,
+                runs: Mutex::default(),
+                trouble: |name, _| {
+                    (name == "t1").then(|| SuiteError::Hung {
+                        suite: "troubled".into(),
+                        test: "t1".into(),
+                        partial: Box::new(SuiteReport::new("troubled")),
+                    })
+                },
+            })],
+            None,
+        );
+        let outcome = runner
+            .run(collect().0, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            verdicts(&outcome.report),
+            [
+                ("t0".into(), Verdict::Pass),
+                ("t1".into(), Verdict::Hung),
+                ("t2".into(), Verdict::Pass)
+            ]
+        );
+        assert_eq!(reboots.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }
