@@ -43,8 +43,9 @@ impl Journal {
         Ok(Journal { file })
     }
 
-    /// Appends one event as a JSON line. Verdicts and stage changes are
-    /// synced to disk before this returns; a failure to write is not fatal
+    /// Appends one event as a JSON line. State changes (a test started or
+    /// finished, a machine ready, a stage started or finished) are synced to
+    /// disk before this returns; a failure to write is not fatal
     /// (the report is the primary record) and is ignored.
     pub fn append(&mut self, event: &Event) {
         let Ok(mut line) = serde_json::to_vec(event) else {
@@ -54,8 +55,11 @@ impl Journal {
         if self.file.write_all(&line).is_ok()
             && matches!(
                 event,
-                Event::TestFinished { .. }
+                Event::TestStarted { .. }
+                    | Event::TestFinished { .. }
+                    | Event::MachineReady { .. }
                     | Event::SuiteFinished { .. }
+                    | Event::StageStarted { .. }
                     | Event::StageFinished { .. }
                     | Event::RunFinished { .. }
             )
