@@ -2556,4 +2556,60 @@ mod tests {
         );
         assert_eq!(reboots.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
+
+    #[tokio::test]
+    async fn a_shard_that_crashes_and_one_whose_connection_breaks_still_give_every_test_one_verdict()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let mut provider = MockCloudProvider::new();
+        provider.expect_id().return_const("mock".to_owned());
+        provider
+            .expect_provision()
+            .returning(|spec| Ok(machine(spec)));
+        provider.expect_teardown().times(2).returning(|_| Ok(()));
+        provider.expect_reset().returning(|_| Ok(()));
+        provider
+            .expect_console()
+            .returning(|_| Some("[ 1.0] booted\n".into()));
+        provider.expect_interruption_notice().returning(|_| None);
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let runner = Runner::with_parts(
+            settings(dir.path(), "shards = 2\n"),
+            Arc::new(provider),
+            Arc::new(counting_connector(true, connections)),
+            vec![Arc::new(Troubled {
+                tests: 6,
+                runs: Mutex::default(),
+                // t1 hangs; t3's connection breaks once (its machine answers).
+                trouble: |name, attempt| match name {
+                    "t1" => Some(SuiteError::Hung {
+                        suite: "troubled".into(),
+                        test: "t1".into(),
+                        partial: Box::new(SuiteReport::new("troubled")),
+                    }),
+                    "t3" if attempt == 1 => Some(lost()),
+                    _ => None,
+                },
+            })],
+            None,
+        );
+        let outcome = runner
+            .run(collect().0, CancellationToken::new())
+            .await
+            .unwrap();
+        let mut got = verdicts(&outcome.report);
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            [
+                ("t0".into(), Verdict::Pass),
+                ("t1".into(), Verdict::Hung),
+                ("t2".into(), Verdict::Pass),
+                ("t3".into(), Verdict::Pass),
+                ("t4".into(), Verdict::Pass),
+                ("t5".into(), Verdict::Pass)
+            ]
+        );
+        assert_eq!(outcome.report.status, RunStatus::Completed);
+    }
 }
