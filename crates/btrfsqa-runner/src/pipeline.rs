@@ -97,6 +97,8 @@ pub struct Runner {
     deadline: Option<Duration>,
     /// How often providers are asked for interruption notices.
     notice_poll: Duration,
+    /// Replaces the kernel stage's builder (tests).
+    kernel_builder: Option<Arc<dyn RemoteHost>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -146,6 +148,7 @@ impl Runner {
             publisher,
             deadline: None,
             notice_poll: recover::NOTICE_POLL,
+            kernel_builder: None,
         }
     }
 
@@ -760,7 +763,7 @@ impl Runner {
             run_dir,
             sink,
             stop,
-            builder: None,
+            builder: self.kernel_builder.clone(),
         };
         let host = match crate::kernel::run_stage(&kernel_env, machine, host, report).await {
             Ok(host) => host,
@@ -1168,13 +1171,52 @@ impl Runner {
                 ));
             }
         };
+        let mut host = host;
         let kernel = kernel_info(host.as_ref()).await;
         if let (Some(want), Some(got)) = (&session.kernel_release, &kernel.release)
             && want != got
         {
-            return Err(format!(
-                "machine `{name}` came back from its reset with kernel {got}, not {want}"
-            ));
+            // A machine that boots its own kernel after a reset (an EC2
+            // reboot, a static host) gets the kernel under test again; the
+            // build is in the results store, so this is an install and boot.
+            if self.settings.config.kernel.git_source().is_none() {
+                return Err(format!(
+                    "machine `{name}` came back from its reset with kernel {got}, not {want}"
+                ));
+            }
+            sink(Event::Warning {
+                machine: Some(name.clone()),
+                message: format!(
+                    "machine `{name}` came back with kernel {got}: booting {want} again"
+                ),
+            });
+            let env = crate::kernel::StageEnv {
+                settings: &self.settings,
+                provider: &self.provider,
+                connector: &self.connector,
+                run_dir: &session.ctx.run_dir,
+                sink,
+                stop,
+                builder: self.kernel_builder.clone(),
+            };
+            // The stage's own record of this boot is not kept: the run's
+            // report has the first one.
+            let mut scratch =
+                RunReport::start(machine.run_id.clone(), Utc::now(), Provenance::default());
+            scratch.provenance.machines.push(machine.info());
+            host = crate::kernel::run_stage(&env, machine, host, &mut scratch)
+                .await
+                .map_err(|m| {
+                    format!("booting the kernel under test on `{name}` after its reset failed: {m}")
+                })?;
+            host = crate::recording::rewrap(session.recording.as_ref(), host);
+            let again = kernel_info(host.as_ref()).await;
+            if again.release.as_ref() != Some(want) {
+                return Err(format!(
+                    "machine `{name}` runs kernel {} after its reset, not {want}",
+                    again.release.as_deref().unwrap_or("(unknown)")
+                ));
+            }
         }
         session.console_mark = self.provider.console(machine).await.map_or(0, |c| c.len());
         session.host = host.clone();
@@ -2611,5 +2653,96 @@ mod tests {
             ]
         );
         assert_eq!(outcome.report.status, RunStatus::Completed);
+    }
+
+    #[tokio::test]
+    async fn a_machine_back_from_its_reset_on_another_kernel_boots_the_kernel_under_test_again() {
+        use crate::kernel::tests::{RELEASE, builder};
+        let dir = tempfile::tempdir().unwrap();
+        let mut provider = MockCloudProvider::new();
+        provider.expect_id().return_const("mock".to_owned());
+        provider
+            .expect_provision()
+            .returning(|spec| Ok(machine(spec)));
+        provider.expect_teardown().times(1).returning(|_| Ok(()));
+        provider.expect_console().returning(|_| None);
+        provider.expect_interruption_notice().returning(|_| None);
+        provider.expect_reset().times(1).returning(|_| Ok(()));
+        // The first boot, and the boot after the reset.
+        provider
+            .expect_boot_kernel()
+            .times(2)
+            .returning(|_, _| Ok(()));
+        // Connections: 0 before the stage (the old kernel), 1 after its boot
+        // (the kernel under test; it crashes), 2 after the reset (the old
+        // kernel again), 3 after the second boot.
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = connections.clone();
+        let mut connector = MockConnector::new();
+        connector.expect_connect().returning(move |_| {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let release = if n % 2 == 1 { RELEASE } else { "6.1.0-old" };
+            let mut host = MockRemoteHost::new();
+            host.expect_name().return_const("mock-0".to_owned());
+            host.expect_upload().returning(|_, _| Ok(()));
+            host.expect_exec().returning(move |request, _| {
+                let c = request.command.as_str();
+                if c == "true" && n == 1 {
+                    return Err(btrfsqa_remote::RemoteError::Disconnected {
+                        host: "mock-0".into(),
+                        command: "true".into(),
+                        source: "no route to host".into(),
+                    });
+                }
+                let stdout = if c.starts_with("uname -r; uname -v") {
+                    format!("{release}\n#1 SMP\n")
+                } else if c.contains("uname -r") {
+                    format!("release={release}\nbtrfs=yes\n")
+                } else if c.contains("boot_id") {
+                    format!("boot-{n}\n")
+                } else {
+                    String::new()
+                };
+                Ok(ExecOutput {
+                    code: Some(0),
+                    stdout: stdout.into_bytes(),
+                    ..Default::default()
+                })
+            });
+            Ok(Arc::new(host) as Arc<dyn RemoteHost>)
+        });
+        let mut runner = Runner::with_parts(
+            settings(
+                dir.path(),
+                "[kernel]\nsource = \"/srv/linux\"\nref = \"main\"\n",
+            ),
+            Arc::new(provider),
+            Arc::new(connector),
+            vec![Arc::new(Troubled {
+                tests: 3,
+                runs: Mutex::default(),
+                trouble: |name, _| (name == "t1").then(lost),
+            })],
+            None,
+        );
+        runner.kernel_builder = Some(Arc::new(builder(Arc::default(), false)));
+        let (sink, events) = collect();
+        let outcome = runner.run(sink, CancellationToken::new()).await.unwrap();
+        let report = &outcome.report;
+        assert_eq!(report.status, RunStatus::Completed, "{:?}", report.error);
+        assert_eq!(
+            verdicts(report),
+            [
+                ("t0".into(), Verdict::Pass),
+                ("t1".into(), Verdict::Crashed),
+                ("t2".into(), Verdict::Pass)
+            ]
+        );
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 4);
+        assert!(events.lock().unwrap().iter().any(|e| matches!(
+            e,
+            Event::Warning { message, .. }
+                if message.contains("came back with kernel 6.1.0-old: booting 6.1.192 again")
+        )));
     }
 }

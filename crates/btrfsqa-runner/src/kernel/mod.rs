@@ -903,4 +903,4 @@ fn console_hint(machine: &Machine) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

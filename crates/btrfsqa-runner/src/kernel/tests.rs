@@ -10,8 +10,8 @@ use btrfsqa_cloud::{Access, MockCloudProvider};
 use btrfsqa_model::{Provenance, RunId};
 use btrfsqa_remote::{ExecOutput, MockRemoteHost};
 
-const COMMIT: &str = "b2758f5460530faf8d7df9673a620ae6f2564eaf";
-const RELEASE: &str = "6.1.192";
+pub(crate) const COMMIT: &str = "b2758f5460530faf8d7df9673a620ae6f2564eaf";
+pub(crate) const RELEASE: &str = "6.1.192";
 
 fn settings(dir: &Path, kernel: &str) -> Settings {
     let source = ConfigSource {
@@ -58,7 +58,7 @@ fn failed(code: i32, stderr: &str) -> Result<ExecOutput, btrfsqa_remote::RemoteE
 
 /// A builder that answers every step; `build_fails` makes the build fail.
 /// Counts the builds.
-fn builder(builds: Arc<Mutex<u32>>, build_fails: bool) -> MockRemoteHost {
+pub(crate) fn builder(builds: Arc<Mutex<u32>>, build_fails: bool) -> MockRemoteHost {
     let mut host = MockRemoteHost::new();
     host.expect_name().return_const("controller".to_owned());
     host.expect_exec().returning(move |request, _| {
