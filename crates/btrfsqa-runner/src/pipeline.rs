@@ -2725,7 +2725,8 @@ mod tests {
             })],
             None,
         );
-        runner.kernel_builder = Some(Arc::new(builder(Arc::default(), false)));
+        let builds = Arc::new(Mutex::new(0));
+        runner.kernel_builder = Some(Arc::new(builder(builds.clone(), false)));
         let (sink, events) = collect();
         let outcome = runner.run(sink, CancellationToken::new()).await.unwrap();
         let report = &outcome.report;
@@ -2739,6 +2740,11 @@ mod tests {
             ]
         );
         assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 4);
+        assert_eq!(
+            *builds.lock().unwrap(),
+            1,
+            "the second boot reuses the build"
+        );
         assert!(events.lock().unwrap().iter().any(|e| matches!(
             e,
             Event::Warning { message, .. }
