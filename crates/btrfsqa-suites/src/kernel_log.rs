@@ -19,7 +19,7 @@
 
 use btrfsqa_model::{ArtifactKind, TestOutcome, Verdict};
 
-use crate::{SuiteContext, SuiteError};
+use crate::SuiteContext;
 
 /// The line before the kernel log on standard error.
 pub const BEGIN_MARKER: &str = "btrfsqa: kernel log begin";
@@ -303,27 +303,31 @@ fn is_problem(text: &str) -> bool {
 /// in [`TestOutcome::kernel_log`] and the message, the excerpt as a `dmesg`
 /// artifact (kept when there are problems or the test did not pass). A test
 /// that passed while the kernel reported a problem fails: the kernel is what
-/// is under test.
-pub fn apply(ctx: &SuiteContext, outcome: &mut TestOutcome, raw: &str) -> Result<(), SuiteError> {
+/// is under test. An excerpt that cannot be stored is said in the message;
+/// the verdict stands.
+pub fn apply(ctx: &SuiteContext, outcome: &mut TestOutcome, raw: &str) {
     let records = parse_records(raw);
     if records.is_empty() {
-        return Ok(());
+        return;
     }
     let mut devices = ctx.devices.scratch_devs.clone();
     devices.push(ctx.devices.test_dev.clone());
     let found = problems_on(&records, &devices);
+    let mut unsaved = None;
     if !found.is_empty() || outcome.verdict != Verdict::Pass {
-        let artifact = ctx.write_artifact(
+        match ctx.write_artifact(
             &outcome.suite,
             &outcome.name,
             "dmesg",
             ArtifactKind::Dmesg,
             render(&records).as_bytes(),
-        )?;
-        outcome.artifacts.push(artifact);
+        ) {
+            Ok(artifact) => outcome.artifacts.push(artifact),
+            Err(err) => unsaved = Some(err),
+        }
     }
     if found.is_empty() {
-        return Ok(());
+        return;
     }
     let said = format!(
         "the kernel logged {} problem line{}: {}",
@@ -340,8 +344,11 @@ pub fn apply(ctx: &SuiteContext, outcome: &mut TestOutcome, raw: &str) -> Result
             None => said,
         });
     }
+    if let Some(err) = unsaved {
+        let message = outcome.message.get_or_insert_with(String::new);
+        message.push_str(&format!("\n(the kernel log excerpt was not stored: {err})"));
+    }
     outcome.kernel_log = found;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -505,7 +512,7 @@ DEVICE=b7:1\n\
             dir.path().to_owned(),
         );
         let mut outcome = TestOutcome::new("smoke", "001_x", Verdict::Pass);
-        apply(&ctx, &mut outcome, RECORDS).unwrap();
+        apply(&ctx, &mut outcome, RECORDS);
         assert_eq!(outcome.verdict, Verdict::Fail);
         assert!(
             outcome
@@ -520,7 +527,7 @@ DEVICE=b7:1\n\
 
         // A quiet kernel log on a passing test leaves the outcome alone.
         let mut quiet = TestOutcome::new("smoke", "002_y", Verdict::Pass);
-        apply(&ctx, &mut quiet, "6,1,100,-;BTRFS info: ok\n").unwrap();
+        apply(&ctx, &mut quiet, "6,1,100,-;BTRFS info: ok\n");
         assert_eq!(quiet.verdict, Verdict::Pass);
         assert!(quiet.artifacts.is_empty() && quiet.kernel_log.is_empty());
     }

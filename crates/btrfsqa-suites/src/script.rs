@@ -467,7 +467,7 @@ impl ScriptSuite {
         outcome.message = message;
         outcome.duration_secs = Some(started.elapsed().as_secs_f64());
         if let Some(kernel) = kernel {
-            kernel_log::apply(ctx, &mut outcome, &kernel)?;
+            kernel_log::apply(ctx, &mut outcome, &kernel);
         }
         Ok((outcome, false))
     }

@@ -459,6 +459,8 @@ impl BtrfsProgsTests {
     ) -> Result<(TestOutcome, bool), RemoteError> {
         let test = format!("{suite}/{case}");
         let host = ctx.host.as_ref();
+        // What the kernel logs from here until the case ends is the case's.
+        let kernel_cursor = crate::kernel_log::KernelLogCursor::start(host).await;
         host.exec(
             ExecRequest::new(cleanup_command(dir)).timeout(Duration::from_secs(300)),
             None,
@@ -555,6 +557,12 @@ impl BtrfsProgsTests {
         }
         outcome.verdict = verdict;
         outcome.message = message;
+        if !stopped
+            && let Some(cursor) = kernel_cursor
+            && let Some(raw) = cursor.since(host).await
+        {
+            crate::kernel_log::apply(ctx, &mut outcome, &raw);
+        }
         Ok((ctx.test_finished(outcome), stopped))
     }
 
