@@ -127,8 +127,9 @@ struct Running {
     last_started: Mutex<HashMap<(String, String), String>>,
     /// The outcomes each machine finished in the current pass of each suite.
     finished: Mutex<HashMap<(String, String), Vec<TestOutcome>>>,
-    /// Why a machine is being taken away (a spot interruption notice).
-    interruption: Mutex<Option<String>>,
+    /// Why the run's machine is being taken away (a spot interruption
+    /// notice); a sharded run's machines each have their own.
+    interruption: Arc<Mutex<Option<String>>>,
 }
 
 impl Runner {
@@ -568,6 +569,26 @@ impl Runner {
         });
         let results = futures_util::future::join_all(workers).await;
         *report = shared.into_inner();
+        // Work a machine gave back after the others had finished.
+        let left: Vec<String> = queue
+            .into_inner()
+            .expect("not poisoned")
+            .iter()
+            .map(|item| {
+                let suite = self.suites[item.suite].id();
+                match &item.test {
+                    Some(test) => format!("{suite}/{test}"),
+                    None => suite.to_owned(),
+                }
+            })
+            .collect();
+        if !left.is_empty() && !stop.is_cancelled() {
+            report.error.get_or_insert(format!(
+                "no machine was left to run {}; `btrfsqa resume {}` runs them",
+                left.join(", "),
+                report.run_id
+            ));
+        }
         // Tests in the order one machine would have run them, so a sharded
         // report reads (and compares) like an unsharded one.
         for suite_report in &mut report.suites {
@@ -630,17 +651,21 @@ impl Runner {
         queue: &Mutex<std::collections::VecDeque<ShardItem>>,
     ) -> Result<(), String> {
         let name = machine.name.clone();
+        // A machine taken away (a spot interruption) stops alone; the other
+        // machines take its tests.
+        let machine_stop = stop.child_token();
+        let notice = Arc::new(Mutex::new(None));
         let mut session = {
             let mut report = report.lock().await;
-            self.open_session(machine, run_dir, store, &mut report, sink, stop)
+            self.open_session(machine, run_dir, store, &mut report, sink, &machine_stop)
                 .await?
         };
-        let _watch = self.watch_notices(machine, stop, running, sink);
+        let _watch = self.watch_notices(machine, &machine_stop, notice.clone(), sink);
         let mut recovery = Recovery::default();
         let mut given_up = None;
         let mut prepared: HashMap<usize, Result<(), String>> = HashMap::new();
         loop {
-            if stop.is_cancelled() {
+            if machine_stop.is_cancelled() {
                 break;
             }
             let Some(item) = queue.lock().expect("not poisoned").pop_front() else {
@@ -708,6 +733,18 @@ impl Runner {
                     part
                 }
             };
+            let taken_away = machine_stop.is_cancelled() && !stop.is_cancelled();
+            if taken_away {
+                // What it was running gets a verdict on another machine.
+                part.tests.retain(|t| t.verdict != Verdict::Interrupted);
+                part.error = None;
+                queue.lock().expect("not poisoned").push_front(item.clone());
+                let reason = notice.lock().expect("not poisoned").clone();
+                given_up = Some(format!(
+                    "{}; its tests go to the other machines",
+                    reason.unwrap_or_else(|| format!("machine `{name}` was taken away"))
+                ));
+            }
             crate::recording::attach(session.recording.as_ref(), &mut part);
             let mut report = report.lock().await;
             merge_suite_report(&mut report, part);
@@ -852,7 +889,7 @@ impl Runner {
         let mut session = self
             .open_session(machine, run_dir, store, report, sink, stop)
             .await?;
-        let _watch = self.watch_notices(machine, stop, running, sink);
+        let _watch = self.watch_notices(machine, stop, running.interruption.clone(), sink);
         let mut recovery = Recovery::default();
         for suite in &self.suites {
             // A suite stopped by a hang or a lost machine runs again, after
@@ -920,19 +957,19 @@ impl Runner {
     }
 
     /// Polls the provider for a notice that `machine` is being taken away
-    /// (a spot interruption); on one, records why and stops the run, which
-    /// stays resumable. Stops polling when the returned guard is dropped.
+    /// (a spot interruption); on one, puts why in `notice` and cancels
+    /// `stop` (the run's, or one machine's in a sharded run). Stops polling
+    /// when the returned guard is dropped.
     fn watch_notices(
         &self,
         machine: &Machine,
         stop: &CancellationToken,
-        running: &Arc<Running>,
+        notice: Arc<Mutex<Option<String>>>,
         sink: &EventSink,
     ) -> AbortOnDrop {
         let provider = self.provider.clone();
         let machine = machine.clone();
         let stop = stop.clone();
-        let running = running.clone();
         let sink = sink.clone();
         let every = self.notice_poll;
         AbortOnDrop(Some(tokio::spawn(async move {
@@ -948,11 +985,7 @@ impl Runner {
                         machine: Some(machine.name.clone()),
                         message: message.clone(),
                     });
-                    running
-                        .interruption
-                        .lock()
-                        .expect("not poisoned")
-                        .get_or_insert(message);
+                    notice.lock().expect("not poisoned").get_or_insert(message);
                     stop.cancel();
                     return;
                 }
@@ -2749,6 +2782,91 @@ mod tests {
             e,
             Event::Warning { message, .. }
                 if message.contains("came back with kernel 6.1.0-old: booting 6.1.192 again")
+        )));
+    }
+
+    /// `t0..t5`, each taking 150 ms unless the run or machine stops.
+    struct Slow;
+
+    #[async_trait::async_trait]
+    impl TestSuite for Slow {
+        fn id(&self) -> &str {
+            "slow6"
+        }
+        fn tests(&self) -> Option<Vec<String>> {
+            Some((0..6).map(|i| format!("t{i}")).collect())
+        }
+        async fn run(&self, ctx: &SuiteContext) -> Result<SuiteReport, SuiteError> {
+            let mut report = SuiteReport::new("slow6");
+            for i in 0..6 {
+                let name = format!("t{i}");
+                if !ctx.selected(&name) {
+                    continue;
+                }
+                ctx.test_started("slow6", &name);
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(150)) => {}
+                    () = ctx.cancel.cancelled() => {
+                        return Err(SuiteError::Cancelled {
+                            suite: "slow6".into(),
+                            partial: Box::new(report),
+                        });
+                    }
+                }
+                report.tests.push(ctx.test_finished(TestOutcome::new(
+                    "slow6",
+                    &name,
+                    Verdict::Pass,
+                )));
+            }
+            Ok(report)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shard_taken_away_hands_its_tests_to_the_other_machines() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut provider = MockCloudProvider::new();
+        provider.expect_id().return_const("mock".to_owned());
+        provider
+            .expect_provision()
+            .returning(|spec| Ok(machine(spec)));
+        provider.expect_teardown().times(2).returning(|_| Ok(()));
+        provider.expect_console().returning(|_| None);
+        provider.expect_interruption_notice().returning(|m| {
+            m.name
+                .ends_with('1')
+                .then(|| "spot request `sir-9` is `marked-for-termination`".to_owned())
+        });
+        let mut runner = Runner::with_parts(
+            settings(dir.path(), "shards = 2\n"),
+            Arc::new(provider),
+            Arc::new(connector()),
+            vec![Arc::new(Slow)],
+            None,
+        );
+        runner.notice_poll = Duration::from_millis(50);
+        let (sink, events) = collect();
+        let outcome = runner.run(sink, CancellationToken::new()).await.unwrap();
+        let report = &outcome.report;
+        let mut got = verdicts(report);
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            (0..6)
+                .map(|i| (format!("t{i}"), Verdict::Pass))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(report.status, RunStatus::Completed, "{:?}", report.error);
+        assert!(
+            report
+                .outcomes()
+                .all(|t| t.machine.as_deref().is_some_and(|m| !m.ends_with('1'))),
+            "every verdict comes from the machine that stayed"
+        );
+        assert!(events.lock().unwrap().iter().any(|e| matches!(
+            e,
+            Event::Warning { message, .. } if message.contains("marked-for-termination")
         )));
     }
 }
