@@ -1701,7 +1701,9 @@ mod tests {
         }
     }
 
-    fn provider(teardowns: usize) -> MockCloudProvider {
+    /// A provider of `machine`s, torn down `teardowns` times; console,
+    /// notices and resets are left to the test.
+    fn base_provider(teardowns: usize) -> MockCloudProvider {
         let mut provider = MockCloudProvider::new();
         provider.expect_id().return_const("mock".to_owned());
         provider
@@ -1711,6 +1713,11 @@ mod tests {
             .expect_teardown()
             .times(teardowns)
             .returning(|_| Ok(()));
+        provider
+    }
+
+    fn provider(teardowns: usize) -> MockCloudProvider {
+        let mut provider = base_provider(teardowns);
         provider.expect_console().returning(|_| None);
         provider.expect_interruption_notice().returning(|_| None);
         provider
@@ -2238,6 +2245,25 @@ mod tests {
         }
     }
 
+    fn troubled(
+        tests: usize,
+        trouble: fn(&str, usize) -> Option<SuiteError>,
+    ) -> Vec<Arc<dyn TestSuite>> {
+        vec![Arc::new(Troubled {
+            tests,
+            runs: Mutex::default(),
+            trouble,
+        })]
+    }
+
+    fn hung(test: &str) -> SuiteError {
+        SuiteError::Hung {
+            suite: "troubled".into(),
+            test: test.into(),
+            partial: Box::new(SuiteReport::new("troubled")),
+        }
+    }
+
     fn lost() -> SuiteError {
         SuiteError::Remote {
             suite: "troubled".into(),
@@ -2290,12 +2316,7 @@ mod tests {
     }
 
     fn resettable_provider(resets: usize, console: &'static str) -> MockCloudProvider {
-        let mut provider = MockCloudProvider::new();
-        provider.expect_id().return_const("mock".to_owned());
-        provider
-            .expect_provision()
-            .returning(|spec| Ok(machine(spec)));
-        provider.expect_teardown().times(1).returning(|_| Ok(()));
+        let mut provider = base_provider(1);
         provider.expect_reset().times(resets).returning(|_| Ok(()));
         // Empty when the machine came up; the crash after.
         let calls = std::sync::atomic::AtomicUsize::new(0);
@@ -2322,17 +2343,7 @@ mod tests {
             settings(dir.path(), ""),
             Arc::new(resettable_provider(1, "[ 1.0] booted\n")),
             Arc::new(counting_connector(true, connections.clone())),
-            vec![Arc::new(Troubled {
-                tests: 3,
-                runs: Mutex::default(),
-                trouble: |name, _| {
-                    (name == "t1").then(|| SuiteError::Hung {
-                        suite: "troubled".into(),
-                        test: "t1".into(),
-                        partial: Box::new(SuiteReport::new("troubled")),
-                    })
-                },
-            })],
+            troubled(3, |name, _| (name == "t1").then(|| hung("t1"))),
             None,
         );
         let outcome = runner
@@ -2371,11 +2382,7 @@ mod tests {
                 "[ 9.0] sshd started\n[ 60.0] sysrq: Trigger a crash\n[ 60.1] Kernel panic - not syncing: sysrq triggered crash\n",
             )),
             Arc::new(counting_connector(false, connections.clone())),
-            vec![Arc::new(Troubled {
-                tests: 3,
-                runs: Mutex::default(),
-                trouble: |name, _| (name == "t1").then(lost),
-            })],
+            troubled(3, |name, _| (name == "t1").then(lost)),
             None,
         );
         let outcome = runner
@@ -2414,11 +2421,7 @@ mod tests {
             settings(dir.path(), ""),
             Arc::new(resettable_provider(0, "")),
             Arc::new(counting_connector(true, connections.clone())),
-            vec![Arc::new(Troubled {
-                tests: 3,
-                runs: Mutex::default(),
-                trouble: |name, attempt| (name == "t1" && attempt == 1).then(lost),
-            })],
+            troubled(3, |name, attempt| (name == "t1" && attempt == 1).then(lost)),
             None,
         );
         let outcome = runner
@@ -2452,11 +2455,7 @@ mod tests {
             settings(dir.path(), ""),
             Arc::new(provider),
             Arc::new(counting_connector(false, connections)),
-            vec![Arc::new(Troubled {
-                tests: 3,
-                runs: Mutex::default(),
-                trouble: |name, _| (name == "t1").then(lost),
-            })],
+            troubled(3, |name, _| (name == "t1").then(lost)),
             None,
         );
         let outcome = runner
@@ -2482,12 +2481,7 @@ mod tests {
     #[tokio::test]
     async fn a_spot_interruption_notice_interrupts_the_run_resumably() {
         let dir = tempfile::tempdir().unwrap();
-        let mut provider = MockCloudProvider::new();
-        provider.expect_id().return_const("mock".to_owned());
-        provider
-            .expect_provision()
-            .returning(|spec| Ok(machine(spec)));
-        provider.expect_teardown().times(1).returning(|_| Ok(()));
+        let mut provider = base_provider(1);
         provider.expect_console().returning(|_| None);
         provider
             .expect_interruption_notice()
@@ -2604,17 +2598,7 @@ mod tests {
             settings(dir.path(), ""),
             Arc::new(provider),
             Arc::new(connector),
-            vec![Arc::new(Troubled {
-                tests: 3,
-                runs: Mutex::default(),
-                trouble: |name, _| {
-                    (name == "t1").then(|| SuiteError::Hung {
-                        suite: "troubled".into(),
-                        test: "t1".into(),
-                        partial: Box::new(SuiteReport::new("troubled")),
-                    })
-                },
-            })],
+            troubled(3, |name, _| (name == "t1").then(|| hung("t1"))),
             None,
         );
         let outcome = runner
@@ -2636,12 +2620,7 @@ mod tests {
     async fn a_shard_that_crashes_and_one_whose_connection_breaks_still_give_every_test_one_verdict()
      {
         let dir = tempfile::tempdir().unwrap();
-        let mut provider = MockCloudProvider::new();
-        provider.expect_id().return_const("mock".to_owned());
-        provider
-            .expect_provision()
-            .returning(|spec| Ok(machine(spec)));
-        provider.expect_teardown().times(2).returning(|_| Ok(()));
+        let mut provider = base_provider(2);
         provider.expect_reset().returning(|_| Ok(()));
         provider
             .expect_console()
@@ -2657,11 +2636,7 @@ mod tests {
                 runs: Mutex::default(),
                 // t1 hangs; t3's connection breaks once (its machine answers).
                 trouble: |name, attempt| match name {
-                    "t1" => Some(SuiteError::Hung {
-                        suite: "troubled".into(),
-                        test: "t1".into(),
-                        partial: Box::new(SuiteReport::new("troubled")),
-                    }),
+                    "t1" => Some(hung("t1")),
                     "t3" if attempt == 1 => Some(lost()),
                     _ => None,
                 },
@@ -2692,12 +2667,7 @@ mod tests {
     async fn a_machine_back_from_its_reset_on_another_kernel_boots_the_kernel_under_test_again() {
         use crate::kernel::tests::{RELEASE, builder};
         let dir = tempfile::tempdir().unwrap();
-        let mut provider = MockCloudProvider::new();
-        provider.expect_id().return_const("mock".to_owned());
-        provider
-            .expect_provision()
-            .returning(|spec| Ok(machine(spec)));
-        provider.expect_teardown().times(1).returning(|_| Ok(()));
+        let mut provider = base_provider(1);
         provider.expect_console().returning(|_| None);
         provider.expect_interruption_notice().returning(|_| None);
         provider.expect_reset().times(1).returning(|_| Ok(()));
@@ -2751,11 +2721,7 @@ mod tests {
             ),
             Arc::new(provider),
             Arc::new(connector),
-            vec![Arc::new(Troubled {
-                tests: 3,
-                runs: Mutex::default(),
-                trouble: |name, _| (name == "t1").then(lost),
-            })],
+            troubled(3, |name, _| (name == "t1").then(lost)),
             None,
         );
         let builds = Arc::new(Mutex::new(0));
@@ -2826,12 +2792,7 @@ mod tests {
     #[tokio::test]
     async fn a_shard_taken_away_hands_its_tests_to_the_other_machines() {
         let dir = tempfile::tempdir().unwrap();
-        let mut provider = MockCloudProvider::new();
-        provider.expect_id().return_const("mock".to_owned());
-        provider
-            .expect_provision()
-            .returning(|spec| Ok(machine(spec)));
-        provider.expect_teardown().times(2).returning(|_| Ok(()));
+        let mut provider = base_provider(2);
         provider.expect_console().returning(|_| None);
         provider.expect_interruption_notice().returning(|m| {
             m.name
