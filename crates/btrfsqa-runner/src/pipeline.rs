@@ -767,6 +767,24 @@ impl Runner {
         cleanup.map_err(|message| format!("cleaning up `{name}`: {message}"))
     }
 
+    /// What the kernel stage needs from this runner.
+    fn kernel_env<'a>(
+        &'a self,
+        run_dir: &'a std::path::Path,
+        sink: &'a EventSink,
+        stop: &'a CancellationToken,
+    ) -> crate::kernel::StageEnv<'a> {
+        crate::kernel::StageEnv {
+            settings: &self.settings,
+            provider: &self.provider,
+            connector: &self.connector,
+            run_dir,
+            sink,
+            stop,
+            builder: self.kernel_builder.clone(),
+        }
+    }
+
     /// Connects to a machine, runs the kernel stage, starts recording and
     /// records its kernel: everything a machine needs before its suites.
     async fn open_session(
@@ -793,15 +811,7 @@ impl Runner {
         };
         // The kernel stage (nothing for the installed kernel) may boot the
         // machine into a built kernel: what follows uses the host it returns.
-        let kernel_env = crate::kernel::StageEnv {
-            settings: &self.settings,
-            provider: &self.provider,
-            connector: &self.connector,
-            run_dir,
-            sink,
-            stop,
-            builder: self.kernel_builder.clone(),
-        };
+        let kernel_env = self.kernel_env(run_dir, sink, stop);
         let host = match crate::kernel::run_stage(&kernel_env, machine, host, report).await {
             Ok(host) => host,
             Err(message) => {
@@ -1020,9 +1030,9 @@ impl Runner {
         let console = self.provider.console(machine).await;
         let this_boot = console
             .as_deref()
-            .map(|c| text_after(c, session.console_mark))
+            .map(|c| recover::text_after(c, session.console_mark))
             .unwrap_or_default();
-        let crash = recover::console_crash(this_boot, 0);
+        let crash = recover::console_crash(this_boot);
         let ctx = &session.ctx;
         let outcome_of = |part: &mut SuiteReport, test: &str| -> usize {
             match part.tests.iter().rposition(|t| t.name == test) {
@@ -1223,15 +1233,7 @@ impl Runner {
                     "machine `{name}` came back with kernel {got}: booting {want} again"
                 ),
             });
-            let env = crate::kernel::StageEnv {
-                settings: &self.settings,
-                provider: &self.provider,
-                connector: &self.connector,
-                run_dir: &session.ctx.run_dir,
-                sink,
-                stop,
-                builder: self.kernel_builder.clone(),
-            };
+            let env = self.kernel_env(&session.ctx.run_dir, sink, stop);
             // The stage's own record of this boot is not kept: the run's
             // report has the first one.
             let mut scratch =
@@ -1567,14 +1569,6 @@ impl Drop for AbortOnDrop {
             task.abort();
         }
     }
-}
-
-/// `text` from byte `at` (moved forward to a character boundary).
-fn text_after(text: &str, at: usize) -> &str {
-    let start = (at.min(text.len())..=text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(text.len());
-    &text[start..]
 }
 
 /// Adds a (partial) suite report to the run's report, merging with what

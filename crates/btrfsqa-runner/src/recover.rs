@@ -62,15 +62,19 @@ const CRASH_MARKERS: [&str; 8] = [
 const EXCERPT_BEFORE: usize = 20;
 const EXCERPT_LINES: usize = 120;
 
-/// A crash on the console after byte `since`: its first line and an excerpt
-/// around it. `None` when the console shows no crash there.
-pub fn console_crash(console: &str, since: usize) -> Option<(String, String)> {
-    let start = since.min(console.len());
-    // `since` may fall inside a character after a lossy conversion.
-    let start = (start..=console.len())
-        .find(|&i| console.is_char_boundary(i))
-        .unwrap_or(console.len());
-    let lines: Vec<&str> = console[start..].lines().collect();
+/// `text` from byte `at` on (moved forward to a character boundary: a
+/// console read lossily may have changed its length around `at`).
+pub fn text_after(text: &str, at: usize) -> &str {
+    let start = (at.min(text.len())..=text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    &text[start..]
+}
+
+/// A crash on `console`: its first line and an excerpt around it. `None`
+/// when the console shows no crash.
+pub fn console_crash(console: &str) -> Option<(String, String)> {
+    let lines: Vec<&str> = console.lines().collect();
     let first = lines
         .iter()
         .position(|line| CRASH_MARKERS.iter().any(|m| line.contains(m)))?;
@@ -100,7 +104,7 @@ mod tests {
 
     #[test]
     fn a_crash_after_the_mark_is_found_with_its_context() {
-        let (headline, excerpt) = console_crash(CONSOLE, 0).unwrap();
+        let (headline, excerpt) = console_crash(CONSOLE).unwrap();
         assert_eq!(headline, "[   60.000000] sysrq: Trigger a crash");
         assert!(excerpt.contains("Kernel panic - not syncing"));
         assert!(
@@ -112,15 +116,15 @@ mod tests {
     #[test]
     fn a_crash_before_the_mark_is_an_earlier_boot_and_not_this_test() {
         let mark = CONSOLE.find("[   60.000300]").unwrap();
-        assert!(console_crash(CONSOLE, mark).is_none());
-        assert!(console_crash(CONSOLE, CONSOLE.len() + 10).is_none());
-        assert!(console_crash("", 0).is_none());
+        assert!(console_crash(text_after(CONSOLE, mark)).is_none());
+        assert!(console_crash(text_after(CONSOLE, CONSOLE.len() + 10)).is_none());
+        assert!(console_crash("").is_none());
     }
 
     #[test]
     fn a_mark_inside_a_character_does_not_panic() {
         let console = "é\nKernel panic - not syncing\n";
-        assert!(console_crash(console, 1).is_some());
+        assert!(console_crash(text_after(console, 1)).is_some());
     }
 
     #[test]
@@ -133,7 +137,7 @@ mod tests {
         for i in 0..1000 {
             console.push_str(&format!("after {i}\n"));
         }
-        let (_, excerpt) = console_crash(&console, 0).unwrap();
+        let (_, excerpt) = console_crash(&console).unwrap();
         assert_eq!(excerpt.lines().count(), EXCERPT_LINES);
         assert!(excerpt.starts_with("line 980\n"));
     }

@@ -73,19 +73,20 @@ pub(crate) fn is_transient_fetch_failure(text: &str) -> bool {
     TRANSIENT.iter().any(|t| text.contains(t))
 }
 
-/// [`run_step`] for a step that fetches from the network: retried after each
-/// of `delays` while it fails for a transient reason
-/// ([`is_transient_fetch_failure`]); the last failure is the error.
-pub(crate) async fn run_fetch_step(
-    host: &dyn RemoteHost,
-    suite: &str,
-    step: &str,
-    request: ExecRequest,
+/// Runs `attempt` again after each of `delays` while it fails with a setup
+/// error that may pass ([`is_transient_fetch_failure`]); the last failure is
+/// the error.
+pub(crate) async fn retry_transient<T, F, Fut>(
     delays: &[Duration],
-) -> Result<ExecOutput, SuiteError> {
+    mut attempt: F,
+) -> Result<T, SuiteError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SuiteError>>,
+{
     let mut delays = delays.iter();
     loop {
-        match run_step(host, suite, step, request.clone()).await {
+        match attempt().await {
             Err(SuiteError::Setup { message, .. })
                 if is_transient_fetch_failure(&message)
                     && let Some(delay) = delays.next() =>
@@ -95,6 +96,18 @@ pub(crate) async fn run_fetch_step(
             other => return other,
         }
     }
+}
+
+/// [`run_step`] for a step that fetches from the network, retried after each
+/// of `delays` while it fails for a transient reason.
+pub(crate) async fn run_fetch_step(
+    host: &dyn RemoteHost,
+    suite: &str,
+    step: &str,
+    request: ExecRequest,
+    delays: &[Duration],
+) -> Result<ExecOutput, SuiteError> {
+    retry_transient(delays, || run_step(host, suite, step, request.clone())).await
 }
 
 /// The last lines of a command's standard error and output, for messages.

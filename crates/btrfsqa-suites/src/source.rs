@@ -64,20 +64,12 @@ pub(crate) fn default_cache_dir() -> PathBuf {
 async fn git(suite: &str, step: &str, args: &[&str]) -> Result<String, SuiteError> {
     // Clones and fetches cross the network: retried while they fail for a
     // reason that may pass.
-    let retried = args.contains(&"clone") || args.contains(&"fetch");
-    let mut delays = crate::setup::FETCH_RETRY_DELAYS.iter();
-    loop {
-        match git_once(suite, step, args).await {
-            Err(SuiteError::Setup { message, .. })
-                if retried
-                    && crate::setup::is_transient_fetch_failure(&message)
-                    && let Some(delay) = delays.next() =>
-            {
-                tokio::time::sleep(*delay).await;
-            }
-            other => return other,
-        }
-    }
+    let delays: &[std::time::Duration] = if args.contains(&"clone") || args.contains(&"fetch") {
+        &crate::setup::FETCH_RETRY_DELAYS
+    } else {
+        &[]
+    };
+    crate::setup::retry_transient(delays, || git_once(suite, step, args)).await
 }
 
 async fn git_once(suite: &str, step: &str, args: &[&str]) -> Result<String, SuiteError> {

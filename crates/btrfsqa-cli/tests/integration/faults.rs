@@ -5,11 +5,10 @@
 //! blocked task and a killed VM. Each case asserts the verdicts, that every
 //! finished result is in the store, and that nothing is left behind.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::runs::{Area, spawn_run, verdicts, wait_for_journal, walk};
+use crate::runs::{Area, spawn_run, verdicts, wait_for_journal, wait_for_journal_within, walk};
 use crate::{btrfsqa, need_root, run, text};
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -475,15 +474,13 @@ fn qemu_image_missing() -> Option<String> {
     if !crate::which("qemu-system-x86_64") {
         return Some("qemu-system-x86_64 is not installed".into());
     }
-    let image = std::env::var("BTRFSQA_QEMU_IMAGE")
-        .unwrap_or_else(|_| "/var/cache/btrfsqa/qemu-image".into());
-    if !Path::new(&image).join("image.json").is_file()
-        && !Path::new(&image).join("manifest.json").is_file()
-        && !Path::new(&image).is_dir()
-    {
-        return Some(format!("no guest image at {image} (btrfsqa image build)"));
-    }
-    None
+    let image = btrfsqa_cloud::qemu::image::ImagePaths::from_env_or_default();
+    (!image.is_complete()).then(|| {
+        format!(
+            "no guest image in `{}` (btrfsqa image build)",
+            image.dir.display()
+        )
+    })
 }
 
 /// One VM, one run: a kernel warning, a task blocked in the kernel past its
@@ -612,19 +609,4 @@ fn fault_in_a_qemu_vm_warning_blocked_task_panic_and_killed_vm() {
         !area.path("work").join(&run_id).exists(),
         "the VM's files are left"
     );
-}
-
-fn wait_for_journal_within(area: &Area, needle: &str, limit: Duration) {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        for path in walk(&area.path("results")) {
-            if path.ends_with("journal.jsonl")
-                && std::fs::read_to_string(&path).is_ok_and(|j| j.contains(needle))
-            {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("the journal never showed {needle}");
 }

@@ -244,7 +244,12 @@ pub(crate) fn spawn_run(config: &Path) -> Child {
 
 /// Waits until the run's journal shows `needle`.
 pub(crate) fn wait_for_journal(area: &Area, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    wait_for_journal_within(area, needle, Duration::from_secs(60));
+}
+
+/// Waits up to `limit` until the run's journal shows `needle`.
+pub(crate) fn wait_for_journal_within(area: &Area, needle: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         for path in walk(&area.path("results")) {
             if path.ends_with("journal.jsonl")

@@ -557,11 +557,8 @@ impl BtrfsProgsTests {
         }
         outcome.verdict = verdict;
         outcome.message = message;
-        if !stopped
-            && let Some(cursor) = kernel_cursor
-            && let Some(raw) = cursor.since(host).await
-        {
-            crate::kernel_log::apply(ctx, &mut outcome, &raw);
+        if !stopped && let Some(cursor) = kernel_cursor {
+            cursor.apply_since(ctx, &mut outcome).await;
         }
         Ok((ctx.test_finished(outcome), stopped))
     }

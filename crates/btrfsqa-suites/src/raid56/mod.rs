@@ -38,7 +38,7 @@ use btrfsqa_model::{ArtifactKind, Event, SuiteReport, TestOutcome, Verdict};
 use btrfsqa_remote::{ExecOutput, ExecRequest, RemoteError, shell_quote};
 use serde::Deserialize;
 
-use crate::kernel_log::{self, KernelLogCursor};
+use crate::kernel_log::KernelLogCursor;
 use crate::script::{Finished, exec_or_cancel, tail_lines};
 use crate::{SuiteContext, SuiteError, TestSuite};
 use parse::{ScrubCounters, ScrubState};
@@ -1167,9 +1167,8 @@ impl TestSuite for Raid56Scrub {
             }
             if stop.is_none()
                 && let Some(cursor) = kernel_cursor
-                && let Some(raw) = cursor.since(ctx.host.as_ref()).await
             {
-                kernel_log::apply(ctx, &mut outcome, &raw);
+                cursor.apply_since(ctx, &mut outcome).await;
             }
             outcome.duration_secs = Some(test_started.elapsed().as_secs_f64());
             let hung = outcome.verdict == Verdict::Hung;
