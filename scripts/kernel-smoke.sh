@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
-  echo "error: needs root (image build, package installs): run with sudo" >&2
+  echo "error: needs root (image build, package installs): run it as root" >&2
   exit 2
 fi
 top=${BTRFSQA_KERNEL_SMOKE_DIR:-/var/tmp/btrfsqa-kernel}

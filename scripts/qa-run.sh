@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
-  echo "error: the local provider needs root for loop devices: run with sudo" >&2
+  echo "error: the local provider needs root for loop devices: run it as root" >&2
   exit 2
 fi
 scripts/install-deps.sh run

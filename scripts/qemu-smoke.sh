@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
-  echo "error: building the image needs root (debootstrap): run with sudo" >&2
+  echo "error: building the image needs root (debootstrap): run it as root" >&2
   exit 2
 fi
 scripts/install-deps.sh qemu
