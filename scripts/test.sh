@@ -19,6 +19,19 @@ if [ "$(id -u)" -eq 0 ]; then
     scripts/make-btrfs-progs-mirror.sh --build-deps "$mirror" >&2
   fi
   export BTRFSQA_BTRFS_PROGS_GIT=$mirror
+  # fstests, from the copy of upstream beside the project (a git bundle):
+  # the fstests suite's tests clone, build and run it for real.
+  fstests=/var/tmp/btrfsqa-fstests-src
+  bundle=$(ls ../shared/fixtures/fstests-src/*.bundle /work/shared/fixtures/fstests-src/*.bundle 2>/dev/null | head -n 1 || true)
+  if [ ! -d "$fstests/.git" ] && [ -n "$bundle" ]; then
+    echo "== fstests source" >&2
+    rm -rf "$fstests" && git clone -q "$bundle" "$fstests"
+  fi
+  if [ -d "$fstests/.git" ]; then
+    export BTRFSQA_FSTESTS_GIT=$fstests
+  else
+    echo "note: no fstests source (../shared/fixtures/fstests-src): the real fstests tests will skip" >&2
+  fi
   # The qemu provider's boot test: QEMU (bookworm-backports) and the guest
   # image (debootstrap: minutes the first time, then cached). Without them
   # that one test skips; the rest still runs.

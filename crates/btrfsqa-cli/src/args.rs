@@ -302,10 +302,17 @@ pub struct PlanArgs {
     /// instead of the configured suites.
     #[arg(long, value_name = "FILE")]
     pub durations: Option<PathBuf>,
-    /// One line comparing longest-first with round-robin and fstests' own
-    /// order, each as makespan / lower bound.
+    /// One line comparing btrfsqa's scheduler with round-robin and
+    /// fstests' own order, each as makespan / lower bound.
     #[arg(long)]
     pub compare: bool,
+    /// Which suites to plan (repeatable; replaces `run.suites`).
+    #[arg(long = "suite", value_name = "ID")]
+    pub suites: Vec<String>,
+    /// What each batch costs besides its tests, in seconds (default: each
+    /// suite's measured set-up).
+    #[arg(long, value_name = "SECS")]
+    pub setup_secs: Option<f64>,
 }
 
 /// `btrfsqa resume`.

@@ -2,11 +2,13 @@
 //!
 //! Load a configuration ([`ConfigSource`]), resolve it with command-line
 //! overrides into [`Settings`], build a [`Runner`] and run it. The runner
-//! provisions a machine, runs the suites on it, writes every result to the
-//! results store, publishes, and tears the machine down on every path:
-//! success, failure, the run's deadline and cancellation (the CLI cancels on
-//! SIGINT and SIGTERM). It never prints: progress arrives as
-//! [`btrfsqa_model::Event`]s through the sink you pass.
+//! plans the run (every test the suites list, [`plan::RunPlan`]), provisions
+//! `run.shards` machines, hands the tests out to them in batches, writes
+//! every result to the results store, publishes, and tears every machine
+//! down on every path: success, failure, a panic, the run's deadline and
+//! cancellation (the CLI cancels on SIGINT, SIGTERM and SIGHUP). It never
+//! prints: progress arrives as [`btrfsqa_model::Event`]s through the sink
+//! you pass.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -31,20 +33,18 @@ pub mod history;
 mod journal;
 pub mod kernel;
 pub mod notify;
-mod pipeline;
+pub mod plan;
 pub mod qemu;
 mod recording;
-mod recover;
 pub mod registry;
+mod run;
 pub mod schedule;
 mod settings;
 
 pub use config::{Config, ConfigSource, DEFAULT_CONFIG, ProviderKind};
 pub use connect::{Connector, DefaultConnector, MockConnector};
-pub use error::{ConfigError, ConfigIssue, NotifyError, RunError};
+pub use error::{ConfigError, ConfigIssue, NotifyError, RunError, error_chain};
 pub use journal::Journal;
-pub use pipeline::{
-    RunOutcome, RunVerdict, Runner, error_chain, read_machine_records, write_machine_record,
-};
+pub use run::{RunOutcome, RunVerdict, Runner, read_machine_records, write_machine_record};
 pub use settings::{RunOverrides, Settings};
 pub use tokio_util::sync::CancellationToken;

@@ -68,7 +68,7 @@ pub(crate) fn record(
                 machine: Some(machine.to_owned()),
                 message: format!(
                     "no terminal recording: {}",
-                    crate::pipeline::error_chain(&error)
+                    crate::error::error_chain(&error)
                 ),
             });
             (host, None)

@@ -22,7 +22,7 @@ pub async fn provider(settings: &Settings) -> Result<Arc<dyn CloudProvider>, Run
                 .await
                 .map_err(|err| RunError::Provider {
                     provider: "aws".to_owned(),
-                    message: crate::pipeline::error_chain(&err),
+                    message: crate::error::error_chain(&err),
                 })?;
             Ok(Arc::new(provider))
         }

@@ -1,22 +1,74 @@
 //! Handing tests out to machines.
 //!
-//! A sharded run pulls work: whenever a machine is idle it takes the next
-//! test from a queue sorted longest-first by recorded duration (the LPT rule),
-//! so one slow machine or one long test cannot hold the run. [`simulate`]
-//! plays that out on estimated durations to predict the makespan (what
-//! `btrfsqa plan` prints); [`round_robin`] and [`in_order`] are the naive
-//! strategies the benchmark compares against.
+//! A run pulls work: whenever a machine is free it takes the next batch from
+//! a [`Queue`] sorted longest-first by recorded duration (the LPT rule), so
+//! one slow machine or one long test cannot hold the run. A batch is the
+//! head of the queue plus the next items of the same suite and profile, up
+//! to a share of the predicted time left ([`batch_target`]): large batches
+//! early pay a suite's per-invocation set-up once for many tests, small ones
+//! late keep the tail short. [`simulate`] plays the same queue out on
+//! estimated durations to predict the makespan (what `btrfsqa plan` prints
+//! and the benchmark measures); [`round_robin`] and [`in_order`] are the
+//! naive strategies the benchmark compares against.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BinaryHeap, HashMap};
 
-/// One unit of work: a test under a profile.
+use btrfsqa_model::{ResultsStore, TestOutcome};
+
+/// How many batches per machine the time left is split into: a batch is at
+/// most `1 / (BATCH_SPREAD x machines)` of the predicted time left.
+pub const BATCH_SPREAD: f64 = 2.0;
+
+/// One unit of work: a test under a profile, or a whole suite that cannot
+/// list its tests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkItem {
-    /// `suite/profile/test` or any unique name.
-    pub id: String,
+    /// The suite's id.
+    pub suite: String,
+    /// The profile (fstests section), for suites with profiles.
+    pub profile: Option<String>,
+    /// The test; `None` for the whole suite.
+    pub test: Option<String>,
     /// Estimated duration in seconds.
     pub estimate_secs: f64,
+    /// It changes state the whole kernel shares: on machines that share one
+    /// kernel it runs while nothing else runs.
+    pub exclusive: bool,
+}
+
+impl WorkItem {
+    /// A test of `suite` without a profile.
+    pub fn test(suite: &str, test: &str, estimate_secs: f64) -> Self {
+        WorkItem {
+            suite: suite.to_owned(),
+            profile: None,
+            test: Some(test.to_owned()),
+            estimate_secs,
+            exclusive: false,
+        }
+    }
+
+    /// `suite/test [profile]`, or `suite (whole suite)`.
+    pub fn label(&self) -> String {
+        let mut label = match &self.test {
+            Some(test) => format!("{}/{test}", self.suite),
+            None => format!("{} (whole suite)", self.suite),
+        };
+        if let Some(profile) = &self.profile {
+            label.push_str(&format!(" [{profile}]"));
+        }
+        label
+    }
+
+    /// Whether `other` can run in the same suite invocation as this one.
+    pub fn batches_with(&self, other: &WorkItem) -> bool {
+        self.suite == other.suite
+            && self.profile == other.profile
+            && self.test.is_some()
+            && other.test.is_some()
+            && self.exclusive == other.exclusive
+    }
 }
 
 /// Who runs what, and when it is predicted to end.
@@ -24,11 +76,21 @@ pub struct WorkItem {
 pub struct Plan {
     /// Per machine, the items in the order it runs them.
     pub machines: Vec<Vec<WorkItem>>,
-    /// Per machine, its predicted busy time.
+    /// Per machine, its predicted busy time (set-up included).
     pub busy_secs: Vec<f64>,
+    /// Per machine, how many batches it runs.
+    pub batches: Vec<usize>,
 }
 
 impl Plan {
+    fn empty(shards: usize) -> Plan {
+        Plan {
+            machines: vec![Vec::new(); shards],
+            busy_secs: vec![0.0; shards],
+            batches: vec![0; shards],
+        }
+    }
+
     /// The predicted end of the run: the busiest machine's time.
     pub fn makespan(&self) -> f64 {
         self.busy_secs.iter().copied().fold(0.0, f64::max)
@@ -42,43 +104,132 @@ pub fn lower_bound(items: &[WorkItem], shards: usize) -> f64 {
     longest.max(total / shards.max(1) as f64)
 }
 
-/// Estimates for `tests`: the recorded duration where there is one, else the
-/// median of the recorded ones (or `default_secs` with no history at all).
-pub fn estimate(
-    tests: &[String],
-    history: &BTreeMap<String, f64>,
-    default_secs: f64,
-) -> Vec<WorkItem> {
-    let mut known: Vec<f64> = history
-        .values()
-        .copied()
-        .filter(|d| d.is_finite())
+/// A batch is at least this many times its suite's set-up, so set-up
+/// stays a small share of a machine's time.
+pub const MIN_BATCH_SETUPS: f64 = 5.0;
+
+/// The predicted time one batch should take when `machines` machines pull
+/// from a queue of `remaining_secs`, for a suite whose every invocation
+/// costs `setup_secs`: a share of the time left, so the tail is short, but
+/// never so small that set-up dominates. One machine takes all at once.
+pub fn batch_target(remaining_secs: f64, machines: usize, setup_secs: f64) -> f64 {
+    if machines <= 1 {
+        return f64::INFINITY;
+    }
+    (remaining_secs / (BATCH_SPREAD * machines as f64)).max(MIN_BATCH_SETUPS * setup_secs)
+}
+
+/// The work not yet handed out, longest first.
+#[derive(Debug, Clone, Default)]
+pub struct Queue {
+    items: Vec<WorkItem>,
+}
+
+impl Queue {
+    /// A queue of `items`, longest first (ties in the order given: the
+    /// suites' own order).
+    pub fn new(items: Vec<WorkItem>) -> Queue {
+        let mut queue = Queue { items: Vec::new() };
+        queue.push(items);
+        queue
+    }
+
+    /// Puts items (back) in their place.
+    pub fn push(&mut self, items: Vec<WorkItem>) {
+        self.items.extend(items);
+        // Stable: equal estimates keep their order.
+        self.items
+            .sort_by(|a, b| b.estimate_secs.total_cmp(&a.estimate_secs));
+    }
+
+    /// How many items are left.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether nothing is left.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The items left, longest first.
+    pub fn items(&self) -> &[WorkItem] {
+        &self.items
+    }
+
+    /// The predicted time of everything left.
+    pub fn remaining_secs(&self) -> f64 {
+        self.items.iter().map(|i| i.estimate_secs).sum()
+    }
+
+    /// The next batch for a machine that may run the items `eligible`
+    /// accepts, with `machines` machines pulling and each invocation of a
+    /// suite costing `setup_secs` of its first item: the longest eligible
+    /// item, then the next ones that batch with it while the batch stays
+    /// within [`batch_target`]. `None` when nothing is eligible.
+    pub fn take_batch(
+        &mut self,
+        machines: usize,
+        setup_secs: &dyn Fn(&WorkItem) -> f64,
+        eligible: &dyn Fn(&WorkItem) -> bool,
+    ) -> Option<Vec<WorkItem>> {
+        let head = self.items.iter().position(eligible)?;
+        let target = batch_target(
+            self.remaining_secs(),
+            machines,
+            setup_secs(&self.items[head]),
+        );
+        let first = self.items.remove(head);
+        let mut total = first.estimate_secs;
+        let mut batch = vec![first];
+        let mut i = head;
+        while i < self.items.len() && total < target {
+            let item = &self.items[i];
+            if batch[0].batches_with(item) && eligible(item) && total + item.estimate_secs <= target
+            {
+                total += item.estimate_secs;
+                batch.push(self.items.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        Some(batch)
+    }
+
+    /// Takes out every item `which` accepts.
+    pub fn take_where(&mut self, which: &dyn Fn(&WorkItem) -> bool) -> Vec<WorkItem> {
+        let (taken, kept) = std::mem::take(&mut self.items)
+            .into_iter()
+            .partition(|item| which(item));
+        self.items = kept;
+        taken
+    }
+}
+
+/// Plays a run out on estimates: `shards` machines pull batches from a
+/// [`Queue`] of `items` as a real run does, each batch costing
+/// `setup_secs(first item)` on top of its items.
+pub fn simulate(items: &[WorkItem], shards: usize, setup_secs: &dyn Fn(&WorkItem) -> f64) -> Plan {
+    let shards = shards.max(1);
+    let mut plan = Plan::empty(shards);
+    let mut queue = Queue::new(items.to_vec());
+    // Min-heap on (time the machine becomes free, machine index).
+    let mut free: BinaryHeap<Reverse<(OrderedSecs, usize)>> = (0..shards)
+        .map(|m| Reverse((OrderedSecs(0.0), m)))
         .collect();
-    known.sort_by(f64::total_cmp);
-    let fallback = known.get(known.len() / 2).copied().unwrap_or(default_secs);
-    tests
-        .iter()
-        .map(|test| WorkItem {
-            id: test.clone(),
-            estimate_secs: history.get(test).copied().unwrap_or(fallback),
-        })
-        .collect()
+    while let Some(batch) = queue.take_batch(shards, setup_secs, &|_| true) {
+        let Reverse((OrderedSecs(at), machine)) = free.pop().expect("at least one machine");
+        let done = at + setup_secs(&batch[0]) + batch.iter().map(|i| i.estimate_secs).sum::<f64>();
+        plan.busy_secs[machine] = done;
+        plan.batches[machine] += 1;
+        plan.machines[machine].extend(batch);
+        free.push(Reverse((OrderedSecs(done), machine)));
+    }
+    plan
 }
 
-/// Longest-first, pulled by whichever machine is idle first.
-pub fn longest_first(items: &[WorkItem], shards: usize) -> Plan {
-    let mut sorted = items.to_vec();
-    // Ties broken by name so a plan is reproducible.
-    sorted.sort_by(|a, b| {
-        b.estimate_secs
-            .total_cmp(&a.estimate_secs)
-            .then_with(|| a.id.cmp(&b.id))
-    });
-    pull(&sorted, shards)
-}
-
-/// The queue in the given order (fstests' own, alphabetical), pulled by
-/// whichever machine is idle first.
+/// One item at a time in the given order (fstests' own, alphabetical),
+/// pulled by whichever machine is free first, without set-up costs.
 pub fn in_order(items: &[WorkItem], shards: usize) -> Plan {
     pull(items, shards)
 }
@@ -86,52 +237,125 @@ pub fn in_order(items: &[WorkItem], shards: usize) -> Plan {
 /// Item `i` to machine `i % shards`, decided up front.
 pub fn round_robin(items: &[WorkItem], shards: usize) -> Plan {
     let shards = shards.max(1);
-    let mut plan = Plan {
-        machines: vec![Vec::new(); shards],
-        busy_secs: vec![0.0; shards],
-    };
+    let mut plan = Plan::empty(shards);
     for (i, item) in items.iter().enumerate() {
         plan.machines[i % shards].push(item.clone());
         plan.busy_secs[i % shards] += item.estimate_secs;
+        plan.batches[i % shards] += 1;
     }
     plan
 }
 
-/// Simulates idle machines pulling from `queue`.
 fn pull(queue: &[WorkItem], shards: usize) -> Plan {
     let shards = shards.max(1);
-    let mut plan = Plan {
-        machines: vec![Vec::new(); shards],
-        busy_secs: vec![0.0; shards],
-    };
-    // Min-heap on (time the machine becomes idle, machine index).
-    let mut idle: BinaryHeap<Reverse<(OrderedSecs, usize)>> = (0..shards)
+    let mut plan = Plan::empty(shards);
+    let mut free: BinaryHeap<Reverse<(OrderedSecs, usize)>> = (0..shards)
         .map(|m| Reverse((OrderedSecs(0.0), m)))
         .collect();
     for item in queue {
-        let Reverse((OrderedSecs(free_at), machine)) = idle.pop().expect("at least one machine");
-        let done = free_at + item.estimate_secs;
+        let Reverse((OrderedSecs(at), machine)) = free.pop().expect("at least one machine");
+        let done = at + item.estimate_secs;
         plan.machines[machine].push(item.clone());
         plan.busy_secs[machine] = done;
-        idle.push(Reverse((OrderedSecs(done), machine)));
+        plan.batches[machine] += 1;
+        free.push(Reverse((OrderedSecs(done), machine)));
     }
     plan
 }
 
-/// `suite/test` → the duration of its newest recorded outcome in `store`.
-pub fn history_durations(store: &btrfsqa_model::ResultsStore) -> BTreeMap<String, f64> {
-    let mut durations = BTreeMap::new();
-    if let Ok((reports, _)) = store.load_all() {
+/// Test durations recorded in the results store, newest first, and the
+/// estimates made from them.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// `(suite, profile, test)` → the newest duration.
+    exact: HashMap<(String, Option<String>, String), f64>,
+    /// `(suite, test)` → the newest duration under any profile.
+    by_name: HashMap<(String, String), f64>,
+    /// Per suite, the median of its known durations.
+    suite_median: HashMap<String, f64>,
+    /// Per suite, the sum of its known durations under each name.
+    suite_total: HashMap<String, f64>,
+    /// The median of every known duration.
+    median: Option<f64>,
+}
+
+/// An estimate when nothing at all is known.
+pub const DEFAULT_ESTIMATE_SECS: f64 = 60.0;
+
+impl History {
+    /// The durations of every stored run's outcomes.
+    pub fn from_store(store: &ResultsStore) -> History {
+        let reports = store.load_all().map(|(r, _)| r).unwrap_or_default();
         // Oldest first, so newer durations overwrite older ones.
-        for report in &reports {
-            for outcome in report.outcomes() {
-                if let Some(secs) = outcome.duration_secs {
-                    durations.insert(format!("{}/{}", outcome.suite, outcome.name), secs);
-                }
-            }
-        }
+        History::from_outcomes(reports.iter().flat_map(|r| r.outcomes()))
     }
-    durations
+
+    /// The durations of `outcomes`, later ones winning.
+    pub fn from_outcomes<'a>(outcomes: impl Iterator<Item = &'a TestOutcome>) -> History {
+        let mut history = History::default();
+        for outcome in outcomes {
+            let Some(secs) = outcome.duration_secs.filter(|d| d.is_finite() && *d >= 0.0) else {
+                continue;
+            };
+            history.exact.insert(
+                (
+                    outcome.suite.clone(),
+                    outcome.profile.clone(),
+                    outcome.name.clone(),
+                ),
+                secs,
+            );
+            history
+                .by_name
+                .insert((outcome.suite.clone(), outcome.name.clone()), secs);
+        }
+        let mut per_suite: HashMap<String, Vec<f64>> = HashMap::new();
+        for ((suite, _), secs) in &history.by_name {
+            per_suite.entry(suite.clone()).or_default().push(*secs);
+        }
+        let mut all: Vec<f64> = Vec::new();
+        for (suite, mut durations) in per_suite {
+            history
+                .suite_total
+                .insert(suite.clone(), durations.iter().sum());
+            history.suite_median.insert(suite, median(&mut durations));
+            all.extend(durations);
+        }
+        history.median = (!all.is_empty()).then(|| median(&mut all));
+        history
+    }
+
+    /// A test's estimate: its newest duration under this profile, else
+    /// under any, else the median of its suite's tests, else of all tests.
+    pub fn estimate(&self, suite: &str, profile: Option<&str>, test: &str) -> f64 {
+        let key = (
+            suite.to_owned(),
+            profile.map(str::to_owned),
+            test.to_owned(),
+        );
+        self.exact
+            .get(&key)
+            .or_else(|| self.by_name.get(&(suite.to_owned(), test.to_owned())))
+            .or_else(|| self.suite_median.get(suite))
+            .copied()
+            .or(self.median)
+            .unwrap_or(DEFAULT_ESTIMATE_SECS)
+    }
+
+    /// A whole suite's estimate: the sum of its known tests (an hour when
+    /// none is known).
+    pub fn suite_estimate(&self, suite: &str) -> f64 {
+        self.suite_total
+            .get(suite)
+            .copied()
+            .filter(|t| *t > 0.0)
+            .unwrap_or(3600.0)
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// How much longer than its last run a test may take before it counts as
@@ -169,67 +393,6 @@ pub fn derived_timeouts(
     timeouts
 }
 
-/// One unit of a sharded run: a test of suite `suite` (an index into the
-/// run's suites), or the whole suite when it cannot list its tests.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SuiteWork {
-    /// Index of the suite in the run's suite list.
-    pub suite: usize,
-    /// The test, or `None` for the whole suite.
-    pub test: Option<String>,
-    /// Estimated duration in seconds.
-    pub estimate_secs: f64,
-}
-
-/// The work list of a sharded run, longest first: every test of the suites
-/// that list theirs (less those `finished` names for that suite id), with
-/// its recorded duration or the median; one item per suite that cannot list
-/// its tests, estimated as the sum of its recorded tests (an hour if none).
-pub fn suite_work(
-    suites: &[std::sync::Arc<dyn btrfsqa_suites::TestSuite>],
-    history: &BTreeMap<String, f64>,
-    finished: &dyn Fn(&str) -> Vec<String>,
-) -> Vec<SuiteWork> {
-    let mut items = Vec::new();
-    for (index, suite) in suites.iter().enumerate() {
-        let id = suite.id();
-        match suite.tests() {
-            Some(tests) => {
-                let done = finished(id);
-                let tests: Vec<String> = tests.into_iter().filter(|t| !done.contains(t)).collect();
-                let keys: Vec<String> = tests.iter().map(|t| format!("{id}/{t}")).collect();
-                for (test, estimate) in tests.into_iter().zip(estimate(&keys, history, 60.0)) {
-                    items.push(SuiteWork {
-                        suite: index,
-                        test: Some(test),
-                        estimate_secs: estimate.estimate_secs,
-                    });
-                }
-            }
-            None => {
-                let prefix = format!("{id}/");
-                let total: f64 = history
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(&prefix))
-                    .map(|(_, d)| d)
-                    .sum();
-                items.push(SuiteWork {
-                    suite: index,
-                    test: None,
-                    estimate_secs: if total > 0.0 { total } else { 3600.0 },
-                });
-            }
-        }
-    }
-    items.sort_by(|a, b| b.estimate_secs.total_cmp(&a.estimate_secs));
-    items
-}
-
-/// Simulates the strategy a real run uses: [`longest_first`].
-pub fn simulate(items: &[WorkItem], shards: usize) -> Plan {
-    longest_first(items, shards)
-}
-
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct OrderedSecs(f64);
 
@@ -255,11 +418,23 @@ mod tests {
         durations
             .iter()
             .enumerate()
-            .map(|(i, d)| WorkItem {
-                id: format!("t{i:03}"),
-                estimate_secs: *d,
-            })
+            .map(|(i, d)| WorkItem::test("s", &format!("t{i:03}"), *d))
             .collect()
+    }
+
+    fn no_setup(_: &WorkItem) -> f64 {
+        0.0
+    }
+
+    fn ids(plan: &Plan) -> Vec<String> {
+        let mut ids: Vec<String> = plan
+            .machines
+            .iter()
+            .flatten()
+            .map(WorkItem::label)
+            .collect();
+        ids.sort();
+        ids
     }
 
     #[test]
@@ -267,20 +442,14 @@ mod tests {
         let work = items(&[5.0, 1.0, 9.0, 3.0, 3.0, 7.0, 2.0]);
         for shards in 1..=9 {
             for plan in [
-                longest_first(&work, shards),
+                simulate(&work, shards, &no_setup),
                 round_robin(&work, shards),
                 in_order(&work, shards),
             ] {
-                let mut ids: Vec<_> = plan
-                    .machines
-                    .iter()
-                    .flatten()
-                    .map(|i| i.id.clone())
-                    .collect();
-                ids.sort();
-                assert_eq!(ids.len(), work.len());
-                ids.dedup();
-                assert_eq!(ids.len(), work.len());
+                let mut got = ids(&plan);
+                assert_eq!(got.len(), work.len());
+                got.dedup();
+                assert_eq!(got.len(), work.len());
             }
         }
     }
@@ -291,7 +460,7 @@ mod tests {
         let mut durations = vec![10.0; 20];
         durations.push(100.0);
         let work = items(&durations);
-        let lpt = longest_first(&work, 3).makespan();
+        let lpt = simulate(&work, 3, &no_setup).makespan();
         assert!(lpt <= lower_bound(&work, 3) * 1.10, "{lpt}");
         assert!(in_order(&work, 3).makespan() > lpt);
         assert!(round_robin(&work, 3).makespan() > lpt);
@@ -300,24 +469,79 @@ mod tests {
     #[test]
     fn one_shard_is_the_sum_and_many_shards_the_longest() {
         let work = items(&[4.0, 6.0, 1.0]);
-        assert_eq!(longest_first(&work, 1).makespan(), 11.0);
-        assert_eq!(longest_first(&work, 10).makespan(), 6.0);
+        assert_eq!(simulate(&work, 1, &no_setup).makespan(), 11.0);
+        assert_eq!(simulate(&work, 10, &no_setup).makespan(), 6.0);
         assert_eq!(lower_bound(&work, 10), 6.0);
     }
 
     #[test]
-    fn unknown_tests_get_the_median_estimate() {
-        let history = BTreeMap::from([
-            ("a".to_owned(), 1.0),
-            ("b".to_owned(), 5.0),
-            ("c".to_owned(), 9.0),
-        ]);
-        let est = estimate(&["a".into(), "new".into()], &history, 60.0);
-        assert_eq!(est[0].estimate_secs, 1.0);
-        assert_eq!(est[1].estimate_secs, 5.0);
+    fn batches_shrink_with_the_time_left_and_keep_to_one_suite_and_profile() {
+        let mut work = items(&[1.0; 40]);
+        let mut other = WorkItem::test("s", "x", 1.0);
+        other.profile = Some("compress".into());
+        work.push(other);
+        let mut queue = Queue::new(work);
+        let first = queue.take_batch(2, &no_setup, &|_| true).unwrap();
+        // 41 s left over 2 machines: at most 41 / 4 s per batch.
+        assert_eq!(first.len(), 10);
+        assert!(first.iter().all(|i| i.profile.is_none()));
+        let mut sizes = vec![first.len()];
+        while let Some(batch) = queue.take_batch(2, &no_setup, &|_| true) {
+            let group = (&batch[0].suite, &batch[0].profile);
+            assert!(batch.iter().all(|i| (&i.suite, &i.profile) == group));
+            sizes.push(batch.len());
+        }
+        assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
+        assert_eq!(sizes.last(), Some(&1), "the tail is one test at a time");
+        assert_eq!(sizes.iter().sum::<usize>(), 41);
+    }
+
+    #[test]
+    fn set_up_per_batch_costs_little_against_the_lower_bound() {
+        // 300 tests of 1 to 60 s, 2 s of set-up per batch.
+        let durations: Vec<f64> = (0..300).map(|i| 1.0 + f64::from(i * 37 % 60)).collect();
+        let work = items(&durations);
+        for shards in [2, 4, 8, 16] {
+            let plan = simulate(&work, shards, &|_| 2.0);
+            let ratio = plan.makespan() / lower_bound(&work, shards);
+            assert!(ratio < 1.10, "{shards} machines: {ratio}");
+        }
+    }
+
+    #[test]
+    fn ineligible_items_are_left_for_other_machines() {
+        let mut work = items(&[9.0, 1.0]);
+        work[0].exclusive = true;
+        let mut queue = Queue::new(work);
+        let batch = queue.take_batch(2, &no_setup, &|i| !i.exclusive).unwrap();
+        assert_eq!(batch[0].test.as_deref(), Some("t001"));
+        assert!(queue.take_batch(2, &no_setup, &|i| !i.exclusive).is_none());
+        assert_eq!(queue.len(), 1);
+    }
+
+    #[test]
+    fn unknown_tests_get_the_median_of_their_suite() {
+        let outcome = |suite: &str, name: &str, secs: f64| {
+            let mut o = TestOutcome::new(suite, name, btrfsqa_model::Verdict::Pass);
+            o.duration_secs = Some(secs);
+            o
+        };
+        let outcomes = [
+            outcome("a", "x", 1.0),
+            outcome("a", "y", 5.0),
+            outcome("a", "z", 9.0),
+            outcome("b", "q", 100.0),
+        ];
+        let history = History::from_outcomes(outcomes.iter());
+        assert_eq!(history.estimate("a", None, "x"), 1.0);
+        assert_eq!(history.estimate("a", Some("compress"), "x"), 1.0);
+        assert_eq!(history.estimate("a", None, "new"), 5.0);
+        assert_eq!(history.estimate("b", None, "new"), 100.0);
+        assert_eq!(history.estimate("c", None, "new"), 9.0);
+        assert_eq!(history.suite_estimate("a"), 15.0);
         assert_eq!(
-            estimate(&["x".into()], &BTreeMap::new(), 60.0)[0].estimate_secs,
-            60.0
+            History::default().estimate("a", None, "x"),
+            DEFAULT_ESTIMATE_SECS
         );
     }
 }

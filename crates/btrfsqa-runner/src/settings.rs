@@ -155,6 +155,15 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     ] {
         *url = resolve_repo(base, url);
     }
+    let xfstests = &mut config.suites.xfstests;
+    for file in xfstests.exclude_files.iter_mut().chain(
+        xfstests
+            .sections
+            .iter_mut()
+            .flat_map(|s| s.exclude_files.iter_mut()),
+    ) {
+        *file = absolute(base, &expand_home(file));
+    }
     for script in config.suites.scripts.values_mut() {
         script.dir = absolute(base, &expand_home(&script.dir));
     }

@@ -36,8 +36,11 @@ pub struct SuiteContext {
     pub events: EventSink,
     /// Fires when the run is being stopped (signal, run timeout).
     pub cancel: CancellationToken,
-    /// When set, run only these tests (sharding, reruns); otherwise all.
+    /// When set, run only these tests (a batch, reruns); otherwise all.
     pub only: Option<Vec<String>>,
+    /// When set, run only under this profile (fstests section); otherwise
+    /// under every configured one.
+    pub profile: Option<String>,
     /// Tests not to run again (a resumed run's finished tests).
     pub skip: Vec<String>,
     /// Timeouts the runner derived from each test's history (ten times its
@@ -67,6 +70,7 @@ impl SuiteContext {
             events: Arc::new(|_| {}),
             cancel: CancellationToken::new(),
             only: None,
+            profile: None,
             skip: Vec::new(),
             derived_timeouts: std::collections::HashMap::new(),
         }
@@ -97,6 +101,11 @@ impl SuiteContext {
             .as_ref()
             .is_none_or(|only| only.iter().any(|t| t == test))
             && !self.skip.iter().any(|t| t == test)
+    }
+
+    /// Whether the profile `profile` is selected by [`SuiteContext::profile`].
+    pub fn selected_profile(&self, profile: &str) -> bool {
+        self.profile.as_deref().is_none_or(|p| p == profile)
     }
 
     /// Emits an event.

@@ -35,6 +35,7 @@
 )]
 
 pub mod btrfs_progs;
+mod build_cache;
 mod context;
 mod error;
 pub mod import;
@@ -55,26 +56,82 @@ pub use xfstests::{Xfstests, XfstestsConfig};
 use btrfsqa_model::SuiteReport;
 pub use btrfsqa_remote::RemoteHost;
 
+/// A test a suite will run, as the controller lists it before any machine
+/// exists: the unit a run hands out to its machines.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ListedTest {
+    /// The profile (fstests section) it runs under, for suites with profiles.
+    pub profile: Option<String>,
+    /// Its name within the suite.
+    pub name: String,
+    /// It changes state the whole kernel shares (it reloads a module, sets
+    /// a `/proc/sys` knob): on machines that share one kernel (the local
+    /// provider's) it must run while nothing else runs.
+    pub exclusive: bool,
+}
+
+impl ListedTest {
+    /// A test without a profile that shares nothing.
+    pub fn new(name: impl Into<String>) -> Self {
+        ListedTest {
+            profile: None,
+            name: name.into(),
+            exclusive: false,
+        }
+    }
+}
+
+/// What [`TestSuite::list_tests`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestList {
+    /// The tests, in the order one machine would run them.
+    pub tests: Vec<ListedTest>,
+    /// What a user should know about the list (a named test the source
+    /// lacks), one sentence each.
+    pub warnings: Vec<String>,
+}
+
+impl TestList {
+    /// A list of `tests` without profiles or warnings.
+    pub fn of(tests: impl IntoIterator<Item = String>) -> Self {
+        TestList {
+            tests: tests.into_iter().map(ListedTest::new).collect(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// A test suite.
 ///
 /// Implementers: `id` is the suite's kebab-case id (it names the suite's
 /// directory in the results store and its section on the dashboard).
-/// `prepare` installs or builds what the suite needs on the machine (default:
-/// nothing). `run` runs the tests, calls [`SuiteContext::test_started`] and
+/// `list_tests` says, on the controller, which tests `run` would run, so a
+/// run can hand them out to several machines (default: not known, and the
+/// suite runs whole on one machine). `prepare` installs or builds what the
+/// suite needs on the machine (default: nothing); it is called once per
+/// machine before the first batch. `run` runs the tests
+/// [`SuiteContext::selected`] allows (a batch: [`SuiteContext::only`] and
+/// [`SuiteContext::profile`]), calls [`SuiteContext::test_started`] and
 /// [`SuiteContext::test_finished`] around each, keeps per-test files under
 /// [`SuiteContext::suite_dir`], and returns every outcome. A test that fails
 /// is an outcome, not an `Err`; `Err` means the suite could not run at all
 /// (and then the runner records it with the outcomes reported so far).
 /// `run` must leave no mount or device state behind, also on error, and must
-/// stop promptly when [`SuiteContext::cancel`] fires. A suite whose tests run
-/// one by one stops after a test that hung ([`SuiteError::Hung`]): the runner
-/// then captures evidence, resets the machine and runs the suite again with
-/// the finished tests in [`SuiteContext::skip`].
+/// stop promptly when [`SuiteContext::cancel`] fires. A suite stops after a
+/// test that hung ([`SuiteError::Hung`]): the runner then captures evidence,
+/// resets the machine and hands the batch's other tests out again.
 #[mockall::automock]
 #[async_trait::async_trait]
 pub trait TestSuite: Send + Sync {
     /// The suite's id.
     fn id(&self) -> &str;
+
+    /// The tests `run` would run, when the controller can know them without
+    /// a machine (from the suite's configuration and its pinned source).
+    /// `Ok(None)`: not known; the suite runs whole on one machine.
+    async fn list_tests(&self) -> Result<Option<TestList>, SuiteError> {
+        Ok(None)
+    }
 
     /// Gets the machine ready for the suite.
     async fn prepare(&self, ctx: &SuiteContext) -> Result<(), SuiteError> {
@@ -82,14 +139,6 @@ pub trait TestSuite: Send + Sync {
         Ok(())
     }
 
-    /// Runs every test and returns their outcomes.
+    /// Runs the selected tests and returns their outcomes.
     async fn run(&self, ctx: &SuiteContext) -> Result<SuiteReport, SuiteError>;
-
-    /// The tests `run` would run, in its order, when the controller knows
-    /// them without asking the machine (default: not known). A sharded run
-    /// hands out known tests one by one with [`SuiteContext::only`]; a suite
-    /// whose tests are not known runs whole on one machine.
-    fn tests(&self) -> Option<Vec<String>> {
-        None
-    }
 }

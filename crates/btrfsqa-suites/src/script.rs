@@ -30,7 +30,7 @@ use btrfsqa_remote::{ExecOutput, ExecRequest, OutputSink, RemoteError, StreamKin
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::{SuiteContext, SuiteError, TestSuite, kernel_log};
+use crate::{SuiteContext, SuiteError, TestList, TestSuite, kernel_log};
 
 /// Exit status meaning "skipped" (automake's convention).
 pub const SKIP_EXIT_CODE: i32 = 77;
@@ -608,9 +608,9 @@ impl TestSuite for ScriptSuite {
         &self.id
     }
 
-    fn tests(&self) -> Option<Vec<String>> {
-        let scripts = self.scripts().ok()?;
-        Some(scripts.into_iter().map(|s| s.name).collect())
+    async fn list_tests(&self) -> Result<Option<TestList>, SuiteError> {
+        let scripts = self.scripts()?;
+        Ok(Some(TestList::of(scripts.into_iter().map(|s| s.name))))
     }
 
     /// Uploads the directory's files to `<work_dir>/scripts/<id>/` and gives

@@ -17,7 +17,7 @@ use crate::SuiteError;
 use crate::setup::run_step;
 
 /// The file in a placed tree that names the commit it holds.
-const COMMIT_MARKER: &str = ".btrfsqa-commit";
+pub(crate) const COMMIT_MARKER: &str = ".btrfsqa-commit";
 /// The file in a placed tree that says the build finished.
 pub(crate) const BUILT_MARKER: &str = ".btrfsqa-built";
 
@@ -212,6 +212,93 @@ pub(crate) async fn pin(
         commit,
         mirror,
     })
+}
+
+/// What `git grep -I -e <pattern> <commit> -- <path>` prints in the pinned
+/// tree's mirror (`<commit>:<file>:<line>` per match; empty for no match).
+/// `files_only` prints each matching file once (`-l`).
+pub(crate) async fn grep(
+    suite: &str,
+    pinned: &PinnedSource,
+    pattern: &str,
+    path: &str,
+    files_only: bool,
+) -> Result<String, SuiteError> {
+    let mirror = pinned.mirror.to_string_lossy().into_owned();
+    let mut args = vec!["-C", &mirror, "grep", "-I", "-E"];
+    if files_only {
+        args.push("-l");
+    }
+    args.extend(["-e", pattern, &pinned.commit, "--", path]);
+    let out = Command::new("git")
+        .args(&args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| SuiteError::Setup {
+            suite: suite.to_owned(),
+            step: "list the tests".to_owned(),
+            message: format!("cannot run `git`: {e}"),
+        })?;
+    // `git grep` exits 1 when nothing matched.
+    match out.status.code() {
+        Some(0) => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Some(1) if out.stderr.is_empty() => Ok(String::new()),
+        _ => Err(SuiteError::Setup {
+            suite: suite.to_owned(),
+            step: format!("list the tests of `{}`", pinned.commit),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        }),
+    }
+}
+
+/// The text of `path` in the pinned tree.
+pub(crate) async fn show(
+    suite: &str,
+    pinned: &PinnedSource,
+    path: &str,
+) -> Result<String, SuiteError> {
+    git(
+        suite,
+        &format!("read `{path}` of `{}`", pinned.commit),
+        &[
+            "-C",
+            &pinned.mirror.to_string_lossy(),
+            "show",
+            &format!("{}:{path}", pinned.commit),
+        ],
+    )
+    .await
+}
+
+/// The names of the directories directly under `path` in the pinned tree.
+pub(crate) async fn subdirectories(
+    suite: &str,
+    pinned: &PinnedSource,
+    path: &str,
+) -> Result<Vec<String>, SuiteError> {
+    let out = git(
+        suite,
+        &format!("list `{path}` of `{}`", pinned.commit),
+        &[
+            "-C",
+            &pinned.mirror.to_string_lossy(),
+            "ls-tree",
+            "-d",
+            "--name-only",
+            &pinned.commit,
+            "--",
+            &format!("{}/", path.trim_end_matches('/')),
+        ],
+    )
+    .await?;
+    Ok(out
+        .lines()
+        .filter_map(|line| line.rsplit('/').next())
+        .map(str::to_owned)
+        .collect())
 }
 
 fn is_commit_id(value: &str) -> bool {

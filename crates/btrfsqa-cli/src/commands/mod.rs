@@ -24,7 +24,7 @@ pub async fn dispatch(cli: Cli) -> Code {
         Command::Publish(args) => store::publish(args).await,
         Command::Show(args) => store::show(args),
         Command::Import(args) => import::import(args).await,
-        Command::Plan(args) => plan::plan(args),
+        Command::Plan(args) => plan::plan(args).await,
         Command::Provision(args) => machine::provision(args).await,
         Command::Teardown(args) => machine::teardown(args).await,
         Command::Compare(args) => compare::compare(args),

@@ -2,18 +2,23 @@
 
 use btrfsqa_model::ResultsStore;
 use btrfsqa_runner::RunOverrides;
-use btrfsqa_runner::schedule::{self, Plan, WorkItem};
+use btrfsqa_runner::plan::{RunPlan, setup_estimate};
+use btrfsqa_runner::schedule::{self, History, Plan, WorkItem};
 
 use super::{load_settings, print_error};
 use crate::args::PlanArgs;
 use crate::exit::Code;
 
-pub fn plan(args: PlanArgs) -> Code {
+pub async fn plan(args: PlanArgs) -> Code {
     if args.shards == 0 {
         eprintln!("error: --shards must be at least 1");
         return Code::Usage;
     }
-    let items = match &args.durations {
+    if args.setup_secs.is_some_and(|s| !s.is_finite() || s < 0.0) {
+        eprintln!("error: --setup-secs must be a number of seconds, 0 or more");
+        return Code::Usage;
+    }
+    let plan = match &args.durations {
         // fstests' check.time: every test in it, with its duration.
         Some(file) => match std::fs::read_to_string(file) {
             Ok(text) => {
@@ -25,31 +30,42 @@ pub fn plan(args: PlanArgs) -> Code {
                     );
                     return Code::Usage;
                 }
-                times
-                    .into_iter()
-                    .map(|(id, estimate_secs)| WorkItem { id, estimate_secs })
-                    .collect()
+                RunPlan {
+                    items: times
+                        .into_iter()
+                        .map(|(test, secs)| WorkItem::test("xfstests", &test, secs))
+                        .collect(),
+                    ..RunPlan::default()
+                }
             }
             Err(err) => {
                 eprintln!("error: cannot read `{}`: {err}", file.display());
                 return Code::Usage;
             }
         },
-        // The configured suites, with durations from the results store.
-        None => match configured_items(&args) {
-            Ok(items) => items,
+        // The configured suites' tests, with durations from the results store.
+        None => match configured(&args).await {
+            Ok(plan) => plan,
             Err(code) => return code,
         },
     };
-    let lower = schedule::lower_bound(&items, args.shards);
-    let plan = schedule::longest_first(&items, args.shards);
+    for warning in &plan.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for (suite, error) in &plan.failures {
+        eprintln!("error: suite {suite}: {error}");
+    }
+    let items = &plan.items;
+    let setup = |item: &WorkItem| args.setup_secs.unwrap_or_else(|| setup_estimate(item));
+    let lower = schedule::lower_bound(items, args.shards);
+    let predicted = plan.predict(args.shards, &setup);
     if args.compare {
         let ratio = |p: &Plan| p.makespan() / lower.max(f64::MIN_POSITIVE);
-        let rr = schedule::round_robin(&items, args.shards);
-        let ordered = schedule::in_order(&items, args.shards);
+        let rr = schedule::round_robin(items, args.shards);
+        let ordered = schedule::in_order(items, args.shards);
         let longest = items.iter().map(|i| i.estimate_secs).fold(0.0, f64::max);
         println!(
-            "shards={:<3} tests={} lower-bound={:.0}s{} longest-first={:.0}s ({:.3}) round-robin={:.0}s ({:.3}) in-order={:.0}s ({:.3})",
+            "shards={:<3} tests={} lower-bound={:.0}s{} btrfsqa={:.0}s ({:.3}, {} batches) round-robin={:.0}s ({:.3}) in-order={:.0}s ({:.3})",
             args.shards,
             items.len(),
             lower,
@@ -58,50 +74,59 @@ pub fn plan(args: PlanArgs) -> Code {
             } else {
                 ""
             },
-            plan.makespan(),
-            ratio(&plan),
+            predicted.makespan(),
+            ratio(&predicted),
+            predicted.batches.iter().sum::<usize>(),
             rr.makespan(),
             ratio(&rr),
             ordered.makespan(),
             ratio(&ordered),
         );
-        return Code::Ok;
+        return if plan.failures.is_empty() {
+            Code::Ok
+        } else {
+            Code::Infrastructure
+        };
     }
-    for (machine, (tests, busy)) in plan.machines.iter().zip(&plan.busy_secs).enumerate() {
-        println!("machine {machine}: {} tests, {busy:.0} s", tests.len());
+    for (machine, (tests, busy)) in predicted
+        .machines
+        .iter()
+        .zip(&predicted.busy_secs)
+        .enumerate()
+    {
+        println!(
+            "machine {machine}: {} tests in {} batches, {busy:.0} s",
+            tests.len(),
+            predicted.batches[machine]
+        );
         for item in tests {
-            println!("  {:<40} {:>8.0} s", item.id, item.estimate_secs);
+            println!("  {:<48} {:>8.0} s", item.label(), item.estimate_secs);
         }
     }
-    let total: f64 = items.iter().map(|i| i.estimate_secs).sum();
     println!(
-        "\n{} tests, {total:.0} s in all; predicted makespan {:.0} s on {} machines (lower bound {lower:.0} s)",
+        "\n{} tests, {:.0} s in all; predicted makespan {:.0} s on {} machines (lower bound {lower:.0} s)",
         items.len(),
-        plan.makespan(),
+        plan.total_secs(),
+        predicted.makespan(),
         args.shards
     );
-    Code::Ok
+    if plan.failures.is_empty() {
+        Code::Ok
+    } else {
+        Code::Infrastructure
+    }
 }
 
-fn configured_items(args: &PlanArgs) -> Result<Vec<WorkItem>, Code> {
-    let settings = load_settings(&args.config, RunOverrides::default())?;
+async fn configured(args: &PlanArgs) -> Result<RunPlan, Code> {
+    let overrides = RunOverrides {
+        suites: args.suites.clone(),
+        ..RunOverrides::default()
+    };
+    let settings = load_settings(&args.config, overrides)?;
     let suites = btrfsqa_runner::registry::suites(&settings).map_err(|err| {
         print_error(&err);
         Code::Usage
     })?;
-    let history = schedule::history_durations(&ResultsStore::new(settings.results_dir()));
-    let items = schedule::suite_work(&suites, &history, &|_| Vec::new())
-        .into_iter()
-        .map(|work| {
-            let id = suites[work.suite].id();
-            WorkItem {
-                id: match work.test {
-                    Some(test) => format!("{id}/{test}"),
-                    None => format!("{id} (whole suite)"),
-                },
-                estimate_secs: work.estimate_secs,
-            }
-        })
-        .collect();
-    Ok(items)
+    let history = History::from_store(&ResultsStore::new(settings.results_dir()));
+    Ok(RunPlan::build(&suites, &history, &Default::default()).await)
 }

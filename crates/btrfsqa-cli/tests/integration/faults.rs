@@ -273,7 +273,7 @@ fn controller_signalled_then_resumed(signal: &str, point: &str) {
     let journal = journal(&area, &after);
     assert_eq!(
         journal
-            .matches("\"event\":\"test-started\",\"machine\":\"local-0\",\"suite\":\"steps\",\"test\":\"001_quick\"")
+            .matches("\"suite\":\"steps\",\"test\":\"001_quick\"}")
             .count(),
         1,
         "a finished test ran again:\n{journal}"

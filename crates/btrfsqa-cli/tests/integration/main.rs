@@ -6,6 +6,7 @@ mod cli;
 mod compare;
 mod faults;
 mod runs;
+mod sharding;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

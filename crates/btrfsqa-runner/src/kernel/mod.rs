@@ -315,9 +315,10 @@ async fn stage(
         let local_file = local.path().join(&file_name);
         write_file(&local_file, &text)?;
         let remote = format!("{}/fragments/{file_name}", paths.root);
-        builder.upload(&local_file, &remote).await.map_err(|e| {
-            StageError::new("kernel config failed", crate::pipeline::error_chain(&e))
-        })?;
+        builder
+            .upload(&local_file, &remote)
+            .await
+            .map_err(|e| StageError::new("kernel config failed", crate::error::error_chain(&e)))?;
         fragment_files.push(remote);
     }
     let out = exec(
@@ -332,7 +333,7 @@ async fn stage(
     builder
         .download(&format!("{}/.config", paths.build), &final_config)
         .await
-        .map_err(|e| StageError::new("kernel config failed", crate::pipeline::error_chain(&e)))?;
+        .map_err(|e| StageError::new("kernel config failed", crate::error::error_chain(&e)))?;
     let config_text = std::fs::read_to_string(&final_config).map_err(|e| {
         StageError::new(
             "kernel config failed",
@@ -483,7 +484,7 @@ async fn config_start(
     builder
         .upload(&file, &remote_start)
         .await
-        .map_err(|e| StageError::new("kernel config failed", crate::pipeline::error_chain(&e)))?;
+        .map_err(|e| StageError::new("kernel config failed", crate::error::error_chain(&e)))?;
     Ok(ConfigStart::File(remote_start))
 }
 
@@ -539,7 +540,7 @@ async fn build(
         Err(e) => {
             return Err(StageError::new(
                 "kernel build failed",
-                crate::pipeline::error_chain(&e),
+                crate::error::error_chain(&e),
             ));
         }
     };
@@ -580,7 +581,7 @@ async fn build(
             .map_err(|e| {
                 StageError::new(
                     "kernel build failed",
-                    format!("cannot keep `{name}`: {}", crate::pipeline::error_chain(&e)),
+                    format!("cannot keep `{name}`: {}", crate::error::error_chain(&e)),
                 )
             })?;
     }
@@ -622,7 +623,7 @@ async fn install_and_boot(
     let tarball = format!("/tmp/btrfsqa-modules-{release}.tar.gz");
     host.upload(&store.join("modules.tar.gz"), &tarball)
         .await
-        .map_err(|e| fail(install, crate::pipeline::error_chain(&e)))?;
+        .map_err(|e| fail(install, crate::error::error_chain(&e)))?;
     exec(
         host.as_ref(),
         script::install_modules(&tarball, release),
@@ -662,7 +663,7 @@ async fn install_and_boot(
             Err(e) => {
                 return Err(fail(
                     &format!("kernel `{release}` did not boot"),
-                    crate::pipeline::error_chain(&e),
+                    crate::error::error_chain(&e),
                 ));
             }
         }
@@ -671,7 +672,7 @@ async fn install_and_boot(
     let uploaded = format!("/tmp/btrfsqa-vmlinuz-{release}");
     host.upload(&store.join("bzImage"), &uploaded)
         .await
-        .map_err(|e| fail(install, crate::pipeline::error_chain(&e)))?;
+        .map_err(|e| fail(install, crate::error::error_chain(&e)))?;
     let out = exec(
         host.as_ref(),
         script::install_image(&uploaded, release),
@@ -703,7 +704,7 @@ async fn install_and_boot(
             host.reboot_and_wait(boot_timeout).await.map_err(|e| {
                 fail(
                     &format!("kernel `{release}` did not boot"),
-                    crate::pipeline::error_chain(&e),
+                    crate::error::error_chain(&e),
                 )
             })?;
             Ok(host)
@@ -742,11 +743,7 @@ async fn reconnect(
         Ok(Ok(host)) => Ok(host),
         Ok(Err(e)) => Err(StageError::new(
             &format!("kernel `{release}` did not boot"),
-            format!(
-                "{}{}",
-                crate::pipeline::error_chain(&e),
-                console_hint(machine)
-            ),
+            format!("{}{}", crate::error::error_chain(&e), console_hint(machine)),
         )),
         Err(_) => Err(StageError::new(
             &format!("kernel `{release}` did not boot"),
@@ -813,7 +810,7 @@ async fn exec(host: &dyn RemoteHost, script: String, timeout: Duration) -> Resul
             out.code.map_or("none".to_owned(), |c| c.to_string()),
             last_lines(&format!("{}\n{}", out.stdout_text(), out.stderr_text()), 4)
         )),
-        Err(e) => Err(crate::pipeline::error_chain(&e)),
+        Err(e) => Err(crate::error::error_chain(&e)),
     }
 }
 

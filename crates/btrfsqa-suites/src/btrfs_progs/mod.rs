@@ -20,9 +20,10 @@ use btrfsqa_model::{Artifact, ArtifactKind, SuiteReport, TestOutcome, Verdict, s
 use btrfsqa_remote::{ExecRequest, RemoteError, shell_quote};
 use serde::Deserialize;
 
+use crate::build_cache::{self, Recipe};
 use crate::setup::{Distro, detect_distro, install_packages, run_step};
-use crate::source::{self, BUILT_MARKER, PinnedSource};
-use crate::{SuiteContext, SuiteError, TestSuite};
+use crate::source::{self, PinnedSource};
+use crate::{ListedTest, SuiteContext, SuiteError, TestList, TestSuite};
 
 /// The suite id.
 pub const ID: &str = "btrfs-progs";
@@ -350,40 +351,66 @@ impl TestSuite for BtrfsProgsTests {
         ID
     }
 
+    /// Each configured suite's case directories in the pinned commit, as
+    /// `include` and `exclude` select them.
+    async fn list_tests(&self) -> Result<Option<TestList>, SuiteError> {
+        self.check_config()?;
+        let pinned = self.pinned().await?;
+        let mut list = TestList::default();
+        for suite in &self.config.suites {
+            let mut cases =
+                source::subdirectories(ID, pinned, &format!("tests/{suite}-tests")).await?;
+            // The harness's own order (`LC_ALL=C sort`).
+            cases.sort();
+            list.tests.extend(
+                cases
+                    .into_iter()
+                    // Helper directories (fuzz-tests/images) are not cases.
+                    .filter(|case| parse::is_case_name(case) && case.as_bytes()[0].is_ascii_digit())
+                    .map(|case| format!("{suite}/{case}"))
+                    .filter(|test| self.config.selects(test))
+                    .map(ListedTest::new),
+            );
+        }
+        Ok(Some(list))
+    }
+
     async fn prepare(&self, ctx: &SuiteContext) -> Result<(), SuiteError> {
         self.check_config()?;
         let pinned = self.pinned().await?;
         let host = ctx.host.as_ref();
-        if self.config.install_packages {
+        let distro = if self.config.install_packages {
             let distro = detect_distro(host, ID).await?;
             install_packages(host, ID, distro, packages(distro)).await?;
-        }
-        let dir = source::place(host, ID, pinned, &ctx.devices.work_dir).await?;
-        if !self.is_built(ctx, &dir).await? {
-            let mut configure = vec![
-                "--disable-documentation".to_owned(),
-                "--disable-python".to_owned(),
-            ];
-            configure.extend(self.config.configure_args.iter().cloned());
-            let configure = configure
-                .iter()
-                .map(|a| shell_quote(a))
-                .collect::<Vec<_>>()
-                .join(" ");
-            run_step(
-                host,
-                ID,
-                "build btrfs-progs",
-                ExecRequest::new(format!(
-                    "{{ ./autogen.sh && ./configure {configure} && make -j\"$(nproc)\" && \
-                     make -j\"$(nproc)\" {TEST_TARGETS}; }} >btrfsqa-build.log 2>&1 \
-                     || {{ tail -n 40 btrfsqa-build.log; exit 1; }}; touch {BUILT_MARKER}"
-                ))
-                .cwd(dir.clone())
-                .timeout(Duration::from_secs(3600)),
-            )
-            .await?;
-        }
+            Some(distro)
+        } else {
+            detect_distro(host, ID).await.ok()
+        };
+        let mut configure = vec![
+            "--disable-documentation".to_owned(),
+            "--disable-python".to_owned(),
+        ];
+        configure.extend(self.config.configure_args.iter().cloned());
+        let configure = configure
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let recipe = Recipe {
+            step: "build btrfs-progs",
+            command: format!(
+                "./autogen.sh && ./configure {configure} && make -j\"$(nproc)\" && \
+                 make -j\"$(nproc)\" {TEST_TARGETS}"
+            ),
+            packages: distro.map_or(&[], packages),
+            timeout: Duration::from_secs(3600),
+        };
+        let cache = self
+            .config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(source::default_cache_dir);
+        build_cache::place_built(host, ID, pinned, &ctx.devices.work_dir, &cache, &recipe).await?;
         Ok(())
     }
 

@@ -40,7 +40,7 @@ use serde::Deserialize;
 
 use crate::kernel_log::KernelLogCursor;
 use crate::script::{Finished, exec_or_cancel, tail_lines};
-use crate::{SuiteContext, SuiteError, TestSuite};
+use crate::{SuiteContext, SuiteError, TestList, TestSuite};
 use parse::{ScrubCounters, ScrubState};
 
 /// The suite's id.
@@ -1009,14 +1009,13 @@ impl TestSuite for Raid56Scrub {
         ID
     }
 
-    fn tests(&self) -> Option<Vec<String>> {
-        Some(
+    async fn list_tests(&self) -> Result<Option<TestList>, SuiteError> {
+        Ok(Some(TestList::of(
             SCENARIOS
                 .iter()
                 .filter(|s| self.config.wants(s))
-                .map(|s| (*s).to_owned())
-                .collect(),
-        )
+                .map(|s| (*s).to_owned()),
+        )))
     }
 
     /// Checks the configuration and that the tools are on the machine.

@@ -54,6 +54,11 @@ pub struct XfstestsConfig {
     pub tests: Vec<String>,
     /// Tests to leave out in every section.
     pub exclude_tests: Vec<String>,
+    /// Exclusion files for every section, as `./check -E` reads them: one
+    /// test per line (`btrfs/012`), `#` starts a comment (xfstests-bld's
+    /// and fstests' own expunge lists work as they are). Paths on the
+    /// controller, relative to the configuration file.
+    pub exclude_files: Vec<PathBuf>,
     /// A test that runs longer than this is stopped and reported as hung.
     /// Unset: ten times the test's last duration in the results store (at
     /// least five minutes), else [`DEFAULT_TEST_TIMEOUT_SECS`].
@@ -76,6 +81,7 @@ impl Default for XfstestsConfig {
             exclude_groups: Vec::new(),
             tests: Vec::new(),
             exclude_tests: Vec::new(),
+            exclude_files: Vec::new(),
             test_timeout_secs: None,
             max_artifact_bytes: 8 << 20,
             install_packages: true,
@@ -102,6 +108,8 @@ pub struct SectionConfig {
     pub exclude_groups: Vec<String>,
     /// Tests to leave out in this section, besides the suite's.
     pub exclude_tests: Vec<String>,
+    /// Exclusion files for this section, besides the suite's.
+    pub exclude_files: Vec<PathBuf>,
     /// Use only the first N scratch devices as the pool (at least N needed).
     pub scratch_devs: Option<usize>,
 }
@@ -227,6 +235,8 @@ pub struct ResolvedSection {
     pub tests: Vec<String>,
     /// Tests left out (`-E` file).
     pub exclude_tests: Vec<String>,
+    /// Exclusion files whose entries are left out too.
+    pub exclude_files: Vec<PathBuf>,
     /// Scratch pool size, when limited.
     pub scratch_devs: Option<usize>,
 }
@@ -251,11 +261,18 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// A group name, or `dir/group` (a group of one test directory, as
+/// `./check -g btrfs/quick` takes it).
 fn valid_group(group: &str) -> bool {
-    !group.is_empty()
-        && group
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    match group.split_once('/') {
+        Some((dir, group)) => word(dir) && word(group),
+        None => word(group),
+    }
 }
 
 impl XfstestsConfig {
@@ -412,6 +429,7 @@ impl XfstestsConfig {
             .unwrap_or(suite_groups);
         let mut exclude_groups = self.exclude_groups.clone();
         let mut exclude_tests = self.exclude_tests.clone();
+        let mut exclude_files = self.exclude_files.clone();
         if let Some(custom) = custom {
             if let Some(groups) = &custom.groups {
                 check_groups(issues, &format!("{key}.groups"), groups);
@@ -428,6 +446,7 @@ impl XfstestsConfig {
             );
             exclude_groups.extend(custom.exclude_groups.iter().cloned());
             exclude_tests.extend(custom.exclude_tests.iter().cloned());
+            exclude_files.extend(custom.exclude_files.iter().cloned());
         }
         let scratch_devs = custom
             .and_then(|c| c.scratch_devs)
@@ -447,6 +466,7 @@ impl XfstestsConfig {
             exclude_groups,
             tests: self.tests.clone(),
             exclude_tests,
+            exclude_files,
             scratch_devs,
         }
     }

@@ -11,9 +11,18 @@
 //!
 //! The console is read as it streams: tests are reported as they start and
 //! end, and a test that runs past `test-timeout-secs` has its `./check`
-//! stopped and is reported as hung.
+//! stopped, is reported as hung, and the suite stops for the runner to reset
+//! the machine ([`SuiteError::Hung`]).
+//!
+//! The controller lists the tests of each section from the pinned commit
+//! ([`list`]), so a run splits fstests per test over its machines; a batch is
+//! one `./check -s <section> t1 t2 ...` ([`SuiteContext::only`] and
+//! [`SuiteContext::profile`]). The built tree is kept on the controller per
+//! commit and machine image, so later machines and runs unpack it instead of
+//! building.
 
 pub mod config;
+pub mod list;
 pub mod parse;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,9 +40,10 @@ pub use config::{
 };
 use parse::{ConsoleEvent, ConsoleParser, ParsedTest};
 
+use crate::build_cache::{self, Recipe};
 use crate::setup::{Distro, detect_distro, install_packages, run_step};
-use crate::source::{self, BUILT_MARKER, PinnedSource};
-use crate::{SuiteContext, SuiteError, TestSuite};
+use crate::source::{self, PinnedSource};
+use crate::{ListedTest, SuiteContext, SuiteError, TestList, TestSuite};
 
 /// The suite id.
 pub const ID: &str = "xfstests";
@@ -110,6 +120,13 @@ fn packages(distro: Distro) -> &'static [&'static str] {
     }
 }
 
+/// What in a test's source says it changes state the whole kernel shares
+/// (global `/proc/sys` knobs, the global fail_make_request settings, module
+/// loading): on machines that share one kernel such a test runs alone.
+/// Found by running tests two at a time on one kernel and reading the ones
+/// whose verdicts differed from a run alone.
+const SHARED_KERNEL_STATE: &str = "/proc/sys/|sysctl|fail_make_request|_reload_fs_module|_reload_module|_require_loadable|modprobe|rmmod";
+
 /// Creates the users and group fstests' tests switch to.
 const CREATE_USERS: &str = "getent group fsgqa >/dev/null || groupadd fsgqa; \
     id -u fsgqa >/dev/null 2>&1 || useradd -m -g fsgqa fsgqa; \
@@ -129,6 +146,8 @@ const TEST_FILES: &[(&str, ArtifactKind)] = &[
 pub struct Xfstests {
     config: XfstestsConfig,
     pinned: tokio::sync::OnceCell<PinnedSource>,
+    /// How many times `run` was called (each batch's files get its number).
+    invocations: std::sync::atomic::AtomicUsize,
 }
 
 impl Xfstests {
@@ -137,6 +156,7 @@ impl Xfstests {
         Xfstests {
             config,
             pinned: tokio::sync::OnceCell::new(),
+            invocations: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -169,6 +189,26 @@ impl Xfstests {
             .await
             .map_err(remote_error)
     }
+
+    fn cache_dir(&self) -> std::path::PathBuf {
+        self.config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(source::default_cache_dir)
+    }
+
+    /// The entries of the section's exclusion files (`exclude-files`).
+    fn expunged(&self, section: &ResolvedSection) -> Result<Vec<String>, SuiteError> {
+        let mut entries = Vec::new();
+        for file in &section.exclude_files {
+            let text = std::fs::read_to_string(file).map_err(|err| SuiteError::Config {
+                suite: ID.to_owned(),
+                message: format!("cannot read the exclusion file `{}`: {err}", file.display()),
+            })?;
+            entries.extend(list::exclusion_entries(&text));
+        }
+        Ok(entries)
+    }
 }
 
 fn remote_error(source: RemoteError) -> SuiteError {
@@ -184,11 +224,61 @@ impl TestSuite for Xfstests {
         ID
     }
 
+    /// Every section's tests as `./check` would select them from the
+    /// pinned commit (see [`list`]).
+    async fn list_tests(&self) -> Result<Option<TestList>, SuiteError> {
+        let sections = self.sections()?;
+        let pinned = self.pinned().await?;
+        let check = source::show(ID, pinned, "check").await.ok();
+        let dirs = list::search_dirs(check.as_deref());
+        let begin = source::grep(ID, pinned, "^_begin_fstest", "tests/", false).await?;
+        let index = list::TestIndex::from_begin_lines(&begin, &dirs);
+        let short: String = pinned.commit.chars().take(12).collect();
+        if index.is_empty() {
+            return Err(SuiteError::Config {
+                suite: ID.to_owned(),
+                message: format!(
+                    "`{}` at {short} has no fstests test (no `_begin_fstest` line under tests/)",
+                    self.config.git_url
+                ),
+            });
+        }
+        let shared: std::collections::BTreeSet<String> =
+            source::grep(ID, pinned, SHARED_KERNEL_STATE, "tests/", true)
+                .await?
+                .lines()
+                .filter_map(|line| line.split_once("tests/").map(|(_, t)| t.to_owned()))
+                .collect();
+        let mut list = TestList::default();
+        for section in &sections {
+            let expunged = self.expunged(section)?;
+            let (tests, unknown) =
+                index
+                    .select(section, &expunged)
+                    .map_err(|message| SuiteError::Config {
+                        suite: ID.to_owned(),
+                        message,
+                    })?;
+            list.warnings.extend(unknown.into_iter().map(|test| {
+                format!(
+                    "`{test}` (section `{}`) is not a test of fstests at {short}: left out",
+                    section.name
+                )
+            }));
+            list.tests.extend(tests.into_iter().map(|name| ListedTest {
+                profile: Some(section.name.clone()),
+                exclusive: shared.contains(&name),
+                name,
+            }));
+        }
+        Ok(Some(list))
+    }
+
     async fn prepare(&self, ctx: &SuiteContext) -> Result<(), SuiteError> {
         self.sections()?;
         let pinned = self.pinned().await?;
         let host = ctx.host.as_ref();
-        if self.config.install_packages {
+        let distro = if self.config.install_packages {
             let distro = detect_distro(host, ID).await?;
             install_packages(host, ID, distro, packages(distro)).await?;
             run_step(
@@ -198,22 +288,25 @@ impl TestSuite for Xfstests {
                 ExecRequest::new(CREATE_USERS).timeout(Duration::from_secs(120)),
             )
             .await?;
-        }
-        let dir = source::place(host, ID, pinned, &ctx.devices.work_dir).await?;
-        if !self.is_built(ctx, &dir).await? {
-            run_step(
-                host,
-                ID,
-                "build fstests",
-                ExecRequest::new(format!(
-                    "make -j\"$(nproc)\" >btrfsqa-build.log 2>&1 || {{ tail -n 40 btrfsqa-build.log; exit 1; }}; \
-                     touch {BUILT_MARKER}"
-                ))
-                .cwd(dir.clone())
-                .timeout(Duration::from_secs(3600)),
-            )
-            .await?;
-        }
+            Some(distro)
+        } else {
+            detect_distro(host, ID).await.ok()
+        };
+        let recipe = Recipe {
+            step: "build fstests",
+            command: "make -j\"$(nproc)\"".to_owned(),
+            packages: distro.map_or(&[], packages),
+            timeout: Duration::from_secs(3600),
+        };
+        build_cache::place_built(
+            host,
+            ID,
+            pinned,
+            &ctx.devices.work_dir,
+            &self.cache_dir(),
+            &recipe,
+        )
+        .await?;
         Ok(())
     }
 
@@ -236,10 +329,11 @@ impl TestSuite for Xfstests {
                     message,
                 }
             })?;
+        // One per machine: machines of one run have different devices.
         let config_artifact = ctx.write_artifact(
             ID,
             "_suite",
-            "local.config",
+            &format!("local.config.{}", ctx.devices.name),
             ArtifactKind::Other,
             local_config.as_bytes(),
         )?;
@@ -257,11 +351,15 @@ impl TestSuite for Xfstests {
             config: &self.config,
             dir: &dir,
             layout: &layout,
+            invocation: self
+                .invocations
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         runner.reset_machine().await?;
         let mut errors = Vec::new();
         let mut cancelled = false;
-        for section in &sections {
+        let mut hung = None;
+        for section in sections.iter().filter(|s| ctx.selected_profile(&s.name)) {
             if ctx.cancel.is_cancelled() {
                 cancelled = true;
                 break;
@@ -276,10 +374,15 @@ impl TestSuite for Xfstests {
                 ));
                 continue;
             }
-            match runner.run(section, &mut report).await {
+            let expunged = self.expunged(section)?;
+            match runner.run(section, &expunged, &mut report).await {
                 Ok(SectionEnd::Done) => {}
                 Ok(SectionEnd::Cancelled) => {
                     cancelled = true;
+                    break;
+                }
+                Ok(SectionEnd::Hung(test)) => {
+                    hung = Some(test);
                     break;
                 }
                 Err(err) => {
@@ -302,12 +405,16 @@ impl TestSuite for Xfstests {
                 partial: Box::new(report),
             });
         }
+        if let Some(test) = hung {
+            return Err(SuiteError::Hung {
+                suite: ID.to_owned(),
+                test,
+                partial: Box::new(report),
+            });
+        }
         Ok(report)
     }
 }
-
-/// How often a section's `./check` is restarted after a hung test.
-const MAX_HANGS: usize = 5;
 
 /// What one `./check` invocation gave.
 struct Invocation {
@@ -334,6 +441,8 @@ fn exit_status(out: &btrfsqa_remote::ExecOutput) -> String {
 enum SectionEnd {
     Done,
     Cancelled,
+    /// This test hung: `./check` was stopped after it.
+    Hung(String),
 }
 
 /// Runs the sections of one run on one machine.
@@ -342,6 +451,8 @@ struct SectionRunner<'a> {
     config: &'a XfstestsConfig,
     dir: &'a str,
     layout: &'a MachineLayout,
+    /// This `run`'s number within the suite (names a batch's files).
+    invocation: usize,
 }
 
 impl SectionRunner<'_> {
@@ -409,12 +520,11 @@ impl SectionRunner<'_> {
             .await;
     }
 
-    /// Runs one section: `./check` once, and again for the tests after a
-    /// hung one (the hung test and those done before it excluded), up to
-    /// [`MAX_HANGS`] times.
+    /// Runs one section's `./check` once; a hung test stops it.
     async fn run(
         &self,
         section: &ResolvedSection,
+        expunged: &[String],
         report: &mut SuiteReport,
     ) -> Result<SectionEnd, SuiteError> {
         let ctx = self.ctx;
@@ -423,7 +533,17 @@ impl SectionRunner<'_> {
             return Ok(SectionEnd::Done);
         }
         let section_rel = format!("{ID}/{}", safe_file_name(&section.name));
-        let local_dir = ctx.run_dir.join(&section_rel);
+        // A batch's own files (console, results) beside the other batches'
+        // of the section, which other machines may be writing right now.
+        let batch_rel = match only {
+            Some(_) => format!(
+                "{section_rel}/{}-{}",
+                safe_file_name(&ctx.devices.name),
+                self.invocation
+            ),
+            None => section_rel.clone(),
+        };
+        let local_dir = ctx.run_dir.join(&batch_rel);
         std::fs::create_dir_all(&local_dir).map_err(|source| SuiteError::Store {
             path: local_dir.clone(),
             source,
@@ -436,14 +556,13 @@ impl SectionRunner<'_> {
             })?;
         report.artifacts.push(Artifact::new(
             ArtifactKind::Stdout,
-            format!("{section_rel}/console.log"),
+            format!("{batch_rel}/console.log"),
         ));
 
         let mut done: BTreeSet<String> = BTreeSet::new();
-        let mut hangs = 0;
-        loop {
+        {
             let mut excluded: Vec<String> = section.exclude_tests.clone();
-            excluded.extend(done.iter().cloned());
+            excluded.extend(expunged.iter().cloned());
             // A resumed run's finished tests (by name) are not run again.
             excluded.extend(ctx.skip.iter().filter(|t| parse::is_test_name(t)).cloned());
             let exclude_file = if excluded.is_empty() {
@@ -461,17 +580,11 @@ impl SectionRunner<'_> {
                     .map_err(remote_error)?;
                 Some(remote)
             };
-            if hangs > 0 {
-                let _ = write!(
-                    console,
-                    "\n--- btrfsqa: ./check restarted after a hung test ---\n"
-                );
-            }
             let invocation = self
                 .invoke(section, exclude_file.as_deref(), &mut console)
                 .await;
             let tests = if invocation.lost.is_none() {
-                self.collect(section, &section_rel, hangs, &done, report)
+                self.collect(section, &section_rel, &batch_rel, &done, report)
                     .await
             } else {
                 CollectedTests::default()
@@ -554,14 +667,14 @@ impl SectionRunner<'_> {
                     ),
                 });
             }
-            match invocation.stopped {
-                Some(Verdict::Interrupted) => return Ok(SectionEnd::Cancelled),
-                Some(Verdict::Hung) if hangs < MAX_HANGS => {
-                    hangs += 1;
+            match (invocation.stopped, invocation.interrupted) {
+                (Some(Verdict::Interrupted), _) => Ok(SectionEnd::Cancelled),
+                (Some(Verdict::Hung), Some(test)) => {
                     // What the stopped test left mounted would fail the next one.
                     self.unmount().await;
+                    Ok(SectionEnd::Hung(test.name))
                 }
-                _ => return Ok(SectionEnd::Done),
+                _ => Ok(SectionEnd::Done),
             }
         }
     }
@@ -702,7 +815,7 @@ impl SectionRunner<'_> {
         &self,
         section: &ResolvedSection,
         section_rel: &str,
-        restarts: usize,
+        batch_rel: &str,
         done: &BTreeSet<String>,
         report: &mut SuiteReport,
     ) -> CollectedTests {
@@ -718,11 +831,7 @@ impl SectionRunner<'_> {
             if !listing.contains_key(file) {
                 continue;
             }
-            // A restarted `./check` rewrites these files: keep each run's.
-            let rel = match restarts {
-                0 => format!("{section_rel}/{file}"),
-                n => format!("{section_rel}/restart-{n}/{file}"),
-            };
+            let rel = format!("{batch_rel}/{file}");
             let local = ctx.run_dir.join(&rel);
             if ctx
                 .host
@@ -773,14 +882,23 @@ impl SectionRunner<'_> {
             .filter(|n| parse::is_test_name(n) && !done.contains(n))
         {
             let mut artifacts = Vec::new();
+            // A test run again in this run (a rerun of a new failure) keeps
+            // its earlier attempts' files.
+            let first = format!("{section_rel}/{}", safe_file_name(&name));
+            let test_rel = (1..)
+                .map(|n| match n {
+                    1 => first.clone(),
+                    n => format!("{first}/attempt-{n}"),
+                })
+                .find(|rel| !ctx.run_dir.join(rel).exists())
+                .unwrap_or(first);
             for (suffix, kind) in TEST_FILES {
                 let file = format!("{name}{suffix}");
                 let Some(&size) = listing.get(&file) else {
                     continue;
                 };
                 let rel = format!(
-                    "{section_rel}/{}/{}",
-                    safe_file_name(&name),
+                    "{test_rel}/{}",
                     safe_file_name(&format!(
                         "{}{suffix}",
                         name.rsplit('/').next().unwrap_or(&name)

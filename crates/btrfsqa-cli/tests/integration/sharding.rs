@@ -1,0 +1,290 @@
+//! Real suites split per test over several machines of the local provider:
+//! the verdicts equal those of one machine and of the suite run directly.
+//! Needs root and the suites' sources (`BTRFSQA_FSTESTS_GIT`,
+//! `BTRFSQA_BTRFS_PROGS_GIT`; `scripts/test.sh` sets both).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::runs::Area;
+use crate::{btrfsqa, need_root, run, text};
+
+/// About forty quick btrfs and generic tests whose verdicts do not depend
+/// on what else the kernel runs (two machines of the local provider share
+/// this machine's kernel), btrfs/012 among them (it fails on 6.18).
+pub(crate) const FSTESTS: &[&str] = &[
+    "btrfs/001",
+    "btrfs/002",
+    "btrfs/003",
+    "btrfs/005",
+    "btrfs/006",
+    "btrfs/007",
+    "btrfs/008",
+    "btrfs/012",
+    "btrfs/013",
+    "btrfs/014",
+    "btrfs/016",
+    "btrfs/017",
+    "btrfs/019",
+    "btrfs/020",
+    "btrfs/021",
+    "btrfs/022",
+    "btrfs/024",
+    "btrfs/025",
+    "btrfs/026",
+    "btrfs/027",
+    "btrfs/029",
+    "btrfs/030",
+    "btrfs/031",
+    "btrfs/034",
+    "btrfs/037",
+    "btrfs/038",
+    "btrfs/039",
+    "btrfs/040",
+    "btrfs/046",
+    "btrfs/056",
+    "generic/001",
+    "generic/002",
+    "generic/005",
+    "generic/006",
+    "generic/007",
+    "generic/011",
+    "generic/013",
+    "generic/015",
+    "generic/020",
+    "generic/023",
+];
+
+fn env_path(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A config of the local provider with six 10 GiB devices, `suites` and
+/// their sections, sharing one git and build cache across runs.
+fn config(area: &Area, results: &str, body: &str) -> PathBuf {
+    let text = format!(
+        r#"[run]
+provider = "local"
+results-dir = "{results}"
+
+[machine]
+data-devices = 6
+device-size-gib = 10
+
+[providers.local]
+work-dir = "work"
+
+{body}"#
+    );
+    let file = area.path(&format!("{results}.toml"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// Runs `btrfsqa run` and returns its report.
+fn run_shards(area: &Area, config: &Path, results: &str, shards: u32) -> serde_json::Value {
+    let out = run(btrfsqa()
+        .args(["run", "--config"])
+        .arg(config)
+        .args(["--shards", &shards.to_string()]));
+    let (stdout, stderr) = text(&out);
+    eprintln!("{stdout}\n{stderr}");
+    let dir = std::fs::read_dir(area.path(results))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.join("report.json").is_file())
+        .expect("a stored run");
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
+/// `test [profile]` → verdict, and the machines that ran tests.
+fn verdicts_and_machines(
+    report: &serde_json::Value,
+) -> (BTreeMap<String, String>, std::collections::BTreeSet<String>) {
+    let mut verdicts = BTreeMap::new();
+    let mut machines = std::collections::BTreeSet::new();
+    for suite in report["suites"].as_array().unwrap() {
+        for test in suite["tests"].as_array().unwrap() {
+            let key = format!(
+                "{} {}",
+                test["name"].as_str().unwrap(),
+                test["profile"].as_str().unwrap_or("")
+            );
+            verdicts.insert(key, test["verdict"].as_str().unwrap().to_owned());
+            if let Some(machine) = test["machine"].as_str() {
+                machines.insert(machine.to_owned());
+            }
+        }
+    }
+    (verdicts, machines)
+}
+
+#[test]
+fn fstests_on_two_machines_gives_the_verdicts_of_one_and_of_check_itself() {
+    if !need_root("fstests_on_two_machines_gives_the_verdicts_of_one_and_of_check_itself") {
+        return;
+    }
+    let Some(git) = env_path("BTRFSQA_FSTESTS_GIT") else {
+        eprintln!("skipped: set BTRFSQA_FSTESTS_GIT to an fstests git repository");
+        return;
+    };
+    let area = Area::new();
+    let tests = FSTESTS
+        .iter()
+        .map(|t| format!("{t:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let body = format!(
+        "[suites.xfstests]\ngit-url = {git:?}\ncache-dir = {:?}\ntests = [{tests}]\n",
+        area.path("cache").display().to_string()
+    );
+    let one = config_with_suites(&area, "one", "xfstests", &body);
+    let two = config_with_suites(&area, "two", "xfstests", &body);
+    let sharded = run_shards(&area, &two, "two", 2);
+    let single = run_shards(&area, &one, "one", 1);
+    let (two_verdicts, two_machines) = verdicts_and_machines(&sharded);
+    let (one_verdicts, _) = verdicts_and_machines(&single);
+    assert_eq!(two_verdicts.len(), FSTESTS.len(), "{two_verdicts:#?}");
+    assert_eq!(
+        two_machines.len(),
+        2,
+        "both machines ran fstests tests: {two_machines:?}"
+    );
+    assert_eq!(two_verdicts, one_verdicts, "2 shards against 1");
+
+    // `./check` itself, on the tree the runs built (from their build cache).
+    let direct = check_directly(&area, FSTESTS);
+    let one_by_name: BTreeMap<String, String> = one_verdicts
+        .iter()
+        .map(|(k, v)| (k.split(' ').next().unwrap().to_owned(), v.clone()))
+        .collect();
+    assert_eq!(one_by_name, direct, "btrfsqa against ./check");
+    area.assert_nothing_left();
+}
+
+/// A config whose `[run]` names `suite`.
+fn config_with_suites(area: &Area, results: &str, suite: &str, body: &str) -> PathBuf {
+    let file = config(area, results, body);
+    let text = std::fs::read_to_string(&file).unwrap().replacen(
+        "[run]\n",
+        &format!("[run]\nsuites = [{suite:?}]\n"),
+        1,
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// Runs `./check` on `tests` in a tree unpacked from the build cache, on
+/// six fresh loop devices, and returns each test's verdict from its
+/// result.xml as btrfsqa's parser reads it.
+fn check_directly(area: &Area, tests: &[&str]) -> BTreeMap<String, String> {
+    let archive = std::fs::read_dir(area.path("cache/builds"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("xfstests-"))
+                && p.extension().is_some_and(|e| e == "gz")
+        })
+        .expect("the runs kept their fstests build");
+    let tree = area.path("direct/fstests");
+    std::fs::create_dir_all(&tree).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&tree)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let disks = area.path("direct/disks");
+    std::fs::create_dir_all(&disks).unwrap();
+    let mut devices = Vec::new();
+    for i in 0..6 {
+        let file = disks.join(format!("d{i}.img"));
+        std::fs::File::create(&file)
+            .unwrap()
+            .set_len(10 << 30)
+            .unwrap();
+        let out = run(Command::new("losetup").args(["-f", "--show"]).arg(&file));
+        devices.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    }
+    let _detach = Detach(devices.clone());
+    let mnt = area.path("direct/mnt");
+    let (test_dir, scratch, results) = (mnt.join("test"), mnt.join("scratch"), mnt.join("results"));
+    for dir in [&test_dir, &scratch, &results] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(
+        tree.join("local.config"),
+        format!(
+            "[default]\nFSTYP=btrfs\nTEST_DEV={}\nTEST_DIR={}\nSCRATCH_MNT={}\nSCRATCH_DEV_POOL=\"{}\"\nRESULT_BASE={}\n",
+            devices[0],
+            test_dir.display(),
+            scratch.display(),
+            devices[1..].join(" "),
+            results.display()
+        ),
+    )
+    .unwrap();
+    run(Command::new("mkfs.btrfs").args(["-f", "-q", &devices[0]]));
+    let out = Command::new("./check")
+        .args(["-R", "xunit", "-s", "default"])
+        .args(tests)
+        .current_dir(&tree)
+        .output()
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    let _ = Command::new("umount").arg(&test_dir).status();
+    let _ = Command::new("umount").arg(&scratch).status();
+    let xml = std::fs::read(results.join("default/result.xml")).expect("result.xml");
+    btrfsqa_suites::xfstests::parse::parse_xunit(&xml)
+        .expect("a readable result.xml")
+        .tests
+        .into_iter()
+        .map(|t| (t.name, t.verdict.as_str().to_owned()))
+        .collect()
+}
+
+/// Detaches loop devices on drop.
+struct Detach(Vec<String>);
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        for device in &self.0 {
+            let _ = Command::new("losetup").args(["-d", device]).status();
+        }
+    }
+}
+
+#[test]
+fn btrfs_progs_on_two_machines_gives_the_verdicts_of_one() {
+    if !need_root("btrfs_progs_on_two_machines_gives_the_verdicts_of_one") {
+        return;
+    }
+    let Some(git) = env_path("BTRFSQA_BTRFS_PROGS_GIT") else {
+        eprintln!("skipped: set BTRFSQA_BTRFS_PROGS_GIT to a btrfs-progs git repository");
+        return;
+    };
+    let area = Area::new();
+    // cli/017 renames device nodes in /dev: never on a shared host.
+    let body = format!(
+        "[suites.btrfs-progs]\ngit-url = {git:?}\ncache-dir = {:?}\nsuites = [\"cli\", \"mkfs\", \"misc\"]\nexclude = [\"cli/017-*\"]\ncase-timeout-secs = 600\n",
+        area.path("cache").display().to_string()
+    );
+    let one = config_with_suites(&area, "one", "btrfs-progs", &body);
+    let two = config_with_suites(&area, "two", "btrfs-progs", &body);
+    let sharded = run_shards(&area, &two, "two", 2);
+    let single = run_shards(&area, &one, "one", 1);
+    let (two_verdicts, two_machines) = verdicts_and_machines(&sharded);
+    let (one_verdicts, _) = verdicts_and_machines(&single);
+    assert!(two_verdicts.len() > 50, "{two_verdicts:#?}");
+    assert_eq!(two_machines.len(), 2, "{two_machines:?}");
+    assert_eq!(two_verdicts, one_verdicts, "2 shards against 1");
+    area.assert_nothing_left();
+}
