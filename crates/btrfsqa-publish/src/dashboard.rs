@@ -42,6 +42,7 @@
 
 mod history;
 mod summary;
+mod timeline;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -765,6 +766,7 @@ impl Dashboard {
             problems,
             casts,
             suites,
+            timeline: timeline::view(report),
         };
         self.render_template("run.html", &context)
     }
@@ -1506,6 +1508,7 @@ struct RunPage<'a> {
     root: &'a str,
     player: bool,
     run: RunView<'a>,
+    timeline: Option<timeline::TimelineView>,
     provenance: ProvenanceView<'a>,
     comparison: Option<ComparisonView>,
     problems: Vec<Problem<'a>>,
