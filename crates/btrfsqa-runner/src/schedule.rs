@@ -142,6 +142,15 @@ impl Queue {
             .sort_by(|a, b| b.estimate_secs.total_cmp(&a.estimate_secs));
     }
 
+    /// Puts items handed out before back, ahead of the items of equal
+    /// estimates that were never handed out: they were due first.
+    pub fn push_back_first(&mut self, mut items: Vec<WorkItem>) {
+        items.append(&mut self.items);
+        self.items = items;
+        self.items
+            .sort_by(|a, b| b.estimate_secs.total_cmp(&a.estimate_secs));
+    }
+
     /// How many items are left.
     pub fn len(&self) -> usize {
         self.items.len()

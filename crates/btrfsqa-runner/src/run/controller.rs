@@ -93,6 +93,9 @@ pub(crate) enum Message {
         worker: usize,
         reply: oneshot::Sender<Option<Batch>>,
     },
+    /// Items of a batch cut short by trouble, handed back before the
+    /// machine is recovered so the other machines can take them at once.
+    Requeue { items: Vec<WorkItem> },
     /// A batch ended.
     Finished { worker: usize, result: BatchResult },
     /// The worker stopped asking.
@@ -311,6 +314,7 @@ impl Controller {
                 self.workers[worker].state = State::Waiting;
                 self.workers[worker].reply = Some(reply);
             }
+            Message::Requeue { items } => self.queue.push_back_first(items),
             Message::Finished { worker, result } => {
                 self.workers[worker].state = State::Idle;
                 self.take(worker, result);
@@ -512,7 +516,7 @@ impl Controller {
             return;
         }
         self.merge(part);
-        self.queue.push(requeue);
+        self.queue.push_back_first(requeue);
     }
 
     /// Puts a suite's (partial) report into the run's report: outcomes

@@ -61,6 +61,16 @@ pub(crate) enum Trouble {
     },
 }
 
+impl Trouble {
+    /// The test the trouble was in, when one was running.
+    pub(crate) fn test(&self) -> Option<&str> {
+        match self {
+            Trouble::Hung { test } => Some(test),
+            Trouble::Lost { test, .. } => test.as_deref(),
+        }
+    }
+}
+
 /// Whether the machine runs a trivial command within `within`.
 pub(crate) async fn answers(host: &dyn RemoteHost, within: Duration) -> bool {
     let probe = host.exec(ExecRequest::new("true").timeout(within), None);

@@ -25,6 +25,7 @@ use super::machine::{kernel_info, release_devices};
 use super::recovery::{self, Recovery, Trouble};
 use super::{Runner, WorkerEnv};
 use crate::error::error_chain;
+use crate::schedule::WorkItem;
 
 /// How long a suite gets to stop by itself after cancellation before its
 /// future is dropped.
@@ -41,6 +42,9 @@ pub(crate) struct Session {
     /// after it is this boot's.
     pub console_mark: usize,
 }
+
+/// Why the machine is being taken away, once a notice came.
+type Notice = Arc<Mutex<Option<String>>>;
 
 /// What this worker's suites say as they run: the test running now, the
 /// ones finished in the current batch, and when each started.
@@ -191,14 +195,13 @@ async fn serve(
         let resets = recovery.resets();
         let (result, gone) = run_batch(
             env,
+            outbox,
             machine,
             &mut session,
             &mut recovery,
             suite.as_ref(),
             batch,
-            &track,
-            &machine_stop,
-            &notice,
+            (&track, &machine_stop, &notice),
         )
         .await;
         if recovery.resets() != resets {
@@ -368,14 +371,13 @@ fn tracking_sink(track: Arc<Mutex<Track>>, sink: EventSink) -> EventSink {
 )]
 async fn run_batch(
     env: &WorkerEnv<'_>,
+    outbox: &mpsc::UnboundedSender<Message>,
     machine: &Machine,
     session: &mut Session,
     recovery: &mut Recovery,
     suite: &dyn TestSuite,
     batch: Batch,
-    track: &Arc<Mutex<Track>>,
-    machine_stop: &CancellationToken,
-    notice: &Arc<Mutex<Option<String>>>,
+    (track, machine_stop, notice): (&Arc<Mutex<Track>>, &CancellationToken, &Notice),
 ) -> (BatchResult, Option<Gone>) {
     let mut ctx = session.ctx.clone();
     ctx.only = batch.only();
@@ -384,6 +386,27 @@ async fn run_batch(
     let (mut part, trouble) = run_suite(suite, &ctx, track).await;
     let troubled = trouble.is_some();
     let mut gone = None;
+    // The tests after the troubled one go back before the (slow) recovery,
+    // for the other machines to take now.
+    let mut handed_back: HashSet<(Option<String>, String)> = HashSet::new();
+    if let Some(trouble) = &trouble
+        && !env.stop.is_cancelled()
+        && !batch.rerun
+    {
+        // (A whole suite goes back after the recovery, with what it finished.)
+        let early: Vec<WorkItem> = unfinished(&batch, &part, trouble.test())
+            .into_iter()
+            .filter(|item| item.test.is_some())
+            .collect();
+        if !early.is_empty() {
+            handed_back.extend(
+                early
+                    .iter()
+                    .filter_map(|i| i.test.clone().map(|t| (i.profile.clone(), t))),
+            );
+            let _ = outbox.send(Message::Requeue { items: early });
+        }
+    }
     if let Some(trouble) = trouble
         && !env.stop.is_cancelled()
     {
@@ -411,22 +434,13 @@ async fn run_batch(
     }
     // The rest of a batch cut short goes back to the queue.
     let requeue = if troubled || taken_away || env.stop.is_cancelled() {
-        let done: HashSet<(Option<String>, String)> = part
-            .tests
-            .iter()
-            .map(|t| (t.profile.clone(), t.name.clone()))
-            .collect();
-        batch
-            .items
-            .iter()
-            .filter(|item| match &item.test {
-                Some(test) => {
-                    !done.contains(&(item.profile.clone(), test.clone()))
-                        && !done.contains(&(None, test.clone()))
-                }
-                None => true,
+        unfinished(&batch, &part, None)
+            .into_iter()
+            .filter(|item| {
+                item.test
+                    .as_ref()
+                    .is_none_or(|t| !handed_back.contains(&(item.profile.clone(), t.clone())))
             })
-            .cloned()
             .collect()
     } else {
         Vec::new()
@@ -452,6 +466,30 @@ async fn run_batch(
         },
         gone,
     )
+}
+
+/// The items of `batch` without an outcome in `part`, less `except` (the
+/// test the trouble was in: its verdict is decided by the recovery). A whole
+/// suite is always unfinished.
+fn unfinished(batch: &Batch, part: &SuiteReport, except: Option<&str>) -> Vec<WorkItem> {
+    let done: HashSet<(Option<String>, &str)> = part
+        .tests
+        .iter()
+        .map(|t| (t.profile.clone(), t.name.as_str()))
+        .collect();
+    batch
+        .items
+        .iter()
+        .filter(|item| match &item.test {
+            Some(test) => {
+                Some(test.as_str()) != except
+                    && !done.contains(&(item.profile.clone(), test.as_str()))
+                    && !done.contains(&(None, test.as_str()))
+            }
+            None => true,
+        })
+        .cloned()
+        .collect()
 }
 
 /// Runs one suite invocation and always returns a report: errors and
