@@ -129,9 +129,11 @@ impl Progress {
             .clone()
     }
 
-    /// Shows one event.
+    /// Shows one event; URLs without their credentials.
     pub fn show(&self, event: &Event) {
-        match event {
+        let mut event = event.clone();
+        event.redact_credentials();
+        match &event {
             Event::RunStarted {
                 run_id,
                 provider,
@@ -247,8 +249,17 @@ impl Progress {
     }
 }
 
-/// The end-of-run table (stdout).
+/// One event as the line `--message-format json` prints: one JSON object,
+/// URLs without their credentials.
+pub fn event_json(event: &Event) -> Option<String> {
+    let mut event = event.clone();
+    event.redact_credentials();
+    serde_json::to_string(&event).ok()
+}
+
+/// The end-of-run table (stdout). URLs are shown without their credentials.
 pub fn summary(report: &RunReport) -> String {
+    let report = &*report.without_credentials();
     let colors = Colors::stdout();
     let mut out = String::new();
     out.push_str(&format!(
@@ -320,4 +331,44 @@ pub fn summary(report: &RunReport) -> String {
         out.push_str(&format!("{} {error}\n", colors.red("error:")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use btrfsqa_model::{Provenance, RunId, RunStatus, SuiteReport, TestOutcome};
+
+    const URL: &str = "https://me:tok-1234567@git.example/fstests.git";
+
+    #[test]
+    fn the_summary_shows_urls_without_credentials() {
+        let mut report = RunReport::start(
+            RunId::parse("r1").unwrap(),
+            chrono::Utc::now(),
+            Provenance::default(),
+        );
+        let mut suite = SuiteReport::new("xfstests");
+        suite.error = Some(format!("cannot fetch `{URL}`"));
+        suite.tests.push(
+            TestOutcome::new("xfstests", "btrfs/001", Verdict::Error)
+                .with_message(format!("clone of {URL} failed")),
+        );
+        report.suites.push(suite);
+        report.error = Some(format!("giving up on {URL}"));
+        report.finish(RunStatus::Errored, chrono::Utc::now());
+        let text = summary(&report);
+        assert!(!text.contains("tok-1234567"), "{text}");
+        assert!(text.contains("https://git.example/fstests.git"), "{text}");
+    }
+
+    #[test]
+    fn events_show_urls_without_credentials() {
+        let event = Event::Warning {
+            machine: None,
+            message: format!("cannot fetch `{URL}`"),
+        };
+        let line = event_json(&event).unwrap();
+        assert!(!line.contains("tok-1234567"), "{line}");
+        assert!(line.starts_with(r#"{"event":"warning""#), "{line}");
+    }
 }

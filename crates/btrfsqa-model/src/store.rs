@@ -54,10 +54,13 @@ impl ResultsStore {
     }
 
     /// Writes `report` as its run's `report.json`, atomically and durably.
+    /// URLs in it are written without their credentials
+    /// ([`RunReport::redact_credentials`]), whatever field they are in.
     pub fn write_report(&self, report: &RunReport) -> Result<PathBuf, ModelError> {
         self.create_run(&report.run_id)?;
         let path = self.report_path(&report.run_id);
-        let json = serde_json::to_vec_pretty(report).expect("a report always serializes");
+        let report = report.without_credentials();
+        let json = serde_json::to_vec_pretty(&*report).expect("a report always serializes");
         write_atomic(&path, &json)?;
         Ok(path)
     }
@@ -210,6 +213,44 @@ mod tests {
         store.write_report(&report).unwrap();
         assert_eq!(store.read_report(&report.run_id).unwrap(), report);
         assert_eq!(store.list_runs().unwrap(), vec![report.run_id.clone()]);
+    }
+
+    #[test]
+    fn a_written_report_holds_no_credentials_from_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResultsStore::new(dir.path());
+        let mut report = RunReport::start(
+            RunId::parse("r1").unwrap(),
+            Utc::now(),
+            Provenance::default(),
+        );
+        // A URL that came from the command line, the environment or an
+        // embedder, not from a config file (that one refuses secrets).
+        let url = "https://user:tok-1234567@git.example.org/fstests.git";
+        let mut suite = crate::SuiteReport::new("xfstests");
+        suite.source = Some(crate::SourceInfo {
+            name: "fstests".into(),
+            url: url.into(),
+            git_ref: Some("master".into()),
+            commit: None,
+        });
+        suite.error = Some(format!("cannot fetch `{url}`"));
+        report.suites.push(suite);
+        report.provenance.kernel.source = Some(crate::SourceInfo {
+            name: "kernel".into(),
+            url: url.into(),
+            git_ref: None,
+            commit: None,
+        });
+        report.finish(RunStatus::Completed, Utc::now());
+        let path = store.write_report(&report).unwrap();
+        let written = fs::read_to_string(path).unwrap();
+        assert!(!written.contains("tok-1234567"), "{written}");
+        assert!(!written.contains("user:"), "{written}");
+        assert!(
+            written.contains("https://git.example.org/fstests.git"),
+            "{written}"
+        );
     }
 
     #[test]

@@ -51,14 +51,13 @@ use std::sync::Arc;
 
 use btrfsqa_model::{
     Artifact, ArtifactKind, Counts, ModelError, ResultsStore, RunId, RunReport, RunStatus,
-    SourceInfo, Verdict,
+    SourceInfo, Verdict, redact_url,
 };
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::git::redact_url;
 use crate::{PublishError, Published, Publisher, export};
 use history::{INDEX_RUNS, IndexRow};
 pub(crate) use summary::{RunSummary, SUMMARY_FORMAT};
@@ -73,7 +72,7 @@ pub(crate) const SUMMARY_FILE: &str = "summary.json";
 
 /// Bumped when the code that builds a run page changes in a way the
 /// templates do not show, so existing sites re-render their run pages.
-const PAGE_FORMAT: &str = "page-format-2";
+const PAGE_FORMAT: &str = "page-format-3";
 
 const BASE_TEMPLATE: &str = include_str!("../templates/base.html");
 const INDEX_TEMPLATE: &str = include_str!("../templates/index.html");
@@ -831,10 +830,21 @@ fn read_report(store: &ResultsStore, id: &RunId) -> Result<(RunReport, Vec<u8>),
     // Render from the very bytes that are hashed and copied: the runner may
     // replace the report at any moment. The store's reader gives the precise
     // error (a newer schema, a broken file).
+    // A report with credentials in a URL (written by an older btrfsqa or
+    // another tool) is published without them, its copy included.
+    let serialize =
+        |report: &RunReport| serde_json::to_vec_pretty(report).expect("a report always serializes");
     match serde_json::from_slice::<RunReport>(&raw) {
-        Ok(report) if &report.run_id == id => Ok((report, raw)),
-        _ => store.read_report(id).map(|report| {
-            let raw = serde_json::to_vec_pretty(&report).expect("a report always serializes");
+        Ok(mut report) if &report.run_id == id => {
+            if report.redact_credentials() {
+                let raw = serialize(&report);
+                return Ok((report, raw));
+            }
+            Ok((report, raw))
+        }
+        _ => store.read_report(id).map(|mut report| {
+            report.redact_credentials();
+            let raw = serialize(&report);
             (report, raw)
         }),
     }

@@ -82,7 +82,7 @@ async fn drive(
         Arc::new(move |event: Event| {
             if json {
                 // One object per line on stdout, for machines.
-                if let Ok(line) = serde_json::to_string(&event) {
+                if let Some(line) = crate::output::event_json(&event) {
                     println!("{line}");
                 }
             } else {
