@@ -44,4 +44,4 @@ pub use report::{
     RunStatus, SCHEMA_VERSION, SourceInfo, SuiteReport, TestOutcome, Verdict,
 };
 pub use run_id::RunId;
-pub use store::{ResultsStore, safe_file_name};
+pub use store::{ResultsStore, escape_file_name, safe_file_name};

@@ -193,6 +193,64 @@ pub fn safe_file_name(name: &str) -> String {
     safe
 }
 
+/// Turns a name (a test name such as fstests' `btrfs/001`, a suite id) into
+/// one path component that is readable and distinct for every name, so
+/// pages named after tests never nest and never collide:
+///
+/// - `[A-Za-z0-9._-]` stay (a leading `.` does not), `/` becomes `~`
+///   (`btrfs/001` → `btrfs~001`);
+/// - every other byte becomes `=XX` (hex), `~` and `=` included;
+/// - the empty name is `=`; a result over 180 bytes is cut and ends in `==`
+///   and a 64-bit hash of the whole name.
+///
+/// Each piece decodes one way and `=` is always followed by two hex digits
+/// except in those two markers, so two names give the same result only
+/// when they are the same (for names cut to length: unless their hashes
+/// collide as well).
+///
+/// ```
+/// use btrfsqa_model::escape_file_name;
+///
+/// assert_eq!(escape_file_name("btrfs/001"), "btrfs~001");
+/// assert_eq!(escape_file_name("btrfs_001"), "btrfs_001");
+/// assert_eq!(escape_file_name("../x"), "=2E.~x");
+/// ```
+pub fn escape_file_name(name: &str) -> String {
+    const MAX: usize = 180;
+    let mut out = String::with_capacity(name.len());
+    // Where each piece ends, to cut between pieces.
+    let mut ends = Vec::with_capacity(name.len());
+    for (i, byte) in name.bytes().enumerate() {
+        match byte {
+            b'/' => out.push('~'),
+            b'.' if i == 0 => out.push_str("=2E"),
+            b if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') => {
+                out.push(char::from(b))
+            }
+            b => out.push_str(&format!("={b:02X}")),
+        }
+        ends.push(out.len());
+    }
+    if out.is_empty() {
+        return "=".to_owned();
+    }
+    if out.len() > MAX {
+        let keep = ends
+            .iter()
+            .copied()
+            .take_while(|end| *end <= MAX - 18)
+            .last()
+            .unwrap_or(0);
+        out.truncate(keep);
+        // FNV-1a: stable across builds, unlike std's hasher.
+        let hash = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        });
+        out.push_str(&format!("=={hash:016x}"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

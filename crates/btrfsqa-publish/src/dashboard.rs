@@ -21,7 +21,7 @@
 //! index.html                       the newest runs, newest first, and the pass-rate chart
 //! archive/<n>.html                 older runs, a page per 100 (1 is the oldest)
 //! matrix.html                      tests by the newest runs
-//! tests/<suite>/<test>.html        the history of one test
+//! tests/<suite>/<test>.html        the history of one test (names escaped: `btrfs~011.html`)
 //! style.css, .nojekyll, assets/    stylesheet, the asciinema player and its init script
 //! runs/<run-id>/index.html         the run page
 //! runs/<run-id>/summary.json       what the history pages need of the run

@@ -943,3 +943,58 @@ fn pages_and_copies_hold_no_credentials_from_urls() {
         "{page}"
     );
 }
+
+/// Test names with `/` (fstests' `btrfs/001`), names that differ only in
+/// what a path cannot hold, and a name whose page would be another's
+/// directory each get their own page, all beside each other.
+#[test]
+fn test_names_with_slashes_get_distinct_flat_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ResultsStore::new(tmp.path().join("results"));
+    let names = [
+        "btrfs/001",
+        "btrfs_001",
+        "btrfs//001",
+        "x",
+        "x.html/y",
+        "../../up",
+    ];
+    let mut report = older_report();
+    let mut suite = SuiteReport::new("xfstests");
+    for name in names {
+        suite
+            .tests
+            .push(outcome("xfstests", name, Verdict::Pass, 1.0));
+    }
+    report.suites.push(suite);
+    store.write_report(&report).unwrap();
+    let out = tmp.path().join("site");
+    Dashboard::new().render(&store, &out).unwrap();
+    let pages: Vec<_> = fs::read_dir(out.join("tests/xfstests"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
+    assert!(
+        pages.iter().all(|e| e.file_type().unwrap().is_file()),
+        "{pages:?}"
+    );
+    assert_eq!(pages.len(), names.len(), "{pages:?}");
+    assert!(out.join("tests/xfstests/btrfs~001.html").is_file());
+    for name in names {
+        let page = read(out.join(history::test_page_path("xfstests", name)));
+        assert!(
+            page.contains(&format!("<code>{}</code></h1>", escape_html(name))),
+            "{name}: {page}"
+        );
+    }
+    assert_links_resolve(&out);
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+        .replace('/', "&#x2f;")
+}
