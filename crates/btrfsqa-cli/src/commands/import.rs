@@ -35,12 +35,19 @@ pub async fn import(args: ImportArgs) -> Code {
             return Code::Infrastructure;
         }
     };
+    // What is copied loses the run's secrets, as recordings of runs do.
+    let redactor = btrfsqa_remote::Redactor::from_env(btrfsqa_runner::SECRET_ENV_VARS);
     let imported = match args.kind {
-        ImportKindArg::Xfstests => import::xfstests(&args.dir, &run_dir),
-        ImportKindArg::BtrfsProgs => import::btrfs_progs(&args.dir, &run_dir),
+        ImportKindArg::Xfstests => import::xfstests(&args.dir, &run_dir, &redactor),
+        ImportKindArg::BtrfsProgs => import::btrfs_progs(&args.dir, &run_dir, &redactor),
     };
     let suite = match imported {
-        Ok(suite) => suite,
+        Ok(imported) => {
+            for warning in &imported.warnings {
+                eprintln!("warning: {warning}");
+            }
+            imported.report
+        }
         Err(err) => {
             // Nothing was imported: leave no empty run behind.
             let _ = std::fs::remove_dir_all(&run_dir);

@@ -72,3 +72,61 @@ fn help_lists_the_commands() {
         assert!(stdout.contains(command), "{stdout}");
     }
 }
+
+/// `btrfsqa import` reads nothing outside the directory it is given and
+/// keeps no secret of the run's environment in what it copies.
+#[test]
+fn import_stays_in_its_directory_and_redacts_what_it_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = crate::repo_root().join("crates/btrfsqa-suites/fixtures/xfstests/btrfs-loop-30");
+    let src = tmp.path().join("results-from-elsewhere");
+    std::fs::create_dir_all(src.join("btrfs")).unwrap();
+    for file in ["result.xml", "check.log", "check.time"] {
+        std::fs::copy(fixture.join(file), src.join(file)).unwrap();
+    }
+    let secret = "s3cret-token-value-0123456789";
+    let mut full = std::fs::read(fixture.join("btrfs/012.full")).unwrap();
+    full.extend_from_slice(format!("pushed with {secret}\n").as_bytes());
+    std::fs::write(src.join("btrfs/012.full"), full).unwrap();
+    std::fs::write(tmp.path().join("outside"), "OUTSIDE-THE-IMPORT\n").unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("outside"), src.join("btrfs/001.full")).unwrap();
+    let store = tmp.path().join("store");
+    let out = run(btrfsqa()
+        .env("GITHUB_TOKEN", secret)
+        .args(["import", "xfstests"])
+        .arg(&src)
+        .arg("--results-dir")
+        .arg(&store));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("warning:")
+            && stderr.contains("btrfs/001.full")
+            && stderr.contains("not followed"),
+        "{stderr}"
+    );
+    let mut stack = vec![store.clone()];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            files += 1;
+            let content = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            assert!(
+                !content.contains(secret),
+                "{} holds the token",
+                path.display()
+            );
+            assert!(
+                !content.contains("OUTSIDE-THE-IMPORT"),
+                "{} was read from outside",
+                path.display()
+            );
+        }
+    }
+    assert!(files > 3, "the import kept its files");
+}
