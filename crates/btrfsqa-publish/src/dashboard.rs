@@ -58,6 +58,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::lock::{DirLock, unique_temp_path};
 use crate::{PublishError, Published, Publisher, export};
 use history::{INDEX_RUNS, IndexRow};
 pub(crate) use summary::{RunSummary, SUMMARY_FORMAT};
@@ -66,6 +67,10 @@ pub(crate) use summary::{RunSummary, SUMMARY_FORMAT};
 /// page was rendered from. It starts with a dot so static hosts that hide
 /// dotfiles do not serve it; the git publisher leaves it out of the tree.
 pub(crate) const MANIFEST_FILE: &str = ".btrfsqa-site.json";
+
+/// The lock file in the output directory, held while rendering into it
+/// (not served: it starts with a dot, and the git publisher leaves it out).
+const LOCK_FILE: &str = ".btrfsqa-site.lock";
 
 /// A run's summary, beside its page.
 pub(crate) const SUMMARY_FILE: &str = "summary.json";
@@ -309,7 +314,8 @@ impl Dashboard {
         out_dir: &Path,
         published: &[RunSummary],
     ) -> Result<RenderStats, PublishError> {
-        fs::create_dir_all(out_dir).map_err(PublishError::io("create directory", out_dir))?;
+        // Two renders into one directory take turns.
+        let _lock = DirLock::acquire(out_dir, LOCK_FILE, "the site directory")?;
         let old = Manifest::read(&out_dir.join(MANIFEST_FILE));
         let fingerprint = hex(&self.fingerprint);
         let same_renderer = old.fingerprint == fingerprint;
@@ -1458,10 +1464,9 @@ pub(crate) const TMP_SUFFIX: &str = ".btrfsqa-tmp";
 
 /// Writes through a temporary file and a rename, so a web server reading the
 /// directory never serves half a page.
+/// The temporary name is unique (pid and counter), so writers never share one.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(TMP_SUFFIX);
-    let tmp = PathBuf::from(tmp);
+    let tmp = unique_temp_path(path, TMP_SUFFIX);
     write_file(&tmp, bytes)?;
     fs::rename(&tmp, path).map_err(PublishError::io("rename into", path))
 }

@@ -16,8 +16,10 @@
 //! Remote (HTTPS, SSH) repositories are fetched with `git` too, local ones
 //! with gix.
 //!
-//! One cache directory serves one publisher at a time; publishers running
-//! concurrently (on one machine or several) each need their own.
+//! One cache directory serves one publisher at a time: publishers that
+//! share one (two btrfsqa processes on one host, with one results store)
+//! take turns on a lock file in it (`publish.lock`), the one that waits
+//! saying who it waits for. Publishers on other machines have their own.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -29,12 +31,16 @@ use btrfsqa_model::{Counts, ResultsStore, RunId, RunReport, redact_url};
 
 use crate::credentials::GitCredentials;
 use crate::dashboard::{RunSummary, SUMMARY_FILE};
+use crate::lock::DirLock;
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
 
 use crate::dashboard::{DashboardSettings, TMP_SUFFIX};
 use crate::{Dashboard, PublishError, Published, Publisher};
+
+/// The lock file in the cache directory, held while publishing.
+const CACHE_LOCK: &str = "publish.lock";
 
 /// The site files at the root of the tree, rewritten on every publish.
 const ROOT_FILES: &[&str] = &["index.html", "matrix.html", "style.css", ".nojekyll"];
@@ -51,7 +57,7 @@ pub struct GitPublisherSettings {
     /// The branch the site lives on (`gh-pages`).
     pub branch: String,
     /// Where the publisher keeps its mirror of the repository and its staging
-    /// directory. Not shared between publishers running at the same time.
+    /// directory. Publishers sharing it take turns (a lock file in it).
     pub cache_dir: PathBuf,
     /// Author and committer name of the commits.
     pub author_name: String,
@@ -139,6 +145,7 @@ impl GitPublisher {
     ) -> Result<Published, PublishError> {
         let report = store.read_report(run)?;
         let mut target = Target::new(&self.settings)?;
+        let _lock = DirLock::acquire(&self.settings.cache_dir, CACHE_LOCK, "the site cache")?;
         target.create_if_missing()?;
         target.credentials = GitCredentials::for_url(
             &target.url,
