@@ -5,6 +5,7 @@
 mod cli;
 mod compare;
 mod faults;
+mod reap;
 mod runs;
 
 use std::path::{Path, PathBuf};
