@@ -22,7 +22,7 @@ pub async fn import(args: ImportArgs) -> Code {
         Err(code) => return code,
     };
     if !args.dir.is_dir() {
-        eprintln!("error: `{}` is not a directory", args.dir.display());
+        errln!("error: `{}` is not a directory", args.dir.display());
         return Code::Usage;
     }
     let store = ResultsStore::new(settings.results_dir());
@@ -44,7 +44,7 @@ pub async fn import(args: ImportArgs) -> Code {
     let suite = match imported {
         Ok(imported) => {
             for warning in &imported.warnings {
-                eprintln!("warning: {warning}");
+                errln!("warning: {warning}");
             }
             imported.report
         }
@@ -70,12 +70,12 @@ pub async fn import(args: ImportArgs) -> Code {
         print_error(&err);
         return Code::Infrastructure;
     }
-    print!("{}", crate::output::summary(&report));
-    println!("report: {}", run_dir.join("report.json").display());
+    out!("{}", crate::output::summary(&report));
+    outln!("report: {}", run_dir.join("report.json").display());
     if let Some(publisher) = btrfsqa_runner::registry::publisher(&settings) {
         let publisher: Arc<dyn btrfsqa_publish::Publisher> = publisher;
         match publisher.publish(&store, &run_id).await {
-            Ok(published) => println!("published: {}", published.location),
+            Ok(published) => outln!("published: {}", published.location),
             Err(err) => {
                 print_error(&err);
                 return Code::PublishFailed;

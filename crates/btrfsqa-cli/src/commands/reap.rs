@@ -40,15 +40,18 @@ pub async fn reap(args: ReapArgs) -> Code {
     match provider.reap(run, args.dry_run).await {
         Ok(items) => {
             if items.is_empty() {
-                println!("nothing left behind by {} runs", provider.id());
+                outln!("nothing left behind by {} runs", provider.id());
                 return Code::Ok;
             }
-            println!(
+            outln!(
                 "{:<10} {:<14} {:<28} {:<50} action",
-                "provider", "kind", "run", "id"
+                "provider",
+                "kind",
+                "run",
+                "id"
             );
             for item in &items {
-                println!(
+                outln!(
                     "{:<10} {:<14} {:<28} {:<50} {}",
                     item.provider,
                     item.kind,

@@ -130,3 +130,32 @@ fn import_stays_in_its_directory_and_redacts_what_it_copies() {
     }
     assert!(files > 3, "the import kept its files");
 }
+
+/// Runs `btrfsqa ARGS` with its stdout a pipe whose reader is already gone
+/// (`btrfsqa ARGS | head -c 0`); its exit code and stderr.
+fn with_stdout_closed(args: &[&str], dir: &std::path::Path) -> (Option<i32>, String) {
+    let mut child = btrfsqa()
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), text(&out).1)
+}
+
+/// A closed stdout is no panic: commands that print through the CLI's
+/// output functions drop the output and exit with their usual code; the
+/// others stop quietly with 141, as a Unix tool killed by SIGPIPE would.
+#[test]
+fn a_closed_stdout_is_no_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = with_stdout_closed(&["config", "default"], dir.path());
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
+    let results = dir.path().join("results");
+    let results = results.to_str().unwrap();
+    let (code, stderr) = with_stdout_closed(&["plan", "--results-dir", results], dir.path());
+    assert_eq!((code, stderr.as_str()), (Some(141), ""));
+}
