@@ -7,6 +7,7 @@ mod compare;
 mod faults;
 mod reap;
 mod runs;
+mod scripts;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
