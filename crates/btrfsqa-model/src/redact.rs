@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::compare::ComparisonSummary;
 use crate::{Event, RunReport, SourceInfo};
 
 /// `text` with the credentials of every URL in it removed: the user part
@@ -131,6 +132,15 @@ impl RunReport {
 impl Event {
     /// Removes the credentials of every URL anywhere in the event with
     /// [`redact_url`]. Whether anything changed.
+    pub fn redact_credentials(&mut self) -> bool {
+        redact_fields(self)
+    }
+}
+
+impl ComparisonSummary {
+    /// Removes the credentials of every URL anywhere in the summary (test
+    /// messages) with [`redact_url`], before it goes to a hook. Whether
+    /// anything changed.
     pub fn redact_credentials(&mut self) -> bool {
         redact_fields(self)
     }

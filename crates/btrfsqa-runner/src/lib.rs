@@ -43,9 +43,9 @@ pub use config::{Config, ConfigSource, DEFAULT_CONFIG, ProviderKind};
 pub use connect::{Connector, DefaultConnector, MockConnector};
 pub use error::{ConfigError, ConfigIssue, NotifyError, RunError};
 pub use journal::Journal;
-pub use recording::SECRET_ENV_VARS;
 pub use pipeline::{
     RunOutcome, RunVerdict, Runner, error_chain, read_machine_records, write_machine_record,
 };
+pub use recording::SECRET_ENV_VARS;
 pub use settings::{RunOverrides, Settings};
 pub use tokio_util::sync::CancellationToken;
