@@ -25,7 +25,7 @@ macro_rules! out {
     };
 }
 
-/// [`out!`] with a newline, like `println!`.
+/// `out!` with a newline, like `println!`.
 macro_rules! outln {
     () => {
         $crate::output::out(format_args!("\n"))
@@ -63,18 +63,18 @@ fn write_to(mut stream: impl Write, closed: &AtomicBool, args: fmt::Arguments<'_
     }
 }
 
-/// What [`out!`] and [`outln!`] call.
+/// What `out!` and `outln!` call.
 pub fn out(args: fmt::Arguments<'_>) {
     write_to(std::io::stdout().lock(), &STDOUT_CLOSED, args);
 }
 
-/// What [`errln!`] calls.
+/// What `errln!` calls.
 pub fn err(args: fmt::Arguments<'_>) {
     write_to(std::io::stderr().lock(), &STDERR_CLOSED, args);
 }
 
 /// A panic about a closed stdout or stderr, from a `println!` that is not
-/// [`outln!`] yet, ends the command quietly with 141 (128 + SIGPIPE, what a
+/// `outln!` yet, ends the command quietly with 141 (128 + SIGPIPE, what a
 /// Unix tool killed by the closed pipe reports) instead of printing a
 /// panic. Any other panic is reported as before.
 pub fn exit_quietly_on_closed_output() {
