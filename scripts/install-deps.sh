@@ -5,8 +5,31 @@
 #   scripts/install-deps.sh test   plus what the test suite needs
 #   scripts/install-deps.sh qemu   QEMU (from bookworm-backports) and debootstrap,
 #                                  for the qemu provider and `btrfsqa image build`
+#   scripts/install-deps.sh backports   only add the distribution's backports to
+#                                  apt's sources (what `qemu` does first)
+# apt's own configuration says where its sources are (APT_CONFIG can move them).
 set -euo pipefail
 what=${1:-run}
+
+# Adds `<codename>-backports` to apt's sources unless it is there already.
+enable_backports() {
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+  eval "$(apt-config shell sources_list Dir::Etc::sourcelist/f sources_parts Dir::Etc::sourceparts/d)"
+  sources_list=${sources_list:-/etc/apt/sources.list}
+  sources_parts=${sources_parts:-/etc/apt/sources.list.d/}
+  sources_parts=${sources_parts%/}
+  list=$sources_parts/btrfsqa-backports.sources
+  if [ ! -e "$list" ] && ! grep -rqs "$codename-backports" "$sources_list" "$sources_parts/"; then
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$codename" >"$list"
+  fi
+}
+
+if [ "$what" = backports ]; then
+  enable_backports
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  exit 0
+fi
 
 packages=(btrfs-progs util-linux e2fsprogs git coreutils)
 if [ "$what" = test ]; then
@@ -20,12 +43,7 @@ if [ "$what" = qemu ]; then
   # bookworm's own qemu-system-x86 conflicts with it: take the system
   # emulator from backports too.
   if ! command -v qemu-system-x86_64 >/dev/null; then
-    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
-    list=/etc/apt/sources.list.d/btrfsqa-backports.sources
-    if [ ! -e "$list" ] && ! grep -rqs "$codename-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-      printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-        "$codename" >"$list"
-    fi
+    enable_backports
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends -t "$codename-backports" \

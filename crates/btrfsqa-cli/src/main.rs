@@ -1,13 +1,15 @@
 //! The `btrfsqa` command: continuous QA for the btrfs filesystem.
 
+#[macro_use]
+mod output;
 mod args;
 mod commands;
 mod exit;
-mod output;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    output::exit_quietly_on_closed_output();
     let args = args::Cli::parse();
     output::init_logging(args.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -16,7 +18,7 @@ fn main() -> std::process::ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            errln!("error: cannot start the async runtime: {err}");
             return exit::Code::Infrastructure.into();
         }
     };

@@ -1,13 +1,99 @@
 //! Everything the user sees: logging, colours, progress, summaries.
+//!
+//! Everything printed goes through [`out`] and [`err`] (the `outln!`,
+//! `out!` and `errln!` macros), which never panic: a stream whose reader
+//! went away (`btrfsqa run | head -1`, a closed terminal or ssh session)
+//! makes its output dropped, and the command goes on. A run still tears
+//! down and keeps its results, and exits with its usual code.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
+use std::fmt;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use btrfsqa_model::{Counts, Event, RunReport, Stage, Verdict};
+
+/// Prints to stdout, like `print!`, but never panics: once a write fails
+/// (the reader is gone) stdout is left alone for good.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::out(format_args!($($arg)*))
+    };
+}
+
+/// `out!` with a newline, like `println!`.
+macro_rules! outln {
+    () => {
+        $crate::output::out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Prints a line to stderr, like `eprintln!`, but never panics.
+macro_rules! errln {
+    () => {
+        $crate::output::err(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::err(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes `args` to `stream` and flushes, unless it failed before; a
+/// failure is remembered instead of raised.
+fn write_to(mut stream: impl Write, closed: &AtomicBool, args: fmt::Arguments<'_>) {
+    if closed.load(Ordering::Relaxed) {
+        return;
+    }
+    if stream
+        .write_fmt(args)
+        .and_then(|()| stream.flush())
+        .is_err()
+    {
+        closed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What `out!` and `outln!` call.
+pub fn out(args: fmt::Arguments<'_>) {
+    write_to(std::io::stdout().lock(), &STDOUT_CLOSED, args);
+}
+
+/// What `errln!` calls.
+pub fn err(args: fmt::Arguments<'_>) {
+    write_to(std::io::stderr().lock(), &STDERR_CLOSED, args);
+}
+
+/// A panic about a closed stdout or stderr, from a `println!` that is not
+/// `outln!` yet, ends the command quietly with 141 (128 + SIGPIPE, what a
+/// Unix tool killed by the closed pipe reports) instead of printing a
+/// panic. Any other panic is reported as before.
+pub fn exit_quietly_on_closed_output() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout")
+            || message.starts_with("failed printing to stderr")
+        {
+            std::process::exit(crate::exit::Code::OutputClosed as i32);
+        }
+        report(info);
+    }));
+}
 
 /// Sends `tracing` logs to stderr; `RUST_LOG` wins over `-v`.
 pub fn init_logging(verbose: u8) {
@@ -105,7 +191,7 @@ impl Progress {
 
     fn line(&self, text: String) {
         if self.multi.is_hidden() {
-            eprintln!("{text}");
+            errln!("{text}");
         } else {
             let _ = self.multi.println(text);
         }
@@ -129,9 +215,11 @@ impl Progress {
             .clone()
     }
 
-    /// Shows one event.
+    /// Shows one event; URLs without their credentials.
     pub fn show(&self, event: &Event) {
-        match event {
+        let mut event = event.clone();
+        event.redact_credentials();
+        match &event {
             Event::RunStarted {
                 run_id,
                 provider,
@@ -247,8 +335,17 @@ impl Progress {
     }
 }
 
-/// The end-of-run table (stdout).
+/// One event as the line `--message-format json` prints: one JSON object,
+/// URLs without their credentials.
+pub fn event_json(event: &Event) -> Option<String> {
+    let mut event = event.clone();
+    event.redact_credentials();
+    serde_json::to_string(&event).ok()
+}
+
+/// The end-of-run table (stdout). URLs are shown without their credentials.
 pub fn summary(report: &RunReport) -> String {
+    let report = &*report.without_credentials();
     let colors = Colors::stdout();
     let mut out = String::new();
     out.push_str(&format!(
@@ -320,4 +417,44 @@ pub fn summary(report: &RunReport) -> String {
         out.push_str(&format!("{} {error}\n", colors.red("error:")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use btrfsqa_model::{Provenance, RunId, RunStatus, SuiteReport, TestOutcome};
+
+    const URL: &str = "https://me:tok-1234567@git.example/fstests.git";
+
+    #[test]
+    fn the_summary_shows_urls_without_credentials() {
+        let mut report = RunReport::start(
+            RunId::parse("r1").unwrap(),
+            chrono::Utc::now(),
+            Provenance::default(),
+        );
+        let mut suite = SuiteReport::new("xfstests");
+        suite.error = Some(format!("cannot fetch `{URL}`"));
+        suite.tests.push(
+            TestOutcome::new("xfstests", "btrfs/001", Verdict::Error)
+                .with_message(format!("clone of {URL} failed")),
+        );
+        report.suites.push(suite);
+        report.error = Some(format!("giving up on {URL}"));
+        report.finish(RunStatus::Errored, chrono::Utc::now());
+        let text = summary(&report);
+        assert!(!text.contains("tok-1234567"), "{text}");
+        assert!(text.contains("https://git.example/fstests.git"), "{text}");
+    }
+
+    #[test]
+    fn events_show_urls_without_credentials() {
+        let event = Event::Warning {
+            machine: None,
+            message: format!("cannot fetch `{URL}`"),
+        };
+        let line = event_json(&event).unwrap();
+        assert!(!line.contains("tok-1234567"), "{line}");
+        assert!(line.starts_with(r#"{"event":"warning""#), "{line}");
+    }
 }

@@ -38,7 +38,7 @@ pub use aws::{
 };
 pub use error::{CommandError, ProvisionError, TeardownError};
 pub use local::{LocalProvider, LocalSettings};
-pub use machine::{Access, BootKernel, Machine, MachineSpec, ReapItem, SshEndpoint};
+pub use machine::{Access, BootKernel, Machine, MachineSpec, ReapAction, ReapItem, SshEndpoint};
 pub use qemu::{Accel, QemuProvider, QemuSettings};
 pub use static_hosts::{StaticHost, StaticProvider};
 

@@ -29,7 +29,7 @@ use btrfsqa_model::RunId;
 
 use crate::CloudProvider;
 use crate::error::{CommandError, ProvisionError, TeardownError};
-use crate::machine::{Access, Machine, MachineSpec, ReapItem};
+use crate::machine::{Access, Machine, MachineSpec, ReapAction, ReapItem};
 use cleanup::{Found, Scope};
 use state::{Attachment, Controller, LocalState, Phase};
 use system::{HostSystem, System};
@@ -534,7 +534,7 @@ impl Inner {
                         kind: "run".to_owned(),
                         id: dirs[0].display().to_string(),
                         run_id: Some(run_id.to_string()),
-                        action: format!("kept: its controller {live} is still running"),
+                        action: ReapAction::Kept(format!("its controller {live} is still running")),
                     });
                     continue;
                 }

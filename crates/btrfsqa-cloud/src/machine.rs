@@ -115,8 +115,78 @@ pub struct ReapItem {
     pub id: String,
     /// The run it belonged to, if known.
     pub run_id: Option<String>,
-    /// What was done: `deleted`, `would delete`, or the error.
-    pub action: String,
+    /// What was done (or, in a dry run, would be done).
+    pub action: ReapAction,
+}
+
+/// What `reap` did with one thing it found, the same for every provider.
+/// Only [`ReapAction::Failed`] means something is still there that should
+/// not be; shown as its [`Display`](std::fmt::Display) text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "action", content = "detail")]
+pub enum ReapAction {
+    /// Removed (a file, a device, a process, a volume, a key), with a note
+    /// when it took a last resort.
+    Deleted(Option<String>),
+    /// An instance was terminated.
+    Terminated,
+    /// A dry run: it would be removed.
+    WouldDelete,
+    /// A dry run: the instance would be terminated.
+    WouldTerminate,
+    /// It was gone by the time reap came to it (it went with its instance,
+    /// or someone else removed it): nothing left, nothing to do.
+    AlreadyGone,
+    /// Left alone on purpose, and why (its controller is still running).
+    Kept(String),
+    /// Removing it failed; it is still there. Why.
+    Failed(String),
+}
+
+impl ReapAction {
+    /// Removed, without a note.
+    pub fn deleted() -> Self {
+        ReapAction::Deleted(None)
+    }
+
+    /// Whether this leaves behind something that should have gone.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, ReapAction::Failed(_))
+    }
+
+    /// The kind of action in a word or two, without its details:
+    /// `deleted`, `terminated`, `would delete`, `would terminate`,
+    /// `already gone`, `kept`, `failed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReapAction::Deleted(_) => "deleted",
+            ReapAction::Terminated => "terminated",
+            ReapAction::WouldDelete => "would delete",
+            ReapAction::WouldTerminate => "would terminate",
+            ReapAction::AlreadyGone => "already gone",
+            ReapAction::Kept(_) => "kept",
+            ReapAction::Failed(_) => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for ReapAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReapAction::Deleted(Some(note)) => write!(f, "deleted ({note})"),
+            ReapAction::Kept(why) => write!(f, "kept: {why}"),
+            ReapAction::Failed(why) => write!(f, "failed: {why}"),
+            other => f.write_str(other.as_str()),
+        }
+    }
+}
+
+/// An action equals the text it is shown as (`"deleted"`, `"kept: ..."`).
+impl PartialEq<&str> for ReapAction {
+    fn eq(&self, other: &&str) -> bool {
+        let shown: String = self.to_string();
+        shown.as_str() == *other
+    }
 }
 
 /// A kernel for [`crate::CloudProvider::boot_kernel`], as files on the controller.

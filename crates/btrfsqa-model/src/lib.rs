@@ -10,6 +10,12 @@
 //! [`ResultsStore`] is the on-disk layout of the results store that every
 //! run lands in before anything is published.
 //!
+//! [`redact_url`] strips credentials (`https://user:token@host/...`) from
+//! URLs and from text that quotes them; reports
+//! ([`RunReport::redact_credentials`]) and events
+//! ([`Event::redact_credentials`]) apply it to every string they hold, and
+//! the results store writes no report without doing so.
+//!
 //! [`compare`] judges a run against its baseline and history (regressions,
 //! fixes, flaky tests, known failures), purely, so the runner, the CLI and
 //! the dashboard agree.
@@ -25,15 +31,17 @@
 pub mod compare;
 mod error;
 mod event;
+mod redact;
 mod report;
 mod run_id;
 mod store;
 
 pub use error::ModelError;
 pub use event::{Event, Stage};
+pub use redact::redact_url;
 pub use report::{
     Artifact, ArtifactKind, Attempt, Counts, KernelInfo, MachineInfo, Provenance, RunReport,
     RunStatus, SCHEMA_VERSION, SourceInfo, SuiteReport, TestOutcome, Verdict,
 };
 pub use run_id::RunId;
-pub use store::{ResultsStore, safe_file_name};
+pub use store::{ResultsStore, escape_file_name, safe_file_name};

@@ -54,10 +54,13 @@ impl ResultsStore {
     }
 
     /// Writes `report` as its run's `report.json`, atomically and durably.
+    /// URLs in it are written without their credentials
+    /// ([`RunReport::redact_credentials`]), whatever field they are in.
     pub fn write_report(&self, report: &RunReport) -> Result<PathBuf, ModelError> {
         self.create_run(&report.run_id)?;
         let path = self.report_path(&report.run_id);
-        let json = serde_json::to_vec_pretty(report).expect("a report always serializes");
+        let report = report.without_credentials();
+        let json = serde_json::to_vec_pretty(&*report).expect("a report always serializes");
         write_atomic(&path, &json)?;
         Ok(path)
     }
@@ -190,6 +193,64 @@ pub fn safe_file_name(name: &str) -> String {
     safe
 }
 
+/// Turns a name (a test name such as fstests' `btrfs/001`, a suite id) into
+/// one path component that is readable and distinct for every name, so
+/// pages named after tests never nest and never collide:
+///
+/// - `[A-Za-z0-9._-]` stay (a leading `.` does not), `/` becomes `~`
+///   (`btrfs/001` → `btrfs~001`);
+/// - every other byte becomes `=XX` (hex), `~` and `=` included;
+/// - the empty name is `=`; a result over 180 bytes is cut and ends in `==`
+///   and a 64-bit hash of the whole name.
+///
+/// Each piece decodes one way and `=` is always followed by two hex digits
+/// except in those two markers, so two names give the same result only
+/// when they are the same (for names cut to length: unless their hashes
+/// collide as well).
+///
+/// ```
+/// use btrfsqa_model::escape_file_name;
+///
+/// assert_eq!(escape_file_name("btrfs/001"), "btrfs~001");
+/// assert_eq!(escape_file_name("btrfs_001"), "btrfs_001");
+/// assert_eq!(escape_file_name("../x"), "=2E.~x");
+/// ```
+pub fn escape_file_name(name: &str) -> String {
+    const MAX: usize = 180;
+    let mut out = String::with_capacity(name.len());
+    // Where each piece ends, to cut between pieces.
+    let mut ends = Vec::with_capacity(name.len());
+    for (i, byte) in name.bytes().enumerate() {
+        match byte {
+            b'/' => out.push('~'),
+            b'.' if i == 0 => out.push_str("=2E"),
+            b if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') => {
+                out.push(char::from(b))
+            }
+            b => out.push_str(&format!("={b:02X}")),
+        }
+        ends.push(out.len());
+    }
+    if out.is_empty() {
+        return "=".to_owned();
+    }
+    if out.len() > MAX {
+        let keep = ends
+            .iter()
+            .copied()
+            .take_while(|end| *end <= MAX - 18)
+            .last()
+            .unwrap_or(0);
+        out.truncate(keep);
+        // FNV-1a: stable across builds, unlike std's hasher.
+        let hash = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        });
+        out.push_str(&format!("=={hash:016x}"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +271,44 @@ mod tests {
         store.write_report(&report).unwrap();
         assert_eq!(store.read_report(&report.run_id).unwrap(), report);
         assert_eq!(store.list_runs().unwrap(), vec![report.run_id.clone()]);
+    }
+
+    #[test]
+    fn a_written_report_holds_no_credentials_from_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResultsStore::new(dir.path());
+        let mut report = RunReport::start(
+            RunId::parse("r1").unwrap(),
+            Utc::now(),
+            Provenance::default(),
+        );
+        // A URL that came from the command line, the environment or an
+        // embedder, not from a config file (that one refuses secrets).
+        let url = "https://user:tok-1234567@git.example.org/fstests.git";
+        let mut suite = crate::SuiteReport::new("xfstests");
+        suite.source = Some(crate::SourceInfo {
+            name: "fstests".into(),
+            url: url.into(),
+            git_ref: Some("master".into()),
+            commit: None,
+        });
+        suite.error = Some(format!("cannot fetch `{url}`"));
+        report.suites.push(suite);
+        report.provenance.kernel.source = Some(crate::SourceInfo {
+            name: "kernel".into(),
+            url: url.into(),
+            git_ref: None,
+            commit: None,
+        });
+        report.finish(RunStatus::Completed, Utc::now());
+        let path = store.write_report(&report).unwrap();
+        let written = fs::read_to_string(path).unwrap();
+        assert!(!written.contains("tok-1234567"), "{written}");
+        assert!(!written.contains("user:"), "{written}");
+        assert!(
+            written.contains("https://git.example.org/fstests.git"),
+            "{written}"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! index.html                       the newest runs, newest first, and the pass-rate chart
 //! archive/<n>.html                 older runs, a page per 100 (1 is the oldest)
 //! matrix.html                      tests by the newest runs
-//! tests/<suite>/<test>.html        the history of one test
+//! tests/<suite>/<test>.html        the history of one test (names escaped: `btrfs~011.html`)
 //! style.css, .nojekyll, assets/    stylesheet, the asciinema player and its init script
 //! runs/<run-id>/index.html         the run page
 //! runs/<run-id>/summary.json       what the history pages need of the run
@@ -52,14 +52,14 @@ use std::sync::Arc;
 
 use btrfsqa_model::{
     Artifact, ArtifactKind, Counts, ModelError, ResultsStore, RunId, RunReport, RunStatus,
-    SourceInfo, Verdict,
+    SourceInfo, Verdict, redact_url,
 };
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::git::redact_url;
+use crate::lock::{DirLock, unique_temp_path};
 use crate::{PublishError, Published, Publisher, export};
 use history::{INDEX_RUNS, IndexRow};
 pub(crate) use summary::{RunSummary, SUMMARY_FORMAT};
@@ -69,12 +69,16 @@ pub(crate) use summary::{RunSummary, SUMMARY_FORMAT};
 /// dotfiles do not serve it; the git publisher leaves it out of the tree.
 pub(crate) const MANIFEST_FILE: &str = ".btrfsqa-site.json";
 
+/// The lock file in the output directory, held while rendering into it
+/// (not served: it starts with a dot, and the git publisher leaves it out).
+const LOCK_FILE: &str = ".btrfsqa-site.lock";
+
 /// A run's summary, beside its page.
 pub(crate) const SUMMARY_FILE: &str = "summary.json";
 
 /// Bumped when the code that builds a run page changes in a way the
 /// templates do not show, so existing sites re-render their run pages.
-const PAGE_FORMAT: &str = "page-format-2";
+const PAGE_FORMAT: &str = "page-format-3";
 
 const BASE_TEMPLATE: &str = include_str!("../templates/base.html");
 const INDEX_TEMPLATE: &str = include_str!("../templates/index.html");
@@ -311,7 +315,8 @@ impl Dashboard {
         out_dir: &Path,
         published: &[RunSummary],
     ) -> Result<RenderStats, PublishError> {
-        fs::create_dir_all(out_dir).map_err(PublishError::io("create directory", out_dir))?;
+        // Two renders into one directory take turns.
+        let _lock = DirLock::acquire(out_dir, LOCK_FILE, "the site directory")?;
         let old = Manifest::read(&out_dir.join(MANIFEST_FILE));
         let fingerprint = hex(&self.fingerprint);
         let same_renderer = old.fingerprint == fingerprint;
@@ -833,10 +838,21 @@ fn read_report(store: &ResultsStore, id: &RunId) -> Result<(RunReport, Vec<u8>),
     // Render from the very bytes that are hashed and copied: the runner may
     // replace the report at any moment. The store's reader gives the precise
     // error (a newer schema, a broken file).
+    // A report with credentials in a URL (written by an older btrfsqa or
+    // another tool) is published without them, its copy included.
+    let serialize =
+        |report: &RunReport| serde_json::to_vec_pretty(report).expect("a report always serializes");
     match serde_json::from_slice::<RunReport>(&raw) {
-        Ok(report) if &report.run_id == id => Ok((report, raw)),
-        _ => store.read_report(id).map(|report| {
-            let raw = serde_json::to_vec_pretty(&report).expect("a report always serializes");
+        Ok(mut report) if &report.run_id == id => {
+            if report.redact_credentials() {
+                let raw = serialize(&report);
+                return Ok((report, raw));
+            }
+            Ok((report, raw))
+        }
+        _ => store.read_report(id).map(|mut report| {
+            report.redact_credentials();
+            let raw = serialize(&report);
             (report, raw)
         }),
     }
@@ -1450,10 +1466,9 @@ pub(crate) const TMP_SUFFIX: &str = ".btrfsqa-tmp";
 
 /// Writes through a temporary file and a rename, so a web server reading the
 /// directory never serves half a page.
+/// The temporary name is unique (pid and counter), so writers never share one.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(TMP_SUFFIX);
-    let tmp = PathBuf::from(tmp);
+    let tmp = unique_temp_path(path, TMP_SUFFIX);
     write_file(&tmp, bytes)?;
     fs::rename(&tmp, path).map_err(PublishError::io("rename into", path))
 }

@@ -1,7 +1,8 @@
 //! Exports of a run for other tools: JUnit XML (CI systems, test-result
 //! viewers), KCIDB JSON (the kernel CI database) and JSON (the report itself).
 //!
-//! Pure functions from a [`RunReport`] to text; no I/O.
+//! Pure functions from a [`RunReport`] to text; no I/O. URLs in the report
+//! are exported without their credentials ([`RunReport::redact_credentials`]).
 //!
 //! ```
 //! use btrfsqa_model::{Provenance, RunId, RunReport, SuiteReport, TestOutcome, Verdict};
@@ -29,6 +30,7 @@ use btrfsqa_model::{RunReport, SuiteReport, TestOutcome, Verdict};
 /// both the `message` attribute and the element's text. A suite that stopped
 /// early keeps its error in `<system-err>`.
 pub fn junit(report: &RunReport) -> String {
+    let report = &*report.without_credentials();
     let mut out = String::new();
     let summary = summarize(report.suites.iter());
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -100,6 +102,7 @@ pub const KCIDB_ORIGIN: &str = "btrfsqa";
 /// ```
 pub fn kcidb(report: &RunReport, files_url: Option<&str>) -> String {
     use serde_json::{Map, Value, json};
+    let report = &*report.without_credentials();
     let run = report.run_id.as_str();
     let checkout_id = format!("{KCIDB_ORIGIN}:{run}");
     let build_id = format!("{KCIDB_ORIGIN}:{run}:build");
@@ -115,7 +118,7 @@ pub fn kcidb(report: &RunReport, files_url: Option<&str>) -> String {
         if source.url.starts_with("https://") || source.url.starts_with("git://") {
             checkout.insert(
                 "git_repository_url".into(),
-                json!(crate::git::redact_url(&source.url)),
+                json!(btrfsqa_model::redact_url(&source.url)),
             );
         }
         if let Some(commit) = source.commit.as_deref().filter(|c| is_commit_hash(c)) {
@@ -250,7 +253,8 @@ fn is_commit_hash(text: &str) -> bool {
 
 /// The run as pretty-printed JSON: exactly the `report.json` schema.
 pub fn json(report: &RunReport) -> String {
-    serde_json::to_string_pretty(report).expect("a report always serializes")
+    serde_json::to_string_pretty(&*report.without_credentials())
+        .expect("a report always serializes")
 }
 
 fn write_testcase(out: &mut String, suite: &SuiteReport, test: &TestOutcome) {
@@ -496,6 +500,33 @@ mod tests {
             assert!(test["id"].as_str().unwrap().starts_with("btrfsqa:"));
         }
         assert_eq!(kcidb_path("s", "a/../b c"), "btrfsqa.s.a.b_c");
+    }
+
+    #[test]
+    fn exports_hold_no_credentials_from_urls() {
+        let mut report = report();
+        let url = "https://kdave:tok-1234567@git.kernel.org/linux.git";
+        report.provenance.kernel.source = Some(btrfsqa_model::SourceInfo {
+            name: "kernel".into(),
+            url: url.into(),
+            git_ref: Some("for-next".into()),
+            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        });
+        report.suites[0].error = Some(format!("cannot fetch `{url}`"));
+        report.suites[0].tests[1].message = Some(format!("clone of {url} failed"));
+        for (name, text) in [
+            ("junit", junit(&report)),
+            ("kcidb", kcidb(&report, None)),
+            ("json", json(&report)),
+        ] {
+            assert!(!text.contains("tok-1234567"), "{name}: {text}");
+            assert!(!text.contains("kdave:"), "{name}: {text}");
+        }
+        let kcidb: serde_json::Value = serde_json::from_str(&kcidb(&report, None)).unwrap();
+        assert_eq!(
+            kcidb["checkouts"][0]["git_repository_url"],
+            "https://git.kernel.org/linux.git"
+        );
     }
 
     #[test]

@@ -16,8 +16,10 @@
 //! Remote (HTTPS, SSH) repositories are fetched with `git` too, local ones
 //! with gix.
 //!
-//! One cache directory serves one publisher at a time; publishers running
-//! concurrently (on one machine or several) each need their own.
+//! One cache directory serves one publisher at a time: publishers that
+//! share one (two btrfsqa processes on one host, with one results store)
+//! take turns on a lock file in it (`publish.lock`), the one that waits
+//! saying who it waits for. Publishers on other machines have their own.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -25,16 +27,20 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::AtomicBool;
 
-use btrfsqa_model::{Counts, ResultsStore, RunId, RunReport};
+use btrfsqa_model::{Counts, ResultsStore, RunId, RunReport, redact_url};
 
 use crate::credentials::GitCredentials;
 use crate::dashboard::{RunSummary, SUMMARY_FILE};
+use crate::lock::DirLock;
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
 
 use crate::dashboard::{DashboardSettings, TMP_SUFFIX};
 use crate::{Dashboard, PublishError, Published, Publisher};
+
+/// The lock file in the cache directory, held while publishing.
+const CACHE_LOCK: &str = "publish.lock";
 
 /// The site files at the root of the tree, rewritten on every publish.
 const ROOT_FILES: &[&str] = &["index.html", "matrix.html", "style.css", ".nojekyll"];
@@ -51,7 +57,7 @@ pub struct GitPublisherSettings {
     /// The branch the site lives on (`gh-pages`).
     pub branch: String,
     /// Where the publisher keeps its mirror of the repository and its staging
-    /// directory. Not shared between publishers running at the same time.
+    /// directory. Publishers sharing it take turns (a lock file in it).
     pub cache_dir: PathBuf,
     /// Author and committer name of the commits.
     pub author_name: String,
@@ -139,6 +145,7 @@ impl GitPublisher {
     ) -> Result<Published, PublishError> {
         let report = store.read_report(run)?;
         let mut target = Target::new(&self.settings)?;
+        let _lock = DirLock::acquire(&self.settings.cache_dir, CACHE_LOCK, "the site cache")?;
         target.create_if_missing()?;
         target.credentials = GitCredentials::for_url(
             &target.url,
@@ -649,7 +656,7 @@ fn published_summaries(
             Some(summary) => Some(summary),
             None => match blob_of("report.json")? {
                 Some(bytes) => match serde_json::from_slice::<RunReport>(&bytes) {
-                    Ok(report) => Some(RunSummary::of(&report)),
+                    Ok(report) => Some(RunSummary::of(&report.without_credentials())),
                     Err(error) => {
                         tracing::warn!(run = %entry.filename(), %error, "a published report does not parse; it is left out of the index");
                         None
@@ -796,75 +803,9 @@ fn upsert_file(
     Ok(())
 }
 
-/// `text` with the credentials of any URL in it removed: the password of
-/// `scheme://user:password@host`, and the whole user part for http(s) and
-/// ftp(s), where a token is often passed as the user name. SSH user names
-/// (`git@github.com:...`) are kept: they are not secrets.
-pub(crate) fn redact_url(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find("://") {
-        let scheme_start = rest[..pos]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-            .map_or(0, |i| i + 1);
-        let scheme = rest[scheme_start..pos].to_ascii_lowercase();
-        let authority_start = pos + 3;
-        out.push_str(&rest[..authority_start]);
-        let after = &rest[authority_start..];
-        let authority_len = after
-            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
-            .unwrap_or(after.len());
-        let authority = &after[..authority_len];
-        match authority.rfind('@') {
-            Some(at) => {
-                let userinfo = &authority[..at];
-                if matches!(scheme.as_str(), "http" | "https" | "ftp" | "ftps") {
-                    out.push_str("***");
-                } else if let Some((user, _password)) = userinfo.split_once(':') {
-                    out.push_str(user);
-                    out.push_str(":***");
-                } else {
-                    out.push_str(userinfo);
-                }
-                out.push_str(&authority[at..]);
-            }
-            None => out.push_str(authority),
-        }
-        rest = &after[authority_len..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_are_redacted() {
-        assert_eq!(
-            redact_url("https://user:tok@github.com/a/b.git"),
-            "https://***@github.com/a/b.git"
-        );
-        assert_eq!(
-            redact_url("https://ghp_token@github.com/a/b"),
-            "https://***@github.com/a/b"
-        );
-        assert_eq!(
-            redact_url("ssh://git:pw@host:22/x"),
-            "ssh://git:***@host:22/x"
-        );
-        assert_eq!(redact_url("ssh://git@host/x"), "ssh://git@host/x");
-        assert_eq!(
-            redact_url("git@github.com:a/b.git"),
-            "git@github.com:a/b.git"
-        );
-        assert_eq!(redact_url("/srv/site.git"), "/srv/site.git");
-        assert_eq!(
-            redact_url("fatal: unable to access 'https://u:p@h/x/': denied"),
-            "fatal: unable to access 'https://***@h/x/': denied"
-        );
-    }
 
     #[test]
     fn bad_settings_are_named() {

@@ -25,6 +25,7 @@ mod dashboard;
 mod error;
 pub mod export;
 mod git;
+mod lock;
 
 pub use credentials::TOKEN_ENV_VARS;
 pub use dashboard::{Dashboard, DashboardSettings, DirectoryPublisher, RenderStats};

@@ -46,9 +46,12 @@ impl Journal {
     /// Appends one event as a JSON line. State changes (a test started or
     /// finished, a machine ready, a stage started or finished) are synced to
     /// disk before this returns; a failure to write is not fatal
-    /// (the report is the primary record) and is ignored.
+    /// (the report is the primary record) and is ignored. URLs are written
+    /// without their credentials ([`Event::redact_credentials`]).
     pub fn append(&mut self, event: &Event) {
-        let Ok(mut line) = serde_json::to_vec(event) else {
+        let mut event = event.clone();
+        event.redact_credentials();
+        let Ok(mut line) = serde_json::to_vec(&event) else {
             return;
         };
         line.push(b'\n');
@@ -66,5 +69,24 @@ impl Journal {
         {
             let _ = self.file.sync_data();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_holds_no_credentials_from_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let mut journal = Journal::open(&path).unwrap();
+        journal.append(&Event::Warning {
+            machine: None,
+            message: "cannot fetch `https://me:tok-1234567@git.example/fstests.git`".into(),
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("tok-1234567"), "{text}");
+        assert!(text.contains("https://git.example/fstests.git"), "{text}");
     }
 }

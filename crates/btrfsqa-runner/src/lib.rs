@@ -45,6 +45,7 @@ pub use config::{Config, ConfigSource, DEFAULT_CONFIG, ProviderKind};
 pub use connect::{Connector, DefaultConnector, MockConnector};
 pub use error::{ConfigError, ConfigIssue, NotifyError, RunError, error_chain};
 pub use journal::Journal;
+pub use recording::SECRET_ENV_VARS;
 pub use run::{RunOutcome, RunVerdict, Runner, read_machine_records, write_machine_record};
 pub use settings::{RunOverrides, Settings};
 pub use tokio_util::sync::CancellationToken;

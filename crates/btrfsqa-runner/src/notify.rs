@@ -144,8 +144,12 @@ pub struct Notified {
 
 /// Runs every configured hook with `summary`, whether or not it should fire
 /// (ask [`NotifyConfig::should_notify`] first). A failing hook does not stop
-/// the other; neither fails the run.
+/// the other; neither fails the run. URLs in the summary reach the hooks
+/// without their credentials.
 pub async fn send(config: &NotifyConfig, summary: &ComparisonSummary) -> Notified {
+    let mut summary = summary.clone();
+    summary.redact_credentials();
+    let summary = &summary;
     let json = serde_json::to_vec_pretty(summary).expect("a summary always serializes");
     let timeout = Duration::from_secs(config.timeout_secs.max(1));
     let mut notified = Notified::default();
@@ -564,6 +568,24 @@ mod tests {
             std::fs::read_to_string(&env).unwrap().trim(),
             "20261124-120000-abcd 20261123-120000-0001 2"
         );
+    }
+
+    #[tokio::test]
+    async fn hooks_get_urls_without_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("summary.json");
+        let config = NotifyConfig {
+            command: Some(format!("cat > '{}'", out.display())),
+            ..NotifyConfig::default()
+        };
+        let mut summary = summary(1);
+        summary.regressions[0].message =
+            Some("cannot clone https://me:tok-1234567@git.example/fstests.git".into());
+        let notified = send(&config, &summary).await;
+        assert!(notified.errors.is_empty(), "{:?}", notified.errors);
+        let sent = std::fs::read_to_string(&out).unwrap();
+        assert!(!sent.contains("tok-1234567"), "{sent}");
+        assert!(sent.contains("https://git.example/fstests.git"), "{sent}");
     }
 
     #[tokio::test]

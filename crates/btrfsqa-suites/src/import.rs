@@ -3,25 +3,38 @@
 //! with its files copied into a run directory of the results store, so it is
 //! published like any run.
 //!
+//! An import never reads outside its directory: a symbolic link that is
+//! absolute, that goes through `..` or that leads out is not followed (a
+//! link to a file beside it is), and each one refused is a warning in
+//! [`Imported::warnings`]. What it copies and the messages it keeps go
+//! through a [`Redactor`] first, as recordings of runs do.
+//!
 //! ```no_run
 //! use std::path::Path;
+//! use btrfsqa_remote::Redactor;
 //! use btrfsqa_suites::import;
 //!
 //! # fn demo() -> Result<(), btrfsqa_suites::SuiteError> {
 //! let dir = Path::new("/var/lib/xfstests/results");
-//! let report = match import::detect(dir)? {
-//!     import::ImportKind::Xfstests => import::xfstests(dir, Path::new("store/run-1"))?,
-//!     import::ImportKind::BtrfsProgs => import::btrfs_progs(dir, Path::new("store/run-1"))?,
+//! let redactor = Redactor::from_env(&["GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY"]);
+//! let imported = match import::detect(dir)? {
+//!     import::ImportKind::Xfstests => import::xfstests(dir, Path::new("store/run-1"), &redactor)?,
+//!     import::ImportKind::BtrfsProgs => import::btrfs_progs(dir, Path::new("store/run-1"), &redactor)?,
 //! };
-//! println!("{} tests", report.tests.len());
+//! println!("{} tests", imported.report.tests.len());
+//! for warning in &imported.warnings {
+//!     eprintln!("warning: {warning}");
+//! }
 //! # Ok(()) }
 //! ```
 
+use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use btrfsqa_model::{Artifact, ArtifactKind, SuiteReport, TestOutcome, safe_file_name};
+use btrfsqa_remote::Redactor;
 
 use crate::SuiteError;
 use crate::btrfs_progs::{self, parse as progs_parse};
@@ -37,6 +50,159 @@ pub enum ImportKind {
     Xfstests,
     /// A btrfs-progs tree (or its `tests/` directory) after a test run.
     BtrfsProgs,
+}
+
+/// What an import made: the suite's report, and what it did not read.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The suite's report; its artifacts are in the run directory.
+    pub report: SuiteReport,
+    /// Files left out, and why (a symbolic link out of the directory).
+    pub warnings: Vec<String>,
+}
+
+/// Symbolic links followed one after another before giving up.
+const MAX_LINKS: usize = 16;
+
+/// The imported directory: every file is read through it, so nothing
+/// outside it is read, and what is read is redacted.
+struct Source<'a> {
+    /// The directory as given (for messages).
+    shown: PathBuf,
+    /// The directory with its own links resolved.
+    root: PathBuf,
+    redactor: &'a Redactor,
+    warnings: Vec<String>,
+}
+
+impl<'a> Source<'a> {
+    fn new(dir: &Path, redactor: &'a Redactor) -> Result<Self, SuiteError> {
+        let root = fs::canonicalize(dir).map_err(|e| SuiteError::Config {
+            suite: "import".to_owned(),
+            message: format!("cannot read `{}`: {e}", dir.display()),
+        })?;
+        Ok(Source {
+            shown: dir.to_owned(),
+            root,
+            redactor,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// The regular file at `rel` (relative to the directory) when it is one
+    /// and reaching it leaves the directory nowhere. A link that is
+    /// absolute, goes through `..` or leads out is not followed: a warning.
+    fn file(&mut self, rel: &Path) -> Option<PathBuf> {
+        match self.resolve(rel) {
+            Ok(Some(path)) if path.is_file() => Some(path),
+            Ok(_) => None,
+            Err(why) => {
+                let warning = format!(
+                    "`{}`: {why}, not followed: an import never reads outside `{}`",
+                    rel.display(),
+                    self.shown.display()
+                );
+                if !self.warnings.contains(&warning) {
+                    self.warnings.push(warning);
+                }
+                None
+            }
+        }
+    }
+
+    /// Walks `rel` one component at a time from the root, following only
+    /// relative links that do not go up. `Ok(None)` when something on the
+    /// way does not exist.
+    fn resolve(&self, rel: &Path) -> Result<Option<PathBuf>, String> {
+        // What is left to walk, the next component last.
+        let mut stack: Vec<OsString> = Vec::new();
+        if !push_components(&mut stack, rel) {
+            return Err("the path leads out".to_owned());
+        }
+        let mut path = self.root.clone();
+        let mut links = 0;
+        while let Some(name) = stack.pop() {
+            let candidate = path.join(&name);
+            let Ok(meta) = fs::symlink_metadata(&candidate) else {
+                return Ok(None);
+            };
+            if !meta.file_type().is_symlink() {
+                path = candidate;
+                continue;
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return Err("too many symbolic links".to_owned());
+            }
+            let target = fs::read_link(&candidate).map_err(|e| e.to_string())?;
+            if target.is_absolute() {
+                return Err(format!(
+                    "a symbolic link to the absolute path `{}`",
+                    target.display()
+                ));
+            }
+            // The target is walked from the link's own directory.
+            if !push_components(&mut stack, &target) {
+                return Err(format!(
+                    "a symbolic link through `..` (to `{}`)",
+                    target.display()
+                ));
+            }
+        }
+        // However it was reached, it is below the directory.
+        match fs::canonicalize(&path) {
+            Ok(real) if real.starts_with(&self.root) => Ok(Some(real)),
+            Ok(real) => Err(format!("it leads to `{}`", real.display())),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Warns about section directories that are symbolic links (sections
+    /// are read from real directories only).
+    fn warn_about_linked_sections(&mut self, dir: &Path) {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let linked_dir =
+                entry.file_type().is_ok_and(|t| t.is_symlink()) && entry.path().is_dir();
+            if linked_dir && FSTESTS_FILES.iter().any(|f| entry.path().join(f).exists()) {
+                self.warnings.push(format!(
+                    "`{}`: a symbolic link to a directory, not followed: an import never reads outside `{}`",
+                    entry.file_name().to_string_lossy(),
+                    self.shown.display()
+                ));
+            }
+        }
+    }
+
+    /// The content of the file at `rel`, when it may be read.
+    fn read(&mut self, rel: &Path) -> Option<Vec<u8>> {
+        let path = self.file(rel)?;
+        fs::read(path).ok()
+    }
+
+    /// Copies the file at `rel` (when it may be read) to `dst`, redacted
+    /// and cut to [`MAX_ARTIFACT_BYTES`]: `None` when it was not copied,
+    /// else the bytes left out.
+    fn copy(&mut self, rel: &Path, dst: &Path) -> Result<Option<Option<u64>>, SuiteError> {
+        let Some(src) = self.file(rel) else {
+            return Ok(None);
+        };
+        copy_capped(&src, dst, self.redactor).map(Some)
+    }
+}
+
+/// Pushes the components of the relative `path` on `stack`, the first
+/// last; false when it has any but plain names and `.`.
+fn push_components(stack: &mut Vec<OsString>, path: &Path) -> bool {
+    let mut names = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => names.push(name.to_owned()),
+            Component::CurDir => {}
+            _ => return false,
+        }
+    }
+    stack.extend(names.into_iter().rev());
+    true
 }
 
 const FSTESTS_FILES: &[&str] = &["result.xml", "check.log"];
@@ -112,8 +278,8 @@ pub fn detect(dir: &Path) -> Result<ImportKind, SuiteError> {
 
 /// Imports an fstests results directory into `run_dir` (report of suite
 /// `xfstests`, one outcome per test and section, each test's `.full`,
-/// `.out.bad` and `.dmesg` copied and linked).
-pub fn xfstests(dir: &Path, run_dir: &Path) -> Result<SuiteReport, SuiteError> {
+/// `.out.bad` and `.dmesg` copied and linked), redacted with `redactor`.
+pub fn xfstests(dir: &Path, run_dir: &Path, redactor: &Redactor) -> Result<Imported, SuiteError> {
     let sections = fstests_sections(dir);
     if sections.is_empty() {
         let mut message = neither(dir);
@@ -128,27 +294,30 @@ pub fn xfstests(dir: &Path, run_dir: &Path) -> Result<SuiteReport, SuiteError> {
             message,
         });
     }
+    let mut source = Source::new(dir, redactor)?;
     let mut report = SuiteReport::new(xfstests::ID);
-    for (section, sdir) in sections {
+    for (section, _) in sections {
         let label = section.clone().unwrap_or_else(|| "global".to_owned());
         let section_rel = format!("{}/{}", xfstests::ID, safe_file_name(&label));
-        let read = |name: &str| fs::read(sdir.join(name)).ok();
-        let xunit = read("result.xml").and_then(|b| fst_parse::parse_xunit(&b).ok());
+        let sdir = PathBuf::from(section.clone().unwrap_or_default());
+        let xunit = source
+            .read(&sdir.join("result.xml"))
+            .and_then(|b| fst_parse::parse_xunit(&b).ok());
         // check.time is global in a run with sections; the section copy
         // exists only once the section ended.
-        let times = read("check.time")
-            .or_else(|| fs::read(dir.join("check.time")).ok())
+        let times = source
+            .read(&sdir.join("check.time"))
+            .or_else(|| source.read(Path::new("check.time")))
             .map(|b| fst_parse::parse_check_time(&String::from_utf8_lossy(&b)))
             .unwrap_or_default();
-        let check_log = read("check.log")
+        let check_log = source
+            .read(&sdir.join("check.log"))
             .and_then(|b| fst_parse::parse_check_log(&String::from_utf8_lossy(&b)))
             .map(|log| log.tests(&times));
         let tests = xfstests::merge_results(xunit.map(|x| x.tests), check_log, Vec::new(), None);
         for file in ["result.xml", "check.log", "check.time"] {
-            let src = sdir.join(file);
-            if src.is_file() {
-                let rel = format!("{section_rel}/{file}");
-                let truncated = copy_capped(&src, &run_dir.join(&rel))?;
+            let rel = format!("{section_rel}/{file}");
+            if let Some(truncated) = source.copy(&sdir.join(file), &run_dir.join(&rel))? {
                 let mut artifact = Artifact::new(
                     if file == "check.log" {
                         ArtifactKind::Log
@@ -165,7 +334,7 @@ pub fn xfstests(dir: &Path, run_dir: &Path) -> Result<SuiteReport, SuiteError> {
             let mut outcome = TestOutcome::new(xfstests::ID, test.name.clone(), test.verdict);
             outcome.profile = section.clone();
             outcome.duration_secs = test.duration_secs;
-            outcome.message = test.message.clone();
+            outcome.message = test.message.as_deref().map(|m| redactor.redact_str(m));
             if fst_parse::is_test_name(&test.name) {
                 for (suffix, kind) in [
                     (".full", ArtifactKind::Full),
@@ -173,36 +342,42 @@ pub fn xfstests(dir: &Path, run_dir: &Path) -> Result<SuiteReport, SuiteError> {
                     (".dmesg", ArtifactKind::Dmesg),
                 ] {
                     let src = sdir.join(format!("{}{suffix}", test.name));
-                    if !src.is_file() {
-                        continue;
-                    }
                     let base = test.name.rsplit('/').next().unwrap_or(&test.name);
                     let rel = format!(
                         "{section_rel}/{}/{}",
                         safe_file_name(&test.name),
                         safe_file_name(&format!("{base}{suffix}"))
                     );
-                    let truncated = copy_capped(&src, &run_dir.join(&rel))?;
-                    let mut artifact = Artifact::new(kind, rel);
-                    artifact.truncated_bytes = truncated;
-                    outcome.artifacts.push(artifact);
+                    if let Some(truncated) = source.copy(&src, &run_dir.join(&rel))? {
+                        let mut artifact = Artifact::new(kind, rel);
+                        artifact.truncated_bytes = truncated;
+                        outcome.artifacts.push(artifact);
+                    }
                 }
             }
             report.tests.push(outcome);
         }
     }
-    Ok(report)
+    source.warn_about_linked_sections(dir);
+    Ok(Imported {
+        report,
+        warnings: source.warnings,
+    })
 }
 
 /// Imports a btrfs-progs tree (or its `tests/` directory) after a test run
 /// into `run_dir` (report of suite `btrfs-progs`, one outcome per case in
 /// the results files, tests named `<suite>/<case>`, each case's part of the
-/// results file kept as its log).
+/// results file kept as its log), redacted with `redactor`.
 ///
 /// The results files do not record cases that did not run (`[NOTRUN]` goes
 /// only to the console), so those read as passes; a run stopped at its first
 /// failure holds only the cases up to it.
-pub fn btrfs_progs(dir: &Path, run_dir: &Path) -> Result<SuiteReport, SuiteError> {
+pub fn btrfs_progs(
+    dir: &Path,
+    run_dir: &Path,
+    redactor: &Redactor,
+) -> Result<Imported, SuiteError> {
     let files = progs_results(dir);
     if files.is_empty() {
         let mut message = neither(dir);
@@ -217,19 +392,22 @@ pub fn btrfs_progs(dir: &Path, run_dir: &Path) -> Result<SuiteReport, SuiteError
             message,
         });
     }
+    let mut source = Source::new(dir, redactor)?;
     let mut report = SuiteReport::new(btrfs_progs::ID);
     for (suite, file) in files {
-        let bytes = fs::read(&file).map_err(|source| SuiteError::Store {
-            path: file.clone(),
-            source,
-        })?;
-        let text = String::from_utf8_lossy(&bytes);
+        let rel_file = file.strip_prefix(dir).unwrap_or(&file).to_owned();
+        let Some(bytes) = source.read(&rel_file) else {
+            continue;
+        };
+        let text = redactor.redact_str(&String::from_utf8_lossy(&bytes));
         let suite_rel = format!("{}/{}", btrfs_progs::ID, safe_file_name(&suite));
         let rel = format!(
             "{suite_rel}/{}",
             safe_file_name(&format!("{suite}-tests-results.txt"))
         );
-        let truncated = copy_capped(&file, &run_dir.join(&rel))?;
+        let Some(truncated) = source.copy(&rel_file, &run_dir.join(&rel))? else {
+            continue;
+        };
         let mut artifact = Artifact::new(ArtifactKind::Log, rel);
         artifact.truncated_bytes = truncated;
         report.artifacts.push(artifact);
@@ -248,7 +426,10 @@ pub fn btrfs_progs(dir: &Path, run_dir: &Path) -> Result<SuiteReport, SuiteError
             report.tests.push(outcome);
         }
     }
-    Ok(report)
+    Ok(Imported {
+        report,
+        warnings: source.warnings,
+    })
 }
 
 fn cap_text(text: &str) -> String {
@@ -263,9 +444,10 @@ fn cap_text(text: &str) -> String {
     text[start..].to_owned()
 }
 
-/// Copies `src` to `dst`; a file over [`MAX_ARTIFACT_BYTES`] keeps its head
-/// and tail with a marker between. Returns the bytes left out.
-fn copy_capped(src: &Path, dst: &Path) -> Result<Option<u64>, SuiteError> {
+/// Copies `src` to `dst` redacted; a file over [`MAX_ARTIFACT_BYTES`]
+/// keeps its head and tail (each redacted) with a marker between. Returns
+/// the bytes left out.
+fn copy_capped(src: &Path, dst: &Path, redactor: &Redactor) -> Result<Option<u64>, SuiteError> {
     let store = |path: &Path| {
         let path = path.to_owned();
         move |source| SuiteError::Store { path, source }
@@ -275,7 +457,8 @@ fn copy_capped(src: &Path, dst: &Path) -> Result<Option<u64>, SuiteError> {
     }
     let size = fs::metadata(src).map_err(store(src))?.len();
     if size <= MAX_ARTIFACT_BYTES {
-        fs::copy(src, dst).map_err(store(dst))?;
+        let bytes = fs::read(src).map_err(store(src))?;
+        fs::write(dst, redactor.redact(&bytes)).map_err(store(dst))?;
         return Ok(None);
     }
     let half = MAX_ARTIFACT_BYTES / 2;
@@ -290,9 +473,9 @@ fn copy_capped(src: &Path, dst: &Path) -> Result<Option<u64>, SuiteError> {
     input.read_to_end(&mut tail).map_err(store(src))?;
     let left_out = size - MAX_ARTIFACT_BYTES;
     output
-        .write_all(&head)
+        .write_all(&redactor.redact(&head))
         .and_then(|()| write!(output, "\n[... btrfsqa cut {left_out} bytes ...]\n"))
-        .and_then(|()| output.write_all(&tail))
+        .and_then(|()| output.write_all(&redactor.redact(&tail)))
         .map_err(store(dst))?;
     Ok(Some(left_out))
 }
@@ -311,7 +494,9 @@ mod tests {
         let src = fixtures().join("xfstests/btrfs-loop-30");
         assert_eq!(detect(&src).unwrap(), ImportKind::Xfstests);
         let run = tempfile::tempdir().unwrap();
-        let report = xfstests(&src, run.path()).unwrap();
+        let report = xfstests(&src, run.path(), &Redactor::default())
+            .unwrap()
+            .report;
         assert_eq!(report.id, "xfstests");
         assert_eq!(report.tests.len(), 30);
         let failed = report.tests.iter().find(|t| t.name == "btrfs/012").unwrap();
@@ -335,7 +520,9 @@ mod tests {
     fn sectioned_results_keep_their_section() {
         let src = fixtures().join("xfstests/sections");
         let run = tempfile::tempdir().unwrap();
-        let report = xfstests(&src, run.path()).unwrap();
+        let report = xfstests(&src, run.path(), &Redactor::default())
+            .unwrap()
+            .report;
         let profiles: std::collections::BTreeSet<_> = report
             .tests
             .iter()
@@ -366,7 +553,9 @@ mod tests {
         .unwrap();
         assert_eq!(detect(tmp.path()).unwrap(), ImportKind::BtrfsProgs);
         let run = tempfile::tempdir().unwrap();
-        let report = btrfs_progs(tmp.path(), run.path()).unwrap();
+        let report = btrfs_progs(tmp.path(), run.path(), &Redactor::default())
+            .unwrap()
+            .report;
         let names: Vec<(&str, Verdict)> = report
             .tests
             .iter()
@@ -391,7 +580,7 @@ mod tests {
         let log = fs::read_to_string(run.path().join(&failed.artifacts[0].path)).unwrap();
         assert!(log.contains("target is busy") && !log.contains("001-btrfs"));
         // The same tree read as fstests results says what it is.
-        let err = xfstests(tmp.path(), run.path()).unwrap_err();
+        let err = xfstests(tmp.path(), run.path(), &Redactor::default()).unwrap_err();
         assert!(err.to_string().contains("btrfs-progs"), "{err}");
     }
 
@@ -404,13 +593,186 @@ mod tests {
             err.contains("neither fstests results") && err.contains("btrfs-progs"),
             "{err}"
         );
-        let err = btrfs_progs(tmp.path(), tmp.path()).unwrap_err().to_string();
+        let err = btrfs_progs(tmp.path(), tmp.path(), &Redactor::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("neither"), "{err}");
         assert!(
             detect(&tmp.path().join("missing"))
                 .unwrap_err()
                 .to_string()
                 .contains("not a directory")
+        );
+    }
+
+    /// Copies a fixture directory (following nothing: plain files only).
+    fn copy_tree(from: &Path, to: &Path) {
+        fs::create_dir_all(to).unwrap();
+        for entry in fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else {
+                fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    /// Every file under `dir`, with its content.
+    fn stored_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(stored_files(&path));
+            } else {
+                out.push((path.clone(), fs::read(&path).unwrap()));
+            }
+        }
+        out
+    }
+
+    const OUTSIDE: &[u8] = b"OUTSIDE-THE-IMPORT\n";
+
+    /// An fstests results directory whose files are links out of it (to an
+    /// absolute path, through `..`, and a directory), and one link that
+    /// stays inside.
+    fn hostile_results(tmp: &Path) -> PathBuf {
+        use std::os::unix::fs::symlink;
+        let src = tmp.join("results");
+        copy_tree(&fixtures().join("xfstests/btrfs-loop-30"), &src);
+        let outside = tmp.join("outside");
+        fs::create_dir_all(outside.join("btrfs")).unwrap();
+        fs::write(outside.join("secret"), OUTSIDE).unwrap();
+        fs::write(outside.join("btrfs/012.out.bad"), OUTSIDE).unwrap();
+        // Absolute, through `..`, a directory out, and one that stays inside.
+        fs::remove_file(src.join("btrfs/001.full")).unwrap();
+        symlink(outside.join("secret"), src.join("btrfs/001.full")).unwrap();
+        fs::remove_file(src.join("check.time")).unwrap();
+        symlink("../outside/secret", src.join("check.time")).unwrap();
+        fs::rename(src.join("btrfs/012.full"), src.join("012.full.real")).unwrap();
+        symlink("../012.full.real", src.join("btrfs/012.full")).unwrap();
+        fs::write(src.join("btrfs/004.real"), b"inside\n").unwrap();
+        fs::remove_file(src.join("btrfs/004.full")).unwrap();
+        symlink("004.real", src.join("btrfs/004.full")).unwrap();
+        fs::remove_file(src.join("btrfs/012.out.bad")).unwrap();
+        src
+    }
+
+    #[test]
+    fn an_import_never_reads_outside_its_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = hostile_results(tmp.path());
+        // A whole directory of tests linked from elsewhere.
+        let generic = tmp.path().join("outside/generic");
+        fs::create_dir_all(&generic).unwrap();
+        fs::write(generic.join("001.full"), OUTSIDE).unwrap();
+        std::os::unix::fs::symlink(&generic, src.join("generic")).unwrap();
+        let run = tmp.path().join("run");
+        let imported = xfstests(&src, &run, &Redactor::default()).unwrap();
+        for (path, content) in stored_files(&run) {
+            assert!(
+                !content.windows(OUTSIDE.len()).any(|w| w == OUTSIDE),
+                "{} was copied from outside the import",
+                path.display()
+            );
+        }
+        let report = &imported.report;
+        let full = |name: &str| {
+            report
+                .tests
+                .iter()
+                .find(|t| t.name == name)
+                .unwrap()
+                .artifacts
+                .iter()
+                .any(|a| a.kind == ArtifactKind::Full)
+        };
+        assert!(!full("btrfs/001"), "absolute link out");
+        assert!(!full("btrfs/012"), "link through `..`");
+        assert!(full("btrfs/004"), "a link that stays inside is followed");
+        let warnings = imported.warnings.join("\n");
+        for refused in ["btrfs/001.full", "check.time", "btrfs/012.full"] {
+            assert!(
+                warnings.contains(refused) && warnings.contains("not followed"),
+                "{refused}: {warnings}"
+            );
+        }
+    }
+
+    #[test]
+    fn imported_files_and_messages_are_redacted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("results");
+        copy_tree(&fixtures().join("xfstests/btrfs-loop-30"), &src);
+        let token = format!("ghp_{}", "a1B2c3D4e5".repeat(4));
+        let mut full = fs::read(src.join("btrfs/012.full")).unwrap();
+        full.extend_from_slice(
+            format!("export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY\npushing with {token}\nthe run's own hunter2-secret-value\n").as_bytes(),
+        );
+        fs::write(src.join("btrfs/012.full"), full).unwrap();
+        let run = tmp.path().join("run");
+        let redactor = Redactor::new(["hunter2-secret-value"]);
+        let imported = xfstests(&src, &run, &redactor).unwrap();
+        for (path, content) in stored_files(&run) {
+            let text = String::from_utf8_lossy(&content);
+            for secret in [
+                token.as_str(),
+                "wJalrXUtnFEMIK7MDENG",
+                "hunter2-secret-value",
+            ] {
+                assert!(!text.contains(secret), "{secret} in {}", path.display());
+            }
+        }
+        let failed = imported
+            .report
+            .tests
+            .iter()
+            .find(|t| t.name == "btrfs/012")
+            .unwrap();
+        let full = failed
+            .artifacts
+            .iter()
+            .find(|a| a.kind == ArtifactKind::Full)
+            .unwrap();
+        let text = fs::read_to_string(run.join(&full.path)).unwrap();
+        assert!(text.contains("[REDACTED]"), "{text}");
+    }
+
+    #[test]
+    fn a_btrfs_progs_import_never_reads_outside_its_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tests = tmp.path().join("progs/tests");
+        fs::create_dir_all(&tests).unwrap();
+        fs::write(
+            tests.join("cli-tests-results.txt"),
+            fs::read(fixtures().join("btrfs-progs/cli-001-btrfs.results")).unwrap(),
+        )
+        .unwrap();
+        let outside = tmp.path().join("misc.results");
+        fs::write(
+            &outside,
+            fs::read(fixtures().join("btrfs-progs/misc-047-raid5-convert.results")).unwrap(),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(&outside, tests.join("misc-tests-results.txt")).unwrap();
+        let run = tmp.path().join("run");
+        let imported = btrfs_progs(&tmp.path().join("progs"), &run, &Redactor::default()).unwrap();
+        let names: Vec<&str> = imported
+            .report
+            .tests
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names, ["cli/001-btrfs"]);
+        assert!(
+            imported
+                .warnings
+                .iter()
+                .any(|w| w.contains("misc-tests-results.txt")),
+            "{:?}",
+            imported.warnings
         );
     }
 
@@ -423,7 +785,7 @@ mod tests {
         data.extend_from_slice(b"TAIL");
         fs::write(&src, &data).unwrap();
         let dst = tmp.path().join("out/big.full");
-        let cut = copy_capped(&src, &dst).unwrap();
+        let cut = copy_capped(&src, &dst, &Redactor::default()).unwrap();
         assert_eq!(cut, Some(data.len() as u64 - MAX_ARTIFACT_BYTES));
         let copied = fs::read(&dst).unwrap();
         assert!(copied.starts_with(b"HEAD") && copied.ends_with(b"TAIL"));

@@ -143,7 +143,10 @@ pub(crate) async fn pin(
     let resolve = |m: String| async move {
         git(
             suite,
-            &format!("resolve `{git_ref}` in `{url}`"),
+            &format!(
+                "resolve `{git_ref}` in `{}`",
+                btrfsqa_model::redact_url(url)
+            ),
             &[
                 "-C",
                 &m,
@@ -171,7 +174,7 @@ pub(crate) async fn pin(
         let _ = std::fs::remove_dir_all(&partial);
         git(
             suite,
-            &format!("clone `{url}`"),
+            &format!("clone `{}`", btrfsqa_model::redact_url(url)),
             &["clone", "--mirror", "--quiet", "--", url, &partial_str],
         )
         .await?;
@@ -184,7 +187,7 @@ pub(crate) async fn pin(
         // cannot, so that case stays off the network.
         git(
             suite,
-            &format!("fetch `{url}`"),
+            &format!("fetch `{}`", btrfsqa_model::redact_url(url)),
             &[
                 "-C",
                 &mirror_str,
@@ -200,15 +203,13 @@ pub(crate) async fn pin(
     }
     let commit = resolve(mirror_str).await.map_err(|_| SuiteError::Config {
         suite: suite.to_owned(),
-        message: format!("`{git_ref}` is not a branch, tag or commit of `{url}`"),
+        message: format!(
+            "`{git_ref}` is not a branch, tag or commit of `{}`",
+            btrfsqa_model::redact_url(url)
+        ),
     })?;
     Ok(PinnedSource {
-        info: SourceInfo {
-            name: name.to_owned(),
-            url: url.to_owned(),
-            git_ref: Some(git_ref.to_owned()),
-            commit: Some(commit.clone()),
-        },
+        info: SourceInfo::new(name, url, Some(git_ref.to_owned()), Some(commit.clone())),
         commit,
         mirror,
     })

@@ -45,19 +45,19 @@ pub fn compare(args: CompareArgs) -> Code {
                 expectations.baseline_policy,
             );
             if baseline.is_none() {
-                eprintln!("{}", no_baseline_note(run, expectations));
+                errln!("{}", no_baseline_note(run, expectations));
             }
             (baseline, run)
         }
     };
     let comparison = compare::classify(run, baseline, &history, &expectations.compare_options());
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&comparison).expect("comparisons serialize")
         );
     } else {
-        print!(
+        out!(
             "{}",
             render_comparison(&comparison, run, baseline, args.all, Colors::stdout())
         );
@@ -82,7 +82,7 @@ pub fn history(args: HistoryArgs) -> Code {
     };
     let entries = compare::test_history(&history, &filter);
     if entries.is_empty() {
-        eprintln!("{}", no_test_message(&history, &filter, &store));
+        errln!("{}", no_test_message(&history, &filter, &store));
         return Code::Usage;
     }
     let (passes, failures, flips) = compare::history_stats(&entries);
@@ -98,7 +98,7 @@ pub fn history(args: HistoryArgs) -> Code {
             "flips": flips,
             "entries": shown,
         });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json).expect("history serializes")
         );
@@ -154,7 +154,7 @@ pub fn history(args: HistoryArgs) -> Code {
             }
         }
         out.push_str(&table(&rows, colors));
-        print!("{out}");
+        out!("{out}");
     }
     Code::Ok
 }
@@ -164,7 +164,7 @@ fn load_history(store: &ResultsStore) -> Result<Vec<RunReport>, Code> {
     match store.load_all() {
         Ok((reports, errors)) => {
             for err in &errors {
-                eprintln!("warning: skipping a run: {err}");
+                errln!("warning: skipping a run: {err}");
             }
             Ok(reports)
         }
@@ -198,7 +198,7 @@ fn find_run<'a>(
                 .take(3)
                 .map(|r| r.run_id.to_string())
                 .collect();
-            eprintln!(
+            errln!(
                 "error: no run `{id}` in `{}`{}",
                 store.root().display(),
                 if newest.is_empty() {

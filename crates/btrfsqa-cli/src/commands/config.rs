@@ -21,18 +21,18 @@ pub fn init(args: InitArgs) -> Code {
         .and_then(|mut file| file.write_all(DEFAULT_CONFIG.as_bytes()));
     match written {
         Ok(()) => {
-            eprintln!("wrote {}", args.file.display());
+            errln!("wrote {}", args.file.display());
             Code::Ok
         }
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-            eprintln!(
+            errln!(
                 "error: `{}` already exists (use --force to overwrite)",
                 args.file.display()
             );
             Code::Usage
         }
         Err(err) => {
-            eprintln!("error: cannot write `{}`: {err}", args.file.display());
+            errln!("error: cannot write `{}`: {err}", args.file.display());
             Code::Usage
         }
     }
@@ -41,7 +41,7 @@ pub fn init(args: InitArgs) -> Code {
 pub fn config(command: ConfigCommand) -> Code {
     match command {
         ConfigCommand::Default => {
-            print!("{DEFAULT_CONFIG}");
+            out!("{DEFAULT_CONFIG}");
             Code::Ok
         }
         ConfigCommand::Check { file } => {
@@ -49,7 +49,7 @@ pub fn config(command: ConfigCommand) -> Code {
                 .and_then(|source| btrfsqa_runner::Settings::resolve(&source, Default::default()));
             match checked {
                 Ok(settings) => {
-                    println!(
+                    outln!(
                         "{}: ok (provider {}, suites {})",
                         settings.config_name,
                         settings.config.run.provider,

@@ -22,12 +22,12 @@ pub async fn build(args: ImageBuildArgs) -> Code {
         settings.mirror = mirror.clone();
     }
     if !args.force && paths.is_complete() {
-        eprintln!(
+        errln!(
             "using the cached image in {} (--force to rebuild)",
             paths.dir.display()
         );
     } else {
-        eprintln!(
+        errln!(
             "building the guest image in {} (debootstrap {}; a few minutes; log: {})",
             paths.dir.display(),
             settings.suite,
@@ -37,7 +37,7 @@ pub async fn build(args: ImageBuildArgs) -> Code {
     match tokio::task::spawn_blocking(move || build_image(&settings)).await {
         Ok(Ok(built)) => {
             let verb = if built.built { "built" } else { "cached" };
-            println!(
+            outln!(
                 "{verb} {} (Debian {}, kernel {}, {:.0} s to build)",
                 built.paths.rootfs().display(),
                 built.info.suite,

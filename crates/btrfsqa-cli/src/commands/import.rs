@@ -22,7 +22,7 @@ pub async fn import(args: ImportArgs) -> Code {
         Err(code) => return code,
     };
     if !args.dir.is_dir() {
-        eprintln!("error: `{}` is not a directory", args.dir.display());
+        errln!("error: `{}` is not a directory", args.dir.display());
         return Code::Usage;
     }
     let store = ResultsStore::new(settings.results_dir());
@@ -35,12 +35,19 @@ pub async fn import(args: ImportArgs) -> Code {
             return Code::Infrastructure;
         }
     };
+    // What is copied loses the run's secrets, as recordings of runs do.
+    let redactor = btrfsqa_remote::Redactor::from_env(btrfsqa_runner::SECRET_ENV_VARS);
     let imported = match args.kind {
-        ImportKindArg::Xfstests => import::xfstests(&args.dir, &run_dir),
-        ImportKindArg::BtrfsProgs => import::btrfs_progs(&args.dir, &run_dir),
+        ImportKindArg::Xfstests => import::xfstests(&args.dir, &run_dir, &redactor),
+        ImportKindArg::BtrfsProgs => import::btrfs_progs(&args.dir, &run_dir, &redactor),
     };
     let suite = match imported {
-        Ok(suite) => suite,
+        Ok(imported) => {
+            for warning in &imported.warnings {
+                errln!("warning: {warning}");
+            }
+            imported.report
+        }
         Err(err) => {
             // Nothing was imported: leave no empty run behind.
             let _ = std::fs::remove_dir_all(&run_dir);
@@ -63,12 +70,12 @@ pub async fn import(args: ImportArgs) -> Code {
         print_error(&err);
         return Code::Infrastructure;
     }
-    print!("{}", crate::output::summary(&report));
-    println!("report: {}", run_dir.join("report.json").display());
+    out!("{}", crate::output::summary(&report));
+    outln!("report: {}", run_dir.join("report.json").display());
     if let Some(publisher) = btrfsqa_runner::registry::publisher(&settings) {
         let publisher: Arc<dyn btrfsqa_publish::Publisher> = publisher;
         match publisher.publish(&store, &run_id).await {
-            Ok(published) => println!("published: {}", published.location),
+            Ok(published) => outln!("published: {}", published.location),
             Err(err) => {
                 print_error(&err);
                 return Code::PublishFailed;

@@ -50,16 +50,16 @@ pub async fn provision(args: ProvisionArgs) -> Code {
     match provider.provision(&spec).await {
         Ok(machine) => {
             if let Err(err) = write_machine_record(&run_dir, &machine) {
-                eprintln!(
+                errln!(
                     "warning: cannot record the machine in `{}`: {err}",
                     run_dir.display()
                 );
             }
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&machine).expect("machines serialize")
             );
-            eprintln!("machine is up; remove it with: btrfsqa teardown {run_id}");
+            errln!("machine is up; remove it with: btrfsqa teardown {run_id}");
             Code::Ok
         }
         Err(err) => {
@@ -108,21 +108,21 @@ pub async fn teardown(args: TeardownArgs) -> Code {
                 return Code::Usage;
             }
         };
-        eprintln!(
+        errln!(
             "no machine recorded for {run_id}: reaping what `{}` finds tagged with it",
             provider.id()
         );
         match provider.reap(Some(run_id), false).await {
             Ok(items) => {
                 for item in items {
-                    println!(
+                    outln!(
                         "{:<10} {:<14} {:<50} {}",
-                        item.provider, item.kind, item.id, item.action
+                        item.provider,
+                        item.kind,
+                        item.id,
+                        item.action
                     );
-                    if !matches!(
-                        item.action.as_str(),
-                        "deleted" | "terminated" | "already gone"
-                    ) {
+                    if item.action.is_failure() {
                         code = Code::Infrastructure;
                     }
                 }
@@ -146,9 +146,10 @@ pub async fn teardown(args: TeardownArgs) -> Code {
             Err(_) => Err(Code::Usage),
         };
         let Ok(settings) = settings else {
-            eprintln!(
+            errln!(
                 "error: machine `{}` has unknown provider `{}`",
-                machine.name, machine.provider
+                machine.name,
+                machine.provider
             );
             code = Code::Infrastructure;
             continue;
@@ -162,12 +163,14 @@ pub async fn teardown(args: TeardownArgs) -> Code {
             }
         };
         match provider.teardown(&machine).await {
-            Ok(()) => println!(
+            Ok(()) => outln!(
                 "torn down {} ({} {})",
-                machine.name, machine.provider, machine.provider_id
+                machine.name,
+                machine.provider,
+                machine.provider_id
             ),
             Err(err) => {
-                eprintln!(
+                errln!(
                     "error: teardown of `{}`: {}",
                     machine.name,
                     error_chain(&err)

@@ -36,10 +36,10 @@ pub async fn dispatch(cli: Cli) -> Code {
 /// Prints an error with its causes to stderr.
 pub fn print_error(err: &dyn std::error::Error) {
     let colors = crate::output::Colors::stderr();
-    eprintln!("{} {err}", colors.red("error:"));
+    errln!("{} {err}", colors.red("error:"));
     let mut source = err.source();
     while let Some(cause) = source {
-        eprintln!("  caused by: {cause}");
+        errln!("  caused by: {cause}");
         source = cause.source();
     }
 }

@@ -11,11 +11,11 @@ use crate::exit::Code;
 
 pub async fn plan(args: PlanArgs) -> Code {
     if args.shards == 0 {
-        eprintln!("error: --shards must be at least 1");
+        errln!("error: --shards must be at least 1");
         return Code::Usage;
     }
     if args.setup_secs.is_some_and(|s| !s.is_finite() || s < 0.0) {
-        eprintln!("error: --setup-secs must be a number of seconds, 0 or more");
+        errln!("error: --setup-secs must be a number of seconds, 0 or more");
         return Code::Usage;
     }
     let plan = match &args.durations {
@@ -24,7 +24,7 @@ pub async fn plan(args: PlanArgs) -> Code {
             Ok(text) => {
                 let times = btrfsqa_suites::xfstests::parse::parse_check_time(&text);
                 if times.is_empty() {
-                    eprintln!(
+                    errln!(
                         "error: `{}` holds no `TEST SECONDS` lines (fstests' check.time format)",
                         file.display()
                     );
@@ -39,7 +39,7 @@ pub async fn plan(args: PlanArgs) -> Code {
                 }
             }
             Err(err) => {
-                eprintln!("error: cannot read `{}`: {err}", file.display());
+                errln!("error: cannot read `{}`: {err}", file.display());
                 return Code::Usage;
             }
         },
@@ -50,10 +50,10 @@ pub async fn plan(args: PlanArgs) -> Code {
         },
     };
     for warning in &plan.warnings {
-        eprintln!("warning: {warning}");
+        errln!("warning: {warning}");
     }
     for (suite, error) in &plan.failures {
-        eprintln!("error: suite {suite}: {error}");
+        errln!("error: suite {suite}: {error}");
     }
     let items = &plan.items;
     let setup = |item: &WorkItem| args.setup_secs.unwrap_or_else(|| setup_estimate(item));
@@ -64,7 +64,7 @@ pub async fn plan(args: PlanArgs) -> Code {
         let rr = schedule::round_robin(items, args.shards);
         let ordered = schedule::in_order(items, args.shards);
         let longest = items.iter().map(|i| i.estimate_secs).fold(0.0, f64::max);
-        println!(
+        outln!(
             "shards={:<3} tests={} lower-bound={:.0}s{} btrfsqa={:.0}s ({:.3}, {} batches) round-robin={:.0}s ({:.3}) in-order={:.0}s ({:.3})",
             args.shards,
             items.len(),
@@ -94,16 +94,16 @@ pub async fn plan(args: PlanArgs) -> Code {
         .zip(&predicted.busy_secs)
         .enumerate()
     {
-        println!(
+        outln!(
             "machine {machine}: {} tests in {} batches, {busy:.0} s",
             tests.len(),
             predicted.batches[machine]
         );
         for item in tests {
-            println!("  {:<48} {:>8.0} s", item.label(), item.estimate_secs);
+            outln!("  {:<48} {:>8.0} s", item.label(), item.estimate_secs);
         }
     }
-    println!(
+    outln!(
         "\n{} tests, {:.0} s in all; predicted makespan {:.0} s on {} machines (lower bound {lower:.0} s)",
         items.len(),
         plan.total_secs(),

@@ -1,5 +1,6 @@
 //! `btrfsqa reap`.
 
+use btrfsqa_cloud::ReapItem;
 use btrfsqa_model::RunId;
 use btrfsqa_runner::RunOverrides;
 
@@ -39,17 +40,18 @@ pub async fn reap(args: ReapArgs) -> Code {
     match provider.reap(run, args.dry_run).await {
         Ok(items) => {
             if items.is_empty() {
-                println!("nothing left behind by {} runs", provider.id());
+                outln!("nothing left behind by {} runs", provider.id());
                 return Code::Ok;
             }
-            println!(
+            outln!(
                 "{:<10} {:<14} {:<28} {:<50} action",
-                "provider", "kind", "run", "id"
+                "provider",
+                "kind",
+                "run",
+                "id"
             );
-            let mut failed = false;
             for item in &items {
-                failed |= !matches!(item.action.as_str(), "deleted" | "would delete");
-                println!(
+                outln!(
                     "{:<10} {:<14} {:<28} {:<50} {}",
                     item.provider,
                     item.kind,
@@ -58,15 +60,70 @@ pub async fn reap(args: ReapArgs) -> Code {
                     item.action
                 );
             }
-            if failed {
-                Code::Infrastructure
-            } else {
-                Code::Ok
-            }
+            exit_code(&items)
         }
         Err(err) => {
             print_error(&err);
             Code::Infrastructure
         }
+    }
+}
+
+/// 3 when anything is still there that should have gone (a failed
+/// removal), else 0: deleted, terminated, already gone, would be removed in
+/// a dry run, or kept because its run is still going are all as they
+/// should be.
+fn exit_code(items: &[ReapItem]) -> Code {
+    if items.iter().any(|item| item.action.is_failure()) {
+        Code::Infrastructure
+    } else {
+        Code::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use btrfsqa_cloud::ReapAction;
+
+    fn item(action: ReapAction) -> ReapItem {
+        ReapItem {
+            provider: "aws".into(),
+            kind: "instance".into(),
+            id: "us-east-1/i-0123".into(),
+            run_id: Some("20261124-100000-ab12".into()),
+            action,
+        }
+    }
+
+    #[test]
+    fn only_a_failed_removal_fails_the_reap() {
+        for (action, code) in [
+            (ReapAction::deleted(), Code::Ok),
+            (ReapAction::Deleted(Some("lazily".into())), Code::Ok),
+            (ReapAction::Terminated, Code::Ok),
+            (ReapAction::WouldDelete, Code::Ok),
+            (ReapAction::WouldTerminate, Code::Ok),
+            (ReapAction::AlreadyGone, Code::Ok),
+            (
+                ReapAction::Kept("its controller is running".into()),
+                Code::Ok,
+            ),
+            (
+                ReapAction::Failed("access denied".into()),
+                Code::Infrastructure,
+            ),
+        ] {
+            let shown = action.to_string();
+            assert_eq!(exit_code(&[item(action)]), code, "{shown}");
+        }
+        assert_eq!(
+            exit_code(&[
+                item(ReapAction::Terminated),
+                item(ReapAction::Failed("busy".into()))
+            ]),
+            Code::Infrastructure
+        );
+        assert_eq!(exit_code(&[]), Code::Ok);
     }
 }

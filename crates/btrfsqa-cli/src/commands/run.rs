@@ -82,8 +82,8 @@ async fn drive(
         Arc::new(move |event: Event| {
             if json {
                 // One object per line on stdout, for machines.
-                if let Ok(line) = serde_json::to_string(&event) {
-                    println!("{line}");
+                if let Some(line) = crate::output::event_json(&event) {
+                    outln!("{line}");
                 }
             } else {
                 progress.show(&event);
@@ -105,10 +105,10 @@ async fn drive(
     };
     progress.finish();
     if !json {
-        print!("{}", summary(&outcome.report));
-        println!("report: {}", outcome.run_dir.join("report.json").display());
+        out!("{}", summary(&outcome.report));
+        outln!("report: {}", outcome.run_dir.join("report.json").display());
         if let Some(published) = &outcome.published {
-            println!(
+            outln!(
                 "published: {}{}",
                 published.location,
                 published
@@ -120,25 +120,28 @@ async fn drive(
         }
     }
     if let Some(error) = &outcome.publish_error {
-        eprintln!(
+        errln!(
             "error: publishing failed (results are kept in the store; `btrfsqa publish {}` retries): {error}",
             outcome.report.run_id
         );
     }
     for error in &outcome.teardown_errors {
-        eprintln!("error: teardown: {error} (run `btrfsqa reap` to retry)");
+        errln!("error: teardown: {error} (run `btrfsqa reap` to retry)");
     }
     outcome.verdict().into()
 }
 
-/// First SIGINT/SIGTERM: stop the run (it tears down and keeps results).
-/// Second: say that teardown is under way. Third: leave at once.
+/// First SIGINT/SIGTERM/SIGHUP (a closed terminal or ssh session): stop
+/// the run (it tears down and keeps results). Second: say that teardown is
+/// under way. Third: leave at once. What is said goes to a stderr that may
+/// be gone already: it never stops the run.
 fn watch_signals(cancel: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
         ) else {
             return;
         };
@@ -147,16 +150,17 @@ fn watch_signals(cancel: CancellationToken) {
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+                _ = hup.recv() => {}
             }
             count += 1;
             match count {
                 1 => {
-                    eprintln!(
+                    errln!(
                         "\nstopping: tearing down and saving results (signal again to see this, a third time to quit at once)"
                     );
                     cancel.cancel();
                 }
-                2 => eprintln!(
+                2 => errln!(
                     "still tearing down; a third signal quits and leaves cleanup to `btrfsqa reap`"
                 ),
                 _ => std::process::exit(Code::Interrupted as i32),

@@ -29,12 +29,12 @@ pub async fn publish(args: PublishArgs) -> Code {
         return Code::Usage;
     }
     let Some(publisher) = btrfsqa_runner::registry::publisher(&settings) else {
-        eprintln!("error: no site repository: set `publish.site-repo` or pass --site-repo");
+        errln!("error: no site repository: set `publish.site-repo` or pass --site-repo");
         return Code::Usage;
     };
     match publisher.publish(&store, &run).await {
         Ok(published) => {
-            println!(
+            outln!(
                 "published {run} to {}{}",
                 published.location,
                 published
@@ -68,7 +68,7 @@ pub fn show(args: ShowArgs) -> Code {
         None => match store.list_runs() {
             Ok(runs) if !runs.is_empty() => runs.last().expect("not empty").clone(),
             Ok(_) => {
-                eprintln!("error: no runs in `{}`", store.root().display());
+                errln!("error: no runs in `{}`", store.root().display());
                 return Code::Usage;
             }
             Err(err) => {
@@ -80,12 +80,12 @@ pub fn show(args: ShowArgs) -> Code {
     match store.read_report(&run) {
         Ok(report) => {
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&report).expect("reports serialize")
                 );
             } else {
-                print!("{}", crate::output::summary(&report));
+                out!("{}", crate::output::summary(&report));
             }
             Code::Ok
         }

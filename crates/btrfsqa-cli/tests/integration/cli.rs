@@ -72,3 +72,90 @@ fn help_lists_the_commands() {
         assert!(stdout.contains(command), "{stdout}");
     }
 }
+
+/// `btrfsqa import` reads nothing outside the directory it is given and
+/// keeps no secret of the run's environment in what it copies.
+#[test]
+fn import_stays_in_its_directory_and_redacts_what_it_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = crate::repo_root().join("crates/btrfsqa-suites/fixtures/xfstests/btrfs-loop-30");
+    let src = tmp.path().join("results-from-elsewhere");
+    std::fs::create_dir_all(src.join("btrfs")).unwrap();
+    for file in ["result.xml", "check.log", "check.time"] {
+        std::fs::copy(fixture.join(file), src.join(file)).unwrap();
+    }
+    let secret = "s3cret-token-value-0123456789";
+    let mut full = std::fs::read(fixture.join("btrfs/012.full")).unwrap();
+    full.extend_from_slice(format!("pushed with {secret}\n").as_bytes());
+    std::fs::write(src.join("btrfs/012.full"), full).unwrap();
+    std::fs::write(tmp.path().join("outside"), "OUTSIDE-THE-IMPORT\n").unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("outside"), src.join("btrfs/001.full")).unwrap();
+    let store = tmp.path().join("store");
+    let out = run(btrfsqa()
+        .env("GITHUB_TOKEN", secret)
+        .args(["import", "xfstests"])
+        .arg(&src)
+        .arg("--results-dir")
+        .arg(&store));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("warning:")
+            && stderr.contains("btrfs/001.full")
+            && stderr.contains("not followed"),
+        "{stderr}"
+    );
+    let mut stack = vec![store.clone()];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            files += 1;
+            let content = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            assert!(
+                !content.contains(secret),
+                "{} holds the token",
+                path.display()
+            );
+            assert!(
+                !content.contains("OUTSIDE-THE-IMPORT"),
+                "{} was read from outside",
+                path.display()
+            );
+        }
+    }
+    assert!(files > 3, "the import kept its files");
+}
+
+/// Runs `btrfsqa ARGS` with its stdout a pipe whose reader is already gone
+/// (`btrfsqa ARGS | head -c 0`); its exit code and stderr.
+fn with_stdout_closed(args: &[&str], dir: &std::path::Path) -> (Option<i32>, String) {
+    let mut child = btrfsqa()
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), text(&out).1)
+}
+
+/// A closed stdout is no panic: commands that print through the CLI's
+/// output functions drop the output and exit with their usual code; the
+/// others stop quietly with 141, as a Unix tool killed by SIGPIPE would.
+#[test]
+fn a_closed_stdout_is_no_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = with_stdout_closed(&["config", "default"], dir.path());
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
+    let results = dir.path().join("results");
+    let results = results.to_str().unwrap();
+    let (code, stderr) = with_stdout_closed(&["plan", "--results-dir", results], dir.path());
+    assert_eq!((code, stderr.as_str()), (Some(141), ""));
+}

@@ -5,7 +5,9 @@
 mod cli;
 mod compare;
 mod faults;
+mod reap;
 mod runs;
+mod scripts;
 mod sharding;
 
 use std::path::{Path, PathBuf};

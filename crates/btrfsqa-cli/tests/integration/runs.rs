@@ -321,6 +321,82 @@ fn sigterm_interrupts_tears_down_and_keeps_results() {
 }
 
 #[test]
+fn sighup_interrupts_tears_down_and_keeps_results() {
+    // A closed terminal or ssh session: the same as SIGTERM.
+    if need_root("sighup_interrupts_tears_down_and_keeps_results") {
+        interrupted_run_is_torn_down("-HUP");
+    }
+}
+
+/// The processes whose command line mentions `needle` (other than ours).
+pub(crate) fn processes_mentioning(needle: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) || name == me {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(format!("{name}: {cmdline}"));
+            }
+        }
+    }
+    found
+}
+
+/// `btrfsqa run --message-format json | head -1`: the reader goes away
+/// after the first line. The run goes on to its end without stdout (no
+/// panic, no message about a broken pipe), tears down, keeps its results
+/// and exits with its usual code.
+#[test]
+fn a_closed_stdout_neither_panics_nor_stops_the_teardown() {
+    if !need_root("a_closed_stdout_neither_panics_nor_stops_the_teardown") {
+        return;
+    }
+    let area = Area::new();
+    area.scripts(
+        "quick",
+        &[
+            ("001_mkfs", "mkfs.btrfs -q -f \"$TEST_DEV\" && mount \"$TEST_DEV\" \"$TEST_DIR\" && umount \"$TEST_DIR\""),
+            ("002_ok", "echo fine"),
+            ("003_ok", "sleep 1"),
+        ],
+    );
+    let config = area.config("\"quick\"", "\n[suites.scripts.quick]\ndir = \"quick\"\n");
+    let mut child = btrfsqa()
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .args(["--message-format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `head -1`: one line, then the reader is gone.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    assert!(first.contains("\"event\":\"run-started\""), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let (_, stderr) = text(&out);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report = area.report();
+    assert_eq!(report["status"], "completed", "{stderr}");
+    assert_eq!(verdicts(&report).len(), 3);
+    area.assert_nothing_left();
+    let left = processes_mentioning(area.path("quick").to_str().unwrap());
+    assert!(left.is_empty(), "processes left: {left:?}");
+}
+
+#[test]
 fn reap_removes_what_a_killed_controller_left() {
     if !need_root("reap_removes_what_a_killed_controller_left") {
         return;

@@ -23,7 +23,7 @@ use super::retry::{retry, transient};
 use super::tags::{RUN, created_at, expires_at};
 use super::teardown::{NOT_TERMINATED, key_label, owned_run};
 use super::{AwsProvider, PROVIDER};
-use crate::{ReapItem, TeardownError};
+use crate::{ReapAction, ReapItem, TeardownError};
 
 /// Whether an instance is to go.
 pub(super) fn instance_is_done(
@@ -56,28 +56,28 @@ pub(super) fn resource_is_done(
             && created_at(tags).is_none_or(|created| created + grace <= now))
 }
 
-fn item(kind: &str, id: String, run: Option<String>, action: impl Into<String>) -> ReapItem {
+fn item(kind: &str, id: String, run: Option<String>, action: ReapAction) -> ReapItem {
     ReapItem {
         provider: PROVIDER.to_owned(),
         kind: kind.to_owned(),
         id,
         run_id: run,
-        action: action.into(),
+        action,
     }
 }
 
-fn outcome(done: &str, result: Result<(), impl std::fmt::Display>) -> String {
+fn outcome(done: ReapAction, result: Result<(), impl std::fmt::Display>) -> ReapAction {
     match result {
-        Ok(()) => done.to_owned(),
-        Err(error) => format!("failed: {error}"),
+        Ok(()) => done,
+        Err(error) => ReapAction::Failed(error.to_string()),
     }
 }
 
-fn deletion(result: Result<bool, Ec2Error>) -> String {
+fn deletion(result: Result<bool, Ec2Error>) -> ReapAction {
     match result {
-        Ok(true) => "deleted".to_owned(),
-        Ok(false) => "already gone".to_owned(),
-        Err(error) => format!("failed: {error}"),
+        Ok(true) => ReapAction::deleted(),
+        Ok(false) => ReapAction::AlreadyGone,
+        Err(error) => ReapAction::Failed(error.to_string()),
     }
 }
 
@@ -113,7 +113,7 @@ impl AwsProvider {
                         "region",
                         region.clone(),
                         None,
-                        format!("failed: cannot list: {error}"),
+                        ReapAction::Failed(format!("cannot list: {error}")),
                     ));
                     first_failure.get_or_insert((region.clone(), error));
                 }
@@ -142,9 +142,9 @@ impl AwsProvider {
                 continue;
             }
             let action = if dry_run {
-                "would delete".to_owned()
+                ReapAction::WouldDelete
             } else {
-                outcome("deleted", tokio::fs::remove_dir_all(&dir).await)
+                outcome(ReapAction::deleted(), tokio::fs::remove_dir_all(&dir).await)
             };
             items.push(item(
                 "key-directory",
@@ -206,22 +206,28 @@ impl AwsProvider {
 
         let mut items = Vec::new();
         if dry_run {
-            items.extend(
-                doomed
-                    .iter()
-                    .map(|i| item("instance", at(&i.id), owned_run(&i.tags), "would terminate")),
-            );
-            items.extend(
-                volumes
-                    .iter()
-                    .map(|v| item("volume", at(&v.id), owned_run(&v.tags), "would delete")),
-            );
+            items.extend(doomed.iter().map(|i| {
+                item(
+                    "instance",
+                    at(&i.id),
+                    owned_run(&i.tags),
+                    ReapAction::WouldTerminate,
+                )
+            }));
+            items.extend(volumes.iter().map(|v| {
+                item(
+                    "volume",
+                    at(&v.id),
+                    owned_run(&v.tags),
+                    ReapAction::WouldDelete,
+                )
+            }));
             items.extend(keys.iter().map(|k| {
                 item(
                     "key-pair",
                     at(key_label(k)),
                     owned_run(&k.tags),
-                    "would delete",
+                    ReapAction::WouldDelete,
                 )
             }));
             items.extend(groups.iter().map(|g| {
@@ -229,7 +235,7 @@ impl AwsProvider {
                     "security-group",
                     at(&g.id),
                     owned_run(&g.tags),
-                    "would delete",
+                    ReapAction::WouldDelete,
                 )
             }));
             return Ok(items);
@@ -248,7 +254,7 @@ impl AwsProvider {
                 "instance",
                 at(&id),
                 run,
-                outcome("terminated", result),
+                outcome(ReapAction::Terminated, result),
             ));
         }
         for volume in &volumes {
@@ -331,7 +337,10 @@ mod tests {
 
         let items = provider.reap_at(None, true, expires).await.unwrap();
         assert!(
-            items.iter().all(|i| i.action.starts_with("would ")),
+            items.iter().all(|i| matches!(
+                i.action,
+                ReapAction::WouldTerminate | ReapAction::WouldDelete
+            )),
             "{items:?}"
         );
         assert_eq!(

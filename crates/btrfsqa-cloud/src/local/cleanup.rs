@@ -83,12 +83,12 @@ impl Found {
     }
 
     /// The `action` of a `ReapItem`.
-    pub(crate) fn action(&self) -> String {
+    pub(crate) fn action(&self) -> crate::ReapAction {
+        use crate::ReapAction;
         match &self.outcome {
-            Outcome::Done(None) => "deleted".to_owned(),
-            Outcome::Done(Some(note)) => format!("deleted ({note})"),
-            Outcome::WouldDo => "would delete".to_owned(),
-            Outcome::Failed(why) => why.clone(),
+            Outcome::Done(note) => ReapAction::Deleted(note.clone()),
+            Outcome::WouldDo => ReapAction::WouldDelete,
+            Outcome::Failed(why) => ReapAction::Failed(why.clone()),
         }
     }
 

@@ -509,7 +509,10 @@ fn reap_leaves_runs_of_a_live_controller_alone_unless_named() {
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].kind, "run");
     assert!(
-        items[0].action.contains(&format!("pid `{pid}`")),
+        items[0]
+            .action
+            .to_string()
+            .contains(&format!("pid `{pid}`")),
         "{items:?}"
     );
     assert_eq!(t.our_devices().len(), 2);

@@ -37,7 +37,7 @@ use btrfsqa_model::RunId;
 
 use crate::CloudProvider;
 use crate::error::{CommandError, ProvisionError, TeardownError};
-use crate::machine::{Access, BootKernel, Machine, MachineSpec, ReapItem, SshEndpoint};
+use crate::machine::{Access, BootKernel, Machine, MachineSpec, ReapAction, ReapItem, SshEndpoint};
 pub use error::ImageError;
 pub use image::{ImageBuild, ImageInfo, ImagePaths, ImageSettings, build_image};
 pub use launch::Accelerator;
@@ -1012,7 +1012,7 @@ impl Inner {
                 let Some(state) = QemuState::read(&machine_entry.path()) else {
                     continue;
                 };
-                let item = |kind: &str, id: String, action: String| ReapItem {
+                let item = |kind: &str, id: String, action: ReapAction| ReapItem {
                     provider: PROVIDER.to_owned(),
                     kind: kind.to_owned(),
                     id,
@@ -1023,10 +1023,10 @@ impl Inner {
                     items.push(item(
                         "run",
                         state.machine.clone(),
-                        format!(
-                            "kept: its controller (pid {}) is still running",
+                        ReapAction::Kept(format!(
+                            "its controller (pid {}) is still running",
                             state.controller.pid
-                        ),
+                        )),
                     ));
                     continue;
                 }
@@ -1037,13 +1037,16 @@ impl Inner {
                     .filter(|pid| launch::process_has_tag(*pid, &tag));
                 if dry_run {
                     if let Some(pid) = pid {
-                        // `deleted`/`would delete` for everything, as the CLI expects.
-                        items.push(item("qemu-process", pid.to_string(), "would delete".into()));
+                        items.push(item(
+                            "qemu-process",
+                            pid.to_string(),
+                            ReapAction::WouldDelete,
+                        ));
                     }
                     items.push(item(
                         "work-dir",
                         state.dir.display().to_string(),
-                        "would delete".into(),
+                        ReapAction::WouldDelete,
                     ));
                     continue;
                 }
@@ -1056,16 +1059,16 @@ impl Inner {
                 let left = self.destroy(&state);
                 if let Some(pid) = pid {
                     let action = if left.iter().any(|l| l.contains("qemu process")) {
-                        "still running".to_owned()
+                        ReapAction::Failed("still running".to_owned())
                     } else {
-                        "deleted".to_owned()
+                        ReapAction::deleted()
                     };
                     items.push(item("qemu-process", pid.to_string(), action));
                 }
                 let action = if left.is_empty() {
-                    "deleted".to_owned()
+                    ReapAction::deleted()
                 } else {
-                    left.join("; ")
+                    ReapAction::Failed(left.join("; "))
                 };
                 items.push(item("work-dir", state.dir.display().to_string(), action));
                 leftovers.extend(left);
@@ -1365,7 +1368,7 @@ mod tests {
         let dry = provider.reap(None, true).await.unwrap();
         assert!(
             dry.iter()
-                .any(|i| i.kind == "run" && i.action.starts_with("kept"))
+                .any(|i| i.kind == "run" && matches!(i.action, ReapAction::Kept(_)))
         );
         assert!(
             dry.iter()

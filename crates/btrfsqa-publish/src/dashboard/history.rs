@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use btrfsqa_model::{Verdict, safe_file_name};
+use btrfsqa_model::{Verdict, escape_file_name};
 use serde::Serialize;
 
 use super::summary::{RunSummary, TestEntry, is_failing};
@@ -23,19 +23,16 @@ pub(crate) const TEST_HISTORY_RUNS: usize = 100;
 const FLAKY_FLIPS: usize = 2;
 
 /// The path of a test's page, relative to the site root:
-/// `tests/<suite>/<name>.html`, each `/`-separated part of the name a
-/// directory (`tests/xfstests/btrfs/011.html`), every part made a safe
-/// file name.
+/// `tests/<suite>/<name>.html`, suite and name each one path component made
+/// by [`escape_file_name`] (`tests/xfstests/btrfs~011.html`): names never
+/// nest into directories and two tests never share a page. Every link to a
+/// test page is made here.
 pub(crate) fn test_page_path(suite: &str, name: &str) -> String {
-    let mut parts: Vec<String> = name
-        .split('/')
-        .filter(|part| !part.is_empty())
-        .map(safe_file_name)
-        .collect();
-    if parts.is_empty() {
-        parts.push(safe_file_name(name));
-    }
-    format!("tests/{}/{}.html", safe_file_name(suite), parts.join("/"))
+    format!(
+        "tests/{}/{}.html",
+        escape_file_name(suite),
+        escape_file_name(name)
+    )
 }
 
 /// The relative way up from a page at `path` to the site root.
@@ -651,11 +648,7 @@ mod tests {
             page.rows[0].href.as_deref(),
             Some("../../runs/r5/index.html#t-0-3")
         );
-        assert_eq!(
-            test_page_path("xfstests", "btrfs/011"),
-            "tests/xfstests/btrfs/011.html"
-        );
-        assert_eq!(root_of("tests/xfstests/btrfs/011.html"), "../../../");
+        assert_eq!(root_of("tests/xfstests/btrfs~011.html"), "../../");
         let hostile = test_page_path("s", "../../x");
         assert!(
             hostile.starts_with("tests/s/") && !hostile.contains("/../"),
@@ -666,6 +659,61 @@ mod tests {
         assert_eq!(broke.first_failure.as_deref(), Some("2026-11-05 (r5)"));
         assert_eq!(broke.last_pass.as_deref(), Some("2026-11-04 (r4)"));
         assert_eq!(broke.strip.first().unwrap().verdict, "pass", "oldest first");
+    }
+
+    #[test]
+    fn test_page_paths_are_flat_distinct_and_readable() {
+        let long = "n".repeat(400);
+        let names = [
+            "btrfs/001",
+            "btrfs_001",
+            "btrfs-001",
+            "btrfs~001",
+            "btrfs//001",
+            "/btrfs/001",
+            "btrfs/001/",
+            "btrfs/001.html",
+            "x",
+            "x.html/y",
+            "a b",
+            "a=20b",
+            "a%20b",
+            "../x",
+            "..",
+            ".",
+            ".hidden",
+            "",
+            "<script>",
+            "é",
+            &long,
+            &format!("{long}x"),
+        ];
+        let paths: std::collections::BTreeSet<String> =
+            names.iter().map(|name| test_page_path("s", name)).collect();
+        assert_eq!(paths.len(), names.len(), "{paths:#?}");
+        for path in &paths {
+            let file = path
+                .strip_prefix("tests/s/")
+                .and_then(|f| f.strip_suffix(".html"))
+                .unwrap_or_else(|| panic!("{path}"));
+            assert!(!file.contains('/'), "nested: {path}");
+            assert!(!file.is_empty() && !file.starts_with('.'), "{path}");
+            assert!(file.len() <= 200, "{path}");
+            assert!(
+                file.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-~=".contains(&b)),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            test_page_path("xfstests", "btrfs/001"),
+            "tests/xfstests/btrfs~001.html"
+        );
+        assert_eq!(
+            test_page_path("btrfs-progs", "cli/001-btrfs"),
+            "tests/btrfs-progs/cli~001-btrfs.html"
+        );
+        assert_ne!(test_page_path("a/b", "c"), test_page_path("a_b", "c"));
     }
 
     #[test]

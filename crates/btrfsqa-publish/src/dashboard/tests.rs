@@ -902,3 +902,99 @@ fn large_recordings_are_trimmed_into_recordings_that_still_play() {
         "the page says the recording was trimmed"
     );
 }
+
+/// A report written with credentials in its URLs (by an older btrfsqa, or
+/// another tool writing the store's format) is published without them:
+/// not on the run page, not in the copy of the report, not in the exports.
+#[test]
+fn pages_and_copies_hold_no_credentials_from_urls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ResultsStore::new(tmp.path().join("results"));
+    let mut report = fixed_report();
+    let url = "https://user:tok-1234567@example.com/fstests.git";
+    report.suites[0].error = Some(format!("cannot fetch `{url}`"));
+    report.suites[0].tests[1].message = Some(format!("clone of {url} failed"));
+    report.error = Some(format!("giving up on {url}"));
+    let run_dir = store.create_run(&report.run_id).unwrap();
+    fs::write(
+        run_dir.join("report.json"),
+        serde_json::to_vec_pretty(&report).unwrap(),
+    )
+    .unwrap();
+    let out = tmp.path().join("site");
+    Dashboard::new().render(&store, &out).unwrap();
+    for file in [
+        "index.html",
+        "report.json",
+        "junit.xml",
+        "kcidb.json",
+        "summary.json",
+    ] {
+        let text = read(out.join("runs").join(RUN).join(file));
+        assert!(!text.contains("tok-1234567"), "{file}: {text}");
+        assert!(!text.contains("user:"), "{file}");
+    }
+    for page in ["index.html", "matrix.html"] {
+        assert!(!read(out.join(page)).contains("tok-1234567"), "{page}");
+    }
+    let page = read(out.join("runs").join(RUN).join("index.html"));
+    assert!(
+        page.contains("https:&#x2f;&#x2f;example.com&#x2f;fstests.git"),
+        "{page}"
+    );
+}
+
+/// Test names with `/` (fstests' `btrfs/001`), names that differ only in
+/// what a path cannot hold, and a name whose page would be another's
+/// directory each get their own page, all beside each other.
+#[test]
+fn test_names_with_slashes_get_distinct_flat_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ResultsStore::new(tmp.path().join("results"));
+    let names = [
+        "btrfs/001",
+        "btrfs_001",
+        "btrfs//001",
+        "x",
+        "x.html/y",
+        "../../up",
+    ];
+    let mut report = older_report();
+    let mut suite = SuiteReport::new("xfstests");
+    for name in names {
+        suite
+            .tests
+            .push(outcome("xfstests", name, Verdict::Pass, 1.0));
+    }
+    report.suites.push(suite);
+    store.write_report(&report).unwrap();
+    let out = tmp.path().join("site");
+    Dashboard::new().render(&store, &out).unwrap();
+    let pages: Vec<_> = fs::read_dir(out.join("tests/xfstests"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
+    assert!(
+        pages.iter().all(|e| e.file_type().unwrap().is_file()),
+        "{pages:?}"
+    );
+    assert_eq!(pages.len(), names.len(), "{pages:?}");
+    assert!(out.join("tests/xfstests/btrfs~001.html").is_file());
+    for name in names {
+        let page = read(out.join(history::test_page_path("xfstests", name)));
+        assert!(
+            page.contains(&format!("<code>{}</code></h1>", escape_html(name))),
+            "{name}: {page}"
+        );
+    }
+    assert_links_resolve(&out);
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+        .replace('/', "&#x2f;")
+}

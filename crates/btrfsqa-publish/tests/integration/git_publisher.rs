@@ -399,3 +399,68 @@ fn retention_bounds_the_repository_and_keeps_older_runs_as_rows() {
         "{matrix}"
     );
 }
+
+/// Two btrfsqa processes on one host share the results store and its site
+/// cache (`RESULTS/.site-cache`): publishers with their own instances but
+/// one cache directory, publishing at once, both land, the site repository
+/// and the cache stay sound.
+#[test]
+fn publishers_sharing_one_site_cache_both_land() {
+    require_git!();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("site.git");
+    let store = store_with(&tmp.path().join("results"), &[]);
+    let cache = tmp.path().join("results/.site-cache");
+    let rounds = 4;
+    let barrier = Arc::new(Barrier::new(2));
+    let threads: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|who| {
+            let (store, repo, cache, barrier) =
+                (store.clone(), repo.clone(), cache.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut settings = GitPublisherSettings::new(repo.display().to_string(), cache);
+                settings.push_attempts = 10;
+                let publisher = GitPublisher::new(settings);
+                let mut failures = Vec::new();
+                for round in 0..rounds {
+                    let id = format!("2026112{round}-000000-{who}{who}{who}{who}");
+                    let run = report(
+                        &id,
+                        &format!("2026-11-2{round}T00:00:00Z"),
+                        &[("t", Verdict::Pass)],
+                    );
+                    store.write_report(&run).unwrap();
+                    barrier.wait();
+                    if let Err(err) = publisher.publish_blocking(&store, &run.run_id) {
+                        failures.push(format!("{who}, round {round}: {err}"));
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    git(&repo, &["fsck", "--strict"]);
+    git(&cache.join("mirror.git"), &["fsck"]);
+    let index = git(&repo, &["show", "gh-pages:index.html"]);
+    let files = site_files(&repo);
+    for round in 0..rounds {
+        for who in ["a", "b"] {
+            let id = format!("2026112{round}-000000-{who}{who}{who}{who}");
+            assert!(index.contains(&id), "{id} missing from the index");
+            assert!(
+                files.contains(&format!("runs/{id}/index.html")),
+                "{id} missing from the tree"
+            );
+        }
+    }
+    assert!(
+        !files.iter().any(|f| f.contains(".btrfsqa-tmp")),
+        "a temporary file was published"
+    );
+}

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use btrfsqa_cloud::{BootKernel, CloudProvider, Machine, ProvisionError};
 use btrfsqa_model::{
     Artifact, ArtifactKind, Event, KernelInfo, RunReport, SourceInfo, Stage, SuiteReport,
+    redact_url,
 };
 use btrfsqa_remote::{ExecRequest, LocalHost, RemoteHost};
 use btrfsqa_suites::EventSink;
@@ -132,12 +133,12 @@ pub(crate) async fn run_stage(
     });
     let started = Instant::now();
     let mut suite = SuiteReport::new(SUITE_ID);
-    suite.source = Some(SourceInfo {
-        name: "kernel".to_owned(),
-        url: source.url.clone(),
-        git_ref: Some(source.git_ref.clone()),
-        commit: None,
-    });
+    suite.source = Some(SourceInfo::new(
+        "kernel",
+        &source.url,
+        Some(source.git_ref.clone()),
+        None,
+    ));
     let outcome = tokio::select! {
         outcome = stage(env, machine, host, &source, &mut suite) => outcome,
         () = env.stop.cancelled() => Err(StageError("kernel stage stopped before the end".to_owned())),
@@ -261,7 +262,11 @@ async fn stage(
     .map_err(|e| {
         StageError::new(
             "kernel source failed",
-            format!("cannot fetch `{}` of `{}`: {e}", source.git_ref, source.url),
+            // What git printed may quote the URL: neither keeps its credentials.
+            redact_url(&format!(
+                "cannot fetch `{}` of `{}`: {e}",
+                source.git_ref, source.url
+            )),
         )
     })?;
     let commit = out.lines().last().unwrap_or("").trim().to_owned();
@@ -552,7 +557,7 @@ async fn build(
     })?;
     let stored = StoredKernel {
         key: key.to_owned(),
-        url: source.url.clone(),
+        url: redact_url(&source.url),
         git_ref: source.git_ref.clone(),
         commit: commit.to_owned(),
         arch: arch.to_owned(),

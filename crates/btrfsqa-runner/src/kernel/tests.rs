@@ -498,6 +498,36 @@ async fn a_fetch_that_fails_names_the_ref_and_url() {
     assert!(err.contains("couldn't find remote ref"), "{err}");
 }
 
+/// A kernel source URL with a token (an embedder's setting: config files
+/// refuse them) is fetched as given but never shown or stored with it.
+#[tokio::test]
+async fn a_kernel_url_with_credentials_is_shown_without_them() {
+    let mut h = Harness::new(SOURCE);
+    h.settings.config.kernel.source =
+        Some("https://kdave:tok-1234567@git.example/linux.git".into());
+    let mut builder = MockRemoteHost::new();
+    builder
+        .expect_exec()
+        .returning(|_, _| failed(128, "fatal: couldn't find remote ref main"));
+    let mut report = report();
+    let err = h
+        .run(
+            qemu_provider(0),
+            MockConnector::new(),
+            builder,
+            &machine("qemu"),
+            MockRemoteHost::new(),
+            &mut report,
+        )
+        .await
+        .err()
+        .expect("the stage fails");
+    assert!(!err.contains("tok-1234567"), "{err}");
+    assert!(err.contains("`https://git.example/linux.git`"), "{err}");
+    let shown = format!("{report:?} {:?}", h.events.lock().unwrap());
+    assert!(!shown.contains("tok-1234567"), "{shown}");
+}
+
 #[test]
 fn fragment_file_names_are_safe() {
     assert_eq!(sanitize("/etc/btrfsqa/my frag.config"), "my_frag");
