@@ -302,8 +302,9 @@ pub struct PlanArgs {
     /// instead of the configured suites.
     #[arg(long, value_name = "FILE")]
     pub durations: Option<PathBuf>,
-    /// One line comparing btrfsqa's scheduler with round-robin and
-    /// fstests' own order, each as makespan / lower bound.
+    /// One line comparing btrfsqa's scheduler with one test per batch,
+    /// round-robin and fstests' own order (the last two without set-up
+    /// costs), each as makespan / lower bound.
     #[arg(long)]
     pub compare: bool,
     /// Which suites to plan (repeatable; replaces `run.suites`).

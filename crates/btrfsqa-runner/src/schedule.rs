@@ -237,6 +237,25 @@ pub fn simulate(items: &[WorkItem], shards: usize, setup_secs: &dyn Fn(&WorkItem
     plan
 }
 
+/// Longest first like [`simulate`], but one test per batch: every test pays
+/// its suite's set-up (what a run without batches would do).
+pub fn simulate_unbatched(
+    items: &[WorkItem],
+    shards: usize,
+    setup_secs: &dyn Fn(&WorkItem) -> f64,
+) -> Plan {
+    let mut sorted = items.to_vec();
+    sorted.sort_by(|a, b| b.estimate_secs.total_cmp(&a.estimate_secs));
+    let with_setup: Vec<WorkItem> = sorted
+        .into_iter()
+        .map(|mut item| {
+            item.estimate_secs += setup_secs(&item);
+            item
+        })
+        .collect();
+    pull(&with_setup, shards)
+}
+
 /// One item at a time in the given order (fstests' own, alphabetical),
 /// pulled by whichever machine is free first, without set-up costs.
 pub fn in_order(items: &[WorkItem], shards: usize) -> Plan {

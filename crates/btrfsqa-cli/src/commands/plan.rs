@@ -61,11 +61,12 @@ pub async fn plan(args: PlanArgs) -> Code {
     let predicted = plan.predict(args.shards, &setup);
     if args.compare {
         let ratio = |p: &Plan| p.makespan() / lower.max(f64::MIN_POSITIVE);
+        let unbatched = schedule::simulate_unbatched(items, args.shards, &setup);
         let rr = schedule::round_robin(items, args.shards);
         let ordered = schedule::in_order(items, args.shards);
         let longest = items.iter().map(|i| i.estimate_secs).fold(0.0, f64::max);
         outln!(
-            "shards={:<3} tests={} lower-bound={:.0}s{} btrfsqa={:.0}s ({:.3}, {} batches) round-robin={:.0}s ({:.3}) in-order={:.0}s ({:.3})",
+            "shards={:<3} tests={} lower-bound={:.0}s{} btrfsqa={:.0}s ({:.3}, {} batches) one-per-batch={:.0}s ({:.3}) round-robin={:.0}s ({:.3}) in-order={:.0}s ({:.3})",
             args.shards,
             items.len(),
             lower,
@@ -77,6 +78,8 @@ pub async fn plan(args: PlanArgs) -> Code {
             predicted.makespan(),
             ratio(&predicted),
             predicted.batches.iter().sum::<usize>(),
+            unbatched.makespan(),
+            ratio(&unbatched),
             rr.makespan(),
             ratio(&rr),
             ordered.makespan(),

@@ -10,51 +10,14 @@ use std::process::Command;
 use crate::runs::Area;
 use crate::{btrfsqa, need_root, run, text};
 
-/// About forty quick btrfs and generic tests whose verdicts do not depend
-/// on what else the kernel runs (two machines of the local provider share
-/// this machine's kernel), btrfs/012 among them (it fails on 6.18).
-pub(crate) const FSTESTS: &[&str] = &[
-    "btrfs/001",
-    "btrfs/002",
-    "btrfs/003",
-    "btrfs/005",
-    "btrfs/006",
-    "btrfs/007",
-    "btrfs/008",
-    "btrfs/012",
-    "btrfs/013",
-    "btrfs/014",
-    "btrfs/016",
-    "btrfs/017",
-    "btrfs/019",
-    "btrfs/020",
-    "btrfs/021",
-    "btrfs/022",
-    "btrfs/024",
-    "btrfs/025",
-    "btrfs/026",
-    "btrfs/027",
-    "btrfs/029",
-    "btrfs/030",
-    "btrfs/031",
-    "btrfs/034",
-    "btrfs/037",
-    "btrfs/038",
-    "btrfs/039",
-    "btrfs/040",
-    "btrfs/046",
-    "btrfs/056",
-    "generic/001",
-    "generic/002",
-    "generic/005",
-    "generic/006",
-    "generic/007",
-    "generic/011",
-    "generic/013",
-    "generic/015",
-    "generic/020",
-    "generic/023",
-];
+/// About forty quick btrfs and generic tests (`bench/fstests-40.list`, one
+/// list for this test and the benchmark).
+pub(crate) fn fstests_list() -> Vec<&'static str> {
+    include_str!("../../../../bench/fstests-40.list")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect()
+}
 
 fn env_path(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -131,7 +94,8 @@ fn fstests_on_two_machines_gives_the_verdicts_of_one_and_of_check_itself() {
         return;
     };
     let area = Area::new();
-    let tests = FSTESTS
+    let list = fstests_list();
+    let tests = list
         .iter()
         .map(|t| format!("{t:?}"))
         .collect::<Vec<_>>()
@@ -146,7 +110,7 @@ fn fstests_on_two_machines_gives_the_verdicts_of_one_and_of_check_itself() {
     let single = run_shards(&area, &one, "one", 1);
     let (two_verdicts, two_machines) = verdicts_and_machines(&sharded);
     let (one_verdicts, _) = verdicts_and_machines(&single);
-    assert_eq!(two_verdicts.len(), FSTESTS.len(), "{two_verdicts:#?}");
+    assert_eq!(two_verdicts.len(), list.len(), "{two_verdicts:#?}");
     assert_eq!(
         two_machines.len(),
         2,
@@ -155,7 +119,7 @@ fn fstests_on_two_machines_gives_the_verdicts_of_one_and_of_check_itself() {
     assert_eq!(two_verdicts, one_verdicts, "2 shards against 1");
 
     // `./check` itself, on the tree the runs built (from their build cache).
-    let direct = check_directly(&area, FSTESTS);
+    let direct = check_directly(&area, &list);
     let one_by_name: BTreeMap<String, String> = one_verdicts
         .iter()
         .map(|(k, v)| (k.split(' ').next().unwrap().to_owned(), v.clone()))

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Real sharded fstests runs on this machine, measured in one go:
+#
+#   1. wall time of `btrfsqa run` with 1 local machine against 2 local
+#      machines on the same ~40 fstests tests (bench/fstests-40.list);
+#      goal: 1 shard / 2 shards >= 1.7;
+#   2. with the fstests build cached, the 1-machine run's wall time against
+#      its tests' time (the sum of their durations); goal <= 1.10; and, for
+#      reference, against `./check` run directly on the same tests;
+#   3. fstests' set-up per batch (what a `./check` invocation costs beside
+#      its tests), which bench/shard-schedule.sh uses;
+#   4. the controller's peak RSS (VmHWM of the btrfsqa process) on those
+#      runs and while it drives 8 local machines through 160 short script
+#      tests; goal < 64 MB.
+#
+# Needs root (loop devices) and fstests: BTRFSQA_FSTESTS_GIT, or the bundle
+# in ../shared/fixtures/fstests-src. A first, unmeasured run builds fstests
+# into the build cache and records the durations the scheduler plans with.
+#
+#   sudo bench/shard-live.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "needs root (loop devices)" >&2; exit 2; }
+git_url=${BTRFSQA_FSTESTS_GIT:-}
+if [ -z "$git_url" ]; then
+  bundle=$(ls ../shared/fixtures/fstests-src/*.bundle /work/shared/fixtures/fstests-src/*.bundle 2>/dev/null | head -n 1 || true)
+  [ -n "$bundle" ] || { echo "no fstests: set BTRFSQA_FSTESTS_GIT" >&2; exit 2; }
+  git_url=/var/tmp/btrfsqa-fstests-src
+  [ -d "$git_url/.git" ] || git clone -q "$bundle" "$git_url"
+fi
+cargo build --quiet --bin btrfsqa
+bin=$PWD/target/debug/btrfsqa
+dir=$(mktemp -d /var/tmp/btrfsqa-shard-live.XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+tests=$(grep -v '^#' bench/fstests-40.list | sed 's/.*/"&"/' | paste -sd, -)
+cat > "$dir/fstests.toml" <<TOML
+[run]
+suites = ["xfstests"]
+results-dir = "results"
+[machine]
+data-devices = 6
+device-size-gib = 10
+[providers.local]
+work-dir = "work"
+[suites.xfstests]
+git-url = "$git_url"
+cache-dir = "cache"
+tests = [$tests]
+TOML
+mkdir -p "$dir/scripts"
+for i in $(seq -w 1 160); do
+  printf '#!/bin/sh\nsleep 1\n' > "$dir/scripts/${i}_short"
+  chmod +x "$dir/scripts/${i}_short"
+done
+cat > "$dir/scripts.toml" <<TOML
+[run]
+suites = ["short"]
+results-dir = "results-scripts"
+[machine]
+data-devices = 6
+device-size-gib = 1
+[providers.local]
+work-dir = "work"
+[suites.scripts.short]
+dir = "scripts"
+TOML
+
+cd "$dir"
+python3 - "$bin" <<'PY'
+import glob, json, os, subprocess, sys, time
+
+bin = sys.argv[1]
+
+def run(config, shards, label):
+    """Runs btrfsqa; returns (wall seconds, peak RSS in MB, report)."""
+    start = time.monotonic()
+    child = subprocess.Popen([bin, "run", "--config", config, "--shards", str(shards)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    while child.poll() is None:
+        try:
+            with open(f"/proc/{child.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+        except OSError:
+            pass
+        time.sleep(0.2)
+    wall = time.monotonic() - start
+    results = "results" if "fstests" in config else "results-scripts"
+    newest = max(glob.glob(f"{results}/*/report.json"), key=os.path.getmtime)
+    report = json.load(open(newest))
+    tests = [t for s in report["suites"] for t in s["tests"]]
+    machines = sorted({t.get("machine") for t in tests if t.get("machine")})
+    print(f"{label}: {len(tests)} tests on {len(machines)} machines in {wall:.1f} s, "
+          f"status {report['status']}, controller peak RSS {peak / 1024:.1f} MB", flush=True)
+    return wall, peak / 1024, report, newest
+
+def test_secs(report):
+    return sum(t.get("duration_secs") or 0 for s in report["suites"] for t in s["tests"])
+
+def batches(report_path):
+    journal = os.path.join(os.path.dirname(report_path), "journal.jsonl")
+    return sum(1 for line in open(journal) if '"event":"suite-started"' in line)
+
+run("fstests.toml", 1, "warm-up (builds fstests, records durations)")
+one, rss1, report1, path1 = run("fstests.toml", 1, "1 machine ")
+two, rss2, report2, path2 = run("fstests.toml", 2, "2 machines")
+verdicts = lambda r: sorted((t["name"], t["verdict"]) for s in r["suites"] for t in s["tests"])
+same = verdicts(report1) == verdicts(report2)
+print(f"speed-up 1 -> 2 machines: {one / two:.2f} (goal >= 1.7); verdicts equal: {same}")
+secs = test_secs(report1)
+print(f"1 machine, build cached: wall {one:.1f} s / tests {secs:.0f} s = {one / secs:.3f} (goal <= 1.10)")
+suite_secs = sum(s.get("duration_secs") or 0 for s in report2["suites"])
+n = batches(path2)
+print(f"fstests set-up per batch: {(suite_secs - test_secs(report2)) / max(n, 1):.1f} s "
+      f"({n} batches on 2 machines; {batches(path1)} on 1)")
+_, rss8, _, _ = run("scripts.toml", 8, "8 machines, 160 script tests")
+print(f"controller peak RSS: {max(rss1, rss2):.1f} MB driving fstests, {rss8:.1f} MB driving 8 machines (goal < 64 MB)")
+PY
