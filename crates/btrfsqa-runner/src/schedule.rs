@@ -307,6 +307,10 @@ pub struct History {
     median: Option<f64>,
 }
 
+/// The most a harness spends between two tests of one batch (checks,
+/// clean-up): a longer gap between starts is not the first test's cost.
+const HARNESS_GAP_SECS: f64 = 10.0;
+
 /// An estimate when nothing at all is known.
 pub const DEFAULT_ESTIMATE_SECS: f64 = 60.0;
 
@@ -318,13 +322,42 @@ impl History {
         History::from_outcomes(reports.iter().flat_map(|r| r.outcomes()))
     }
 
-    /// The durations of `outcomes`, later ones winning.
+    /// The durations of `outcomes`, later ones winning. A test's duration
+    /// is what it cost its machine: when the next test on the same machine
+    /// started soon after it (in the same batch), the time to that start,
+    /// which includes what the harness does around each test (fstests
+    /// checks both filesystems after every test, and reports whole seconds).
     pub fn from_outcomes<'a>(outcomes: impl Iterator<Item = &'a TestOutcome>) -> History {
+        let outcomes: Vec<&TestOutcome> = outcomes.collect();
+        let mut next_start: HashMap<usize, f64> = HashMap::new();
+        let mut by_machine: HashMap<&str, Vec<(usize, chrono::DateTime<chrono::Utc>)>> =
+            HashMap::new();
+        for (i, outcome) in outcomes.iter().enumerate() {
+            if let (Some(machine), Some(at)) = (outcome.machine.as_deref(), outcome.started_at) {
+                by_machine.entry(machine).or_default().push((i, at));
+            }
+        }
+        for starts in by_machine.values_mut() {
+            starts.sort_by_key(|(_, at)| *at);
+            for pair in starts.windows(2) {
+                let gap = (pair[1].1 - pair[0].1).num_milliseconds() as f64 / 1000.0;
+                next_start.insert(pair[0].0, gap);
+            }
+        }
         let mut history = History::default();
-        for outcome in outcomes {
-            let Some(secs) = outcome.duration_secs.filter(|d| d.is_finite() && *d >= 0.0) else {
+        for (i, outcome) in outcomes.iter().enumerate() {
+            let Some(mut secs) = outcome.duration_secs.filter(|d| d.is_finite() && *d >= 0.0)
+            else {
                 continue;
             };
+            // Within a batch the next test starts within seconds of the end
+            // of this one; a longer gap is a new batch or another run.
+            if let Some(gap) = next_start.get(&i)
+                && *gap >= secs
+                && *gap <= secs + HARNESS_GAP_SECS
+            {
+                secs = *gap;
+            }
             history.exact.insert(
                 (
                     outcome.suite.clone(),
@@ -571,6 +604,31 @@ mod tests {
             History::default().estimate("a", None, "x"),
             DEFAULT_ESTIMATE_SECS
         );
+    }
+
+    #[test]
+    fn a_test_costs_its_machine_the_time_until_the_next_one_started() {
+        let start = chrono::Utc::now();
+        let at = |machine: &str, name: &str, secs_in: i64, duration: f64| {
+            let mut o = TestOutcome::new("xfstests", name, btrfsqa_model::Verdict::Pass);
+            o.machine = Some(machine.into());
+            o.started_at = Some(start + chrono::Duration::seconds(secs_in));
+            o.duration_secs = Some(duration);
+            o
+        };
+        let outcomes = [
+            // fstests says 0 s; the next test started 2 s later.
+            at("m0", "btrfs/001", 0, 0.0),
+            at("m0", "btrfs/002", 2, 10.0),
+            // A new batch 60 s later: not 002's cost.
+            at("m0", "btrfs/003", 72, 1.0),
+            at("m1", "btrfs/004", 1, 3.0),
+        ];
+        let history = History::from_outcomes(outcomes.iter());
+        assert_eq!(history.estimate("xfstests", None, "btrfs/001"), 2.0);
+        assert_eq!(history.estimate("xfstests", None, "btrfs/002"), 10.0);
+        assert_eq!(history.estimate("xfstests", None, "btrfs/003"), 1.0);
+        assert_eq!(history.estimate("xfstests", None, "btrfs/004"), 3.0);
     }
 }
 

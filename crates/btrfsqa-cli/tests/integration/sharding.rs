@@ -252,3 +252,154 @@ fn btrfs_progs_on_two_machines_gives_the_verdicts_of_one() {
     assert_eq!(two_verdicts, one_verdicts, "2 shards against 1");
     area.assert_nothing_left();
 }
+
+fn qemu_missing() -> Option<String> {
+    if !crate::which("qemu-system-x86_64") {
+        return Some("qemu-system-x86_64 is not installed".into());
+    }
+    let image = btrfsqa_cloud::qemu::image::ImagePaths::from_env_or_default();
+    (!image.is_complete()).then(|| {
+        format!(
+            "no guest image in `{}` (btrfsqa image build)",
+            image.dir.display()
+        )
+    })
+}
+
+/// Ten small btrfs tests for VMs: mkfs, mount, write, scrub; one skips, one
+/// fails, and `005_victim` takes 20 s (long enough to kill its VM).
+fn vm_scripts(area: &Area) {
+    let work = "mkfs.btrfs -q -f \"$SCRATCH_DEV\" && mount \"$SCRATCH_DEV\" \"$SCRATCH_MNT\" && \
+                dd if=/dev/urandom of=\"$SCRATCH_MNT/f\" bs=1M count=8 status=none && sync";
+    let scripts: Vec<(String, String)> = (1..=10)
+        .map(|i| {
+            let (name, body) = match i {
+                3 => ("skips".to_owned(), "exit 77".to_owned()),
+                5 => ("victim".to_owned(), format!("{work} && sleep 20 && umount \"$SCRATCH_MNT\"")),
+                8 => ("fails".to_owned(), "echo 'expected 1, got 2' >&2; exit 1".to_owned()),
+                _ => (
+                    "write-scrub".to_owned(),
+                    format!("{work} && btrfs scrub start -B \"$SCRATCH_MNT\" >/dev/null && umount \"$SCRATCH_MNT\""),
+                ),
+            };
+            (format!("{i:03}_{name}"), body)
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = scripts.iter().map(|(n, b)| (n.as_str(), b.as_str())).collect();
+    area.scripts("vm", &pairs);
+}
+
+/// The same ten tests on one VM, on two VMs, and on two VMs one of which is
+/// killed while it runs `005_victim`: the verdicts agree, the victim is
+/// `crashed`, the rest of its batch runs on the other VM, and no VM or file
+/// is left.
+#[test]
+fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
+    if !need_root("qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm") {
+        return;
+    }
+    if let Some(why) = qemu_missing() {
+        eprintln!("skipping qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm: {why}");
+        return;
+    }
+    let area = Area::new();
+    vm_scripts(&area);
+    let body = "[providers.qemu]\nwork-dir = \"work\"\nmemory-mib = 1024\n\n\
+                [suites.scripts.vm]\ndir = \"vm\"\ntimeout-secs = 300\n";
+    let qemu = |results: &str| {
+        let file = config_with_suites(&area, results, "vm", body);
+        let text = std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("provider = \"local\"", "provider = \"qemu\"")
+            .replace("[providers.local]\nwork-dir = \"work\"\n", "")
+            .replace("device-size-gib = 10", "device-size-gib = 2");
+        std::fs::write(&file, text).unwrap();
+        file
+    };
+    let single = run_shards(&area, &qemu("one"), "one", 1);
+    let sharded = run_shards(&area, &qemu("two"), "two", 2);
+    let (one, _) = verdicts_and_machines(&single);
+    let (two, machines) = verdicts_and_machines(&sharded);
+    assert_eq!(one.len(), 10, "{one:#?}");
+    assert_eq!(one, two, "2 VMs against 1");
+    assert_eq!(machines.len(), 2, "{machines:?}");
+
+    // Two VMs again; the one that runs the victim is killed mid-test.
+    let config = qemu("killed");
+    let child = btrfsqa()
+        .args(["run", "--shards", "2", "--message-format", "json", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (run_id, victim_vm) = loop {
+        assert!(started.elapsed().as_secs() < 900, "the victim never started");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let Some(journal) = std::fs::read_dir(area.path("killed"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(Result::ok)
+            .map(|e| e.path())
+        else {
+            continue;
+        };
+        let text = std::fs::read_to_string(journal.join("journal.jsonl")).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("\"test-started\"") && l.contains("005_victim"))
+        {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            let run_id = journal.file_name().unwrap().to_string_lossy().into_owned();
+            break (run_id, event["machine"].as_str().unwrap().to_owned());
+        }
+    };
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let killed = Command::new("pkill")
+        .args(["-KILL", "-f", &format!("qemu-system.*{run_id}/{victim_vm}/")])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "no qemu process of {victim_vm} to kill");
+    let out = child.wait_with_output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(area.path("killed").join(&run_id).join("report.json")).unwrap(),
+    )
+    .unwrap();
+    let (verdicts, _) = verdicts_and_machines(&report);
+    let mut expected = one.clone();
+    expected.insert("005_victim ".into(), "crashed".into());
+    assert_eq!(verdicts, expected, "every test has its verdict");
+    // What the killed VM handed back ran on the other one.
+    let journal =
+        std::fs::read_to_string(area.path("killed").join(&run_id).join("journal.jsonl")).unwrap();
+    let handed: Vec<String> = journal
+        .lines()
+        .filter(|l| l.contains("goes back to the queue"))
+        .filter_map(|l| l.rsplit(": ").next())
+        .flat_map(|list| list.trim_end_matches("\"}").split(", ").map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    assert!(!handed.is_empty(), "the victim's batch had more tests:\n{journal}");
+    for label in &handed {
+        let name = label.trim_start_matches("vm/");
+        let test = report["suites"][0]["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("no outcome for {name}"));
+        assert_ne!(
+            test["machine"].as_str(),
+            Some(victim_vm.as_str()),
+            "{name} ran on the killed VM"
+        );
+    }
+    let left = Command::new("pgrep")
+        .args(["-f", &format!("qemu-system.*{run_id}")])
+        .status()
+        .unwrap();
+    assert!(!left.success(), "a qemu process of the run is left");
+    assert!(!area.path("work").join(&run_id).exists(), "VM files are left");
+}

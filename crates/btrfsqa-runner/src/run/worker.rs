@@ -89,8 +89,11 @@ pub(crate) async fn work(
         worker,
         machine: machine.clone(),
     });
-    // A panic in the worker must not skip the teardown below.
-    let gone = match AssertUnwindSafe(serve(env, worker, &machine, &outbox))
+    // A panic in the worker must not skip the teardown below, nor lose the
+    // outcomes of the batch it was running.
+    let track = Arc::new(Mutex::new(Track::default()));
+    let current: Arc<Mutex<Option<Batch>>> = Arc::default();
+    let gone = match AssertUnwindSafe(serve(env, worker, &machine, &outbox, &track, &current))
         .catch_unwind()
         .await
     {
@@ -101,10 +104,16 @@ pub(crate) async fn work(
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                 .unwrap_or_else(|| "(no message)".to_owned());
-            Gone::Failed(format!(
+            let message = format!(
                 "the worker of machine `{}` panicked: {what}",
                 machine.name
-            ))
+            );
+            let batch = current.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(batch) = batch {
+                let result = salvage(batch, &track, &machine.name, &message);
+                let _ = outbox.send(Message::Finished { worker, result });
+            }
+            Gone::Failed(message)
         }
     };
     let _ = outbox.send(Message::Gone { worker, why: gone });
@@ -137,14 +146,15 @@ async fn serve(
     worker: usize,
     machine: &Machine,
     outbox: &mpsc::UnboundedSender<Message>,
+    track: &Arc<Mutex<Track>>,
+    current: &Arc<Mutex<Option<Batch>>>,
 ) -> Gone {
     let name = machine.name.clone();
     // A machine taken away (a spot interruption) stops alone; the other
     // machines take its tests.
     let machine_stop = env.stop.child_token();
     let notice = Arc::new(Mutex::new(None));
-    let track = Arc::new(Mutex::new(Track::default()));
-    let mut session = match open_session(env, worker, machine, &machine_stop, &track, outbox).await
+    let mut session = match open_session(env, worker, machine, &machine_stop, track, outbox).await
     {
         Ok(session) => session,
         Err(message) => return Gone::Failed(message),
@@ -193,6 +203,7 @@ async fn serve(
             }
         }
         let resets = recovery.resets();
+        *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(batch.clone());
         let (result, gone) = run_batch(
             env,
             outbox,
@@ -201,9 +212,10 @@ async fn serve(
             &mut recovery,
             suite.as_ref(),
             batch,
-            (&track, &machine_stop, &notice),
+            (track, &machine_stop, &notice),
         )
         .await;
+        current.lock().unwrap_or_else(|e| e.into_inner()).take();
         if recovery.resets() != resets {
             // A machine that was reset is set up again before its next batch.
             prepared.clear();
@@ -404,6 +416,14 @@ async fn run_batch(
                     .iter()
                     .filter_map(|i| i.test.clone().map(|t| (i.profile.clone(), t))),
             );
+            let names: Vec<String> = early.iter().map(WorkItem::label).collect();
+            (env.sink)(warning(
+                Some(&machine.name),
+                format!(
+                    "the rest of its batch goes back to the queue while it is recovered: {}",
+                    names.join(", ")
+                ),
+            ));
             let _ = outbox.send(Message::Requeue { items: early });
         }
     }
@@ -466,6 +486,30 @@ async fn run_batch(
         },
         gone,
     )
+}
+
+/// What a batch whose worker panicked leaves: the outcomes its suite
+/// reported, the running test an `error`, the rest handed back.
+fn salvage(batch: Batch, track: &Arc<Mutex<Track>>, machine: &str, why: &str) -> BatchResult {
+    let mut track = track.lock().unwrap_or_else(|e| e.into_inner());
+    let mut part = SuiteReport::new(&batch.suite);
+    part.tests = std::mem::take(&mut track.finished);
+    if let Some(test) = track.running.take() {
+        let mut outcome = TestOutcome::new(&batch.suite, test, Verdict::Error)
+            .with_message(format!("{why} while this test ran"));
+        outcome.machine = Some(machine.to_owned());
+        outcome.profile = batch.profile.clone();
+        part.tests.push(outcome);
+    }
+    part.error = Some(why.to_owned());
+    let requeue = unfinished(&batch, &part, None);
+    BatchResult {
+        batch,
+        part,
+        requeue,
+        withdrawn: Vec::new(),
+        setup_failed: None,
+    }
 }
 
 /// The items of `batch` without an outcome in `part`, less `except` (the
