@@ -16,11 +16,6 @@ pub enum Code {
     /// Stopped by SIGINT, SIGTERM, SIGHUP or the run's deadline; torn down,
     /// partial results kept.
     Interrupted = 130,
-    /// Standard output closed while a command that does not yet print
-    /// through `outln!` was printing: it stopped there, as a Unix tool
-    /// killed by SIGPIPE would (128 + 13). Runs never end this way: with
-    /// stdout closed they go on, tear down and exit with their usual code.
-    OutputClosed = 141,
 }
 
 impl From<Code> for std::process::ExitCode {

@@ -1,5 +1,9 @@
 //! The `btrfsqa` command: continuous QA for the btrfs filesystem.
 
+// Everything printed goes through `outln!`/`errln!` (output.rs), which never
+// panic on a closed stream: `println!` would on `btrfsqa ... | head -1`.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 #[macro_use]
 mod output;
 mod args;
@@ -9,7 +13,6 @@ mod exit;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    output::exit_quietly_on_closed_output();
     let args = args::Cli::parse();
     output::init_logging(args.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -73,28 +73,6 @@ pub fn err(args: fmt::Arguments<'_>) {
     write_to(std::io::stderr().lock(), &STDERR_CLOSED, args);
 }
 
-/// A panic about a closed stdout or stderr, from a `println!` that is not
-/// `outln!` yet, ends the command quietly with 141 (128 + SIGPIPE, what a
-/// Unix tool killed by the closed pipe reports) instead of printing a
-/// panic. Any other panic is reported as before.
-pub fn exit_quietly_on_closed_output() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if message.starts_with("failed printing to stdout")
-            || message.starts_with("failed printing to stderr")
-        {
-            std::process::exit(crate::exit::Code::OutputClosed as i32);
-        }
-        report(info);
-    }));
-}
-
 /// Sends `tracing` logs to stderr; `RUST_LOG` wins over `-v`.
 pub fn init_logging(verbose: u8) {
     let default = match verbose {

@@ -285,7 +285,10 @@ fn vm_scripts(area: &Area) {
             (format!("{i:03}_{name}"), body)
         })
         .collect();
-    let pairs: Vec<(&str, &str)> = scripts.iter().map(|(n, b)| (n.as_str(), b.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = scripts
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_str()))
+        .collect();
     area.scripts("vm", &pairs);
 }
 
@@ -327,7 +330,14 @@ fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
     // Two VMs again; the one that runs the victim is killed mid-test.
     let config = qemu("killed");
     let child = btrfsqa()
-        .args(["run", "--shards", "2", "--message-format", "json", "--config"])
+        .args([
+            "run",
+            "--shards",
+            "2",
+            "--message-format",
+            "json",
+            "--config",
+        ])
         .arg(&config)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -335,7 +345,10 @@ fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
         .unwrap();
     let started = std::time::Instant::now();
     let (run_id, victim_vm) = loop {
-        assert!(started.elapsed().as_secs() < 900, "the victim never started");
+        assert!(
+            started.elapsed().as_secs() < 900,
+            "the victim never started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(500));
         let Some(journal) = std::fs::read_dir(area.path("killed"))
             .ok()
@@ -357,7 +370,11 @@ fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
     };
     std::thread::sleep(std::time::Duration::from_secs(3));
     let killed = Command::new("pkill")
-        .args(["-KILL", "-f", &format!("qemu-system.*{run_id}/{victim_vm}/")])
+        .args([
+            "-KILL",
+            "-f",
+            &format!("qemu-system.*{run_id}/{victim_vm}/"),
+        ])
         .status()
         .unwrap();
     assert!(killed.success(), "no qemu process of {victim_vm} to kill");
@@ -379,9 +396,17 @@ fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
         .lines()
         .filter(|l| l.contains("goes back to the queue"))
         .filter_map(|l| l.rsplit(": ").next())
-        .flat_map(|list| list.trim_end_matches("\"}").split(", ").map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|list| {
+            list.trim_end_matches("\"}")
+                .split(", ")
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .collect();
-    assert!(!handed.is_empty(), "the victim's batch had more tests:\n{journal}");
+    assert!(
+        !handed.is_empty(),
+        "the victim's batch had more tests:\n{journal}"
+    );
     for label in &handed {
         let name = label.trim_start_matches("vm/");
         let test = report["suites"][0]["tests"]
@@ -401,5 +426,8 @@ fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
         .status()
         .unwrap();
     assert!(!left.success(), "a qemu process of the run is left");
-    assert!(!area.path("work").join(&run_id).exists(), "VM files are left");
+    assert!(
+        !area.path("work").join(&run_id).exists(),
+        "VM files are left"
+    );
 }

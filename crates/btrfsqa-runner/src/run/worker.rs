@@ -104,10 +104,7 @@ pub(crate) async fn work(
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                 .unwrap_or_else(|| "(no message)".to_owned());
-            let message = format!(
-                "the worker of machine `{}` panicked: {what}",
-                machine.name
-            );
+            let message = format!("the worker of machine `{}` panicked: {what}", machine.name);
             let batch = current.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(batch) = batch {
                 let result = salvage(batch, &track, &machine.name, &message);
@@ -154,8 +151,7 @@ async fn serve(
     // machines take its tests.
     let machine_stop = env.stop.child_token();
     let notice = Arc::new(Mutex::new(None));
-    let mut session = match open_session(env, worker, machine, &machine_stop, track, outbox).await
-    {
+    let mut session = match open_session(env, worker, machine, &machine_stop, track, outbox).await {
         Ok(session) => session,
         Err(message) => return Gone::Failed(message),
     };

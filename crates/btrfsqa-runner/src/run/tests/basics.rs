@@ -345,4 +345,3 @@ fn journaled_outcomes_missing_from_the_report_are_recovered_once() {
     );
     assert_eq!(report.summary.pass, 2);
 }
-

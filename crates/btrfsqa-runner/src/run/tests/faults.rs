@@ -520,4 +520,3 @@ async fn a_machine_back_from_its_reset_on_another_kernel_boots_the_kernel_under_
             if message.contains("came back with kernel 6.1.0-old: booting 6.1.192 again")
     )));
 }
-

@@ -119,7 +119,6 @@ fn connector_with_kernel(release: &'static str) -> MockConnector {
     connector
 }
 
-
 fn verdicts(report: &RunReport) -> Vec<(String, Verdict)> {
     report
         .outcomes()
@@ -149,7 +148,6 @@ impl TestSuite for WaitsForCancel {
         })
     }
 }
-
 
 mod basics;
 mod faults;

@@ -209,11 +209,9 @@ impl TestSuite for Timed {
                 start,
                 Instant::now(),
             ));
-            report.tests.push(ctx.test_finished(TestOutcome::new(
-                "timed",
-                test,
-                Verdict::Pass,
-            )));
+            report
+                .tests
+                .push(ctx.test_finished(TestOutcome::new("timed", test, Verdict::Pass)));
         }
         Ok(report)
     }
@@ -252,10 +250,7 @@ async fn on_machines_sharing_a_kernel_an_exclusive_test_runs_alone() {
     assert!(machines.len() > 1, "the work was spread: {machines:?}");
     let (_, _, start, end) = spans.iter().find(|(t, ..)| t == "t2").unwrap();
     for (test, _, s, e) in spans.iter().filter(|(t, ..)| t != "t2") {
-        assert!(
-            e <= start || s >= end,
-            "{test} ran beside the exclusive t2"
-        );
+        assert!(e <= start || s >= end, "{test} ran beside the exclusive t2");
     }
 }
 
@@ -318,7 +313,10 @@ async fn a_suite_that_cannot_be_set_up_on_one_machine_runs_on_the_others() {
             .all(|t| t.machine.as_deref() == Some("mock-0"))
     );
     let error = outcome.report.suites[0].error.as_deref().unwrap();
-    assert!(error.contains("setup on `mock-1` failed") && error.contains("no compiler"), "{error}");
+    assert!(
+        error.contains("setup on `mock-1` failed") && error.contains("no compiler"),
+        "{error}"
+    );
     // Set up nowhere: the tests keep no verdict; the suite says why.
     let runner = Runner::with_parts(
         settings(dir.path(), "shards = 2\n"),
@@ -353,7 +351,10 @@ async fn a_panic_in_a_suite_still_tears_the_machine_down() {
     let report = &outcome.report;
     assert_eq!(report.status, RunStatus::Errored);
     let error = report.error.as_deref().unwrap();
-    assert!(error.contains("panicked") && error.contains("a bug in the suite"), "{error}");
+    assert!(
+        error.contains("panicked") && error.contains("a bug in the suite"),
+        "{error}"
+    );
     // What the batch finished is kept; the test it panicked in is an error.
     let got: Vec<(String, Verdict)> = verdicts(report);
     assert_eq!(
