@@ -95,6 +95,39 @@ async fn git_once(suite: &str, step: &str, args: &[&str]) -> Result<String, Suit
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// Why `url` cannot be given to git as a repository, if it cannot: empty,
+/// starting with `-` (git would read an option, `--upload-pack=...`), or
+/// holding white space or control characters.
+pub fn git_url_problem(url: &str) -> Option<String> {
+    if url.is_empty() {
+        Some("must not be empty".to_owned())
+    } else if url.starts_with('-') {
+        Some("must not start with `-` (git would read it as an option)".to_owned())
+    } else if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("must not hold spaces or control characters".to_owned())
+    } else {
+        None
+    }
+}
+
+/// Why `git_ref` is not a branch, tag or commit name git accepts, if it is
+/// not (git's `check-ref-format` rules, and never an option).
+pub fn git_ref_problem(git_ref: &str) -> Option<String> {
+    let bad = git_ref.is_empty()
+        || git_ref.starts_with('-')
+        || git_ref.starts_with('/')
+        || git_ref.ends_with('/')
+        || git_ref.ends_with('.')
+        || git_ref.ends_with(".lock")
+        || git_ref.contains("..")
+        || git_ref.contains("@{")
+        || git_ref.contains("//")
+        || git_ref.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+        });
+    bad.then(|| "must name a branch, tag or commit (no spaces, no leading `-`)".to_owned())
+}
+
 /// [`pin`] once per suite instance: the first call mirrors and resolves,
 /// later calls reuse the pinned source.
 pub(crate) async fn pin_once<'a>(
@@ -137,6 +170,19 @@ pub(crate) async fn pin(
     git_ref: &str,
     cache_dir: &Path,
 ) -> Result<PinnedSource, SuiteError> {
+    // Never reaches git as an option, whoever built the configuration.
+    for problem in [
+        git_url_problem(url).map(|p| format!("git URL `{}` {p}", btrfsqa_model::redact_url(url))),
+        git_ref_problem(git_ref).map(|p| format!("git ref `{git_ref}` {p}")),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        return Err(SuiteError::Config {
+            suite: suite.to_owned(),
+            message: problem,
+        });
+    }
     let _guard = CACHE_LOCK.lock().await;
     let mirror = cache_dir.join(format!("{}.git", safe_file_name(url)));
     let mirror_str = mirror.to_string_lossy().into_owned();
@@ -153,6 +199,7 @@ pub(crate) async fn pin(
                 "rev-parse",
                 "--verify",
                 "--quiet",
+                "--end-of-options",
                 &format!("{git_ref}^{{commit}}"),
             ],
         )
@@ -468,6 +515,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(old.commit, first.commit);
+
+        // Nothing a user typed reaches git as an option.
+        let marker = tmp.path().join("pwned");
+        let hostile = format!("--upload-pack=touch {}", marker.display());
+        for (url, git_ref) in [
+            (hostile.as_str(), "master"),
+            (&format!(" {hostile}"), "master"),
+            (url.as_str(), hostile.as_str()),
+            (url.as_str(), "--output=/tmp/x"),
+        ] {
+            let err = pin("t", "fstests", url, git_ref, &cache).await.unwrap_err();
+            assert!(matches!(err, SuiteError::Config { .. }), "{err:?}");
+        }
+        assert!(!marker.exists(), "git ran the user's option");
 
         let err = pin("t", "fstests", &url, "no-such-branch", &cache)
             .await

@@ -266,16 +266,18 @@ fn qemu_missing() -> Option<String> {
     })
 }
 
-/// Ten small btrfs tests for VMs: mkfs, mount, write, scrub; one skips, one
-/// fails, and `005_victim` takes 20 s (long enough to kill its VM).
+/// Twelve small btrfs tests for VMs: mkfs, mount, write, scrub; one skips,
+/// one fails, and `001_victim` takes 20 s (long enough to kill its VM). With
+/// no history, the first batch of two machines is three tests: the victim's
+/// batch has two more.
 fn vm_scripts(area: &Area) {
     let work = "mkfs.btrfs -q -f \"$SCRATCH_DEV\" && mount \"$SCRATCH_DEV\" \"$SCRATCH_MNT\" && \
                 dd if=/dev/urandom of=\"$SCRATCH_MNT/f\" bs=1M count=8 status=none && sync";
-    let scripts: Vec<(String, String)> = (1..=10)
+    let scripts: Vec<(String, String)> = (1..=12)
         .map(|i| {
             let (name, body) = match i {
-                3 => ("skips".to_owned(), "exit 77".to_owned()),
-                5 => ("victim".to_owned(), format!("{work} && sleep 20 && umount \"$SCRATCH_MNT\"")),
+                4 => ("skips".to_owned(), "exit 77".to_owned()),
+                1 => ("victim".to_owned(), format!("{work} && sleep 20 && umount \"$SCRATCH_MNT\"")),
                 8 => ("fails".to_owned(), "echo 'expected 1, got 2' >&2; exit 1".to_owned()),
                 _ => (
                     "write-scrub".to_owned(),
@@ -292,8 +294,8 @@ fn vm_scripts(area: &Area) {
     area.scripts("vm", &pairs);
 }
 
-/// The same ten tests on one VM, on two VMs, and on two VMs one of which is
-/// killed while it runs `005_victim`: the verdicts agree, the victim is
+/// The same twelve tests on one VM, on two VMs, and on two VMs one of which
+/// is killed while it runs `001_victim`: the verdicts agree, the victim is
 /// `crashed`, the rest of its batch runs on the other VM, and no VM or file
 /// is left.
 #[test]
@@ -323,7 +325,7 @@ fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
     let sharded = run_shards(&area, &qemu("two"), "two", 2);
     let (one, _) = verdicts_and_machines(&single);
     let (two, machines) = verdicts_and_machines(&sharded);
-    assert_eq!(one.len(), 10, "{one:#?}");
+    assert_eq!(one.len(), 12, "{one:#?}");
     assert_eq!(one, two, "2 VMs against 1");
     assert_eq!(machines.len(), 2, "{machines:?}");
 
@@ -361,7 +363,7 @@ fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
         let text = std::fs::read_to_string(journal.join("journal.jsonl")).unwrap_or_default();
         if let Some(line) = text
             .lines()
-            .find(|l| l.contains("\"test-started\"") && l.contains("005_victim"))
+            .find(|l| l.contains("\"test-started\"") && l.contains("001_victim"))
         {
             let event: serde_json::Value = serde_json::from_str(line).unwrap();
             let run_id = journal.file_name().unwrap().to_string_lossy().into_owned();
@@ -387,7 +389,7 @@ fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
     .unwrap();
     let (verdicts, _) = verdicts_and_machines(&report);
     let mut expected = one.clone();
-    expected.insert("005_victim ".into(), "crashed".into());
+    expected.insert("001_victim ".into(), "crashed".into());
     assert_eq!(verdicts, expected, "every test has its verdict");
     // What the killed VM handed back ran on the other one.
     let journal =

@@ -159,17 +159,20 @@ impl KernelConfig {
             ));
         }
         if let Some(source) = &self.source
-            && source.starts_with('-')
+            && let Some(problem) = btrfsqa_suites::git_url_problem(source)
         {
             issues.push((
                 "source".into(),
-                format!("`{source}` is not a git URL or path"),
+                format!(
+                    "`{}` is not a git URL or path: it {problem}",
+                    btrfsqa_model::redact_url(source)
+                ),
             ));
         }
         if let Some(r) = &self.git_ref
-            && (r.starts_with('-') || r.contains(char::is_whitespace))
+            && let Some(problem) = btrfsqa_suites::git_ref_problem(r)
         {
-            issues.push(("ref".into(), format!("`{r}` is not a git ref")));
+            issues.push(("ref".into(), format!("`{r}` is not a git ref: it {problem}")));
         }
         issues
     }

@@ -36,7 +36,7 @@ pub(crate) fn fetch(paths: &BuildPaths, url: &str, git_ref: &str) -> String {
         r#"set -e
 src={src}
 if [ ! -d "$src/.git" ]; then mkdir -p "$src"; git -C "$src" init -q; fi
-git -C "$src" fetch -q --depth 1 {url} {git_ref}
+git -C "$src" fetch -q --depth 1 -- {url} {git_ref}
 git -C "$src" -c advice.detachedHead=false checkout -q --force --detach FETCH_HEAD
 git -C "$src" rev-parse HEAD
 "#,
@@ -281,9 +281,33 @@ mod tests {
             "for-next; rm -rf /",
         );
         assert!(script.contains(
-            "fetch -q --depth 1 https://github.com/btrfs/linux.git 'for-next; rm -rf /'"
+            "fetch -q --depth 1 -- https://github.com/btrfs/linux.git 'for-next; rm -rf /'"
         ));
         assert!(script.trim_end().ends_with("rev-parse HEAD"));
+    }
+
+    #[test]
+    fn a_url_or_ref_like_an_option_never_runs_as_one() {
+        // With real git: the fetch of a source named `--upload-pack=...`.
+        let tmp = tempfile::tempdir().unwrap();
+        let marker = tmp.path().join("pwned");
+        let paths = BuildPaths::new(&tmp.path().display().to_string(), "x");
+        for (url, git_ref) in [
+            (format!("--upload-pack=touch {}", marker.display()), "main".to_owned()),
+            (
+                tmp.path().display().to_string(),
+                format!("--upload-pack=touch {}", marker.display()),
+            ),
+        ] {
+            let script = fetch(&paths, &url, &git_ref);
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{script}");
+        }
+        assert!(!marker.exists(), "git ran an option the user wrote");
     }
 
     #[test]

@@ -89,14 +89,11 @@ impl BtrfsProgsConfig {
     /// Checks what serde cannot; returns `(dotted key below the suite, message)`.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut issues = Vec::new();
-        if self.git_url.trim().is_empty() {
-            issues.push(("git-url".to_owned(), "must not be empty".to_owned()));
+        if let Some(problem) = crate::git_url_problem(&self.git_url) {
+            issues.push(("git-url".to_owned(), problem));
         }
-        if self.git_ref.trim().is_empty() || self.git_ref.starts_with('-') {
-            issues.push((
-                "git-ref".to_owned(),
-                "must name a branch, tag or commit".to_owned(),
-            ));
+        if let Some(problem) = crate::git_ref_problem(&self.git_ref) {
+            issues.push(("git-ref".to_owned(), problem));
         }
         if self.suites.is_empty() {
             issues.push((

@@ -287,11 +287,11 @@ impl XfstestsConfig {
     /// The sections to run, or every problem found.
     pub fn resolve(&self) -> Result<Vec<ResolvedSection>, Vec<(String, String)>> {
         let mut issues: Vec<(String, String)> = Vec::new();
-        if self.git_url.trim().is_empty() {
-            push(&mut issues, "git-url", "must not be empty");
+        if let Some(problem) = crate::git_url_problem(&self.git_url) {
+            push(&mut issues, "git-url", problem);
         }
-        if self.git_ref.trim().is_empty() || self.git_ref.starts_with('-') {
-            push(&mut issues, "git-ref", "must name a branch, tag or commit");
+        if let Some(problem) = crate::git_ref_problem(&self.git_ref) {
+            push(&mut issues, "git-ref", problem);
         }
         if self.test_timeout_secs == Some(0) {
             push(&mut issues, "test-timeout-secs", "must be at least 1");
