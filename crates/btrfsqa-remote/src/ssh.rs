@@ -21,6 +21,12 @@
 //! children die with the command), then reports the script's status. Because
 //! the wrapper itself is never killed, a session that ends without an exit
 //! status means the connection broke.
+//!
+//! The channel's standard input is the command's lifeline: the controller
+//! holds it open, unwritten, while it waits, and the wrapper kills the group
+//! when it closes. So a command whose caller gave up (its future dropped),
+//! whose controller exited or died, or whose connection broke does not run
+//! on, on a machine that may outlive the run (a static host).
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -452,12 +458,16 @@ impl RemoteHost for OpenSshHost {
             .spawn(&request.command, |master| {
                 let mut command = Session::to_raw_command(master.clone(), &remote);
                 command
-                    .stdin(Stdio::null())
+                    .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped());
                 Ok(command)
             })
             .await?;
+        // Held, never written, until `exec` returns or its future is
+        // dropped: its end kills the command (see `wrap_exec`), even when
+        // no runtime is left to run `KillOnDrop`'s task.
+        let _lifeline = child.stdin().take();
         let started = Instant::now();
         let mut guard = KillOnDrop {
             inner: inner.clone(),
@@ -834,10 +844,24 @@ fn sh_command(body: &str, name: &str, args: &[&str]) -> String {
 /// The remote command line for `script` (see the module documentation).
 /// `$1` names the file in `$TMPDIR` that receives the process group id, `$2`
 /// is the script.
+///
+/// The channel's standard input is kept open by the controller for as long
+/// as it waits for the command and never written: a watcher in the wrapper
+/// reads it, and when it ends (the controller dropped the command, exited
+/// or died, or the connection broke) kills the command's group. The script
+/// itself reads `/dev/null`. (`exec 3<&0` first: a shell gives a background
+/// job `/dev/null` as its standard input.)
 fn wrap_exec(script: &str, pgid_file: &str) -> String {
     const WRAPPER: &str = r#"f=${TMPDIR:-/tmp}/$1
-setsid -w sh -c '{ echo $$ > "$1"; } 2>/dev/null; exec sh -c "$2"' btrfsqa-cmd "$f" "$2"
+exec 3<&0 </dev/null
+setsid -w sh -c '{ echo $$ > "$1"; } 2>/dev/null; exec sh -c "$2"' btrfsqa-cmd "$f" "$2" 3<&- &
+c=$!
+(while read -r x <&3; do :; done; if [ -s "$f" ]; then kill -9 -"$(cat "$f")"; fi) >/dev/null 2>&1 &
+w=$!
+exec 3<&-
+wait $c
 s=$?
+kill -9 $w 2>/dev/null
 if [ -s "$f" ]; then kill -9 -"$(cat "$f")" 2>/dev/null; fi
 rm -f "$f"
 exit $s"#;
@@ -968,7 +992,9 @@ mod tests {
             .env("A", "x y")
             .script();
         let wrapped = wrap_exec(&script, "pg");
-        assert!(wrapped.starts_with("exec sh -c 'f=${TMPDIR:-/tmp}/$1\nsetsid -w sh -c '\\''"));
+        assert!(wrapped.starts_with(
+            "exec sh -c 'f=${TMPDIR:-/tmp}/$1\nexec 3<&0 </dev/null\nsetsid -w sh -c '\\''"
+        ));
         assert!(wrapped.ends_with(&format!(" btrfsqa-exec pg {}", shell_quote(&script))));
         // One level of unquoting (what the login shell does) gives back the
         // wrapper and the script untouched.
@@ -983,7 +1009,8 @@ mod tests {
         let words = String::from_utf8(out.stdout).unwrap();
         let words: Vec<&str> = words.split('\n').collect();
         assert_eq!(words[0], "f=${TMPDIR:-/tmp}/$1");
-        assert!(words[1].starts_with("setsid -w sh -c"));
+        assert_eq!(words[1], "exec 3<&0 </dev/null");
+        assert!(words[2].starts_with("setsid -w sh -c"));
         assert!(words.contains(&"btrfsqa-exec"));
         assert!(words.contains(&"pg"));
     }

@@ -159,6 +159,52 @@ async fn ssh_abandoned_command_is_killed() {
     contract::assert_dies(&pid_file).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_dropped_command_leaves_no_process() {
+    let Some((_sshd, host)) = connected().await else {
+        return;
+    };
+    contract::dropped_command_leaves_no_process(&host).await;
+}
+
+/// The controller gives up on a command and exits at once (Ctrl-C): the
+/// runtime that would have run a cleanup task is gone with it. The remote
+/// command and its children die all the same.
+#[test]
+fn ssh_command_dies_with_a_controller_that_exits() {
+    let Some(sshd) = TestSshd::start() else {
+        return;
+    };
+    let mark = contract::unique_mark();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let host = OpenSshHost::connect("sshd", sshd.target())
+            .await
+            .unwrap_or_else(|e| panic!("{}\nsshd log:\n{}", chain(&e), sshd.log()));
+        let request = ExecRequest::new("sleep 600 & sleep 600 & echo started; wait")
+            .env("BTRFSQA_TEST_MARK", &mark);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut exec = Box::pin(host.exec(request, Some(tx)));
+        tokio::select! {
+            result = &mut exec => panic!("the command ended by itself: {result:?}"),
+            first = tokio::time::timeout(Duration::from_secs(30), rx.recv()) => {
+                assert_eq!(first.expect("no output in 30 s").unwrap().data, b"started\n");
+            }
+        }
+        contract::wait_for_sleepers(&mark, 2).await;
+        // Returning drops the command and the host with the runtime.
+    });
+    drop(runtime);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(contract::assert_no_sleepers(&mark));
+}
+
 #[tokio::test]
 async fn ssh_host_key_mismatch_is_refused() {
     let Some(sshd) = TestSshd::start() else {
