@@ -2,10 +2,13 @@
 //!
 //! One multiplexed master connection per machine (the `openssh` crate's native
 //! mux), so a command costs a few milliseconds instead of a full handshake.
-//! Everything that ssh reads lives in a directory private to the host: its own
-//! `ssh_config` (the user's `~/.ssh/config` and the system one are ignored), the
-//! control socket and, unless the caller pins host keys, a known_hosts file
-//! filled at first contact. The user's `~/.ssh/known_hosts` is never touched.
+//! Everything that ssh reads lives in a directory private to the host (its own
+//! `ssh_config`: the user's `~/.ssh/config` and the system one are ignored;
+//! the control socket) or is named by the caller: the known_hosts file that
+//! pins the machine's host key. Host keys are always checked strictly: a
+//! machine without a pinned key is never connected to (the error names it
+//! and says how to pin it), and one that shows another key is refused. The
+//! user's `~/.ssh/known_hosts` is never read or touched.
 //!
 //! Remote commands run as
 //!
@@ -40,7 +43,7 @@ use openssh::{ControlPersist, KnownHosts, OwningCommand, Session, SessionBuilder
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Mutex, Semaphore, watch};
 
-use crate::error::{CommandFailed, InvalidRequest, NotReachable};
+use crate::error::{CommandFailed, HostKeyChanged, InvalidRequest, NoPinnedHostKey, NotReachable};
 use crate::exec::push_capped;
 use crate::{
     ExecOutput, ExecRequest, OutputChunk, OutputSink, RemoteError, RemoteHost, StreamKind,
@@ -86,14 +89,15 @@ pub struct SshTarget {
     pub user: String,
     /// Private key. `None` leaves the choice to ssh (agent, default keys).
     pub identity_file: Option<PathBuf>,
-    /// Pinned host keys. When given, the machine's key must be in this file;
-    /// otherwise it is pinned at first contact into a file private to the
-    /// [`OpenSshHost`].
+    /// The known_hosts file that pins the machine's host key. Required:
+    /// without it (or when it holds no key) [`OpenSshHost`] refuses to
+    /// connect. It is read, never written.
     pub known_hosts_file: Option<PathBuf>,
 }
 
 impl SshTarget {
-    /// `user@host:port`, with ssh's defaults for the key and host keys.
+    /// `user@host:port`, with ssh's default key and no pinned host key yet
+    /// (set [`SshTarget::known_hosts_file`] before connecting).
     pub fn new(host: impl Into<String>, port: u16, user: impl Into<String>) -> Self {
         SshTarget {
             host: host.into(),
@@ -129,8 +133,7 @@ struct Inner {
     channels: Semaphore,
     config_file: PathBuf,
     known_hosts: PathBuf,
-    strict_host_keys: bool,
-    /// ssh_config, pinned host keys, control sockets.
+    /// ssh_config, control sockets.
     private: tempfile::TempDir,
 }
 
@@ -250,13 +253,20 @@ impl Inner {
                 why,
             })));
         }
+        let known_hosts = match &target.known_hosts_file {
+            Some(file) if holds_a_key(file) => file.clone(),
+            file => {
+                return Err(refuse(Box::new(NoPinnedHostKey {
+                    address: address(&target),
+                    host: target.host.clone(),
+                    port: target.port,
+                    file: file.clone(),
+                })));
+            }
+        };
         let private = private_dir().map_err(|e| refuse(e.into()))?;
         let config_file = private.path().join("ssh_config");
         std::fs::write(&config_file, SSH_CONFIG).map_err(|e| refuse(e.into()))?;
-        let (known_hosts, strict_host_keys) = match &target.known_hosts_file {
-            Some(file) => (file.clone(), true),
-            None => (private.path().join("known_hosts"), false),
-        };
         Ok(Inner {
             name,
             target,
@@ -264,7 +274,6 @@ impl Inner {
             channels: Semaphore::new(MAX_CHANNELS),
             config_file,
             known_hosts,
-            strict_host_keys,
             private,
         })
     }
@@ -274,6 +283,7 @@ impl Inner {
     /// down, never left running detached.
     async fn launch(self: Arc<Self>) -> Result<Master, RemoteError> {
         let name = self.name.clone();
+        let (address, known_hosts) = (address(&self.target), self.known_hosts.clone());
         let task = tokio::spawn(async move {
             let mut builder = SessionBuilder::default();
             if !self.target.user.is_empty() {
@@ -283,11 +293,7 @@ impl Inner {
                 .port(self.target.port)
                 .config_file(&self.config_file)
                 .user_known_hosts_file(&self.known_hosts)
-                .known_hosts_check(if self.strict_host_keys {
-                    KnownHosts::Strict
-                } else {
-                    KnownHosts::Add
-                })
+                .known_hosts_check(KnownHosts::Strict)
                 .control_directory(self.private.path())
                 .control_persist(ControlPersist::IdleFor(
                     NonZeroUsize::new(MASTER_IDLE_SECS).expect("non-zero"),
@@ -302,6 +308,14 @@ impl Inner {
         });
         match task.await {
             Ok(Ok(session)) => Ok(Arc::new(session)),
+            Ok(Err(source)) if names_a_changed_host_key(&source) => Err(RemoteError::Connect {
+                host: name,
+                source: Box::new(HostKeyChanged {
+                    address,
+                    file: known_hosts,
+                    source,
+                }),
+            }),
             Ok(Err(source)) => Err(RemoteError::Connect {
                 host: name,
                 source: Box::new(source),
@@ -943,14 +957,47 @@ fn is_env_name(key: &str) -> bool {
 }
 
 /// Whether retrying a failed connection is pointless: the target is invalid,
-/// or the host key does not match the pinned one (a retry would get the
-/// same key).
+/// no host key is pinned, or the host key does not match the pinned one (a
+/// retry would get the same key).
 fn is_permanent(error: &RemoteError) -> bool {
     let invalid = match error {
-        RemoteError::Connect { source, .. } => source.is::<InvalidRequest>(),
+        RemoteError::Connect { source, .. } => {
+            source.is::<InvalidRequest>() || source.is::<NoPinnedHostKey>()
+        }
         _ => false,
     };
     invalid || host_key_refused(error)
+}
+
+/// `host:port`, as messages show a target.
+fn address(target: &SshTarget) -> String {
+    if target.host.contains(':') {
+        format!("[{}]:{}", target.host, target.port)
+    } else {
+        format!("{}:{}", target.host, target.port)
+    }
+}
+
+/// Whether a known_hosts file exists and holds at least one entry.
+fn holds_a_key(file: &Path) -> bool {
+    std::fs::read_to_string(file).is_ok_and(|text| {
+        text.lines()
+            .map(str::trim)
+            .any(|line| !line.is_empty() && !line.starts_with('#'))
+    })
+}
+
+/// Whether ssh refused the connection for its host key.
+fn names_a_changed_host_key(error: &openssh::Error) -> bool {
+    let text = error.to_string();
+    let io = match error {
+        openssh::Error::Connect(io) | openssh::Error::Master(io) => io.to_string(),
+        _ => String::new(),
+    };
+    [text, io].iter().any(|text| {
+        text.contains("Host key verification failed")
+            || text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+    })
 }
 
 /// Whether a connection failed because the host key did not match.
