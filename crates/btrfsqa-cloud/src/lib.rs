@@ -40,7 +40,7 @@ pub use error::{CommandError, ProvisionError, TeardownError};
 pub use local::{LocalProvider, LocalSettings};
 pub use machine::{Access, BootKernel, Machine, MachineSpec, ReapAction, ReapItem, SshEndpoint};
 pub use qemu::{Accel, QemuProvider, QemuSettings};
-pub use static_hosts::{StaticHost, StaticProvider};
+pub use static_hosts::{StaticHost, StaticProvider, StaticSettings};
 
 /// A source of test machines.
 ///

@@ -129,3 +129,49 @@ pub(crate) struct InvalidRequest {
     /// Why it is refused.
     pub(crate) why: &'static str,
 }
+
+/// A machine whose host key is not pinned: ssh is never run against it;
+/// the cause inside [`RemoteError::Connect`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no host key is pinned for `{address}`{}: put its public host key in a known_hosts \
+     file and name it (`known-hosts-file` for a static host; e.g. the output of \
+     `ssh-keyscan -p {port} {host}` once its fingerprint is checked), or let the provider \
+     record it",
+    describe_file(file.as_deref())
+)]
+pub(crate) struct NoPinnedHostKey {
+    /// `host:port`.
+    pub(crate) address: String,
+    /// The host, for the example.
+    pub(crate) host: String,
+    /// The port, for the example.
+    pub(crate) port: u16,
+    /// The known_hosts file given, if any (missing, or holding no key).
+    pub(crate) file: Option<PathBuf>,
+}
+
+fn describe_file(file: Option<&std::path::Path>) -> String {
+    match file {
+        Some(file) => format!(" (`{}` holds no key)", file.display()),
+        None => String::new(),
+    }
+}
+
+/// The machine showed a host key other than the pinned one; the cause
+/// inside [`RemoteError::Connect`], with ssh's own message as its source.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the host key of `{address}` is not the one pinned in `{}` (a reinstalled machine, or \
+     someone in between): check the machine's new key, then replace its line in that file",
+    file.display()
+)]
+pub(crate) struct HostKeyChanged {
+    /// `host:port`.
+    pub(crate) address: String,
+    /// The known_hosts file.
+    pub(crate) file: PathBuf,
+    /// What ssh said.
+    #[source]
+    pub(crate) source: openssh::Error,
+}

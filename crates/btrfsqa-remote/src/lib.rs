@@ -34,7 +34,7 @@ pub use error::RemoteError;
 pub use exec::{ExecOutput, ExecRequest, OutputChunk, OutputSink, StreamKind, shell_quote};
 pub use local::LocalHost;
 pub use record::{CastRecorder, RecordingHost};
-pub use redact::{REDACTED, RedactingStream, Redactor};
+pub use redact::{REDACTED, RedactingStream, Redactor, is_secret_name};
 pub use ssh::{OpenSshHost, SshTarget};
 
 use std::path::Path;

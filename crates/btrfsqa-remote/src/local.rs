@@ -10,7 +10,29 @@ use crate::{
     ExecOutput, ExecRequest, OutputChunk, OutputSink, RemoteError, RemoteHost, StreamKind,
 };
 
+/// The controller's environment variables a command sees (besides what its
+/// request sets): what a shell and the tools need to run and to print
+/// readable text, and nothing that could hold a credential.
+const KEPT_ENV: &[&str] = &[
+    "PATH", "HOME", "LANG", "LANGUAGE", "TERM", "TMPDIR", "USER", "LOGNAME", "SHELL", "TZ",
+];
+
+/// Whether the controller's variable `name` is passed on to commands:
+/// [`KEPT_ENV`] and the locale's `LC_*`.
+fn kept(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .is_some_and(|name| KEPT_ENV.contains(&name) || name.starts_with("LC_"))
+}
+
 /// This machine, reached through child processes (the `local` provider).
+///
+/// Commands see only a few of the controller's environment variables
+/// (`PATH`, `HOME`, `LANG`, `LANGUAGE`, `LC_*`, `TERM`, `TMPDIR`, `USER`,
+/// `LOGNAME`, `SHELL`, `TZ`) plus those their request sets: the
+/// controller's credentials (`AWS_SECRET_ACCESS_KEY`, `GITHUB_TOKEN`) never
+/// reach a test. Each command runs in its own process group, and the whole
+/// group is killed when the command ends, times out, or its future is
+/// dropped (the caller gave up or was cancelled).
 #[derive(Debug, Clone)]
 pub struct LocalHost {
     name: String,
@@ -45,7 +67,9 @@ impl RemoteHost for LocalHost {
             .stderr(Stdio::piped())
             // Its own process group, so a timeout kills everything it started.
             .process_group(0)
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            .env_clear()
+            .envs(std::env::vars_os().filter(|(name, _)| kept(name)));
         for (key, value) in &request.env {
             command.env(key, value);
         }
@@ -59,6 +83,9 @@ impl RemoteHost for LocalHost {
             source: source.into(),
         })?;
         let pgid = child.id();
+        // Declared after `child`, so dropped first: a dropped future kills
+        // the group, not only the shell (`kill_on_drop`).
+        let mut group = GroupGuard(pgid);
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let limit = request.capture_limit;
@@ -77,8 +104,9 @@ impl RemoteHost for LocalHost {
             None => (Some(child.wait().await), false),
         };
         // Descendants that outlive the shell keep the pipes open; they belong
-        // to the command, so they go with it.
-        kill_group(pgid);
+        // to the command, so they go with it. (Once: after this the group id
+        // may be reused.)
+        group.kill();
         let stdout = out_task.await.unwrap_or_default();
         let stderr = err_task.await.unwrap_or_default();
         let status = status.transpose().map_err(|source| RemoteError::Spawn {
@@ -132,6 +160,22 @@ async fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
         tokio::fs::create_dir_all(parent).await?;
     }
     tokio::fs::copy(from, to).await.map(drop)
+}
+
+/// Kills a command's process group when dropped: on every way out of
+/// `exec`, including a future dropped half-way.
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    fn kill(&mut self) {
+        kill_group(self.0.take());
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 fn kill_group(pgid: Option<u32>) {

@@ -2,10 +2,13 @@
 //!
 //! One multiplexed master connection per machine (the `openssh` crate's native
 //! mux), so a command costs a few milliseconds instead of a full handshake.
-//! Everything that ssh reads lives in a directory private to the host: its own
-//! `ssh_config` (the user's `~/.ssh/config` and the system one are ignored), the
-//! control socket and, unless the caller pins host keys, a known_hosts file
-//! filled at first contact. The user's `~/.ssh/known_hosts` is never touched.
+//! Everything that ssh reads lives in a directory private to the host (its own
+//! `ssh_config`: the user's `~/.ssh/config` and the system one are ignored;
+//! the control socket) or is named by the caller: the known_hosts file that
+//! pins the machine's host key. Host keys are always checked strictly: a
+//! machine without a pinned key is never connected to (the error names it
+//! and says how to pin it), and one that shows another key is refused. The
+//! user's `~/.ssh/known_hosts` is never read or touched.
 //!
 //! Remote commands run as
 //!
@@ -21,6 +24,12 @@
 //! children die with the command), then reports the script's status. Because
 //! the wrapper itself is never killed, a session that ends without an exit
 //! status means the connection broke.
+//!
+//! The channel's standard input is the command's lifeline: the controller
+//! holds it open, unwritten, while it waits, and the wrapper kills the group
+//! when it closes. So a command whose caller gave up (its future dropped),
+//! whose controller exited or died, or whose connection broke does not run
+//! on, on a machine that may outlive the run (a static host).
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -34,7 +43,7 @@ use openssh::{ControlPersist, KnownHosts, OwningCommand, Session, SessionBuilder
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Mutex, Semaphore, watch};
 
-use crate::error::{CommandFailed, InvalidRequest, NotReachable};
+use crate::error::{CommandFailed, HostKeyChanged, InvalidRequest, NoPinnedHostKey, NotReachable};
 use crate::exec::push_capped;
 use crate::{
     ExecOutput, ExecRequest, OutputChunk, OutputSink, RemoteError, RemoteHost, StreamKind,
@@ -80,14 +89,15 @@ pub struct SshTarget {
     pub user: String,
     /// Private key. `None` leaves the choice to ssh (agent, default keys).
     pub identity_file: Option<PathBuf>,
-    /// Pinned host keys. When given, the machine's key must be in this file;
-    /// otherwise it is pinned at first contact into a file private to the
-    /// [`OpenSshHost`].
+    /// The known_hosts file that pins the machine's host key. Required:
+    /// without it (or when it holds no key) [`OpenSshHost`] refuses to
+    /// connect. It is read, never written.
     pub known_hosts_file: Option<PathBuf>,
 }
 
 impl SshTarget {
-    /// `user@host:port`, with ssh's defaults for the key and host keys.
+    /// `user@host:port`, with ssh's default key and no pinned host key yet
+    /// (set [`SshTarget::known_hosts_file`] before connecting).
     pub fn new(host: impl Into<String>, port: u16, user: impl Into<String>) -> Self {
         SshTarget {
             host: host.into(),
@@ -123,8 +133,7 @@ struct Inner {
     channels: Semaphore,
     config_file: PathBuf,
     known_hosts: PathBuf,
-    strict_host_keys: bool,
-    /// ssh_config, pinned host keys, control sockets.
+    /// ssh_config, control sockets.
     private: tempfile::TempDir,
 }
 
@@ -244,13 +253,20 @@ impl Inner {
                 why,
             })));
         }
+        let known_hosts = match &target.known_hosts_file {
+            Some(file) if holds_a_key(file) => file.clone(),
+            file => {
+                return Err(refuse(Box::new(NoPinnedHostKey {
+                    address: address(&target),
+                    host: target.host.clone(),
+                    port: target.port,
+                    file: file.clone(),
+                })));
+            }
+        };
         let private = private_dir().map_err(|e| refuse(e.into()))?;
         let config_file = private.path().join("ssh_config");
         std::fs::write(&config_file, SSH_CONFIG).map_err(|e| refuse(e.into()))?;
-        let (known_hosts, strict_host_keys) = match &target.known_hosts_file {
-            Some(file) => (file.clone(), true),
-            None => (private.path().join("known_hosts"), false),
-        };
         Ok(Inner {
             name,
             target,
@@ -258,7 +274,6 @@ impl Inner {
             channels: Semaphore::new(MAX_CHANNELS),
             config_file,
             known_hosts,
-            strict_host_keys,
             private,
         })
     }
@@ -268,6 +283,7 @@ impl Inner {
     /// down, never left running detached.
     async fn launch(self: Arc<Self>) -> Result<Master, RemoteError> {
         let name = self.name.clone();
+        let (address, known_hosts) = (address(&self.target), self.known_hosts.clone());
         let task = tokio::spawn(async move {
             let mut builder = SessionBuilder::default();
             if !self.target.user.is_empty() {
@@ -277,11 +293,7 @@ impl Inner {
                 .port(self.target.port)
                 .config_file(&self.config_file)
                 .user_known_hosts_file(&self.known_hosts)
-                .known_hosts_check(if self.strict_host_keys {
-                    KnownHosts::Strict
-                } else {
-                    KnownHosts::Add
-                })
+                .known_hosts_check(KnownHosts::Strict)
                 .control_directory(self.private.path())
                 .control_persist(ControlPersist::IdleFor(
                     NonZeroUsize::new(MASTER_IDLE_SECS).expect("non-zero"),
@@ -296,6 +308,14 @@ impl Inner {
         });
         match task.await {
             Ok(Ok(session)) => Ok(Arc::new(session)),
+            Ok(Err(source)) if names_a_changed_host_key(&source) => Err(RemoteError::Connect {
+                host: name,
+                source: Box::new(HostKeyChanged {
+                    address,
+                    file: known_hosts,
+                    source,
+                }),
+            }),
             Ok(Err(source)) => Err(RemoteError::Connect {
                 host: name,
                 source: Box::new(source),
@@ -452,12 +472,16 @@ impl RemoteHost for OpenSshHost {
             .spawn(&request.command, |master| {
                 let mut command = Session::to_raw_command(master.clone(), &remote);
                 command
-                    .stdin(Stdio::null())
+                    .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped());
                 Ok(command)
             })
             .await?;
+        // Held, never written, until `exec` returns or its future is
+        // dropped: its end kills the command (see `wrap_exec`), even when
+        // no runtime is left to run `KillOnDrop`'s task.
+        let _lifeline = child.stdin().take();
         let started = Instant::now();
         let mut guard = KillOnDrop {
             inner: inner.clone(),
@@ -834,10 +858,24 @@ fn sh_command(body: &str, name: &str, args: &[&str]) -> String {
 /// The remote command line for `script` (see the module documentation).
 /// `$1` names the file in `$TMPDIR` that receives the process group id, `$2`
 /// is the script.
+///
+/// The channel's standard input is kept open by the controller for as long
+/// as it waits for the command and never written: a watcher in the wrapper
+/// reads it, and when it ends (the controller dropped the command, exited
+/// or died, or the connection broke) kills the command's group. The script
+/// itself reads `/dev/null`. (`exec 3<&0` first: a shell gives a background
+/// job `/dev/null` as its standard input.)
 fn wrap_exec(script: &str, pgid_file: &str) -> String {
     const WRAPPER: &str = r#"f=${TMPDIR:-/tmp}/$1
-setsid -w sh -c '{ echo $$ > "$1"; } 2>/dev/null; exec sh -c "$2"' btrfsqa-cmd "$f" "$2"
+exec 3<&0 </dev/null
+setsid -w sh -c '{ echo $$ > "$1"; } 2>/dev/null; exec sh -c "$2"' btrfsqa-cmd "$f" "$2" 3<&- &
+c=$!
+(while read -r x <&3; do :; done; if [ -s "$f" ]; then kill -9 -"$(cat "$f")"; fi) >/dev/null 2>&1 &
+w=$!
+exec 3<&-
+wait $c
 s=$?
+kill -9 $w 2>/dev/null
 if [ -s "$f" ]; then kill -9 -"$(cat "$f")" 2>/dev/null; fi
 rm -f "$f"
 exit $s"#;
@@ -919,14 +957,47 @@ fn is_env_name(key: &str) -> bool {
 }
 
 /// Whether retrying a failed connection is pointless: the target is invalid,
-/// or the host key does not match the pinned one (a retry would get the
-/// same key).
+/// no host key is pinned, or the host key does not match the pinned one (a
+/// retry would get the same key).
 fn is_permanent(error: &RemoteError) -> bool {
     let invalid = match error {
-        RemoteError::Connect { source, .. } => source.is::<InvalidRequest>(),
+        RemoteError::Connect { source, .. } => {
+            source.is::<InvalidRequest>() || source.is::<NoPinnedHostKey>()
+        }
         _ => false,
     };
     invalid || host_key_refused(error)
+}
+
+/// `host:port`, as messages show a target.
+fn address(target: &SshTarget) -> String {
+    if target.host.contains(':') {
+        format!("[{}]:{}", target.host, target.port)
+    } else {
+        format!("{}:{}", target.host, target.port)
+    }
+}
+
+/// Whether a known_hosts file exists and holds at least one entry.
+fn holds_a_key(file: &Path) -> bool {
+    std::fs::read_to_string(file).is_ok_and(|text| {
+        text.lines()
+            .map(str::trim)
+            .any(|line| !line.is_empty() && !line.starts_with('#'))
+    })
+}
+
+/// Whether ssh refused the connection for its host key.
+fn names_a_changed_host_key(error: &openssh::Error) -> bool {
+    let text = error.to_string();
+    let io = match error {
+        openssh::Error::Connect(io) | openssh::Error::Master(io) => io.to_string(),
+        _ => String::new(),
+    };
+    [text, io].iter().any(|text| {
+        text.contains("Host key verification failed")
+            || text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+    })
 }
 
 /// Whether a connection failed because the host key did not match.
@@ -968,7 +1039,9 @@ mod tests {
             .env("A", "x y")
             .script();
         let wrapped = wrap_exec(&script, "pg");
-        assert!(wrapped.starts_with("exec sh -c 'f=${TMPDIR:-/tmp}/$1\nsetsid -w sh -c '\\''"));
+        assert!(wrapped.starts_with(
+            "exec sh -c 'f=${TMPDIR:-/tmp}/$1\nexec 3<&0 </dev/null\nsetsid -w sh -c '\\''"
+        ));
         assert!(wrapped.ends_with(&format!(" btrfsqa-exec pg {}", shell_quote(&script))));
         // One level of unquoting (what the login shell does) gives back the
         // wrapper and the script untouched.
@@ -983,7 +1056,8 @@ mod tests {
         let words = String::from_utf8(out.stdout).unwrap();
         let words: Vec<&str> = words.split('\n').collect();
         assert_eq!(words[0], "f=${TMPDIR:-/tmp}/$1");
-        assert!(words[1].starts_with("setsid -w sh -c"));
+        assert_eq!(words[1], "exec 3<&0 </dev/null");
+        assert!(words[2].starts_with("setsid -w sh -c"));
         assert!(words.contains(&"btrfsqa-exec"));
         assert!(words.contains(&"pg"));
     }

@@ -7,6 +7,9 @@
 //! inside a block that are not well-formed public keys (a kernel message
 //! that fell in) are skipped; two blocks that disagree make the answer
 //! [`ConsoleHostKeys::Conflicting`].
+//!
+//! An instance may also report its key itself, in a tag (see
+//! [`HOST_KEY_TAG`]; only whoever may tag instances in the account can set it).
 
 /// What the console says about the host keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +90,24 @@ pub(crate) fn host_keys(console: &str) -> ConsoleHostKeys {
         }
     }
     ConsoleHostKeys::Keys(first.clone())
+}
+
+/// The tag (and the prefix of further ones: `btrfsqa:host-key-ecdsa`) in
+/// which an instance may report its own public host key, `type base64
+/// [comment]`.
+pub(crate) const HOST_KEY_TAG: &str = "btrfsqa:host-key";
+
+/// The well-formed host keys in an instance's tags, as `type base64`.
+pub(crate) fn tag_host_keys<'a>(
+    tags: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Vec<String> {
+    let mut keys: Vec<String> = tags
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(HOST_KEY_TAG))
+        .filter_map(|(_, value)| public_key(value))
+        .collect();
+    keys.dedup();
+    keys
 }
 
 /// known_hosts lines for `host` (port 22).

@@ -178,6 +178,22 @@ pub enum AwsError {
         /// Instance id.
         instance: String,
     },
+    /// The instance showed no host key in time, so it cannot be connected
+    /// to safely.
+    #[error(
+        "`{instance}` showed no SSH host key within {waited_secs} s: none on its console \
+         (cloud-init's `BEGIN SSH HOST KEY KEYS` block) nor in a `btrfsqa:host-key` tag{}; \
+         it is never connected to without one (raise `host-key-wait` for a slow image)",
+        last.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+    )]
+    NoHostKey {
+        /// Instance id.
+        instance: String,
+        /// How long provisioning waited.
+        waited_secs: u64,
+        /// The last failure to read the console or the tags, if any.
+        last: Option<Box<Ec2Error>>,
+    },
 }
 
 fn gone_detail(state: Option<&str>, reason: Option<&str>) -> String {

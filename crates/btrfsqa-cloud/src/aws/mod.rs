@@ -74,12 +74,14 @@ type ApiFactory = Arc<dyn Fn(&str) -> Arc<dyn Ec2Api> + Send + Sync>;
 ///
 /// # Host keys
 ///
-/// Provisioning polls the console output for up to
-/// [`AwsSettings::host_key_wait`] and writes the host keys cloud-init prints
-/// there to the machine's `known_hosts` file. When none appear (the EC2
-/// emulator prints none), the file stays empty and the SSH client pins the
-/// key at first contact (`StrictHostKeyChecking=accept-new` with that file),
-/// which records it.
+/// Provisioning polls, for up to [`AwsSettings::host_key_wait`], the console
+/// output for the host keys cloud-init prints there, and the instance's
+/// tags for a key it reports itself (`btrfsqa:host-key`, `type base64`; set
+/// by an image that does so, or by the tests: the EC2 emulator prints no
+/// console), and writes them to the machine's `known_hosts` file, which the
+/// SSH client checks strictly. A machine whose key cannot be learned in
+/// time is a provisioning error: it is removed like any other failure, and
+/// never connected to.
 ///
 /// # Teardown and reaping
 ///
@@ -197,8 +199,8 @@ pub struct AwsMachineState {
     pub security_group_id: String,
     /// The local directory with the generated key and known_hosts.
     pub local_dir: PathBuf,
-    /// Host keys read from the console (`type base64`), empty when none
-    /// were printed in time.
+    /// The pinned host keys (`type base64`), from the console or the
+    /// instance's `btrfsqa:host-key` tag.
     pub host_keys: Vec<String>,
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::api::{Ec2Api, Filter, ImageInfo, InstanceInfo, LaunchRequest, Market};
-use super::console::{ConsoleHostKeys, host_keys, known_hosts_lines};
+use super::console::{ConsoleHostKeys, host_keys, known_hosts_lines, tag_host_keys};
 use super::error::{AwsError, Ec2Error};
 use super::launch::{self, SshCidr};
 use super::local_files;
@@ -545,10 +545,13 @@ impl AwsProvider {
         }
     }
 
-    /// Polls the console for the host keys for up to `host_key_wait`; none
-    /// is not an error (the key is then pinned at first contact).
+    /// Polls the console and the instance's tags for its host keys, for up
+    /// to `host_key_wait`. None in time is an error: the machine is never
+    /// handed out with nothing to check its key against.
     async fn wait_host_keys(&self, api: &dyn Ec2Api, id: &str) -> Result<Vec<String>, AwsError> {
         let started = Instant::now();
+        let ids = [id.to_owned()];
+        let mut last = None;
         loop {
             match retry(&self.settings.retry, transient, || api.console_output(id)).await {
                 Ok(output) => match output.as_deref().map(host_keys) {
@@ -561,17 +564,37 @@ impl AwsProvider {
                     Some(ConsoleHostKeys::NotYet) | None => {}
                 },
                 Err(error) => {
-                    tracing::warn!(%error, "cannot read the console; the host key will be pinned at first contact");
-                    return Ok(Vec::new());
+                    tracing::debug!(%error, instance = id, "cannot read the console yet");
+                    last = Some(Box::new(error));
+                }
+            }
+            match retry(&self.settings.retry, transient, || {
+                api.describe_instances(&ids, &[])
+            })
+            .await
+            {
+                Ok(found) => {
+                    let keys = found
+                        .iter()
+                        .filter(|instance| instance.id == id)
+                        .flat_map(|instance| tag_host_keys(&instance.tags))
+                        .collect::<Vec<_>>();
+                    if !keys.is_empty() {
+                        return Ok(keys);
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, instance = id, "cannot read the tags yet");
+                    last = Some(Box::new(error));
                 }
             }
             let waited = started.elapsed();
             if waited >= self.settings.host_key_wait {
-                tracing::info!(
-                    instance = id,
-                    "no host keys on the console; pinning at first contact"
-                );
-                return Ok(Vec::new());
+                return Err(AwsError::NoHostKey {
+                    instance: id.to_owned(),
+                    waited_secs: waited.as_secs(),
+                    last,
+                });
             }
             tokio::time::sleep(
                 self.settings
@@ -592,6 +615,7 @@ mod tests {
     };
     use super::*;
     use crate::CloudProvider;
+    use std::time::Duration;
 
     fn endpoint(machine: &Machine) -> &SshEndpoint {
         match &machine.access {
@@ -682,11 +706,8 @@ mod tests {
         let identity = endpoint.identity_file.as_ref().unwrap();
         assert!(identity.starts_with(keys.path()) && identity.exists());
         let known_hosts = endpoint.known_hosts_file.as_ref().unwrap();
-        assert_eq!(
-            std::fs::read_to_string(known_hosts).unwrap(),
-            "",
-            "pinned at first contact"
-        );
+        let known_hosts = std::fs::read_to_string(known_hosts).unwrap();
+        assert_eq!(known_hosts.lines().count(), 3, "{known_hosts}");
 
         let state = AwsMachineState::from_machine(&machine).unwrap();
         assert_eq!(state.market, "spot");
@@ -726,6 +747,87 @@ mod tests {
                 .all(|line| line.starts_with("203.0.113.10 "))
         );
         assert_eq!(provider.console_host_keys(&machine).await.unwrap().len(), 3);
+        provider.teardown(&machine).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn no_host_key_in_time_is_a_provisioning_error_that_leaves_nothing() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        // What the EC2 emulator prints: a kernel log and no cloud-init.
+        world.lock().unwrap().console = Some("Linux version 2.6.16-xenU\n".to_owned());
+        let mut mock = MockEc2Api::new();
+        wire(&world, &mut mock);
+        let mut settings = settings(keys.path());
+        settings.host_key_wait = Duration::from_millis(50);
+        let provider = provider(settings, mock);
+
+        let error = provider.provision(&spec()).await.unwrap_err();
+
+        let text = chain(&error);
+        assert!(text.contains("host key"), "{text}");
+        let ProvisionError::Failed { leftovers, .. } = &error else {
+            panic!("{error:?}");
+        };
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let w = world.lock().unwrap();
+        assert!(
+            w.removed.iter().any(|r| r.starts_with("instance ")),
+            "{:?}",
+            w.removed
+        );
+        assert_eq!(w.of_run(RUN), Vec::<String>::new());
+        assert!(
+            !keys.path().join(RUN).exists(),
+            "no empty known_hosts is left either"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_host_key_the_instance_reports_in_its_tags_is_pinned() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let key = {
+            let console = include_str!("../../fixtures/aws/console-cloud-init.txt");
+            let ConsoleHostKeys::Keys(keys) = host_keys(console) else {
+                unreachable!()
+            };
+            keys.into_iter()
+                .find(|k| k.starts_with("ssh-ed25519 "))
+                .unwrap()
+        };
+        {
+            let mut w = world.lock().unwrap();
+            w.console = None;
+            w.instance_tags = vec![
+                (
+                    "btrfsqa:host-key".to_owned(),
+                    format!("{key} root@instance"),
+                ),
+                // Not a key: ignored.
+                (
+                    "btrfsqa:host-key-2".to_owned(),
+                    "ssh-rsa bm90IGEga2V5".to_owned(),
+                ),
+            ];
+        }
+        let mut mock = MockEc2Api::new();
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+
+        let machine = provider.provision(&spec()).await.unwrap();
+
+        let known_hosts =
+            std::fs::read_to_string(endpoint(&machine).known_hosts_file.as_ref().unwrap()).unwrap();
+        assert_eq!(known_hosts, format!("203.0.113.10 {key}\n"));
+        let state = AwsMachineState::from_machine(&machine).unwrap();
+        assert_eq!(state.host_keys, [key]);
         provider.teardown(&machine).await.unwrap();
     }
 

@@ -478,6 +478,7 @@ mod tests {
         let provider = provider(settings(keys.path()), mock);
         let machine = machine_in(&world, "running");
 
+        world.lock().unwrap().console = None;
         assert_eq!(provider.console(&machine).await, None, "nothing yet");
         world.lock().unwrap().console = Some(" \r\n".to_owned());
         assert_eq!(provider.console(&machine).await, None, "blank");

@@ -121,8 +121,9 @@ pub struct AwsSettings {
     pub max_run_hours: u32,
     /// Where generated keys and known_hosts files live (made mode 0700).
     pub key_dir: PathBuf,
-    /// How long provisioning polls the console for the host keys; after it,
-    /// the key is pinned at first contact instead.
+    /// How long provisioning polls the console and the instance's tags for
+    /// its host keys; a machine without one by then is not handed out
+    /// (provisioning fails and removes it).
     pub host_key_wait: Duration,
     /// How long an instance may take to reach `running`.
     pub launch_timeout: Duration,

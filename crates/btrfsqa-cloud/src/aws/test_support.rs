@@ -34,6 +34,9 @@ pub(crate) struct World {
     pub volumes: Vec<ResourceInfo>,
     pub launches: Vec<LaunchRequest>,
     pub console: Option<String>,
+    /// Tags every launched instance gets besides the launch's own (what
+    /// the instance would report about itself).
+    pub instance_tags: Vec<(String, String)>,
     pub spot_price: Option<f64>,
     pub spot_requests: Vec<SpotRequestInfo>,
     /// Every instance rebooted, in order.
@@ -62,6 +65,8 @@ impl World {
             ],
             default_vpc: Some("vpc-1".to_owned()),
             spot_price: Some(0.0321),
+            // cloud-init's block of host keys, as a Debian image prints it.
+            console: Some(include_str!("../../fixtures/aws/console-cloud-init.txt").to_owned()),
             ..World::default()
         }))
     }
@@ -302,6 +307,12 @@ pub(crate) fn wire(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
             });
             block_devices.push((device.clone(), volume));
         }
+        let tags_of_instance = request
+            .tags
+            .iter()
+            .chain(&world.instance_tags)
+            .cloned()
+            .collect();
         world.instances.push(InstanceInfo {
             id: id.clone(),
             state: "pending".to_owned(),
@@ -310,7 +321,7 @@ pub(crate) fn wire(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
             public_ip: Some("203.0.113.10".to_owned()),
             private_ip: Some("172.31.0.10".to_owned()),
             launch_time: Some(chrono::Utc::now()),
-            tags: request.tags.iter().cloned().collect(),
+            tags: tags_of_instance,
             block_devices,
             ..InstanceInfo::default()
         });

@@ -598,6 +598,13 @@ impl Inner {
             .take(2)
             .collect::<Vec<_>>()
             .join(" ");
+        // The guest is only ever reached with its key pinned: an image
+        // without one is broken, not a machine to trust at first contact.
+        if !host_key.contains(' ') {
+            return Err(step_err(format!("read `{}`", image.host_key().display()))(
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "it holds no public key"),
+            ));
+        }
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = launch::free_port().map_err(step_err("find a free port on 127.0.0.1"))?;

@@ -5,7 +5,10 @@
 //! `BTRFSQA_MOTO_SERVER` names its `moto_server`, else
 //! `/var/tmp/btrfsqa-moto/bin/moto_server` is used; without it the tests
 //! say so and skip. moto boots nothing, so the instances never answer SSH:
-//! the provider never connects, so that does not matter here.
+//! the provider never connects, so that does not matter here. Nor do they
+//! print host keys (its console is a canned kernel log): the tests put one
+//! where an instance reports its own, its `btrfsqa:host-key` tag, as soon as
+//! the instance exists.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -139,7 +142,7 @@ fn settings(moto: &Moto, key_dir: &Path) -> AwsSettings {
         ssh_user: "ubuntu".to_owned(),
         owner: "integration-test".to_owned(),
         key_dir: key_dir.to_owned(),
-        host_key_wait: Duration::ZERO,
+        host_key_wait: Duration::from_secs(30),
         launch_timeout: Duration::from_secs(30),
         teardown_timeout: Duration::from_secs(30),
         poll_interval: Duration::from_millis(100),
@@ -150,6 +153,66 @@ fn settings(moto: &Moto, key_dir: &Path) -> AwsSettings {
         },
         ..AwsSettings::default()
     }
+}
+
+/// A fresh ed25519 public host key, `type base64`.
+fn host_key() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(dir.path().join("key"))
+        .stdin(Stdio::null())
+        .status()
+        .expect("ssh-keygen (apt-get install openssh-client)");
+    assert!(status.success());
+    let public = std::fs::read_to_string(dir.path().join("key.pub")).unwrap();
+    public
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Provisions `spec` while playing the instance that reports its host key
+/// `key`: its `btrfsqa:host-key` tag is set as soon as it exists.
+async fn provision_reporting(
+    provider: &AwsProvider,
+    ec2: &aws_sdk_ec2::Client,
+    spec: &MachineSpec,
+    key: &str,
+) -> Result<Machine, btrfsqa_cloud::ProvisionError> {
+    let ec2 = ec2.clone();
+    let run = spec.run_id.as_str().to_owned();
+    let key = key.to_owned();
+    let reporter = tokio::spawn(async move {
+        loop {
+            let found = ec2
+                .describe_instances()
+                .filters(run_filter(&run))
+                .send()
+                .await
+                .unwrap();
+            for instance in found.reservations().iter().flat_map(|r| r.instances()) {
+                if tag(instance.tags(), "btrfsqa:host-key").is_none() {
+                    ec2.create_tags()
+                        .resources(instance.instance_id().unwrap())
+                        .tags(
+                            aws_sdk_ec2::types::Tag::builder()
+                                .key("btrfsqa:host-key")
+                                .value(&key)
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let machine = provider.provision(spec).await;
+    reporter.abort();
+    machine
 }
 
 fn spec(name: &str) -> MachineSpec {
@@ -238,8 +301,11 @@ async fn provision_is_locked_down_and_teardown_leaves_nothing() {
     let provider = AwsProvider::from_sdk_config(settings(&moto, keys.path()), &config).unwrap();
     let spec = spec("aws-0");
     let run = spec.run_id.as_str().to_owned();
+    let key = host_key();
 
-    let machine = provider.provision(&spec).await.unwrap();
+    let machine = provision_reporting(&provider, &ec2, &spec, &key)
+        .await
+        .unwrap();
 
     // The instance: tagged, spot, terminates on shutdown, powers itself off.
     let state = state_of(&machine);
@@ -359,7 +425,11 @@ async fn provision_is_locked_down_and_teardown_leaves_nothing() {
     assert!(identity.starts_with(keys.path()) && identity.exists());
     assert_eq!(endpoint.port, 22);
     assert_eq!(endpoint.user, "ubuntu");
-    assert!(endpoint.known_hosts_file.as_ref().unwrap().exists());
+    // The host key the instance reported, pinned to its address.
+    assert_eq!(
+        std::fs::read_to_string(endpoint.known_hosts_file.as_ref().unwrap()).unwrap(),
+        format!("{} {key}\n", endpoint.host)
+    );
 
     // The security group: SSH from the configured range only.
     let groups = ec2
@@ -422,8 +492,13 @@ async fn reap_after_a_killed_controller_leaves_only_what_is_not_ours() {
         .unwrap()
         .to_owned();
 
-    let expired = provider.provision(&spec("aws-0")).await.unwrap();
-    let named = provider.provision(&spec("aws-1")).await.unwrap();
+    let key = host_key();
+    let expired = provision_reporting(&provider, &ec2, &spec("aws-0"), &key)
+        .await
+        .unwrap();
+    let named = provision_reporting(&provider, &ec2, &spec("aws-1"), &key)
+        .await
+        .unwrap();
     let expires_at = state_of(&expired).expires_at;
     // The controller dies: nothing will tear these down.
     let (expired_run, named_run) = (expired.run_id.clone(), named.run_id.clone());
@@ -533,7 +608,9 @@ async fn reset_console_and_a_termination_nobody_in_the_run_asked_for() {
     let provider = AwsProvider::from_sdk_config(settings(&moto, keys.path()), &config).unwrap();
     let spec = spec("aws-0");
     let run = spec.run_id.as_str().to_owned();
-    let machine = provider.provision(&spec).await.unwrap();
+    let machine = provision_reporting(&provider, &ec2, &spec, &host_key())
+        .await
+        .unwrap();
     let id = machine.provider_id.clone();
 
     // RebootInstances, then running again.
@@ -574,4 +651,40 @@ async fn reset_console_and_a_termination_nobody_in_the_run_asked_for() {
 
     provider.teardown(&machine).await.unwrap();
     assert_eq!(left_of_run(&ec2, &run).await, Vec::<String>::new());
+}
+
+/// The emulator prints no host key and nothing reports one: provisioning
+/// fails once the wait is over, terminates the instance and leaves nothing,
+/// never a machine with an empty known_hosts.
+#[tokio::test]
+async fn a_machine_whose_host_key_cannot_be_learned_is_not_handed_out() {
+    let Some(moto) = Moto::start() else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let config = sdk_config(&moto).await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let mut settings = settings(&moto, keys.path());
+    settings.host_key_wait = Duration::from_secs(2);
+    let provider = AwsProvider::from_sdk_config(settings, &config).unwrap();
+    let spec = spec("aws-0");
+    let run = spec.run_id.as_str().to_owned();
+
+    let error = provider.provision(&spec).await.unwrap_err();
+
+    let text = {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    };
+    assert!(text.contains("host key"), "{text}");
+    assert!(!text.contains("may be left behind"), "{text}");
+    assert_eq!(left_of_run(&ec2, &run).await, Vec::<String>::new());
+    assert!(
+        !keys.path().join(&run).exists(),
+        "no key directory (and no empty known_hosts) is left"
+    );
 }

@@ -6,3 +6,4 @@
 mod aws;
 mod local;
 mod qemu;
+mod static_hosts;

@@ -240,6 +240,105 @@ pub async fn concurrent_execs(host: Arc<dyn RemoteHost>) {
     assert_eq!(seen, (0..10).collect::<Vec<_>>());
 }
 
+/// A command's future is dropped mid-way (the caller gave up, or was
+/// cancelled): neither the command nor the `sleep 600` children it started
+/// in the background are left running.
+pub async fn dropped_command_leaves_no_process(host: &dyn RemoteHost) {
+    let mark = unique_mark();
+    let request = ExecRequest::new("sleep 600 & sleep 600 & echo started; wait")
+        .env("BTRFSQA_TEST_MARK", &mark);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut exec = Box::pin(host.exec(request, Some(tx)));
+    tokio::select! {
+        result = &mut exec => panic!("the command ended by itself: {result:?}"),
+        first = tokio::time::timeout(Duration::from_secs(30), rx.recv()) => {
+            assert_eq!(first.expect("no output in 30 s").unwrap().data, b"started\n");
+        }
+    }
+    wait_for_sleepers(&mark, 2).await;
+    drop(exec);
+    assert_no_sleepers(&mark).await;
+}
+
+/// A value to find a test's processes by (in their environment).
+pub fn unique_mark() -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "btrfsqa-test-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// The live `sleep 600` processes whose environment holds
+/// `BTRFSQA_TEST_MARK=mark`, from /proc.
+pub fn sleepers(mark: &str) -> Vec<u32> {
+    let needle = format!("BTRFSQA_TEST_MARK={mark}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if cmdline != b"sleep\x00600\x00" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        {
+            continue;
+        }
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        if environ
+            .split(|&b| b == 0)
+            .any(|var| var == needle.as_bytes())
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Waits (10 s at most) until `count` processes of `mark` run: a child
+/// started with `&` may not have reached `exec` yet when its parent goes on.
+pub async fn wait_for_sleepers(mark: &str, count: usize) {
+    for _ in 0..100 {
+        if sleepers(mark).len() == count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{} `sleep 600` processes, not {count}",
+        sleepers(mark).len()
+    );
+}
+
+/// Waits (10 s at most) until no process of `mark` is left.
+pub async fn assert_no_sleepers(mark: &str) {
+    for _ in 0..100 {
+        if sleepers(mark).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = sleepers(mark);
+    for pid in &left {
+        // Do not leave them behind for the next test either.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    panic!("`sleep 600` processes {left:?} outlived their command");
+}
+
 /// Waits until the process whose pid is in `pid_file` is gone (or a zombie
 /// about to be reaped): it must die with the command, not run on.
 pub async fn assert_dies(pid_file: &Path) {
@@ -333,4 +432,76 @@ async fn local_upload_and_download() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_concurrent_execs() {
     concurrent_execs(Arc::new(local())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_dropped_command_leaves_no_process() {
+    dropped_command_leaves_no_process(&local()).await;
+}
+
+/// The controller's credentials never reach a command: run in a child
+/// process of this test binary whose environment holds some.
+#[test]
+fn local_controller_secrets_do_not_reach_commands() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "contract::local_environment_child",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("BTRFSQA_TEST_ENV_CHILD", "1")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+        .env("GITHUB_TOKEN", "ghp_0123456789abcdefghijABCDEFGHIJ012345")
+        .env("SOME_OTHER_SETTING", "not for tests")
+        .env("LC_ALL", "C")
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[tokio::test]
+#[ignore = "run by local_controller_secrets_do_not_reach_commands, in a child process"]
+async fn local_environment_child() {
+    assert!(std::env::var_os("BTRFSQA_TEST_ENV_CHILD").is_some());
+    let out = local()
+        .exec(ExecRequest::new("env").env("ASKED_FOR", "yes"), None)
+        .await
+        .unwrap();
+    let env = out.stdout_text();
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, _)| k)
+        .collect();
+    for secret in [
+        "AWS_SECRET_ACCESS_KEY",
+        "GITHUB_TOKEN",
+        "SOME_OTHER_SETTING",
+        "BTRFSQA_TEST_ENV_CHILD",
+    ] {
+        assert!(
+            !names.contains(&secret),
+            "`{secret}` reached the command: {names:?}"
+        );
+    }
+    assert!(
+        !env.contains("wJalrXUtnFEMI") && !env.contains("ghp_"),
+        "{env}"
+    );
+    for kept in ["PATH", "LC_ALL", "TZ", "ASKED_FOR"] {
+        assert!(names.contains(&kept), "`{kept}` is missing: {names:?}");
+    }
+    assert!(env.lines().any(|l| l == "ASKED_FOR=yes"), "{env}");
 }

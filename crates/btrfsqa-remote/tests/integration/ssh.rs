@@ -159,6 +159,52 @@ async fn ssh_abandoned_command_is_killed() {
     contract::assert_dies(&pid_file).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_dropped_command_leaves_no_process() {
+    let Some((_sshd, host)) = connected().await else {
+        return;
+    };
+    contract::dropped_command_leaves_no_process(&host).await;
+}
+
+/// The controller gives up on a command and exits at once (Ctrl-C): the
+/// runtime that would have run a cleanup task is gone with it. The remote
+/// command and its children die all the same.
+#[test]
+fn ssh_command_dies_with_a_controller_that_exits() {
+    let Some(sshd) = TestSshd::start() else {
+        return;
+    };
+    let mark = contract::unique_mark();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let host = OpenSshHost::connect("sshd", sshd.target())
+            .await
+            .unwrap_or_else(|e| panic!("{}\nsshd log:\n{}", chain(&e), sshd.log()));
+        let request = ExecRequest::new("sleep 600 & sleep 600 & echo started; wait")
+            .env("BTRFSQA_TEST_MARK", &mark);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut exec = Box::pin(host.exec(request, Some(tx)));
+        tokio::select! {
+            result = &mut exec => panic!("the command ended by itself: {result:?}"),
+            first = tokio::time::timeout(Duration::from_secs(30), rx.recv()) => {
+                assert_eq!(first.expect("no output in 30 s").unwrap().data, b"started\n");
+            }
+        }
+        contract::wait_for_sleepers(&mark, 2).await;
+        // Returning drops the command and the host with the runtime.
+    });
+    drop(runtime);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(contract::assert_no_sleepers(&mark));
+}
+
 #[tokio::test]
 async fn ssh_host_key_mismatch_is_refused() {
     let Some(sshd) = TestSshd::start() else {
@@ -212,33 +258,77 @@ async fn ssh_host_key_mismatch_is_refused() {
 }
 
 #[tokio::test]
-async fn ssh_host_key_is_pinned_at_first_contact() {
-    let Some(mut sshd) = TestSshd::start() else {
+async fn ssh_never_connects_without_a_pinned_host_key() {
+    let Some(sshd) = TestSshd::start() else {
         return;
     };
-    let user_known_hosts = Path::new("/root/.ssh/known_hosts");
-    let before = std::fs::read_to_string(user_known_hosts).ok();
-    let target = SshTarget {
-        known_hosts_file: None,
-        ..sshd.target()
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("known_hosts");
+    std::fs::write(&empty, "# nothing pinned yet\n").unwrap();
+    for file in [None, Some(empty.clone()), Some(dir.path().join("missing"))] {
+        let target = SshTarget {
+            known_hosts_file: file.clone(),
+            ..sshd.target()
+        };
+        let error = OpenSshHost::connect("sshd", target.clone())
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        let text = chain(&error);
+        assert!(matches!(error, RemoteError::Connect { .. }), "{error:?}");
+        let address = format!("127.0.0.1:{}", sshd.port());
+        assert!(text.contains(&address), "{file:?}: {text}");
+        assert!(text.contains("no host key is pinned"), "{file:?}: {text}");
+        assert!(text.contains("known-hosts-file"), "{file:?}: {text}");
+        // Refused at once, not retried until the machine "answers".
+        let started = std::time::Instant::now();
+        let error = OpenSshHost::wait_until_reachable("sshd", target, Duration::from_secs(60))
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{}",
+            chain(&error)
+        );
+    }
+    // ssh was never even started against the server.
+    assert!(!sshd.log().contains("Connection from"), "{}", sshd.log());
+    assert_eq!(
+        std::fs::read_to_string(&empty).unwrap(),
+        "# nothing pinned yet\n"
+    );
+}
+
+#[tokio::test]
+async fn ssh_a_changed_host_key_is_refused_with_how_to_fix_it() {
+    let Some((mut sshd, host)) = connected().await else {
+        return;
     };
-    let host = OpenSshHost::connect("sshd", target).await.unwrap();
+    let pinned = sshd.known_hosts();
+    let before = std::fs::read_to_string(&pinned).unwrap();
+    let user_known_hosts = Path::new("/root/.ssh/known_hosts");
+    let user_before = std::fs::read_to_string(user_known_hosts).ok();
     let out = host
         .exec(ExecRequest::new("echo pinned"), None)
         .await
         .unwrap();
     assert_eq!(out.stdout_text(), "pinned\n");
 
-    // A machine that comes back with another key is not trusted.
+    // A machine that comes back with another key is not trusted. (The
+    // server rewrites its own file: put the old key back.)
     sshd.rotate_host_key();
+    std::fs::write(&pinned, &before).unwrap();
     let error = host.exec(ExecRequest::new("true"), None).await.unwrap_err();
+    let text = chain(&error);
+    assert!(text.contains("Host key verification failed"), "{text}");
     assert!(
-        chain(&error).contains("Host key verification failed"),
-        "{}",
-        chain(&error)
+        text.contains(&format!("127.0.0.1:{}", sshd.port()))
+            && text.contains(&pinned.display().to_string()),
+        "{text}"
     );
     // The user's own known_hosts was left alone.
-    assert_eq!(std::fs::read_to_string(user_known_hosts).ok(), before);
+    assert_eq!(std::fs::read_to_string(user_known_hosts).ok(), user_before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
