@@ -122,6 +122,12 @@ pub struct RunConfig {
     /// Machines to spread the tests over (each with its own devices).
     #[serde(default = "default_shards")]
     pub shards: u32,
+    /// Environment variables whose values are secrets, besides the ones
+    /// btrfsqa knows (tokens, AWS keys) and every variable whose name says
+    /// TOKEN, SECRET, PASSWORD, KEY or CREDENTIAL: their values never reach
+    /// a recording, a log or a report.
+    #[serde(default)]
+    pub secret_env: Vec<String>,
 }
 
 impl Default for RunConfig {
@@ -134,6 +140,7 @@ impl Default for RunConfig {
             kernel: default_kernel(),
             labels: BTreeMap::new(),
             shards: default_shards(),
+            secret_env: Vec::new(),
         }
     }
 }
@@ -278,6 +285,11 @@ pub struct StaticProviderConfig {
     /// `[[providers.static.hosts]]`.
     #[serde(default)]
     pub hosts: Vec<StaticHostConfig>,
+    /// Where the provider keeps its claims on hosts and the host keys it
+    /// learned at first use (default: `~/.local/state/btrfsqa/static-hosts`).
+    /// btrfsqa processes that must never share a host must share it.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// One `[[providers.static.hosts]]`.
@@ -693,6 +705,19 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
     }
     if config.run.timeout_minutes == 0 {
         issue("run.timeout-minutes".into(), "must be at least 1".into());
+    }
+    for (i, name) in config.run.secret_env.iter().enumerate() {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            issue(
+                format!("run.secret-env[{i}]"),
+                format!("`{name}` is not an environment variable name"),
+            );
+        }
     }
     if config.run.kernel != "installed" {
         issue(

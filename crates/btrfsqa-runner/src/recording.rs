@@ -37,6 +37,8 @@ pub(crate) struct MachineRecording {
     /// (suite, test) -> the start of each run of it, in order (a test can
     /// run once per profile).
     starts: Mutex<HashMap<(String, String), Vec<f64>>>,
+    /// What is removed from the recording (kept for reconnections).
+    redactor: Redactor,
 }
 
 /// Wraps `host` so everything it runs is recorded into
@@ -48,18 +50,19 @@ pub(crate) fn record(
     machine: &str,
     host: Arc<dyn RemoteHost>,
     sink: &EventSink,
+    redactor: Redactor,
 ) -> (Arc<dyn RemoteHost>, Option<Arc<MachineRecording>>) {
     let rel_path = format!("casts/{}.cast", safe_file_name(machine));
     match CastRecorder::create(&run_dir.join(&rel_path), WIDTH, HEIGHT, Some(machine)) {
         Ok(recorder) => {
             let recorder = Arc::new(recorder);
-            let redactor = Redactor::from_env(SECRET_ENV_VARS);
-            let wrapped = RecordingHost::new(host, recorder.clone(), redactor);
+            let wrapped = RecordingHost::new(host, recorder.clone(), redactor.clone());
             let recording = MachineRecording {
                 machine: machine.to_owned(),
                 recorder,
                 rel_path,
                 starts: Mutex::new(HashMap::new()),
+                redactor,
             };
             (Arc::new(wrapped), Some(Arc::new(recording)))
         }
@@ -86,7 +89,7 @@ pub(crate) fn rewrap(
         Some(recording) => Arc::new(RecordingHost::new(
             host,
             recording.recorder.clone(),
-            Redactor::from_env(SECRET_ENV_VARS),
+            recording.redactor.clone(),
         )),
         None => host,
     }
@@ -182,7 +185,13 @@ mod tests {
         let events: Arc<Mutex<Vec<Event>>> = Arc::default();
         let seen = events.clone();
         let sink: EventSink = Arc::new(move |e| seen.lock().unwrap().push(e));
-        let (host, recording) = record(dir.path(), "local-0", Arc::new(inner), &sink);
+        let (host, recording) = record(
+            dir.path(),
+            "local-0",
+            Arc::new(inner),
+            &sink,
+            Redactor::from_env(SECRET_ENV_VARS),
+        );
         let recording = recording.expect("recording created");
         let marking = marking_sink(Some(&recording), &sink);
         host.exec(ExecRequest::new("true"), None).await.unwrap();

@@ -47,7 +47,12 @@ pub async fn provider(settings: &Settings) -> Result<Arc<dyn CloudProvider>, Run
                     work_dir: host.work_dir.clone(),
                 })
                 .collect();
-            Ok(Arc::new(StaticProvider::new(hosts)))
+            Ok(Arc::new(StaticProvider::with_settings(
+                btrfsqa_cloud::StaticSettings {
+                    hosts,
+                    state_dir: config.providers.static_hosts.state_dir.clone(),
+                },
+            )))
         }
         ProviderKind::Qemu => Ok(Arc::new(crate::qemu::provider(settings))),
     }
@@ -95,6 +100,23 @@ pub fn suites(settings: &Settings) -> Result<Vec<Arc<dyn TestSuite>>, RunError> 
             }
         })
         .collect()
+}
+
+/// What never reaches a recording, a log or a report: the values of the
+/// known secret variables, of every secret-looking one, and of those
+/// `run.secret-env` names.
+pub fn redactor(settings: &Settings) -> btrfsqa_remote::Redactor {
+    redactor_of(settings, std::env::vars_os())
+}
+
+/// [`redactor`] over the variables `vars` instead of this process's.
+fn redactor_of(
+    settings: &Settings,
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> btrfsqa_remote::Redactor {
+    let mut names: Vec<&str> = crate::recording::SECRET_ENV_VARS.to_vec();
+    names.extend(settings.config.run.secret_env.iter().map(String::as_str));
+    btrfsqa_remote::Redactor::from_vars(vars, &names)
 }
 
 /// The publisher, when `publish.site-repo` is set.
@@ -165,4 +187,42 @@ pub fn aws_settings(settings: &Settings) -> AwsSettings {
     let run_hours = settings.config.run.timeout_minutes.div_ceil(60) as u32 + 1;
     out.max_run_hours = out.max_run_hours.min(run_hours.max(1));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ConfigSource, RunOverrides};
+
+    #[test]
+    fn configured_secret_variables_are_redacted_with_the_known_ones() {
+        let source = ConfigSource {
+            name: "t.toml".into(),
+            base_dir: "/".into(),
+            text: "[run]\nsecret-env = [\"LAB_PASS\"]\n".into(),
+        };
+        let settings = Settings::resolve(&source, RunOverrides::default()).unwrap();
+        let vars = [
+            ("LAB_PASS", "hunter2-lab"),
+            ("GITHUB_TOKEN", "ghp_0123456789abcdef"),
+            ("PLAIN", "not-a-secret-value"),
+        ]
+        .map(|(k, v)| (k.into(), v.into()));
+        let redactor = redactor_of(&settings, vars);
+        let text = String::from_utf8(
+            redactor.redact(b"hunter2-lab ghp_0123456789abcdef not-a-secret-value"),
+        )
+        .unwrap();
+        assert!(
+            !text.contains("hunter2-lab") && !text.contains("ghp_0123456789abcdef"),
+            "{text}"
+        );
+        assert!(text.contains("not-a-secret-value"));
+        let bad = ConfigSource {
+            text: "[run]\nsecret-env = [\"not a name\"]\n".into(),
+            ..source
+        };
+        let err = Settings::resolve(&bad, RunOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("run.secret-env[0]"), "{err}");
+    }
 }

@@ -131,6 +131,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     config.run.results_dir = absolute(base, &expand_home(&config.run.results_dir));
     config.providers.local.work_dir =
         absolute(base, &expand_home(&config.providers.local.work_dir));
+    if let Some(dir) = &mut config.providers.static_hosts.state_dir {
+        *dir = absolute(base, &expand_home(dir));
+    }
     for host in &mut config.providers.static_hosts.hosts {
         for file in [&mut host.identity_file, &mut host.known_hosts_file]
             .into_iter()

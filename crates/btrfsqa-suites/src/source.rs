@@ -123,7 +123,9 @@ pub fn git_ref_problem(git_ref: &str) -> Option<String> {
         || git_ref.contains("@{")
         || git_ref.contains("//")
         || git_ref.chars().any(|c| {
-            c.is_whitespace() || c.is_control() || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')
         });
     bad.then(|| "must name a branch, tag or commit (no spaces, no leading `-`)".to_owned())
 }
@@ -171,16 +173,13 @@ pub(crate) async fn pin(
     cache_dir: &Path,
 ) -> Result<PinnedSource, SuiteError> {
     // Never reaches git as an option, whoever built the configuration.
-    for problem in [
-        git_url_problem(url).map(|p| format!("git URL `{}` {p}", btrfsqa_model::redact_url(url))),
-        git_ref_problem(git_ref).map(|p| format!("git ref `{git_ref}` {p}")),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    let problem = git_url_problem(url)
+        .map(|p| format!("git URL `{}` {p}", btrfsqa_model::redact_url(url)))
+        .or_else(|| git_ref_problem(git_ref).map(|p| format!("git ref `{git_ref}` {p}")));
+    if let Some(message) = problem {
         return Err(SuiteError::Config {
             suite: suite.to_owned(),
-            message: problem,
+            message,
         });
     }
     let _guard = CACHE_LOCK.lock().await;

@@ -172,7 +172,10 @@ impl KernelConfig {
         if let Some(r) = &self.git_ref
             && let Some(problem) = btrfsqa_suites::git_ref_problem(r)
         {
-            issues.push(("ref".into(), format!("`{r}` is not a git ref: it {problem}")));
+            issues.push((
+                "ref".into(),
+                format!("`{r}` is not a git ref: it {problem}"),
+            ));
         }
         issues
     }

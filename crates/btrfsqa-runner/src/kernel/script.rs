@@ -293,7 +293,10 @@ mod tests {
         let marker = tmp.path().join("pwned");
         let paths = BuildPaths::new(&tmp.path().display().to_string(), "x");
         for (url, git_ref) in [
-            (format!("--upload-pack=touch {}", marker.display()), "main".to_owned()),
+            (
+                format!("--upload-pack=touch {}", marker.display()),
+                "main".to_owned(),
+            ),
             (
                 tmp.path().display().to_string(),
                 format!("--upload-pack=touch {}", marker.display()),

@@ -304,7 +304,13 @@ async fn open_session(
         }
     };
     // Everything run on the machine from here on is recorded (redacted).
-    let (host, recording) = crate::recording::record(env.run_dir, &name, host, sink);
+    let (host, recording) = crate::recording::record(
+        env.run_dir,
+        &name,
+        host,
+        sink,
+        crate::registry::redactor(&runner.settings),
+    );
     let mut kernel = kernel_info(host.as_ref()).await;
     kernel.source = stage.provenance.kernel.source.clone();
     sink(stage_done(&name, Stage::Prepare, None));
