@@ -148,11 +148,21 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> 
         path: path.to_owned(),
         source,
     };
-    let tmp = path.with_extension("json.tmp");
-    let mut file = fs::File::create(&tmp).map_err(|e| io("create", e))?;
-    file.write_all(bytes).map_err(|e| io("write", e))?;
-    file.sync_all().map_err(|e| io("sync", e))?;
-    fs::rename(&tmp, path).map_err(|e| io("rename into", e))?;
+    // A name of its own per write: two writers (threads, or a resumed run
+    // and a `btrfsqa publish`) never share, truncate or rename each other's.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("json.tmp-{}-{n}", std::process::id()));
+    let written = (|| {
+        let mut file = fs::File::create(&tmp).map_err(|e| io("create", e))?;
+        file.write_all(bytes).map_err(|e| io("write", e))?;
+        file.sync_all().map_err(|e| io("sync", e))?;
+        fs::rename(&tmp, path).map_err(|e| io("rename into", e))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
     if let Some(dir) = path.parent()
         && let Ok(dir) = fs::File::open(dir)
     {
@@ -256,6 +266,37 @@ mod tests {
     use super::*;
     use crate::{Provenance, RunStatus};
     use chrono::Utc;
+
+    #[test]
+    fn concurrent_writers_of_one_report_never_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ResultsStore::new(dir.path());
+        let report = RunReport::start(
+            RunId::parse("r-busy").unwrap(),
+            Utc::now(),
+            Provenance::default(),
+        );
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..200 {
+                        store.write_report(&report).expect("a write never fails");
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            store.read_report(&report.run_id).unwrap().run_id,
+            report.run_id
+        );
+        let leftovers: Vec<_> = fs::read_dir(store.run_dir(&report.run_id))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().contains(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
 
     #[test]
     fn reports_round_trip_through_the_store() {

@@ -74,6 +74,15 @@ pub enum RunError {
     /// The results store cannot be written: nothing would be kept.
     #[error("results store")]
     Store(#[from] btrfsqa_model::ModelError),
+    /// The run is driven by another live process (`btrfsqa resume` of a
+    /// run that still runs): nothing was started.
+    #[error("run `{run}` is still being driven ({owner}); wait for it to end, or stop it first")]
+    Busy {
+        /// The run.
+        run: btrfsqa_model::RunId,
+        /// Who drives it (`pid N on HOST`).
+        owner: String,
+    },
     /// A provider could not even be set up.
     #[error("provider `{provider}`: {message}")]
     Provider {

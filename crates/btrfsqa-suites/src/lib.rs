@@ -38,6 +38,8 @@ pub mod btrfs_progs;
 mod build_cache;
 mod context;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod import;
 pub mod kernel_log;
 pub mod raid56;

@@ -100,7 +100,10 @@ async fn drive(
         Err(err) => {
             progress.finish();
             print_error(&err);
-            return Code::Infrastructure;
+            return match err {
+                btrfsqa_runner::RunError::Busy { .. } => Code::Usage,
+                _ => Code::Infrastructure,
+            };
         }
     };
     progress.finish();

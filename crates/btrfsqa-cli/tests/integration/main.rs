@@ -5,6 +5,7 @@
 mod cli;
 mod compare;
 mod faults;
+mod hardening;
 mod reap;
 mod runs;
 mod scripts;

@@ -19,6 +19,15 @@ pub(crate) fn fstests_list() -> Vec<&'static str> {
         .collect()
 }
 
+/// The real suites' runs take this machine's CPUs, disks and loop devices:
+/// one at a time, so none fails for another's load (btrfs-progs' cases list
+/// every loop device of the host).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn env_path(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -89,6 +98,7 @@ fn fstests_on_two_machines_gives_the_verdicts_of_one_and_of_check_itself() {
     if !need_root("fstests_on_two_machines_gives_the_verdicts_of_one_and_of_check_itself") {
         return;
     }
+    let _one = one_at_a_time();
     let Some(git) = env_path("BTRFSQA_FSTESTS_GIT") else {
         eprintln!("skipped: set BTRFSQA_FSTESTS_GIT to an fstests git repository");
         return;
@@ -231,6 +241,7 @@ fn btrfs_progs_on_two_machines_gives_the_verdicts_of_one() {
     if !need_root("btrfs_progs_on_two_machines_gives_the_verdicts_of_one") {
         return;
     }
+    let _one = one_at_a_time();
     let Some(git) = env_path("BTRFSQA_BTRFS_PROGS_GIT") else {
         eprintln!("skipped: set BTRFSQA_BTRFS_PROGS_GIT to a btrfs-progs git repository");
         return;
@@ -303,6 +314,7 @@ fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
     if !need_root("qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm") {
         return;
     }
+    let _one = one_at_a_time();
     if let Some(why) = qemu_missing() {
         eprintln!("skipping qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm: {why}");
         return;

@@ -12,6 +12,7 @@
 
 mod controller;
 mod events;
+mod lock;
 pub(crate) mod machine;
 mod recovery;
 mod worker;
@@ -248,6 +249,8 @@ impl Runner {
         let started_at = Utc::now();
         let store = ResultsStore::new(self.settings.results_dir());
         let run_dir = store.create_run(&run_id)?;
+        // One process drives a run: a resume of a run still running is refused.
+        let _owner = lock::RunLock::acquire(&run_dir, &run_id)?;
         // Outcomes a killed controller journaled but never put in the report.
         let journaled = match &previous {
             Some(_) => crate::journal::finished_outcomes(&run_dir.join("journal.jsonl")),

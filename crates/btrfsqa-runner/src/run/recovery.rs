@@ -398,6 +398,48 @@ pub(crate) async fn recover(
 mod tests {
     use super::*;
 
+    /// A property test: any console (random bytes around real panic and
+    /// boot lines, cut anywhere, marks anywhere), 5000 of them, no panic;
+    /// an excerpt is always part of the console.
+    #[test]
+    fn any_console_is_read_without_panicking() {
+        let lines = [
+            "[    1.000000] Linux version 6.18.0\n",
+            "[   60.100000] Kernel panic - not syncing: sysrq triggered crash\n",
+            "[   60.000000] BUG: unable to handle page fault\n",
+            "watchdog: BUG: soft lockup - CPU#0 stuck\n",
+            "\u{1b}[0m\r\n",
+            "Oops:",
+            "\u{0}\u{7f}é",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..5000 {
+            let mut console = String::new();
+            for _ in 0..next() % 12 {
+                if next() % 3 == 0 {
+                    let noise: Vec<u8> = (0..next() % 40).map(|_| next() as u8).collect();
+                    console.push_str(&String::from_utf8_lossy(&noise));
+                } else {
+                    console.push_str(lines[(next() % lines.len() as u64) as usize]);
+                }
+            }
+            let mark = (next() as usize) % (console.len() + 2);
+            let after = text_after(&console, mark);
+            assert!(console.ends_with(after));
+            if let Some((headline, excerpt)) = console_crash(after) {
+                assert!(after.contains(headline.trim()) || !headline.is_empty());
+                assert!(!excerpt.is_empty());
+            }
+            let _ = tail(&console, (next() % 300) as usize);
+        }
+    }
+
     const CONSOLE: &str = "\
 [    1.000000] Linux version 6.18.0\n\
 [    9.000000] systemd[1]: Started ssh.service\n\

@@ -258,6 +258,15 @@ fn cleanup_command(tree: &str) -> String {
     )
 }
 
+/// What in a case's script says it uses state the whole machine shares:
+/// loop devices it lists (`cleanup_loopdevs` runs `losetup --all`, which
+/// fails when another process's loop device goes away meanwhile), device
+/// mapper targets, modules, `/proc/sys`. On machines that share one kernel
+/// such a case runs alone. Found by running the cli, mkfs and misc suites
+/// on two machines of one host: misc/021 failed in `losetup --all`.
+const SHARED_HOST_STATE: &str =
+    "setup_loopdevs|cleanup_loopdevs|losetup|dmsetup|modprobe|rmmod|null_blk|/proc/sys/";
+
 /// The btrfs-progs test suites.
 #[derive(Debug)]
 pub struct BtrfsProgsTests {
@@ -353,6 +362,18 @@ impl TestSuite for BtrfsProgsTests {
     async fn list_tests(&self) -> Result<Option<TestList>, SuiteError> {
         self.check_config()?;
         let pinned = self.pinned().await?;
+        let shared: std::collections::BTreeSet<String> =
+            source::grep(ID, pinned, SHARED_HOST_STATE, "tests/", true)
+                .await?
+                .lines()
+                .filter_map(|line| {
+                    // `<commit>:tests/<suite>-tests/<case>/test.sh`
+                    let path = line.split_once("tests/")?.1;
+                    let (suite, rest) = path.split_once("-tests/")?;
+                    let (case, _) = rest.split_once('/')?;
+                    Some(format!("{suite}/{case}"))
+                })
+                .collect();
         let mut list = TestList::default();
         for suite in &self.config.suites {
             let mut cases =
@@ -366,7 +387,10 @@ impl TestSuite for BtrfsProgsTests {
                     .filter(|case| parse::is_case_name(case) && case.as_bytes()[0].is_ascii_digit())
                     .map(|case| format!("{suite}/{case}"))
                     .filter(|test| self.config.selects(test))
-                    .map(ListedTest::new),
+                    .map(|test| ListedTest {
+                        exclusive: shared.contains(&test),
+                        ..ListedTest::new(test)
+                    }),
             );
         }
         Ok(Some(list))
