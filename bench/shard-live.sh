@@ -169,6 +169,13 @@ verdicts = lambda r: sorted((t["name"], t["verdict"]) for s in r["suites"] for t
 same = all(verdicts(a[2]) == verdicts(b[2]) for a, b in rounds)
 print(f"speed-up 1 -> 2 machines: {one:.1f} s / {two:.1f} s = {one / two:.2f} (goal >= 1.7); "
       f"verdicts equal in every run: {same}")
+# Two machines of the local provider share this host's CPUs and disk: each
+# test costs more beside another. What the scheduler makes of what the
+# tests cost side by side: the makespan against half their total.
+alone, side = test_costs(report1), test_costs(report2)
+print(f"  the tests cost {side:.0f} s side by side against {alone:.0f} s alone "
+      f"({side / alone:.2f}x): the host's limit is {2 * alone / side:.2f}; "
+      f"the run reached {100 * (side / 2) / two:.0f}% of it (makespan {two:.1f} s against {side / 2:.1f} s)")
 secs, costs = test_secs(report1), test_costs(report1)
 tests = [t["name"] for s in report1["suites"] for t in s["tests"]]
 direct = check_directly(tests)

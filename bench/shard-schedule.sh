@@ -11,10 +11,10 @@
 # sum / N) for the scheduler, and beside it one test per batch, round-robin
 # and fstests' own order. Goal: at most 1.10 up to 16 machines, 1.20 at 32.
 #
-#   bench/shard-schedule.sh [SETUP-SECS]      (default: the measured 3 s)
+#   bench/shard-schedule.sh [SETUP-SECS]      (default: 1.5 s, as the runner plans)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-setup=${1:-3}
+setup=${1:-1.5}
 cargo build --quiet --bin btrfsqa
 bin=target/debug/btrfsqa
 times=crates/btrfsqa-suites/fixtures/xfstests/btrfs-auto-340/check.time

@@ -120,12 +120,17 @@ fn packages(distro: Distro) -> &'static [&'static str] {
     }
 }
 
-/// What in a test's source says it changes state the whole kernel shares
-/// (global `/proc/sys` knobs, the global fail_make_request settings, module
-/// loading): on machines that share one kernel such a test runs alone.
-/// Found by running tests two at a time on one kernel and reading the ones
-/// whose verdicts differed from a run alone.
-const SHARED_KERNEL_STATE: &str = "/proc/sys/|sysctl|fail_make_request|_reload_fs_module|_reload_module|_require_loadable|modprobe|rmmod";
+/// What in a test's source says it uses state the whole kernel shares:
+/// global `/proc/sys` knobs, the global fail_make_request settings, module
+/// loading, and btrfs' list of known devices (`btrfs device scan` with no
+/// device scans, and `--forget` forgets, every device of the host;
+/// `filesystem show` lists every filesystem). On machines that share one
+/// kernel such a test runs alone. Found by running tests two at a time on
+/// one kernel: btrfs/006 failed with "cannot scan /dev/loop3" (the other
+/// machine's device) when it ran beside another test.
+const SHARED_KERNEL_STATE: &str = "/proc/sys/|sysctl|fail_make_request|_reload_fs_module|\
+    _reload_module|_require_loadable|modprobe|rmmod|device scan|filesystem show|fi show|\
+    _btrfs_forget_or_module_reload|_btrfs_rescan_devices|_require_btrfs_forget";
 
 /// Creates the users and group fstests' tests switch to.
 const CREATE_USERS: &str = "getent group fsgqa >/dev/null || groupadd fsgqa; \
