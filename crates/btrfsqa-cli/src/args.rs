@@ -54,6 +54,22 @@ pub enum Command {
     /// The qemu provider's guest image.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Poll the git refs of `[watch]` and run when one moves (continuous QA).
+    Watch(WatchArgs),
+}
+
+/// `btrfsqa watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Configuration (its `[watch]` section, and the runs it starts).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Poll once, run at most once, and exit (for cron and systemd timers).
+    #[arg(long)]
+    pub once: bool,
+    /// Output shape of the runs' progress.
+    #[arg(long, value_enum, default_value_t)]
+    pub message_format: MessageFormat,
 }
 
 /// `btrfsqa image ...`.

@@ -53,6 +53,9 @@ pub struct Config {
     /// `[kernel]`: the kernel under test (default: the installed one).
     #[serde(default)]
     pub kernel: crate::kernel::KernelConfig,
+    /// `[watch]`: the git refs `btrfsqa watch` follows.
+    #[serde(default)]
+    pub watch: crate::watch::WatchConfig,
 }
 
 /// Which provider makes the machines.
@@ -747,6 +750,9 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
     }
     for (key, message) in config.kernel.validate() {
         issue(format!("kernel.{key}"), message);
+    }
+    for (key, message) in config.watch.validate() {
+        issue(format!("watch.{key}"), message);
     }
     if config.machine.data_devices < 2 {
         issue(

@@ -83,6 +83,15 @@ pub enum RunError {
         /// Who drives it (`pid N on HOST`).
         owner: String,
     },
+    /// Another process drives the results store in a way that excludes
+    /// this one (a watcher's run and a manual run): nothing was started.
+    #[error("the results store `{}` is in use ({owner})", store.display())]
+    StoreInUse {
+        /// The store.
+        store: std::path::PathBuf,
+        /// Who uses it.
+        owner: String,
+    },
     /// A provider could not even be set up.
     #[error("provider `{provider}`: {message}")]
     Provider {

@@ -32,6 +32,7 @@ mod error;
 pub mod history;
 mod journal;
 pub mod kernel;
+mod lock;
 pub mod notify;
 pub mod plan;
 pub mod qemu;
@@ -40,6 +41,7 @@ pub mod registry;
 mod run;
 pub mod schedule;
 mod settings;
+pub mod watch;
 
 pub use config::{Config, ConfigSource, DEFAULT_CONFIG, ProviderKind};
 pub use connect::{Connector, DefaultConnector, MockConnector};

@@ -9,6 +9,7 @@ mod plan;
 mod reap;
 mod run;
 mod store;
+mod watch;
 
 use crate::args::{Cli, Command};
 use crate::exit::Code;
@@ -30,6 +31,7 @@ pub async fn dispatch(cli: Cli) -> Code {
         Command::Compare(args) => compare::compare(args),
         Command::History(args) => compare::history(args),
         Command::Image(crate::args::ImageCommand::Build(args)) => image::build(args).await,
+        Command::Watch(args) => watch::watch(args).await,
     }
 }
 

@@ -74,22 +74,8 @@ async fn drive(
 
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
-
     let json = format == MessageFormat::Json;
-    let progress = Arc::new(Progress::new());
-    let sink: btrfsqa_suites::EventSink = {
-        let progress = progress.clone();
-        Arc::new(move |event: Event| {
-            if json {
-                // One object per line on stdout, for machines.
-                if let Some(line) = crate::output::event_json(&event) {
-                    outln!("{line}");
-                }
-            } else {
-                progress.show(&event);
-            }
-        })
-    };
+    let (sink, progress) = event_sink(format);
 
     let result = match &resume {
         Some(run_id) => runner.resume(run_id, sink, cancel).await,
@@ -101,12 +87,36 @@ async fn drive(
             progress.finish();
             print_error(&err);
             return match err {
-                btrfsqa_runner::RunError::Busy { .. } => Code::Usage,
+                btrfsqa_runner::RunError::Busy { .. }
+                | btrfsqa_runner::RunError::StoreInUse { .. } => Code::Usage,
                 _ => Code::Infrastructure,
             };
         }
     };
     progress.finish();
+    report(&outcome, json)
+}
+
+/// Where a run's events go: progress on stderr, or JSON lines on stdout.
+pub(super) fn event_sink(format: MessageFormat) -> (btrfsqa_suites::EventSink, Arc<Progress>) {
+    let json = format == MessageFormat::Json;
+    let progress = Arc::new(Progress::new());
+    let shown = progress.clone();
+    let sink: btrfsqa_suites::EventSink = Arc::new(move |event: Event| {
+        if json {
+            // One object per line on stdout, for machines.
+            if let Some(line) = crate::output::event_json(&event) {
+                outln!("{line}");
+            }
+        } else {
+            shown.show(&event);
+        }
+    });
+    (sink, progress)
+}
+
+/// Prints a finished run's summary and problems; its exit code.
+pub(super) fn report(outcome: &btrfsqa_runner::RunOutcome, json: bool) -> Code {
     if !json {
         out!("{}", summary(&outcome.report));
         outln!("report: {}", outcome.run_dir.join("report.json").display());
@@ -138,7 +148,7 @@ async fn drive(
 /// the run (it tears down and keeps results). Second: say that teardown is
 /// under way. Third: leave at once. What is said goes to a stderr that may
 /// be gone already: it never stops the run.
-fn watch_signals(cancel: CancellationToken) {
+pub(super) fn watch_signals(cancel: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     tokio::spawn(async move {
         let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (

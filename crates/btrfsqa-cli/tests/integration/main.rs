@@ -10,6 +10,7 @@ mod reap;
 mod runs;
 mod scripts;
 mod sharding;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

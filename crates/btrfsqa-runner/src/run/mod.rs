@@ -12,7 +12,6 @@
 
 mod controller;
 mod events;
-mod lock;
 pub(crate) mod machine;
 mod recovery;
 mod worker;
@@ -119,6 +118,9 @@ pub struct Runner {
     notice_poll: Duration,
     /// Replaces the kernel stage's builder (tests).
     kernel_builder: Option<Arc<dyn RemoteHost>>,
+    /// The caller holds the store's drivers' lock (a watcher): runs do not
+    /// take it again.
+    pub(crate) store_lock_held: bool,
 }
 
 impl std::fmt::Debug for Runner {
@@ -165,6 +167,7 @@ impl Runner {
             deadline: None,
             notice_poll: recovery::NOTICE_POLL,
             kernel_builder: None,
+            store_lock_held: false,
         }
     }
 
@@ -249,8 +252,16 @@ impl Runner {
         let started_at = Utc::now();
         let store = ResultsStore::new(self.settings.results_dir());
         let run_dir = store.create_run(&run_id)?;
-        // One process drives a run: a resume of a run still running is refused.
-        let _owner = lock::RunLock::acquire(&run_dir, &run_id)?;
+        // One process drives a run: a resume of a run still running is
+        // refused; a watcher's runs and manual runs never share the store.
+        let _drivers = match self.store_lock_held {
+            true => None,
+            false => Some(crate::lock::store_drivers(
+                self.settings.results_dir(),
+                false,
+            )?),
+        };
+        let _owner = crate::lock::run_owner(&run_dir, &run_id)?;
         // Outcomes a killed controller journaled but never put in the report.
         let journaled = match &previous {
             Some(_) => crate::journal::finished_outcomes(&run_dir.join("journal.jsonl")),

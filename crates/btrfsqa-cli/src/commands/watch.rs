@@ -1,0 +1,85 @@
+//! `btrfsqa watch`: polls the refs of `[watch]` and runs when one moves.
+
+use btrfsqa_runner::watch::{Tick, WatchError, Watcher};
+use btrfsqa_runner::{CancellationToken, RunOverrides};
+
+use super::run::{event_sink, report, watch_signals};
+use super::{load_settings, print_error};
+use crate::args::{MessageFormat, WatchArgs};
+use crate::exit::Code;
+
+pub async fn watch(args: WatchArgs) -> Code {
+    let settings = match load_settings(&args.config, RunOverrides::default()) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let (mut watcher, stale) = match Watcher::start(settings) {
+        Ok(started) => started,
+        Err(err) => {
+            print_error(&err);
+            return match err {
+                WatchError::State { .. } => Code::Infrastructure,
+                _ => Code::Usage,
+            };
+        }
+    };
+    if let Some(stale) = stale {
+        errln!("watch: took over the lock of a watcher that is gone ({stale})");
+    }
+    let cancel = CancellationToken::new();
+    watch_signals(cancel.clone());
+    let json = args.message_format == MessageFormat::Json;
+    loop {
+        let (sink, progress) = event_sink(args.message_format);
+        let code = match watcher.tick(sink, cancel.clone()).await {
+            Ok(Tick::Unchanged) => {
+                errln!("watch: no watched ref moved");
+                Code::Ok
+            }
+            Ok(Tick::Noted(heads)) => {
+                for head in &heads {
+                    errln!(
+                        "watch: first start: {} noted; a run starts when it moves",
+                        head.describe()
+                    );
+                }
+                Code::Ok
+            }
+            Ok(Tick::StoreBusy(owner)) => {
+                errln!(
+                    "watch: the results store is in use ({owner}); trying again at the next poll"
+                );
+                Code::Ok
+            }
+            Ok(Tick::Ran { moved, outcome }) => {
+                progress.finish();
+                let what: Vec<String> = moved.iter().map(|h| h.describe()).collect();
+                errln!(
+                    "watch: {} moved: ran {}",
+                    what.join(", "),
+                    outcome.report.run_id
+                );
+                report(&outcome, json)
+            }
+            Err(err) => {
+                progress.finish();
+                print_error(&err);
+                match err {
+                    WatchError::Run(btrfsqa_runner::RunError::StoreInUse { .. }) => Code::Usage,
+                    _ => Code::Infrastructure,
+                }
+            }
+        };
+        if cancel.is_cancelled() {
+            return Code::Interrupted;
+        }
+        if args.once {
+            return code;
+        }
+        let wait = watcher.next_wait();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => return Code::Interrupted,
+        }
+    }
+}

@@ -1,0 +1,89 @@
+use super::*;
+use crate::{ConfigSource, RunOverrides};
+
+#[test]
+fn a_branch_wins_over_a_tag_and_a_tag_is_peeled_to_its_commit() {
+    let a = "a".repeat(40);
+    let b = "b".repeat(40);
+    let c = "c".repeat(40);
+    let out = format!(
+        "{a}\trefs/heads/for-next\n{b}\trefs/tags/v6.19\n{c}\trefs/tags/v6.19^{{}}\nnot a line\n"
+    );
+    assert_eq!(head_of(&out, "for-next"), Some(a));
+    assert_eq!(head_of(&out, "v6.19"), Some(c));
+    assert_eq!(head_of(&out, "missing"), None);
+    assert_eq!(head_of("", "x"), None);
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn settings(dir: &std::path::Path, repo: &std::path::Path) -> Settings {
+    let source = ConfigSource {
+        name: "watch.toml".into(),
+        base_dir: dir.to_owned(),
+        text: format!(
+            "[run]\nresults-dir = \"results\"\n\
+             [watch]\ninterval-secs = 10\nmax-backoff-secs = 35\n\
+             [[watch.refs]]\nsource = \"btrfs-progs\"\nurl = \"{}\"\nref = \"main\"\n",
+            repo.display()
+        ),
+    };
+    Settings::resolve(&source, RunOverrides::default()).unwrap()
+}
+
+#[tokio::test]
+async fn heads_come_from_the_repository_and_one_watcher_holds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["commit", "-q", "--allow-empty", "-m", "one"]);
+    let first = git(&repo, &["rev-parse", "HEAD"]);
+    let settings = settings(dir.path(), &repo);
+    let (watcher, stale) = Watcher::start(settings.clone()).unwrap();
+    assert!(stale.is_none());
+    let heads = watcher.heads().await.unwrap();
+    assert_eq!(heads[0].commit, first);
+    assert_eq!(heads[0].source, WatchSource::BtrfsProgs);
+    let err = Watcher::start(settings.clone()).unwrap_err();
+    assert!(
+        err.to_string().contains("another `btrfsqa watch` watches"),
+        "{err}"
+    );
+    // The pinned run: the source at the head, the trigger recorded.
+    let pinned = pinned(&settings, &heads, &heads);
+    assert_eq!(pinned.config.suites.btrfs_progs.git_ref, first);
+    assert_eq!(
+        pinned.config.run.labels["trigger"],
+        format!("btrfs-progs main {}", &first[..12])
+    );
+    drop(watcher);
+    Watcher::start(settings).expect("free once the first is gone");
+}
+
+#[tokio::test]
+async fn failed_polls_back_off_up_to_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path(), &dir.path().join("no-such-repo"));
+    let (mut watcher, _) = Watcher::start(settings).unwrap();
+    assert_eq!(watcher.next_wait(), Duration::from_secs(10));
+    let waits: Vec<u64> = (0..3)
+        .map(|_| {
+            watcher.failures += 1;
+            watcher.next_wait().as_secs()
+        })
+        .collect();
+    assert_eq!(waits, [20, 35, 35]);
+    let err = watcher.heads().await.unwrap_err();
+    assert!(err.to_string().contains("cannot poll `main`"), "{err}");
+}
