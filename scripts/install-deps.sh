@@ -34,7 +34,9 @@ fi
 packages=(btrfs-progs util-linux e2fsprogs git coreutils)
 if [ "$what" = test ]; then
   # chromium: the dashboard's browser test loads the site headless.
-  packages+=(openssh-server openssh-client xfsprogs chromium)
+  # python3-yaml and systemd: the deployment files' test parses the
+  # workflow and verifies the units.
+  packages+=(openssh-server openssh-client xfsprogs chromium python3-yaml systemd)
 fi
 
 if [ "$what" = qemu ]; then

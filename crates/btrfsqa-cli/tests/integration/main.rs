@@ -4,6 +4,7 @@
 
 mod cli;
 mod compare;
+mod deploy;
 mod faults;
 mod hardening;
 mod reap;
