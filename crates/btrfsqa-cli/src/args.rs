@@ -56,6 +56,41 @@ pub enum Command {
     Image(ImageCommand),
     /// Poll the git refs of `[watch]` and run when one moves (continuous QA).
     Watch(WatchArgs),
+    /// Find the first commit of a source after which a test fails.
+    Bisect(BisectArgs),
+}
+
+/// `btrfsqa bisect`.
+#[derive(Debug, Args)]
+pub struct BisectArgs {
+    /// Configuration (the provider and the sources' repositories).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The suite of the test.
+    #[arg(long, value_name = "ID")]
+    pub suite: String,
+    /// The test (`btrfs/011`, `cli/001-btrfs`).
+    #[arg(long, value_name = "NAME")]
+    pub test: String,
+    /// The profile (fstests section) it runs under.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// A commit or ref where the test passes.
+    #[arg(long, value_name = "REV")]
+    pub good: String,
+    /// A later commit or ref where it fails.
+    #[arg(long, value_name = "REV")]
+    pub bad: String,
+    /// Whose commits: `kernel`, `btrfs-progs` or `xfstests` (default: the
+    /// suite's own source for those two suites, else the kernel).
+    #[arg(long, value_name = "SOURCE", value_parser = ["kernel", "btrfs-progs", "xfstests"])]
+    pub source: Option<String>,
+    /// Test runs per step (a step is bad if any fails, good if all pass).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub runs: u32,
+    /// Output shape.
+    #[arg(long, value_enum, default_value_t)]
+    pub message_format: MessageFormat,
 }
 
 /// `btrfsqa watch`.

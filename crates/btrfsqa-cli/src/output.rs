@@ -376,6 +376,29 @@ pub fn summary(report: &RunReport) -> String {
             ));
         }
     }
+    if let Some(comparison) = &report.comparison
+        && !comparison.slower.is_empty()
+    {
+        out.push_str(&format!(
+            "\n{}\n",
+            colors.bold("slower than their history (performance regressions):")
+        ));
+        for slow in &comparison.slower {
+            out.push_str(&format!(
+                "  {}/{}{} took {:.0} s, usually {:.0} s (over {:.0} s counts; {} earlier runs)\n",
+                slow.suite,
+                slow.name,
+                slow.profile
+                    .as_deref()
+                    .map(|p| format!(" [{p}]"))
+                    .unwrap_or_default(),
+                slow.secs,
+                slow.median_secs,
+                slow.threshold_secs,
+                slow.samples
+            ));
+        }
+    }
     out.push_str(&format!(
         "\nrun {} {} in {:.0} s",
         report.run_id,

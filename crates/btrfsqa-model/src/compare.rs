@@ -46,6 +46,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{RunId, RunReport, RunStatus, TestOutcome, Verdict};
 
+mod duration;
+pub use duration::{Slowdown, slowdowns};
+
 /// The label that names a run's profile (`labels.profile`).
 pub const PROFILE_LABEL: &str = "profile";
 
@@ -438,6 +441,9 @@ pub struct Comparison {
     /// Known failures that can be removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub droppable: Vec<DroppableKnownFailure>,
+    /// Performance regressions: tests far slower than their history.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slower: Vec<Slowdown>,
 }
 
 impl Comparison {
@@ -474,6 +480,7 @@ impl Comparison {
                 .cloned()
                 .collect(),
             droppable: self.droppable.clone(),
+            slower: self.slower.clone(),
             dashboard_url,
         }
     }
@@ -499,6 +506,10 @@ pub struct ComparisonSummary {
     /// Known failures that can be removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub droppable: Vec<DroppableKnownFailure>,
+    /// Performance regressions: tests far slower than their history on the
+    /// profile (see [`slowdowns`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slower: Vec<Slowdown>,
     /// The run's dashboard page, when it was published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard_url: Option<String>,
@@ -938,6 +949,7 @@ pub fn classify(
         tests,
         counts: ClassCounts::default(),
         droppable,
+        slower: slowdowns(run, &earlier),
     };
     comparison.recount();
     comparison

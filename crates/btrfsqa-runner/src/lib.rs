@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bisect;
 pub mod config;
 mod connect;
 mod error;

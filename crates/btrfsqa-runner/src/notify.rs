@@ -115,7 +115,9 @@ impl NotifyConfig {
     pub fn should_notify(&self, summary: &ComparisonSummary) -> bool {
         self.is_configured()
             && match self.on {
-                NotifyOn::Regressions => summary.counts.new_failure > 0,
+                NotifyOn::Regressions => {
+                    summary.counts.new_failure > 0 || !summary.slower.is_empty()
+                }
                 NotifyOn::Always => true,
             }
     }
@@ -470,6 +472,7 @@ mod tests {
                 .collect(),
             notable: Vec::new(),
             droppable: Vec::new(),
+            slower: Vec::new(),
             dashboard_url: Some("https://qa.example.org/runs/20261124-120000-abcd/".into()),
         }
     }

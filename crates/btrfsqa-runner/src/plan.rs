@@ -85,6 +85,42 @@ impl RunPlan {
         plan
     }
 
+    /// Keeps only the items of `tests` (a key without a profile stands for
+    /// the test under every profile). A suite that cannot list its tests
+    /// runs just those of its tests.
+    pub fn keep_only(&mut self, tests: &[TestKey]) {
+        let wanted = |item: &WorkItem| {
+            tests.iter().any(|key| {
+                key.suite == item.suite
+                    && item.test.as_deref().is_none_or(|t| t == key.name)
+                    && (key.profile.is_none() || key.profile == item.profile)
+            })
+        };
+        let mut kept: Vec<WorkItem> = Vec::new();
+        for item in std::mem::take(&mut self.items) {
+            if !wanted(&item) {
+                continue;
+            }
+            match item.test {
+                Some(_) => kept.push(item),
+                // A whole suite becomes the wanted tests of it.
+                None => {
+                    kept.extend(
+                        tests
+                            .iter()
+                            .filter(|k| k.suite == item.suite)
+                            .map(|k| WorkItem {
+                                test: Some(k.name.clone()),
+                                profile: k.profile.clone(),
+                                ..item.clone()
+                            }),
+                    )
+                }
+            }
+        }
+        self.items = kept;
+    }
+
     /// The predicted schedule on `machines` machines, each batch costing
     /// `setup_secs` of its suite's set-up.
     pub fn predict(&self, machines: usize, setup_secs: &dyn Fn(&WorkItem) -> f64) -> Plan {

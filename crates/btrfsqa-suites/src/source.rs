@@ -261,6 +261,71 @@ pub(crate) async fn pin(
     })
 }
 
+/// A commit and its subject line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// The full commit id.
+    pub id: String,
+    /// Its subject line.
+    pub subject: String,
+}
+
+/// The commits after `good` up to `bad` of `url` (mirrored into
+/// `cache_dir` like a suite's source), oldest first, following first
+/// parents (the mainline of a merge-based history); `good` and `bad` as
+/// full ids too. Errors when `good` is not an ancestor of `bad`.
+pub async fn commit_range(
+    url: &str,
+    good: &str,
+    bad: &str,
+    cache_dir: &Path,
+) -> Result<(String, String, Vec<Commit>), SuiteError> {
+    let pinned_bad = pin("bisect", "source", url, bad, cache_dir).await?;
+    let pinned_good = pin("bisect", "source", url, good, cache_dir).await?;
+    let mirror = pinned_bad.mirror.to_string_lossy().into_owned();
+    let (good, bad) = (pinned_good.commit, pinned_bad.commit);
+    let ancestor = Command::new("git")
+        .args(["-C", &mirror, "merge-base", "--is-ancestor", &good, &bad])
+        .status()
+        .await
+        .map_err(|e| SuiteError::Setup {
+            suite: "bisect".into(),
+            step: "compare the commits".into(),
+            message: format!("cannot run `git`: {e}"),
+        })?;
+    if !ancestor.success() {
+        return Err(SuiteError::Config {
+            suite: "bisect".into(),
+            message: format!("`{good}` is not an ancestor of `{bad}`"),
+        });
+    }
+    let log = git(
+        "bisect",
+        "list the commits",
+        &[
+            "-C",
+            &mirror,
+            "log",
+            "--first-parent",
+            "--reverse",
+            "--format=%H %s",
+            &format!("{good}..{bad}"),
+        ],
+    )
+    .await?;
+    let commits = log
+        .lines()
+        .filter_map(|line| {
+            let (id, subject) = line.split_once(' ').unwrap_or((line, ""));
+            is_commit_id(id).then(|| Commit {
+                id: id.to_owned(),
+                subject: subject.to_owned(),
+            })
+        })
+        .collect();
+    Ok((good, bad, commits))
+}
+
 /// What `git grep -I -e <pattern> <commit> -- <path>` prints in the pinned
 /// tree's mirror (`<commit>:<file>:<line>` per match; empty for no match).
 /// `files_only` prints each matching file once (`-l`).

@@ -1,5 +1,6 @@
 //! One module per command; each returns the exit code.
 
+mod bisect;
 mod compare;
 mod config;
 mod image;
@@ -32,6 +33,7 @@ pub async fn dispatch(cli: Cli) -> Code {
         Command::History(args) => compare::history(args),
         Command::Image(crate::args::ImageCommand::Build(args)) => image::build(args).await,
         Command::Watch(args) => watch::watch(args).await,
+        Command::Bisect(args) => bisect::bisect(args).await,
     }
 }
 

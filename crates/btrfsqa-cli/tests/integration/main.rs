@@ -2,6 +2,7 @@
 //! devices, real btrfs, a real git repository. Tests that need root skip
 //! with a printed reason.
 
+mod bisect;
 mod cli;
 mod compare;
 mod deploy;

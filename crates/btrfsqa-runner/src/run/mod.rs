@@ -121,6 +121,8 @@ pub struct Runner {
     /// The caller holds the store's drivers' lock (a watcher): runs do not
     /// take it again.
     pub(crate) store_lock_held: bool,
+    /// Only these tests run (see [`Runner::only`]).
+    only: Option<Vec<TestKey>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -168,6 +170,7 @@ impl Runner {
             notice_poll: recovery::NOTICE_POLL,
             kernel_builder: None,
             store_lock_held: false,
+            only: None,
         }
     }
 
@@ -188,6 +191,14 @@ impl Runner {
     /// The settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Runs only `tests` of the configured suites (a key without a profile
+    /// stands for the test under every profile): what a bisection step or a
+    /// rerun needs.
+    pub fn only(mut self, tests: Vec<TestKey>) -> Self {
+        self.only = Some(tests);
+        self
     }
 
     /// The plan a run of these suites would execute now: every test they
@@ -307,7 +318,10 @@ impl Runner {
 
         // The plan: every test without a verdict yet.
         let finished: HashSet<TestKey> = report.outcomes().map(TestKey::of).collect();
-        let plan = RunPlan::build(&self.suites, &History::from_store(&store), &finished).await;
+        let mut plan = RunPlan::build(&self.suites, &History::from_store(&store), &finished).await;
+        if let Some(only) = &self.only {
+            plan.keep_only(only);
+        }
         for message in &plan.warnings {
             sink(warning(None, message.clone()));
         }

@@ -1,0 +1,151 @@
+//! `btrfsqa bisect`: the first bad commit of a source for one test.
+
+use btrfsqa_runner::bisect::search::Mark;
+use btrfsqa_runner::bisect::{
+    BisectError, BisectRequest, Bisection, Outcome, Step, bisect as run_bisect,
+};
+use btrfsqa_runner::watch::WatchSource;
+use btrfsqa_runner::{CancellationToken, RunOverrides};
+
+use super::run::{event_sink, watch_signals};
+use super::{load_settings, print_error};
+use crate::args::{BisectArgs, MessageFormat};
+use crate::exit::Code;
+
+pub async fn bisect(args: BisectArgs) -> Code {
+    if args.runs == 0 {
+        errln!("error: --runs must be at least 1");
+        return Code::Usage;
+    }
+    let settings = match load_settings(&args.config, RunOverrides::default()) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let source = match args.source.as_deref() {
+        Some("kernel") => WatchSource::Kernel,
+        Some("btrfs-progs") => WatchSource::BtrfsProgs,
+        Some("xfstests") => WatchSource::Xfstests,
+        Some(_) => unreachable!("clap checked the value"),
+        None => match args.suite.as_str() {
+            "xfstests" => WatchSource::Xfstests,
+            "btrfs-progs" => WatchSource::BtrfsProgs,
+            _ => WatchSource::Kernel,
+        },
+    };
+    let request = BisectRequest {
+        suite: args.suite.clone(),
+        test: args.test.clone(),
+        profile: args.profile.clone(),
+        source,
+        good: args.good.clone(),
+        bad: args.bad.clone(),
+        runs: args.runs,
+    };
+    let json = args.message_format == MessageFormat::Json;
+    let cancel = CancellationToken::new();
+    watch_signals(cancel.clone());
+    // The runs' progress on stderr (JSON lines would mix with the steps').
+    let (events, progress) = event_sink(if json {
+        MessageFormat::Human
+    } else {
+        args.message_format
+    });
+    let on_step = move |state: &Bisection, step: &Step| {
+        progress.finish();
+        if json {
+            let line = serde_json::json!({
+                "event": "bisect-step",
+                "bisect": state.id,
+                "step": step,
+            });
+            outln!("{line}");
+        } else {
+            errln!("{}", describe(step));
+        }
+    };
+    let result = run_bisect(&settings, &request, events, cancel.clone(), &on_step).await;
+    let state = match result {
+        Ok(state) => state,
+        Err(err) => {
+            print_error(&err);
+            return match err {
+                BisectError::Request(_) | BisectError::Commits { .. } => Code::Usage,
+                BisectError::Stopped { .. } => Code::Interrupted,
+                _ => Code::Infrastructure,
+            };
+        }
+    };
+    let journal = settings
+        .results_dir()
+        .join(".bisect")
+        .join(&state.id)
+        .join("bisect.json");
+    let runs = state.test_runs();
+    match state.outcome.clone() {
+        Some(Outcome::Found { commit, subject }) => {
+            if json {
+                let line = serde_json::json!({
+                    "event": "bisect-finished",
+                    "bisect": state.id,
+                    "first_bad": commit,
+                    "subject": subject,
+                    "test_runs": runs,
+                    "journal": journal,
+                });
+                outln!("{line}");
+            } else {
+                errln!(
+                    "first bad commit ({runs} test runs over {} commits; {}): {subject}",
+                    state.commits.len(),
+                    journal.display()
+                );
+                outln!("{commit}");
+            }
+            Code::Ok
+        }
+        Some(Outcome::Undecided { why, commits }) => {
+            if json {
+                let line = serde_json::json!({
+                    "event": "bisect-finished",
+                    "bisect": state.id,
+                    "first_bad": null,
+                    "undecided": why,
+                    "candidates": commits,
+                    "journal": journal,
+                });
+                outln!("{line}");
+            } else {
+                errln!("error: cannot decide: {why}");
+                for commit in &commits {
+                    errln!("  could be {commit}");
+                }
+                outln!("undecided");
+            }
+            Code::Infrastructure
+        }
+        None => Code::Infrastructure,
+    }
+}
+
+fn describe(step: &Step) -> String {
+    let short: String = step.commit.chars().take(12).collect();
+    let verdicts: Vec<&str> = step
+        .verdicts
+        .iter()
+        .map(|v| v.map_or("did not run", |v| v.as_str()))
+        .collect();
+    let mark = match step.mark {
+        Mark::Good => "good",
+        Mark::Bad => "bad",
+        Mark::Skip => "skip",
+    };
+    let mut line = format!(
+        "bisect: {} {short}: {mark} ({})",
+        step.purpose,
+        verdicts.join(", ")
+    );
+    if let Some(note) = &step.note {
+        line.push_str(&format!(": {}", note.lines().next().unwrap_or("")));
+    }
+    line
+}
