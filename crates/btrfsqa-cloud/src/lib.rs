@@ -59,6 +59,14 @@ pub trait CloudProvider: Send + Sync {
     /// Makes (or claims) one machine.
     async fn provision(&self, spec: &MachineSpec) -> Result<Machine, ProvisionError>;
 
+    /// Makes the machines of a run at once, one result per spec, in order:
+    /// a run's machines come up together, and a provider that can ask for
+    /// them in one request (an EC2 fleet) does. The default provisions them
+    /// concurrently, one by one. A machine that fails leaves the others.
+    async fn provision_many(&self, specs: &[MachineSpec]) -> Vec<Result<Machine, ProvisionError>> {
+        futures_util::future::join_all(specs.iter().map(|spec| self.provision(spec))).await
+    }
+
     /// Removes everything made for `machine`. Safe to call twice.
     async fn teardown(&self, machine: &Machine) -> Result<(), TeardownError>;
 

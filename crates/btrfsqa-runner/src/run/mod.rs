@@ -371,18 +371,10 @@ impl Runner {
             derived_timeouts: crate::schedule::derived_timeouts(&store),
         };
         let (outbox, inbox) = tokio::sync::mpsc::unbounded_channel();
-        let workers = specs
-            .into_iter()
-            .enumerate()
-            .map(|(i, spec)| worker::work(&env, i, spec, outbox.clone()))
-            .collect::<Vec<_>>();
         // The controller stops when every worker has dropped its sender.
-        drop(outbox);
         let (ended, ()) = tokio::join!(
             AssertUnwindSafe(controller.run(inbox)).catch_unwind(),
-            async {
-                futures_util::future::join_all(workers).await;
-            }
+            worker::work_all(&env, specs, outbox),
         );
         timer.abort();
         let (mut report, interruption, teardown_errors) = match ended {

@@ -56,19 +56,41 @@ struct Track {
     finished: Vec<TestOutcome>,
 }
 
+/// Provisions the run's machines together (`CloudProvider::provision_many`:
+/// an EC2 fleet asks for all of them in one request), then gives each to
+/// its worker. Provisioning is not raced against cancellation: a half-made
+/// machine is harder to clean than a whole one, so it finishes and is torn
+/// down.
+pub(crate) async fn work_all(
+    env: &WorkerEnv<'_>,
+    specs: Vec<MachineSpec>,
+    outbox: mpsc::UnboundedSender<Message>,
+) {
+    for spec in &specs {
+        (env.sink)(stage_started(&spec.name, Stage::Provision));
+    }
+    let machines = env.runner.provider.provision_many(&specs).await;
+    let workers = specs
+        .into_iter()
+        .zip(machines)
+        .enumerate()
+        .map(|(i, (spec, machine))| work(env, i, spec, machine, outbox.clone()));
+    let workers: Vec<_> = workers.collect();
+    drop(outbox);
+    futures_util::future::join_all(workers).await;
+}
+
 /// One machine's life, from provisioning to teardown. Reports everything
 /// to the controller through `outbox`.
-pub(crate) async fn work(
+async fn work(
     env: &WorkerEnv<'_>,
     worker: usize,
     spec: MachineSpec,
+    provisioned: Result<Machine, btrfsqa_cloud::ProvisionError>,
     outbox: mpsc::UnboundedSender<Message>,
 ) {
     let runner = env.runner;
-    // Provisioning is not raced against cancellation: a half-made machine
-    // is harder to clean than a whole one, so it finishes and is torn down.
-    (env.sink)(stage_started(&spec.name, Stage::Provision));
-    let machine = match runner.provider.provision(&spec).await {
+    let machine = match provisioned {
         Ok(machine) => machine,
         Err(err) => {
             let message = error_chain(&err);

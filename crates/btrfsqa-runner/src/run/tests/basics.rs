@@ -110,7 +110,7 @@ async fn a_failed_provision_is_reported_and_needs_no_teardown() {
     let dir = tempfile::tempdir().unwrap();
     let mut provider = MockCloudProvider::new();
     provider.expect_id().return_const("mock".to_owned());
-    provider.expect_provision().returning(|_| {
+    provisions(&mut provider, |_| {
         Err(ProvisionError::Config {
             provider: "mock".into(),
             message: "needs root".into(),

@@ -320,7 +320,7 @@ async fn a_static_host_that_hung_a_test_is_rebooted_over_ssh() {
     let dir = tempfile::tempdir().unwrap();
     let mut provider = MockCloudProvider::new();
     provider.expect_id().return_const("static".to_owned());
-    provider.expect_provision().returning(|spec| {
+    provisions(&mut provider, |spec| {
         let mut machine = machine(spec);
         machine.access = Access::Ssh(btrfsqa_cloud::SshEndpoint {
             host: "192.0.2.10".into(),

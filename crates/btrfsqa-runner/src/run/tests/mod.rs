@@ -48,14 +48,22 @@ fn machine(spec: &MachineSpec) -> Machine {
 fn base_provider(teardowns: usize) -> MockCloudProvider {
     let mut provider = MockCloudProvider::new();
     provider.expect_id().return_const("mock".to_owned());
-    provider
-        .expect_provision()
-        .returning(|spec| Ok(machine(spec)));
+    provisions(&mut provider, |spec| Ok(machine(spec)));
     provider
         .expect_teardown()
         .times(teardowns)
         .returning(|_| Ok(()));
     provider
+}
+
+/// Machines come from `make`, asked for together (as the runner does).
+fn provisions(
+    provider: &mut MockCloudProvider,
+    make: impl Fn(&MachineSpec) -> Result<Machine, ProvisionError> + Send + Sync + 'static,
+) {
+    provider
+        .expect_provision_many()
+        .returning(move |specs| specs.iter().map(&make).collect());
 }
 
 fn provider(teardowns: usize) -> MockCloudProvider {

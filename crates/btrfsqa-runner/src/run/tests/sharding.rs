@@ -259,7 +259,7 @@ async fn a_machine_that_cannot_be_provisioned_shrinks_the_pool() {
     let dir = tempfile::tempdir().unwrap();
     let mut provider = MockCloudProvider::new();
     provider.expect_id().return_const("mock".to_owned());
-    provider.expect_provision().returning(|spec| {
+    provisions(&mut provider, |spec| {
         if spec.name.ends_with('1') {
             Err(ProvisionError::Config {
                 provider: "mock".into(),
