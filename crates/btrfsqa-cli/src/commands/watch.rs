@@ -51,7 +51,11 @@ pub async fn watch(args: WatchArgs) -> Code {
                 );
                 Code::Ok
             }
-            Ok(Tick::Ran { moved, outcome }) => {
+            Ok(Tick::Ran {
+                moved,
+                outcome,
+                bisected,
+            }) => {
                 progress.finish();
                 let what: Vec<String> = moved.iter().map(|h| h.describe()).collect();
                 errln!(
@@ -59,7 +63,25 @@ pub async fn watch(args: WatchArgs) -> Code {
                     what.join(", "),
                     outcome.report.run_id
                 );
-                report(&outcome, json)
+                let code = report(&outcome, json);
+                match bisected {
+                    Some(Ok(bisection)) => match &bisection.outcome {
+                        Some(btrfsqa_runner::bisect::Outcome::Found { commit, subject }) => {
+                            errln!(
+                                "watch: bisected {}: first bad commit {commit} ({subject})",
+                                bisection.test
+                            )
+                        }
+                        _ => errln!(
+                            "watch: bisected {}: undecided ({})",
+                            bisection.test,
+                            bisection.id
+                        ),
+                    },
+                    Some(Err(err)) => print_error(&err),
+                    None => {}
+                }
+                code
             }
             Err(err) => {
                 progress.finish();

@@ -170,6 +170,11 @@ impl Bisection {
     }
 }
 
+/// Makes the runner of one step's run from its settings.
+pub type MakeRunner = dyn Fn(Settings) -> futures_util::future::BoxFuture<'static, Result<Runner, RunError>>
+    + Send
+    + Sync;
+
 /// Bisects: see the module documentation. `on_step` is told of every step
 /// as it ends; `events` and `cancel` go to the runs.
 pub async fn bisect(
@@ -178,6 +183,23 @@ pub async fn bisect(
     events: EventSink,
     cancel: CancellationToken,
     on_step: &(dyn Fn(&Bisection, &Step) + Sync),
+) -> Result<Bisection, BisectError> {
+    let real =
+        |settings: Settings| -> futures_util::future::BoxFuture<'static, Result<Runner, RunError>> {
+            Box::pin(Runner::from_settings(settings))
+        };
+    bisect_with(settings, request, events, cancel, on_step, &real).await
+}
+
+/// [`bisect`] with the runners `make` makes (an embedder's own providers
+/// and suites).
+pub async fn bisect_with(
+    settings: &Settings,
+    request: &BisectRequest,
+    events: EventSink,
+    cancel: CancellationToken,
+    on_step: &(dyn Fn(&Bisection, &Step) + Sync),
+    make: &MakeRunner,
 ) -> Result<Bisection, BisectError> {
     if !settings.config.run.suites.contains(&request.suite)
         && !crate::config::BUILTIN_SUITES.contains(&request.suite.as_str())
@@ -237,6 +259,7 @@ pub async fn bisect(
         events: &events,
         cancel: &cancel,
         id: &id,
+        make,
     };
     let save = |state: &Bisection| -> Result<(), BisectError> {
         let io = |source| BisectError::Journal {
@@ -383,6 +406,7 @@ struct StepEnv<'a> {
     events: &'a EventSink,
     cancel: &'a CancellationToken,
     id: &'a str,
+    make: &'a MakeRunner,
 }
 
 impl StepEnv<'_> {
@@ -403,9 +427,7 @@ impl StepEnv<'_> {
         };
         for _ in 0..self.request.runs.max(1) {
             let settings = self.pinned(commit, purpose);
-            let runner = Runner::from_settings(settings)
-                .await?
-                .only(vec![key.clone()]);
+            let runner = (self.make)(settings).await?.only(vec![key.clone()]);
             let outcome = runner.run(self.events.clone(), self.cancel.clone()).await?;
             if self.cancel.is_cancelled() {
                 // An interrupted step says nothing: the resumed bisection
@@ -539,7 +561,10 @@ fn bisection_id(request: &BisectRequest, good: &str, bad: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod marks {
     use super::*;
 
     #[test]

@@ -117,7 +117,7 @@ pub struct Runner {
     /// How often providers are asked for interruption notices.
     notice_poll: Duration,
     /// Replaces the kernel stage's builder (tests).
-    kernel_builder: Option<Arc<dyn RemoteHost>>,
+    pub(crate) kernel_builder: Option<Arc<dyn RemoteHost>>,
     /// The caller holds the store's drivers' lock (a watcher): runs do not
     /// take it again.
     pub(crate) store_lock_held: bool,

@@ -30,6 +30,7 @@ use btrfsqa_suites::EventSink;
 
 pub use config::{WatchConfig, WatchSource, WatchedRef};
 
+use crate::bisect::{BisectError, BisectRequest, Bisection, bisect_with};
 use crate::lock::{self, Held, Refused};
 use crate::{RunError, RunOutcome, Runner, Settings};
 
@@ -144,6 +145,9 @@ pub enum Tick {
         moved: Vec<Head>,
         /// The run.
         outcome: Box<RunOutcome>,
+        /// With `watch.bisect`: the bisection of a new failure the run's
+        /// reruns confirmed.
+        bisected: Option<Result<Box<Bisection>, BisectError>>,
     },
 }
 
@@ -287,14 +291,44 @@ impl Watcher {
         };
         let mut runner = Runner::from_settings(pinned(&self.settings, &heads, &moved)).await?;
         runner.store_lock_held = true;
-        let outcome = runner.run(events, cancel).await?;
+        let outcome = runner.run(events.clone(), cancel.clone()).await?;
         // An interrupted run tested nothing for sure: its heads stay new.
         if outcome.report.status != btrfsqa_model::RunStatus::Interrupted {
             self.remember(&heads, Some((&outcome, &moved)))?;
         }
+        let mut bisected = None;
+        if self.settings.config.watch.bisect && !cancel.is_cancelled() {
+            let store = btrfsqa_model::ResultsStore::new(self.settings.results_dir());
+            let baseline = outcome
+                .report
+                .comparison
+                .as_ref()
+                .and_then(|c| c.baseline.as_ref())
+                .and_then(|id| store.read_report(id).ok());
+            if let Some(request) = bisect_request(&outcome.report, baseline.as_ref(), &moved) {
+                // The watcher holds the store: its bisection's runs do not
+                // take the lock again.
+                let make = |settings: Settings| -> futures_util::future::BoxFuture<
+                    'static,
+                    Result<Runner, RunError>,
+                > {
+                    Box::pin(async move {
+                        let mut runner = Runner::from_settings(settings).await?;
+                        runner.store_lock_held = true;
+                        Ok(runner)
+                    })
+                };
+                bisected = Some(
+                    bisect_with(&self.settings, &request, events, cancel, &|_, _| {}, &make)
+                        .await
+                        .map(Box::new),
+                );
+            }
+        }
         Ok(Tick::Ran {
             moved,
             outcome: Box::new(outcome),
+            bisected,
         })
     }
 
@@ -326,6 +360,48 @@ impl Watcher {
         std::fs::write(&partial, json).map_err(io)?;
         std::fs::rename(&partial, &self.state_path).map_err(io)
     }
+}
+
+/// The bisection a watcher starts after `run`: of its first new failure
+/// that every rerun confirmed, over the one source that moved, from the
+/// commit the `baseline` run tested to the new head. `None` when there is no
+/// such failure, several sources moved (which broke it is unknown), or the
+/// baseline does not say which commit of the source it tested.
+pub fn bisect_request(
+    run: &btrfsqa_model::RunReport,
+    baseline: Option<&btrfsqa_model::RunReport>,
+    moved: &[Head],
+) -> Option<BisectRequest> {
+    let [head] = moved else {
+        return None;
+    };
+    let failure = run
+        .comparison
+        .as_ref()?
+        .regressions
+        .iter()
+        .find(|t| t.attempts.len() > 1 && t.attempts.iter().all(|v| !v.is_ok()))?;
+    let baseline = baseline?;
+    let good = match head.source {
+        WatchSource::Kernel => baseline.provenance.kernel.source.as_ref()?.commit.clone()?,
+        WatchSource::Xfstests | WatchSource::BtrfsProgs => baseline
+            .suites
+            .iter()
+            .find(|s| s.id == head.source.as_str())?
+            .source
+            .as_ref()?
+            .commit
+            .clone()?,
+    };
+    (good != head.commit).then(|| BisectRequest {
+        suite: failure.suite.clone(),
+        test: failure.name.clone(),
+        profile: failure.profile.clone(),
+        source: head.source,
+        good,
+        bad: head.commit.clone(),
+        runs: 1,
+    })
 }
 
 /// The repository of watched ref `index`: its own `url`, else the URL its

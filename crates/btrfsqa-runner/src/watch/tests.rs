@@ -87,3 +87,71 @@ async fn failed_polls_back_off_up_to_the_limit() {
     let err = watcher.heads().await.unwrap_err();
     assert!(err.to_string().contains("cannot poll `main`"), "{err}");
 }
+
+#[test]
+fn a_confirmed_new_failure_after_one_moved_source_is_bisected_from_the_baseline() {
+    use btrfsqa_model::compare::{Class, ClassCounts, ComparisonSummary, TestComparison};
+    use btrfsqa_model::{Provenance, RunId, RunReport, SourceInfo, SuiteReport, Verdict};
+    let commit = |c: char| c.to_string().repeat(40);
+    let mut baseline = RunReport::start(
+        RunId::parse("run-base").unwrap(),
+        chrono::Utc::now(),
+        Provenance::default(),
+    );
+    let mut suite = SuiteReport::new("btrfs-progs");
+    suite.source = Some(SourceInfo::new(
+        "btrfs-progs",
+        "/srv/progs",
+        None,
+        Some(commit('a')),
+    ));
+    baseline.suites.push(suite);
+    let mut run = RunReport::start(
+        RunId::parse("run-new").unwrap(),
+        chrono::Utc::now(),
+        Provenance::default(),
+    );
+    let failure = |attempts: Vec<Verdict>| TestComparison {
+        suite: "btrfs-progs".into(),
+        profile: None,
+        name: "cli/001-btrfs".into(),
+        class: Class::NewFailure,
+        verdict: Some(Verdict::Fail),
+        baseline_verdict: Some(Verdict::Pass),
+        attempts,
+        message: None,
+    };
+    let summary = |regressions| ComparisonSummary {
+        run_id: run.run_id.clone(),
+        baseline: Some(baseline.run_id.clone()),
+        counts: ClassCounts::default(),
+        regressions,
+        notable: Vec::new(),
+        droppable: Vec::new(),
+        slower: Vec::new(),
+        dashboard_url: None,
+    };
+    let head = |source| Head {
+        source,
+        url: "/srv/progs".into(),
+        git_ref: "devel".into(),
+        commit: commit('b'),
+    };
+    // Not confirmed by a rerun: no bisection.
+    run.comparison = Some(summary(vec![failure(Vec::new())]));
+    assert!(bisect_request(&run, Some(&baseline), &[head(WatchSource::BtrfsProgs)]).is_none());
+    // Confirmed: from the baseline's commit to the new head.
+    run.comparison = Some(summary(vec![failure(vec![Verdict::Fail, Verdict::Fail])]));
+    let request = bisect_request(&run, Some(&baseline), &[head(WatchSource::BtrfsProgs)]).unwrap();
+    assert_eq!((request.good, request.bad), (commit('a'), commit('b')));
+    assert_eq!(request.test, "cli/001-btrfs");
+    // Two sources moved: which one broke it is unknown.
+    assert!(
+        bisect_request(
+            &run,
+            Some(&baseline),
+            &[head(WatchSource::BtrfsProgs), head(WatchSource::Kernel)]
+        )
+        .is_none()
+    );
+}
