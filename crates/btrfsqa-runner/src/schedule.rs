@@ -311,6 +311,10 @@ pub struct History {
 /// clean-up): a longer gap between starts is not the first test's cost.
 const HARNESS_GAP_SECS: f64 = 10.0;
 
+/// What any test costs at least (a harness starts it, mounts, checks):
+/// a test recorded at "0 s" is not free to add to a batch.
+pub const MIN_ESTIMATE_SECS: f64 = 1.0;
+
 /// An estimate when nothing at all is known.
 pub const DEFAULT_ESTIMATE_SECS: f64 = 60.0;
 
@@ -387,8 +391,13 @@ impl History {
     }
 
     /// A test's estimate: its newest duration under this profile, else
-    /// under any, else the median of its suite's tests, else of all tests.
+    /// under any, else the median of its suite's tests, else of all tests;
+    /// never under [`MIN_ESTIMATE_SECS`].
     pub fn estimate(&self, suite: &str, profile: Option<&str>, test: &str) -> f64 {
+        self.estimate_raw(suite, profile, test).max(MIN_ESTIMATE_SECS)
+    }
+
+    fn estimate_raw(&self, suite: &str, profile: Option<&str>, test: &str) -> f64 {
         let key = (
             suite.to_owned(),
             profile.map(str::to_owned),
