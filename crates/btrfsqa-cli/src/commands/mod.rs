@@ -2,6 +2,7 @@
 
 mod compare;
 mod config;
+mod docs;
 mod image;
 mod import;
 mod machine;
@@ -30,6 +31,8 @@ pub async fn dispatch(cli: Cli) -> Code {
         Command::Compare(args) => compare::compare(args),
         Command::History(args) => compare::history(args),
         Command::Image(crate::args::ImageCommand::Build(args)) => image::build(args).await,
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     }
 }
 
