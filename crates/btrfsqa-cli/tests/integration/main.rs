@@ -6,6 +6,8 @@ mod cli;
 mod compare;
 mod faults;
 mod hardening;
+mod imports;
+mod readme;
 mod reap;
 mod runs;
 mod scripts;
