@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// records one verdict per test in the results store, publishes a static
 /// dashboard to a git repository, and tears everything down on every path.
 #[derive(Debug, Parser)]
-#[command(name = "btrfsqa", version, propagate_version = true)]
+#[command(name = "btrfsqa", version = crate::VERSION, propagate_version = true)]
 pub struct Cli {
     /// More log output on stderr (-v: debug, -vv: trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -58,6 +58,11 @@ pub enum Command {
     Watch(WatchArgs),
     /// Find the first commit of a source after which a test fails.
     Bisect(BisectArgs),
+    /// Print a shell completion script (`btrfsqa completions bash >
+    /// /etc/bash_completion.d/btrfsqa`).
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one per command into a directory.
+    Man(ManArgs),
 }
 
 /// `btrfsqa bisect`.
@@ -105,6 +110,23 @@ pub struct WatchArgs {
     /// Output shape of the runs' progress.
     #[arg(long, value_enum, default_value_t)]
     pub message_format: MessageFormat,
+}
+
+/// `btrfsqa completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `btrfsqa man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `btrfsqa.1` and `btrfsqa-COMMAND.1` for every command here
+    /// instead of printing `btrfsqa.1`.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `btrfsqa image ...`.
@@ -156,6 +178,11 @@ pub struct ImportArgs {
     pub kind: ImportKindArg,
     /// The directory that holds them.
     pub dir: PathBuf,
+    /// btrfs-progs: what the run printed (`make test-cli ... 2>&1 | tee
+    /// FILE`). Only the console tells the cases the harness did not run
+    /// (`[NOTRUN]`); without it they read as passes.
+    #[arg(long, value_name = "FILE")]
+    pub console: Option<PathBuf>,
     /// Publish to this git repository too (overrides `publish.site-repo`).
     #[arg(long, value_name = "PATH|URL")]
     pub site_repo: Option<String>,
@@ -194,6 +221,13 @@ pub struct RunArgs {
     /// A suite to run (repeatable; replaces `run.suites`).
     #[arg(long = "suite", value_name = "ID")]
     pub suites: Vec<String>,
+    /// An fstests profile to run, one `./check` section each (repeatable;
+    /// replaces `suites.xfstests.profiles`): a built-in profile (default,
+    /// compress, holes, no-free-space-tree, block-group-tree, nodatacow,
+    /// discard, raid, raid56-scrub) or the name of a configured
+    /// `[[suites.xfstests.sections]]`. Needs the xfstests suite in the run.
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
     /// The git repository that receives the dashboard (overrides `publish.site-repo`).
     #[arg(long, value_name = "PATH|URL")]
     pub site_repo: Option<String>,
@@ -226,6 +260,9 @@ pub enum ConfigCommand {
     },
     /// Print the embedded default configuration.
     Default,
+    /// Print the reference of every key of every table (docs/config.md),
+    /// made from the configuration types.
+    Reference,
 }
 
 /// `btrfsqa reap`.

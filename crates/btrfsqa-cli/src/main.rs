@@ -12,6 +12,10 @@ mod exit;
 
 use clap::Parser;
 
+/// The version and the commit it was built from (`0.1.0 (3f2a9c1)`,
+/// `-dirty` for a tree with changes, `unknown` outside a git checkout).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BTRFSQA_COMMIT"), ")");
+
 fn main() -> std::process::ExitCode {
     let args = args::Cli::parse();
     output::init_logging(args.verbose);

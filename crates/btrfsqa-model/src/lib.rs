@@ -40,8 +40,8 @@ pub use error::ModelError;
 pub use event::{Event, Stage};
 pub use redact::redact_url;
 pub use report::{
-    Artifact, ArtifactKind, Attempt, Counts, KernelInfo, MachineInfo, Provenance, RunReport,
-    RunStatus, SCHEMA_VERSION, SourceInfo, SuiteReport, TestOutcome, Verdict,
+    Artifact, ArtifactKind, Attempt, Counts, ImportOrigin, KernelInfo, MachineInfo, Provenance,
+    RunReport, RunStatus, SCHEMA_VERSION, SourceInfo, SuiteReport, TestOutcome, Verdict,
 };
 pub use run_id::RunId;
 pub use store::{ResultsStore, escape_file_name, safe_file_name};

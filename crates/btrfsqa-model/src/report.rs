@@ -463,6 +463,28 @@ pub struct RunReport {
     /// tests), when the runner compared it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison: Option<ComparisonSummary>,
+    /// Set when the run was made elsewhere and read by `btrfsqa import`:
+    /// its start, end and provenance are then what the results say, and
+    /// this says where, when and by whom they were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportOrigin>,
+}
+
+/// Where an imported run's results came from (see [`RunReport::import`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportOrigin {
+    /// The directory read, as an absolute path on the importing machine.
+    pub source: String,
+    /// What it held (`xfstests`, `btrfs-progs`).
+    pub kind: String,
+    /// The importing machine's host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The user who ran `btrfsqa import`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// When it was imported.
+    pub imported_at: DateTime<Utc>,
 }
 
 impl RunReport {
@@ -481,6 +503,7 @@ impl RunReport {
             labels: BTreeMap::new(),
             cost_usd: None,
             comparison: None,
+            import: None,
         }
     }
 
@@ -556,6 +579,27 @@ mod tests {
         assert_eq!(json["suites"][0]["tests"][0]["name"], "raid5-data");
         assert_eq!(json["suites"][0]["tests"][0]["verdict"], "pass");
         assert_eq!(json["schema_version"], SCHEMA_VERSION);
+        let back: RunReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report);
+    }
+
+    #[test]
+    fn an_import_origin_round_trips_and_older_reports_have_none() {
+        let id = RunId::parse("20261124-000000-abcd").unwrap();
+        let mut report = RunReport::start(id, Utc::now(), Provenance::default());
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json.get("import").is_none(), "{json}");
+        let back: RunReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back.import, None);
+        report.import = Some(ImportOrigin {
+            source: "/srv/results/fstests".into(),
+            kind: "xfstests".into(),
+            host: Some("lab1".into()),
+            user: Some("dave".into()),
+            imported_at: Utc::now(),
+        });
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["import"]["source"], "/srv/results/fstests");
         let back: RunReport = serde_json::from_value(json).unwrap();
         assert_eq!(back, report);
     }

@@ -104,25 +104,29 @@ impl std::str::FromStr for ProviderKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RunConfig {
-    /// The provider.
+    /// Where the machines come from (`--provider`).
     #[serde(default)]
     pub provider: ProviderKind,
-    /// Suite ids, in order.
+    /// The suites to run, in order (`--suite`): `raid56-scrub`, `xfstests`,
+    /// `btrfs-progs`, or the name of a `[suites.scripts.NAME]`.
     #[serde(default = "default_suites")]
     pub suites: Vec<String>,
-    /// The results store.
+    /// The local results store: every run lands in `RESULTS-DIR/<run-id>/`
+    /// before anything is published (`--results-dir`).
     #[serde(default = "default_results_dir")]
     pub results_dir: PathBuf,
-    /// Deadline for the whole run.
+    /// The whole run is stopped, torn down and reported after this long.
     #[serde(default = "default_timeout_minutes")]
     pub timeout_minutes: u64,
-    /// `installed`, or (later) a kernel source.
+    /// Only `installed` (the machine's running kernel); a kernel to build
+    /// and boot goes in `[kernel]`.
     #[serde(default = "default_kernel")]
     pub kernel: String,
     /// Free-form labels copied into the report.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Machines to spread the tests over (each with its own devices).
+    /// Machines to spread the tests over, each with its own devices
+    /// (`--shards`).
     #[serde(default = "default_shards")]
     pub shards: u32,
     /// Environment variables whose values are secrets, besides the ones
@@ -171,7 +175,8 @@ pub struct MachineConfig {
     /// Data devices per machine (test device + scratch pool).
     #[serde(default = "default_data_devices")]
     pub data_devices: u32,
-    /// Size of each, GiB.
+    /// The size of each data device, GiB (sparse on the local and qemu
+    /// providers).
     #[serde(default = "default_device_size_gib")]
     pub device_size_gib: u64,
 }
@@ -902,6 +907,94 @@ mod tests {
         assert_eq!(config.run.provider, ProviderKind::Local);
         assert_eq!(config.run.suites, ["raid56-scrub"]);
         assert_eq!(config.machine.data_devices, 6);
+    }
+
+    /// The commented `[suites.xfstests]` and `[suites.btrfs-progs]` of the
+    /// default, uncommented: the TOML lines of the region (`# [table]`,
+    /// `# key = value  # note`), not its prose.
+    fn uncommented_suites() -> String {
+        let start = DEFAULT_CONFIG.find("# [suites.xfstests]").unwrap();
+        let end = DEFAULT_CONFIG.find("\n[publish]").unwrap();
+        let mut out = String::new();
+        for line in DEFAULT_CONFIG[start..end].lines() {
+            let Some(rest) = line.strip_prefix("# ") else {
+                continue;
+            };
+            let is_key = rest.split_once(" = ").is_some_and(|(key, _)| {
+                !key.is_empty()
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            });
+            if rest.starts_with('[') || is_key {
+                out.push_str(rest);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_default_offers_fstests_and_btrfs_progs_with_every_key() {
+        let text = uncommented_suites();
+        let config = source(&text).parse().unwrap();
+        let xfstests = &config.suites.xfstests;
+        assert_eq!(xfstests.profiles, ["default"]);
+        assert_eq!(xfstests.sections.len(), 1);
+        assert_eq!(xfstests.sections[0].scratch_devs, Some(3));
+        assert_eq!(config.suites.btrfs_progs.exclude, ["cli/017-*"]);
+        // Still only what the README's main job runs.
+        let default = ConfigSource::embedded_default().parse().unwrap();
+        assert_eq!(default.run.suites, ["raid56-scrub"]);
+        // Every key of the three tables, as the types have them.
+        let shape = crate::reference::config_shape().unwrap();
+        let keys = |path: &[&str]| -> Vec<&'static str> {
+            let mut shape = &shape;
+            for key in path {
+                let crate::reference::Shape::Struct { fields, .. } = shape else {
+                    panic!("{path:?}")
+                };
+                shape = &fields.iter().find(|f| f.key == *key).unwrap().shape;
+                if let crate::reference::Shape::Array(inner) = shape {
+                    shape = inner;
+                }
+            }
+            let crate::reference::Shape::Struct { fields, .. } = shape else {
+                panic!("{path:?}")
+            };
+            fields.iter().map(|f| f.key).collect()
+        };
+        let tables = [
+            ("[suites.xfstests]", keys(&["suites", "xfstests"])),
+            (
+                "[[suites.xfstests.sections]]",
+                keys(&["suites", "xfstests", "sections"]),
+            ),
+            ("[suites.btrfs-progs]", keys(&["suites", "btrfs-progs"])),
+        ];
+        for (table, keys) in tables {
+            let at = text.find(&format!("{table}\n")).unwrap();
+            let body = text[at + table.len()..].split("\n[").next().unwrap();
+            for key in keys {
+                // `sections` is the table that follows.
+                if key == "sections" {
+                    continue;
+                }
+                assert!(
+                    body.lines().any(|l| l.starts_with(&format!("{key} = "))),
+                    "{table}: `{key}` is not in the default configuration"
+                );
+            }
+        }
+        for profile in btrfsqa_suites::xfstests::config::PROFILES {
+            assert!(
+                DEFAULT_CONFIG.lines().any(|l| l.starts_with("#   ")
+                    && l.contains(profile.name)
+                    && l.contains(profile.description)),
+                "profile `{}` is not described in the default configuration",
+                profile.name
+            );
+        }
     }
 
     #[test]

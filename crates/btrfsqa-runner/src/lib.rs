@@ -38,6 +38,7 @@ pub mod notify;
 pub mod plan;
 pub mod qemu;
 mod recording;
+pub mod reference;
 pub mod registry;
 mod run;
 pub mod schedule;

@@ -394,7 +394,8 @@ impl History {
     /// under any, else the median of its suite's tests, else of all tests;
     /// never under [`MIN_ESTIMATE_SECS`].
     pub fn estimate(&self, suite: &str, profile: Option<&str>, test: &str) -> f64 {
-        self.estimate_raw(suite, profile, test).max(MIN_ESTIMATE_SECS)
+        self.estimate_raw(suite, profile, test)
+            .max(MIN_ESTIMATE_SECS)
     }
 
     fn estimate_raw(&self, suite: &str, profile: Option<&str>, test: &str) -> f64 {

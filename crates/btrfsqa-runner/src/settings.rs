@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use btrfsqa_suites::XfstestsConfig;
+use btrfsqa_suites::xfstests::config::{PROFILES, SectionConfig};
+
 use crate::config::{Config, ConfigSource, ProviderKind, validate};
 use crate::error::{ConfigError, ConfigIssue};
 
@@ -12,6 +15,11 @@ pub struct RunOverrides {
     pub provider: Option<ProviderKind>,
     /// `--suite` (repeatable); replaces `run.suites` when non-empty.
     pub suites: Vec<String>,
+    /// `--profile` (repeatable): when non-empty, the fstests sections to run,
+    /// each a built-in profile or a configured section's name; replaces
+    /// `suites.xfstests.profiles` and leaves out the configured sections it
+    /// does not name.
+    pub profiles: Vec<String>,
     /// `--results-dir`.
     pub results_dir: Option<PathBuf>,
     /// `--site-repo`.
@@ -53,6 +61,22 @@ impl Settings {
             hash_input.push_str(&format!(";suites={}", overrides.suites.join(",")));
             config.run.suites = overrides.suites;
         }
+        let mut override_issues = Vec::new();
+        if !overrides.profiles.is_empty() {
+            hash_input.push_str(&format!(";profiles={}", overrides.profiles.join(",")));
+            override_issues.extend(select_profiles(
+                &mut config.suites.xfstests,
+                &overrides.profiles,
+            ));
+            if !config.run.suites.iter().any(|s| s == "xfstests") {
+                override_issues.push((
+                    "run.suites".to_owned(),
+                    "`--profile` selects fstests profiles, but the run has no `xfstests` suite: \
+                     add `--suite xfstests`"
+                        .to_owned(),
+                ));
+            }
+        }
         if let Some(shards) = overrides.shards {
             config.run.shards = shards;
         }
@@ -64,8 +88,9 @@ impl Settings {
         }
         // Overrides can make a valid file invalid (`--suite nope`): check again,
         // naming the command line for keys the file did not hold.
-        let issues: Vec<ConfigIssue> = validate(&config)
+        let issues: Vec<ConfigIssue> = override_issues
             .into_iter()
+            .chain(validate(&config))
             .map(|(key, message)| ConfigIssue {
                 file: format!("{} (with command-line overrides)", source.name),
                 line: None,
@@ -92,6 +117,40 @@ impl Settings {
     pub fn results_dir(&self) -> &Path {
         &self.config.run.results_dir
     }
+}
+
+/// Narrows the fstests suite to the sections `names` (built-in profiles or
+/// the names of configured sections); returns `(key, message)` for each
+/// name that is neither.
+fn select_profiles(xfstests: &mut XfstestsConfig, names: &[String]) -> Vec<(String, String)> {
+    let section_name =
+        |section: &SectionConfig| section.name.clone().or_else(|| section.profile.clone());
+    let configured: Vec<String> = xfstests.sections.iter().filter_map(section_name).collect();
+    let mut issues = Vec::new();
+    let mut profiles = Vec::new();
+    for name in names {
+        if configured.contains(name) {
+            continue;
+        }
+        if PROFILES.iter().any(|p| p.name == name) {
+            profiles.push(name.clone());
+        } else {
+            let mut known: Vec<&str> = PROFILES.iter().map(|p| p.name).collect();
+            known.extend(configured.iter().map(String::as_str));
+            issues.push((
+                "suites.xfstests.profiles".to_owned(),
+                format!(
+                    "`--profile {name}`: no such fstests profile or section (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    xfstests.profiles = profiles;
+    xfstests
+        .sections
+        .retain(|section| section_name(section).is_some_and(|n| names.contains(&n)));
+    issues
 }
 
 fn absolute(base: &Path, path: &Path) -> PathBuf {
@@ -178,4 +237,73 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     }
     config.kernel.resolve_paths(base);
     config.providers.qemu.resolve_paths(base);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(text: &str) -> ConfigSource {
+        ConfigSource {
+            name: "t.toml".into(),
+            base_dir: "/".into(),
+            text: text.into(),
+        }
+    }
+
+    fn with_profiles(text: &str, suites: &[&str], profiles: &[&str]) -> Result<Settings, String> {
+        let overrides = RunOverrides {
+            suites: suites.iter().map(|s| (*s).to_owned()).collect(),
+            profiles: profiles.iter().map(|s| (*s).to_owned()).collect(),
+            ..RunOverrides::default()
+        };
+        Settings::resolve(&source(text), overrides).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn profiles_on_the_command_line_choose_the_fstests_sections() {
+        let text = "[suites.xfstests]\nprofiles = [\"default\"]\n\
+                    [[suites.xfstests.sections]]\nname = \"mine\"\nmount-options = \"-o ssd\"\n\
+                    [[suites.xfstests.sections]]\nprofile = \"discard\"\nexclude-tests = [\"btrfs/001\"]\n";
+        let settings = with_profiles(text, &["xfstests"], &["compress", "raid"]).unwrap();
+        let xfstests = &settings.config.suites.xfstests;
+        assert_eq!(xfstests.profiles, ["compress", "raid"]);
+        assert!(xfstests.sections.is_empty());
+        // A configured section is chosen by its name (or its profile's).
+        let settings = with_profiles(text, &["xfstests"], &["mine", "discard"]).unwrap();
+        let xfstests = &settings.config.suites.xfstests;
+        assert!(xfstests.profiles.is_empty());
+        let names: Vec<_> = xfstests
+            .resolve()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["mine", "discard"]);
+        // Another profile list is another configuration.
+        let a = with_profiles(text, &["xfstests"], &["compress"]).unwrap();
+        let b = with_profiles(text, &["xfstests"], &["raid"]).unwrap();
+        assert_ne!(a.config_hash, b.config_hash);
+    }
+
+    #[test]
+    fn an_unknown_profile_or_a_run_without_fstests_is_refused() {
+        let err = with_profiles("", &["xfstests"], &["compres"]).unwrap_err();
+        assert!(err.contains("`--profile compres`"), "{err}");
+        for known in [
+            "default",
+            "compress",
+            "holes",
+            "no-free-space-tree",
+            "block-group-tree",
+            "nodatacow",
+            "discard",
+            "raid",
+            "raid56-scrub",
+        ] {
+            assert!(err.contains(known), "{known}: {err}");
+        }
+        let err = with_profiles("", &[], &["compress"]).unwrap_err();
+        assert!(err.contains("`--suite xfstests`"), "{err}");
+    }
 }

@@ -19,7 +19,7 @@
 //! let redactor = Redactor::from_env(&["GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY"]);
 //! let imported = match import::detect(dir)? {
 //!     import::ImportKind::Xfstests => import::xfstests(dir, Path::new("store/run-1"), &redactor)?,
-//!     import::ImportKind::BtrfsProgs => import::btrfs_progs(dir, Path::new("store/run-1"), &redactor)?,
+//!     import::ImportKind::BtrfsProgs => import::btrfs_progs(dir, None, Path::new("store/run-1"), &redactor)?,
 //! };
 //! println!("{} tests", imported.report.tests.len());
 //! for warning in &imported.warnings {
@@ -35,6 +35,7 @@ use std::path::{Component, Path, PathBuf};
 
 use btrfsqa_model::{Artifact, ArtifactKind, SuiteReport, TestOutcome, safe_file_name};
 use btrfsqa_remote::Redactor;
+use chrono::{DateTime, Utc};
 
 use crate::SuiteError;
 use crate::btrfs_progs::{self, parse as progs_parse};
@@ -59,6 +60,60 @@ pub struct Imported {
     pub report: SuiteReport,
     /// Files left out, and why (a symbolic link out of the directory).
     pub warnings: Vec<String>,
+    /// What the results say about the run that made them.
+    pub run: ImportedRun,
+}
+
+/// What results made elsewhere say about their run, so the imported run
+/// shows the machine, kernel and times of the real one rather than those of
+/// the import. Each is `None` when the results do not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportedRun {
+    /// The kernel release (`uname -r`) the tests ran on.
+    pub kernel: Option<String>,
+    /// The host name of the machine they ran on.
+    pub host: Option<String>,
+    /// When the first test run started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the last one ended.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl ImportedRun {
+    /// Takes in what one fstests section's `result.xml` says: the earliest
+    /// start and the latest end of all sections are the run's.
+    fn add_xunit(&mut self, xunit: &fst_parse::XunitReport) {
+        if self.kernel.is_none() {
+            self.kernel = xunit
+                .properties
+                .get("KERNEL")
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty());
+        }
+        if self.host.is_none() {
+            self.host = xunit.hostname.clone();
+        }
+        let time = xunit
+            .time_secs
+            .map(|secs| chrono::Duration::milliseconds((secs * 1000.0) as i64));
+        // `report_timestamp` is the section's end; fstests before 2022 wrote
+        // only `timestamp`, and then at the end.
+        let end = xunit
+            .report_timestamp
+            .or(xunit.timestamp)
+            .map(|t| t.with_timezone(&Utc));
+        let start = xunit
+            .start_timestamp
+            .map(|t| t.with_timezone(&Utc))
+            .or_else(|| Some(end? - time?));
+        let end = end.or_else(|| Some(start? + time?));
+        if let Some(start) = start {
+            self.started_at = Some(self.started_at.map_or(start, |s| s.min(start)));
+        }
+        if let Some(end) = end {
+            self.finished_at = Some(self.finished_at.map_or(end, |e| e.max(end)));
+        }
+    }
 }
 
 /// Symbolic links followed one after another before giving up.
@@ -296,6 +351,7 @@ pub fn xfstests(dir: &Path, run_dir: &Path, redactor: &Redactor) -> Result<Impor
     }
     let mut source = Source::new(dir, redactor)?;
     let mut report = SuiteReport::new(xfstests::ID);
+    let mut run = ImportedRun::default();
     for (section, _) in sections {
         let label = section.clone().unwrap_or_else(|| "global".to_owned());
         let section_rel = format!("{}/{}", xfstests::ID, safe_file_name(&label));
@@ -303,6 +359,9 @@ pub fn xfstests(dir: &Path, run_dir: &Path, redactor: &Redactor) -> Result<Impor
         let xunit = source
             .read(&sdir.join("result.xml"))
             .and_then(|b| fst_parse::parse_xunit(&b).ok());
+        if let Some(xunit) = &xunit {
+            run.add_xunit(xunit);
+        }
         // check.time is global in a run with sections; the section copy
         // exists only once the section ended.
         let times = source
@@ -312,9 +371,26 @@ pub fn xfstests(dir: &Path, run_dir: &Path, redactor: &Redactor) -> Result<Impor
             .unwrap_or_default();
         let check_log = source
             .read(&sdir.join("check.log"))
-            .and_then(|b| fst_parse::parse_check_log(&String::from_utf8_lossy(&b)))
-            .map(|log| log.tests(&times));
-        let tests = xfstests::merge_results(xunit.map(|x| x.tests), check_log, Vec::new(), None);
+            .and_then(|b| fst_parse::parse_check_log(&String::from_utf8_lossy(&b)));
+        if run.kernel.is_none() {
+            run.kernel = check_log
+                .as_ref()
+                .and_then(|log| log.kernel.clone())
+                .filter(|k| !k.is_empty());
+        }
+        let mut tests = xfstests::merge_results(
+            xunit.map(|x| x.tests),
+            check_log.map(|log| log.tests(&times)),
+            Vec::new(),
+            None,
+        );
+        // A result.xml without per-test times (and no check.log to bring
+        // them): check.time has them for the tests that passed.
+        for test in &mut tests {
+            if test.duration_secs.is_none() && test.verdict == btrfsqa_model::Verdict::Pass {
+                test.duration_secs = times.get(&test.name).copied();
+            }
+        }
         for file in ["result.xml", "check.log", "check.time"] {
             let rel = format!("{section_rel}/{file}");
             if let Some(truncated) = source.copy(&sdir.join(file), &run_dir.join(&rel))? {
@@ -362,6 +438,7 @@ pub fn xfstests(dir: &Path, run_dir: &Path, redactor: &Redactor) -> Result<Impor
     Ok(Imported {
         report,
         warnings: source.warnings,
+        run,
     })
 }
 
@@ -370,11 +447,16 @@ pub fn xfstests(dir: &Path, run_dir: &Path, redactor: &Redactor) -> Result<Impor
 /// the results files, tests named `<suite>/<case>`, each case's part of the
 /// results file kept as its log), redacted with `redactor`.
 ///
-/// The results files do not record cases that did not run (`[NOTRUN]` goes
-/// only to the console), so those read as passes; a run stopped at its first
-/// failure holds only the cases up to it.
+/// Each case gets the verdict the harness gave it
+/// ([`progs_parse::harness_verdict`]): failed when it wrote `test failed for
+/// case`, never for a `failed:` line alone. `console` is what the run
+/// printed (`make test-cli ... 2>&1 | tee FILE`): the harness reports cases
+/// it did not run (`[NOTRUN]`) only there, so without it they read as
+/// passes (a warning says so). A run stopped at its first failure holds
+/// only the cases up to it.
 pub fn btrfs_progs(
     dir: &Path,
+    console: Option<&str>,
     run_dir: &Path,
     redactor: &Redactor,
 ) -> Result<Imported, SuiteError> {
@@ -394,6 +476,17 @@ pub fn btrfs_progs(
     }
     let mut source = Source::new(dir, redactor)?;
     let mut report = SuiteReport::new(btrfs_progs::ID);
+    let console = console.map(|text| redactor.redact_str(text));
+    let printed = console
+        .as_deref()
+        .map(progs_parse::parse_console)
+        .unwrap_or_default();
+    let printed_for = |suite: &str, case: &str| {
+        printed
+            .iter()
+            .rev()
+            .find(|c| c.suite == suite && c.name == case)
+    };
     for (suite, file) in files {
         let rel_file = file.strip_prefix(dir).unwrap_or(&file).to_owned();
         let Some(bytes) = source.read(&rel_file) else {
@@ -414,8 +507,10 @@ pub fn btrfs_progs(
         let blocks = progs_parse::split_results(&text);
         for case in progs_parse::parse_results(&text) {
             let name = format!("{suite}/{}", case.name);
-            let mut outcome = TestOutcome::new(btrfs_progs::ID, name.as_str(), case.verdict);
-            outcome.message = case.summary();
+            let (verdict, message) =
+                progs_parse::harness_verdict(Some(&case), printed_for(&suite, &case.name));
+            let mut outcome = TestOutcome::new(btrfs_progs::ID, name.as_str(), verdict);
+            outcome.message = message;
             if let Some((_, block)) = blocks.iter().find(|(n, _)| *n == case.name) {
                 let rel = format!("{suite_rel}/{}/results.txt", safe_file_name(&case.name));
                 crate::context::write_file(&run_dir.join(&rel), cap_text(block).as_bytes())?;
@@ -426,9 +521,36 @@ pub fn btrfs_progs(
             report.tests.push(outcome);
         }
     }
+    // Cases the console names that no results file holds (a results file
+    // not kept): the console alone tells their verdict.
+    for case in &printed {
+        let name = format!("{}/{}", case.suite, case.name);
+        if report.tests.iter().any(|t| t.name == name) {
+            continue;
+        }
+        let (verdict, message) = progs_parse::harness_verdict(None, Some(case));
+        let mut outcome = TestOutcome::new(btrfs_progs::ID, name.as_str(), verdict);
+        outcome.message = message;
+        report.tests.push(outcome);
+    }
+    match &console {
+        Some(text) => {
+            let rel = format!("{}/console.txt", btrfs_progs::ID);
+            crate::context::write_file(&run_dir.join(&rel), cap_text(text).as_bytes())?;
+            report
+                .artifacts
+                .push(Artifact::new(ArtifactKind::Stdout, rel));
+        }
+        None => source.warnings.push(
+            "no console given: cases the harness did not run (`[NOTRUN]`, which it prints only \
+             on its console) read as passes; import with the console of the run to tell them"
+                .to_owned(),
+        ),
+    }
     Ok(Imported {
         report,
         warnings: source.warnings,
+        run: ImportedRun::default(),
     })
 }
 
@@ -516,6 +638,110 @@ mod tests {
         assert_eq!(report.counts().pass, 29);
     }
 
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn an_fstests_import_keeps_the_kernel_host_and_times_of_result_xml() {
+        // result.xml: hostname="vm", start_timestamp 13:48:18, report_timestamp
+        // 13:56:01 (time="463"), KERNEL 6.18.44-fc-v657.
+        let src = fixtures().join("xfstests/btrfs-loop-30");
+        let run = tempfile::tempdir().unwrap();
+        let imported = xfstests(&src, run.path(), &Redactor::default()).unwrap();
+        assert_eq!(
+            imported.run,
+            ImportedRun {
+                kernel: Some("6.18.44-fc-v657".into()),
+                host: Some("vm".into()),
+                started_at: Some(utc("2026-11-24T13:48:18+00:00")),
+                finished_at: Some(utc("2026-11-24T13:56:01+00:00")),
+            }
+        );
+        let duration = |name: &str| {
+            imported
+                .report
+                .tests
+                .iter()
+                .find(|t| t.name == name)
+                .unwrap()
+                .duration_secs
+        };
+        // As result.xml says (`time="241"`, `time="66"`).
+        assert_eq!(duration("btrfs/011"), Some(241.0));
+        assert_eq!(duration("btrfs/004"), Some(66.0));
+    }
+
+    #[test]
+    fn sections_make_one_run_from_the_first_start_to_the_last_end() {
+        let src = fixtures().join("xfstests/sections");
+        let run = tempfile::tempdir().unwrap();
+        let imported = xfstests(&src, run.path(), &Redactor::default()).unwrap();
+        // compress: 15:53:11 to 15:53:28; default: 15:52:54 to 15:53:10.
+        assert_eq!(
+            imported.run.started_at,
+            Some(utc("2026-11-24T15:52:54+00:00"))
+        );
+        assert_eq!(
+            imported.run.finished_at,
+            Some(utc("2026-11-24T15:53:28+00:00"))
+        );
+        assert_eq!(imported.run.host.as_deref(), Some("vm"));
+        assert!(imported.run.kernel.is_some());
+    }
+
+    #[test]
+    fn older_result_xml_and_missing_times_fall_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("results");
+        copy_tree(&fixtures().join("xfstests/btrfs-loop-30"), &src);
+        // fstests before 2022: no start_timestamp or report_timestamp, and
+        // `timestamp` is the end; no per-test `time`, no check.log.
+        let xml = fs::read_to_string(src.join("result.xml")).unwrap();
+        let mut old = String::new();
+        for line in xml.lines() {
+            let line = if line.contains("<testcase ") {
+                let start = line.find(" time=").unwrap();
+                let end = line[start + 7..].find('"').unwrap() + start + 8;
+                format!("{}{}", &line[..start], &line[end..])
+            } else {
+                line.to_owned()
+            };
+            if line.contains("start_timestamp=") || line.contains("report_timestamp=") {
+                continue;
+            }
+            old.push_str(&line.replace(
+                "timestamp=\"2026-11-24T13:56:00+00:00\"",
+                "timestamp=\"2026-11-24T13:56:01\"",
+            ));
+            old.push('\n');
+        }
+        assert!(!old.contains(" time=\"241\""), "{old}");
+        fs::write(src.join("result.xml"), old).unwrap();
+        fs::remove_file(src.join("check.log")).unwrap();
+        let run = tmp.path().join("run");
+        let imported = xfstests(&src, &run, &Redactor::default()).unwrap();
+        assert_eq!(
+            imported.run.finished_at,
+            Some(utc("2026-11-24T13:56:01+00:00"))
+        );
+        // The end less the section's `time="463"`.
+        assert_eq!(
+            imported.run.started_at,
+            Some(utc("2026-11-24T13:48:18+00:00"))
+        );
+        let btrfs_011 = imported
+            .report
+            .tests
+            .iter()
+            .find(|t| t.name == "btrfs/011")
+            .unwrap();
+        // check.time: `btrfs/011 241`.
+        assert_eq!(btrfs_011.duration_secs, Some(241.0));
+    }
+
     #[test]
     fn sectioned_results_keep_their_section() {
         let src = fixtures().join("xfstests/sections");
@@ -553,7 +779,7 @@ mod tests {
         .unwrap();
         assert_eq!(detect(tmp.path()).unwrap(), ImportKind::BtrfsProgs);
         let run = tempfile::tempdir().unwrap();
-        let report = btrfs_progs(tmp.path(), run.path(), &Redactor::default())
+        let report = btrfs_progs(tmp.path(), None, run.path(), &Redactor::default())
             .unwrap()
             .report;
         let names: Vec<(&str, Verdict)> = report
@@ -584,6 +810,99 @@ mod tests {
         assert!(err.to_string().contains("btrfs-progs"), "{err}");
     }
 
+    /// What the harness printed for each case of a `make test-*` console,
+    /// read independently of the importer: `[TEST/<suite>] <case>` starts
+    /// a case, `[NOTRUN]` and `[SKIPPED]` skip it, `test failed for case`
+    /// fails it, nothing else passes it.
+    fn printed_verdicts(console: &str) -> Vec<(String, Verdict)> {
+        let mut cases: Vec<(String, Verdict)> = Vec::new();
+        for line in console.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("[TEST/") {
+                let (suite, case) = rest.split_once(']').unwrap();
+                cases.push((format!("{suite}/{}", case.trim()), Verdict::Pass));
+            } else if line.starts_with("[NOTRUN]") || line.starts_with("[SKIPPED]") {
+                cases.last_mut().unwrap().1 = Verdict::Skip;
+            } else if let Some(case) = line.strip_prefix("test failed for case ") {
+                let last = cases.last_mut().unwrap();
+                assert!(last.0.ends_with(case), "{line} after {}", last.0);
+                last.1 = Verdict::Fail;
+            }
+        }
+        cases
+    }
+
+    #[test]
+    fn a_real_make_test_run_gets_the_verdicts_the_harness_printed() {
+        // `make -k test-cli test-mkfs test-misc` of btrfs-progs 6.2 (see the
+        // fixture's README): 45 cases; cli/003 and mkfs/002 log `failed:`
+        // lines yet pass; mkfs/005 and mkfs/017 are not run; mkfs/025 and
+        // misc/004 fail, each ending its suite.
+        let src = fixtures().join("btrfs-progs/make-cli-mkfs-misc");
+        let console = fs::read_to_string(src.join("console.txt")).unwrap();
+        let printed = printed_verdicts(&console);
+        assert_eq!(printed.len(), 45);
+        let run = tempfile::tempdir().unwrap();
+        let imported = btrfs_progs(&src, Some(&console), run.path(), &Redactor::default()).unwrap();
+        let verdicts = |report: &SuiteReport| -> Vec<(String, Verdict)> {
+            report
+                .tests
+                .iter()
+                .map(|t| (t.name.clone(), t.verdict))
+                .collect()
+        };
+        let mut got = verdicts(&imported.report);
+        let mut want = printed.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+        let test = |name: &str| {
+            imported
+                .report
+                .tests
+                .iter()
+                .find(|t| t.name == name)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            test("mkfs/005-long-device-name-for-ssd").message.as_deref(),
+            Some("This test requires dm-linear support")
+        );
+        let failed = test("misc/004-shrink-fs").message.unwrap();
+        assert!(
+            failed.starts_with("failed: ") && failed.contains("balance start"),
+            "{failed}"
+        );
+        assert!(
+            imported
+                .report
+                .artifacts
+                .iter()
+                .any(|a| a.kind == ArtifactKind::Stdout && run.path().join(&a.path).is_file())
+        );
+
+        // Without the console only the not-run cases are lost (as passes),
+        // and a warning says so.
+        let run = tempfile::tempdir().unwrap();
+        let imported = btrfs_progs(&src, None, run.path(), &Redactor::default()).unwrap();
+        let mut got = verdicts(&imported.report);
+        got.sort();
+        let want: Vec<(String, Verdict)> = want
+            .into_iter()
+            .map(|(name, verdict)| match verdict {
+                Verdict::Skip => (name, Verdict::Pass),
+                other => (name, other),
+            })
+            .collect();
+        assert_eq!(got, want);
+        assert!(
+            imported.warnings[0].contains("NOTRUN"),
+            "{:?}",
+            imported.warnings
+        );
+    }
+
     #[test]
     fn a_directory_with_neither_is_refused_clearly() {
         let tmp = tempfile::tempdir().unwrap();
@@ -593,7 +912,7 @@ mod tests {
             err.contains("neither fstests results") && err.contains("btrfs-progs"),
             "{err}"
         );
-        let err = btrfs_progs(tmp.path(), tmp.path(), &Redactor::default())
+        let err = btrfs_progs(tmp.path(), None, tmp.path(), &Redactor::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("neither"), "{err}");
@@ -758,7 +1077,8 @@ mod tests {
         .unwrap();
         std::os::unix::fs::symlink(&outside, tests.join("misc-tests-results.txt")).unwrap();
         let run = tmp.path().join("run");
-        let imported = btrfs_progs(&tmp.path().join("progs"), &run, &Redactor::default()).unwrap();
+        let imported =
+            btrfs_progs(&tmp.path().join("progs"), None, &run, &Redactor::default()).unwrap();
         let names: Vec<&str> = imported
             .report
             .tests

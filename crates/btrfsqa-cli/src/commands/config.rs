@@ -8,6 +8,10 @@ use super::print_error;
 use crate::args::{ConfigCommand, InitArgs};
 use crate::exit::Code;
 
+/// The reference of every configuration key, generated from the types
+/// (a test in `btrfsqa-runner` keeps it up to date).
+const REFERENCE: &str = include_str!("../../../../docs/config.md");
+
 pub fn init(args: InitArgs) -> Code {
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
@@ -42,6 +46,10 @@ pub fn config(command: ConfigCommand) -> Code {
     match command {
         ConfigCommand::Default => {
             out!("{DEFAULT_CONFIG}");
+            Code::Ok
+        }
+        ConfigCommand::Reference => {
+            out!("{REFERENCE}");
             Code::Ok
         }
         ConfigCommand::Check { file } => {

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use btrfsqa_model::{Provenance, ResultsStore, RunId, RunReport, RunStatus};
+use btrfsqa_model::{
+    ImportOrigin, KernelInfo, MachineInfo, Provenance, ResultsStore, RunId, RunReport, RunStatus,
+};
 use btrfsqa_runner::RunOverrides;
 use btrfsqa_suites::import;
 
@@ -25,10 +27,28 @@ pub async fn import(args: ImportArgs) -> Code {
         errln!("error: `{}` is not a directory", args.dir.display());
         return Code::Usage;
     }
+    let console = match (&args.console, args.kind) {
+        (None, _) => None,
+        (Some(file), ImportKindArg::BtrfsProgs) => match std::fs::read(file) {
+            Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(err) => {
+                errln!("error: cannot read `{}`: {err}", file.display());
+                return Code::Usage;
+            }
+        },
+        (Some(_), ImportKindArg::Xfstests) => {
+            errln!(
+                "error: --console is for btrfs-progs results (fstests keeps what it needs in its results directory)"
+            );
+            return Code::Usage;
+        }
+    };
     let store = ResultsStore::new(settings.results_dir());
-    let started_at = Utc::now();
-    let run_id = RunId::generate(started_at);
-    let run_dir = match store.create_run(&run_id) {
+    let imported_at = Utc::now();
+    let staging_id = RunId::generate(imported_at);
+    // The run's id says when its tests ran, known only once they are read:
+    // they are read into a directory of their own first.
+    let staging = match store.create_run(&staging_id) {
         Ok(dir) => dir,
         Err(err) => {
             print_error(&err);
@@ -38,34 +58,105 @@ pub async fn import(args: ImportArgs) -> Code {
     // What is copied loses the run's secrets, as recordings of runs do.
     let redactor = btrfsqa_remote::Redactor::from_env(btrfsqa_runner::SECRET_ENV_VARS);
     let imported = match args.kind {
-        ImportKindArg::Xfstests => import::xfstests(&args.dir, &run_dir, &redactor),
-        ImportKindArg::BtrfsProgs => import::btrfs_progs(&args.dir, &run_dir, &redactor),
+        ImportKindArg::Xfstests => import::xfstests(&args.dir, &staging, &redactor),
+        ImportKindArg::BtrfsProgs => {
+            import::btrfs_progs(&args.dir, console.as_deref(), &staging, &redactor)
+        }
     };
-    let suite = match imported {
+    let imported = match imported {
         Ok(imported) => {
             for warning in &imported.warnings {
                 errln!("warning: {warning}");
             }
-            imported.report
+            imported
         }
         Err(err) => {
             // Nothing was imported: leave no empty run behind.
-            let _ = std::fs::remove_dir_all(&run_dir);
+            let _ = std::fs::remove_dir_all(&staging);
             print_error(&err);
             return Code::Usage;
         }
     };
+    let origin = &imported.run;
+    // The run's own start and end when the results say them (fstests'
+    // result.xml), else the import's.
+    let started_at = origin.started_at.unwrap_or(imported_at);
+    let finished_at = origin
+        .finished_at
+        .filter(|end| *end >= started_at)
+        .unwrap_or(if origin.started_at.is_some() {
+            started_at
+        } else {
+            imported_at
+        });
+    let run_id = if origin.started_at.is_some() {
+        RunId::generate(started_at)
+    } else {
+        staging_id.clone()
+    };
+    let run_dir = store.run_dir(&run_id);
+    if run_id != staging_id
+        && let Err(err) = std::fs::rename(&staging, &run_dir)
+    {
+        let _ = std::fs::remove_dir_all(&staging);
+        errln!(
+            "error: cannot move `{}` to `{}`: {err}",
+            staging.display(),
+            run_dir.display()
+        );
+        return Code::Infrastructure;
+    }
+    let kernel = KernelInfo {
+        release: origin.kernel.clone(),
+        ..KernelInfo::default()
+    };
     let provenance = Provenance {
-        btrfsqa_version: env!("CARGO_PKG_VERSION").to_owned(),
+        btrfsqa_version: crate::VERSION.to_owned(),
         provider: "import".to_owned(),
+        machines: origin
+            .host
+            .iter()
+            .map(|host| MachineInfo {
+                name: host.clone(),
+                provider: "import".to_owned(),
+                address: host.clone(),
+                kernel: kernel.clone(),
+                ..MachineInfo::default()
+            })
+            .collect(),
+        kernel,
         ..Provenance::default()
     };
+    let source = std::path::absolute(&args.dir).unwrap_or_else(|_| args.dir.clone());
+    let import_origin = ImportOrigin {
+        source: source.display().to_string(),
+        kind: imported.report.id.clone(),
+        host: local_hostname(),
+        user: std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .filter(|u| !u.is_empty()),
+        imported_at,
+    };
     let mut report = RunReport::start(run_id.clone(), started_at, provenance);
+    // Labels show on the run page as they are; `import` is the same for tools.
     report
         .labels
-        .insert("imported-from".to_owned(), args.dir.display().to_string());
-    report.suites.push(suite);
-    report.finish(RunStatus::Completed, Utc::now());
+        .insert("imported-from".to_owned(), import_origin.source.clone());
+    report.labels.insert(
+        "imported-at".to_owned(),
+        imported_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    );
+    let by = match (&import_origin.user, &import_origin.host) {
+        (Some(user), Some(host)) => Some(format!("{user}@{host}")),
+        (user, host) => user.clone().or_else(|| host.clone()),
+    };
+    if let Some(by) = by {
+        report.labels.insert("imported-by".to_owned(), by);
+    }
+    report.import = Some(import_origin);
+    report.suites.push(imported.report);
+    report.finish(RunStatus::Completed, finished_at);
     if let Err(err) = store.write_report(&report) {
         print_error(&err);
         return Code::Infrastructure;
@@ -83,4 +174,12 @@ pub async fn import(args: ImportArgs) -> Code {
         }
     }
     Code::Ok
+}
+
+/// This machine's host name.
+fn local_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
 }

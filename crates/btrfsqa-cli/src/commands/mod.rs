@@ -3,6 +3,7 @@
 mod bisect;
 mod compare;
 mod config;
+mod docs;
 mod image;
 mod import;
 mod machine;
@@ -34,6 +35,8 @@ pub async fn dispatch(cli: Cli) -> Code {
         Command::Image(crate::args::ImageCommand::Build(args)) => image::build(args).await,
         Command::Watch(args) => watch::watch(args).await,
         Command::Bisect(args) => bisect::bisect(args).await,
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     }
 }
 

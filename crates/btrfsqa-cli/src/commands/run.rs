@@ -17,6 +17,7 @@ pub async fn run(args: RunArgs) -> Code {
             .as_deref()
             .map(|p| p.parse().expect("clap checked the value")),
         suites: args.suites.clone(),
+        profiles: args.profiles.clone(),
         results_dir: None,
         site_repo: args.site_repo.clone(),
         shards: args.shards,

@@ -159,3 +159,103 @@ fn a_closed_stdout_is_no_panic() {
     let (code, stderr) = with_stdout_closed(&["plan", "--results-dir", results], dir.path());
     assert_eq!((code, stderr.as_str()), (Some(0), ""));
 }
+
+/// `--version` names the commit the binary was built from, as git says it.
+#[test]
+fn the_version_names_the_commit() {
+    let out = run(btrfsqa().arg("--version"));
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    assert!(
+        stdout.starts_with(&format!("btrfsqa {} (", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(crate::repo_root())
+        .output();
+    match head {
+        Ok(head) if head.status.success() => {
+            let commit = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+            // The binary may be a commit behind a tree that moved since it
+            // was built; a fresh build is what CI checks.
+            assert!(
+                stdout.contains(&format!("({commit})"))
+                    || stdout.contains(&format!("({commit}-dirty)")),
+                "{stdout} does not name {commit}"
+            );
+        }
+        _ => eprintln!("not in a git checkout: the commit is not checked"),
+    }
+}
+
+/// Completions and the man page come from the CLI definition: they know
+/// every command and flag.
+#[test]
+fn completions_and_man_pages_are_made_from_the_cli() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(btrfsqa().args(["completions", shell]));
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{shell}: {stderr}");
+        // fish spells a long flag `-l profile`.
+        for word in ["import", "profile", "console", "reference"] {
+            assert!(stdout.contains(word), "{shell}: no `{word}`");
+        }
+    }
+    let out = run(btrfsqa().arg("man"));
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains(".TH btrfsqa 1") && stdout.contains("import"),
+        "{stdout}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(btrfsqa().arg("man").arg("--dir").arg(dir.path()));
+    assert!(out.status.success(), "{:?}", text(&out));
+    let run_page = std::fs::read_to_string(dir.path().join("btrfsqa-run.1")).unwrap();
+    assert!(run_page.contains("profile"), "{run_page}");
+    let out = run(btrfsqa().args(["completions", "tcsh"]));
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `btrfsqa config reference` prints docs/config.md, every key of every table.
+#[test]
+fn the_reference_is_printed() {
+    let out = run(btrfsqa().args(["config", "reference"]));
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    let file = std::fs::read_to_string(crate::repo_root().join("docs/config.md")).unwrap();
+    assert_eq!(stdout, file);
+    assert!(stdout.contains("## `[suites.xfstests]`") && stdout.contains("`mount-options`"));
+}
+
+/// `--profile` with a name that is no profile, or in a run without fstests,
+/// is a usage error naming the profiles there are; nothing starts.
+#[test]
+fn an_unknown_profile_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let out = run(btrfsqa()
+        .args([
+            "run",
+            "--suite",
+            "xfstests",
+            "--profile",
+            "compres",
+            "--results-dir",
+        ])
+        .arg(&results));
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`--profile compres`") && stderr.contains("compress, holes"),
+        "{stderr}"
+    );
+    let out = run(btrfsqa()
+        .args(["run", "--profile", "compress", "--results-dir"])
+        .arg(&results));
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--suite xfstests"), "{stderr}");
+    assert!(!results.exists(), "a refused run left a results store");
+}

@@ -8,6 +8,8 @@ mod compare;
 mod deploy;
 mod faults;
 mod hardening;
+mod imports;
+mod readme;
 mod reap;
 mod runs;
 mod scripts;

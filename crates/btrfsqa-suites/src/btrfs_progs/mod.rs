@@ -49,9 +49,11 @@ pub struct BtrfsProgsConfig {
     pub git_url: String,
     /// The branch, tag or commit.
     pub git_ref: String,
-    /// Where the controller keeps its git mirrors (default `~/.cache/btrfsqa/git`).
+    /// Where the controller keeps its git mirror and builds (default:
+    /// `RESULTS-DIR/.cache`).
     pub cache_dir: Option<PathBuf>,
-    /// The suites to run, in this order (of [`SUITES`]).
+    /// The suites to run, in this order: of `fsck`, `cli`, `misc`, `fuzz`,
+    /// `mkfs`, `convert`.
     pub suites: Vec<String>,
     /// Only cases matching one of these `<suite>/<case>` patterns (`*` and
     /// `?` wildcards); empty: all.

@@ -45,10 +45,13 @@ impl ResultsCase {
 
 /// Parses a results file: one entry per `=== START TEST` block, in order.
 ///
-/// A block is a failure when the script's `_fail` wrote its message into it
-/// (`test failed for case ...`, `failed: <command>`, or any other message
-/// just before the end of the block); the failing command is the last
-/// `====== RUN ...` header before that message.
+/// A block is a failure only when the harness said so: its
+/// `<suite>-tests.sh` writes `test failed for case <case>` when the case's
+/// script exits non-zero. A `failed: <command>` line alone is no verdict:
+/// `_fail` also writes it from subshells and from commands a case expects
+/// to fail, and the case goes on and passes. The failing command is the
+/// last `_fail` message before the harness's line, with the `====== RUN`
+/// header before it.
 pub fn parse_results(text: &str) -> Vec<ResultsCase> {
     let mut cases = Vec::new();
     let mut current: Option<(String, Vec<&str>)> = None;
@@ -111,15 +114,19 @@ fn read_block(name: String, lines: &[&str]) -> ResultsCase {
         case.message = Some(skip.trim().to_owned()).filter(|m| !m.is_empty());
         return case;
     }
-    let failed_at = lines
+    let Some(failed_at) = lines
         .iter()
-        .rposition(|l| l.starts_with("test failed for case "));
-    let fail_line = lines.iter().rposition(|l| {
-        l.starts_with("failed: ") || l.starts_with("mayfail: ") || l.starts_with("found subpage")
-    });
-    let Some(end) = fail_line.or(failed_at) else {
+        .rposition(|l| l.starts_with("test failed for case "))
+    else {
         return case;
     };
+    let fail_line = lines[..failed_at].iter().rposition(|l| {
+        l.starts_with("failed: ")
+            || l.starts_with("mayfail: ")
+            || l.starts_with("unexpected success: ")
+            || l.starts_with("found subpage")
+    });
+    let end = fail_line.unwrap_or(failed_at);
     case.verdict = Verdict::Fail;
     let header = lines[..end]
         .iter()
@@ -151,6 +158,8 @@ fn read_block(name: String, lines: &[&str]) -> ResultsCase {
 /// What the console of one `<suite>-tests.sh` run says about its cases.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsoleCase {
+    /// The suite, from `[TEST/<suite>]` (`conv` is `convert`).
+    pub suite: String,
     /// The case (`001-btrfs`).
     pub name: String,
     /// `[NOTRUN]` or `[SKIPPED]`, with the reason.
@@ -161,16 +170,20 @@ pub struct ConsoleCase {
     pub messages: Vec<String>,
 }
 
-/// Parses the console of `<suite>-tests.sh`: `[TEST/<suite>] <case>` starts a
-/// case; `[NOTRUN]`, `[SKIPPED]` and `_fail` messages belong to it.
+/// Parses the console of `<suite>-tests.sh` (or of `make test-cli test-misc
+/// ...`, several suites one after another): `[TEST/<suite>] <case>` starts a
+/// case; `[NOTRUN]`, `[SKIPPED]`, `_fail` messages and the harness's `test
+/// failed for case` belong to it.
 pub fn parse_console(text: &str) -> Vec<ConsoleCase> {
     let mut cases: Vec<ConsoleCase> = Vec::new();
     for line in text.lines() {
         let trimmed = line.trim();
         if let Some(rest) = trimmed.strip_prefix("[TEST/")
-            && let Some((_, name)) = rest.split_once(']')
+            && let Some((suite, name)) = rest.split_once(']')
         {
             cases.push(ConsoleCase {
+                // convert-tests.sh prints `[TEST/conv]`.
+                suite: if suite == "conv" { "convert" } else { suite }.to_owned(),
                 name: name.trim().to_owned(),
                 ..ConsoleCase::default()
             });
@@ -235,6 +248,35 @@ pub fn case_verdict(
     (Verdict::Fail, Some(message))
 }
 
+/// The verdict the harness gave a case of a run made elsewhere (a whole
+/// `make test-*`), from its block of the results file and, when the console
+/// was kept, what it printed for it: failed when it said `test failed for
+/// case`, skipped for `[NOTRUN]` or `[SKIPPED]`, else passed.
+pub fn harness_verdict(
+    results: Option<&ResultsCase>,
+    console: Option<&ConsoleCase>,
+) -> (Verdict, Option<String>) {
+    let failed =
+        results.is_some_and(|r| r.verdict == Verdict::Fail) || console.is_some_and(|c| c.failed);
+    if failed {
+        let message = results
+            .filter(|r| r.verdict == Verdict::Fail)
+            .and_then(ResultsCase::summary)
+            .or_else(|| console.and_then(|c| c.messages.last().cloned()))
+            .unwrap_or_else(|| "the harness failed the case, with no message".to_owned());
+        return (Verdict::Fail, Some(message));
+    }
+    if let Some(reason) = console.and_then(|c| c.skipped.clone()) {
+        return (Verdict::Skip, Some(reason).filter(|r| !r.is_empty()));
+    }
+    if let Some(results) = results
+        && results.verdict == Verdict::Skip
+    {
+        return (Verdict::Skip, results.message.clone());
+    }
+    (Verdict::Pass, None)
+}
+
 /// Whether `name` can be a btrfs-progs case directory (`001-btrfs`).
 pub fn is_case_name(name: &str) -> bool {
     !name.is_empty()
@@ -282,6 +324,31 @@ mod tests {
         let summary = case.summary().unwrap();
         assert!(summary.starts_with("failed: umount "), "{summary}");
         assert!(summary.contains("target is busy"), "{summary}");
+    }
+
+    #[test]
+    fn a_failed_line_the_harness_did_not_fail_on_is_a_pass() {
+        // `make test-cli test-mkfs test-misc`: cli/003 and mkfs/002 log
+        // `failed: ...` for commands they expect to fail, and the harness
+        // passed both (its console says nothing after their names).
+        let dir = "make-cli-mkfs-misc/tests";
+        let cli = parse_results(&fixture(&format!("{dir}/cli-tests-results.txt")));
+        let case = cli.iter().find(|c| c.name == "003-fi-resize-args").unwrap();
+        assert_eq!((case.verdict, case.summary()), (Verdict::Pass, None));
+        let mkfs = parse_results(&fixture(&format!("{dir}/mkfs-tests-results.txt")));
+        let verdict = |name: &str| mkfs.iter().find(|c| c.name == name).unwrap().verdict;
+        assert_eq!(verdict("002-no-force-mixed-on-small-volume"), Verdict::Pass);
+        // What the harness did fail keeps its failing command.
+        assert_eq!(verdict("025-zoned-parallel"), Verdict::Fail);
+        let failed = mkfs
+            .iter()
+            .find(|c| c.name == "025-zoned-parallel")
+            .unwrap();
+        assert!(
+            failed.summary().unwrap().starts_with("failed: ")
+                && failed.summary().unwrap().contains("nullb setup"),
+            "{failed:?}"
+        );
     }
 
     #[test]
@@ -344,7 +411,7 @@ mod tests {
         let cases = parse_results(cut);
         assert_eq!(cases.len(), 1);
         // Not UTF-8 and hostile names.
-        let bytes = b"=== START TEST /x/tests/cli-tests/../../../etc\n====== RUN CHECK \xff\xfe\nfailed: \xff\n";
+        let bytes = b"=== START TEST /x/tests/cli-tests/../../../etc\n====== RUN CHECK \xff\xfe\nfailed: \xff\ntest failed for case \xff\n";
         let cases = parse_results(&String::from_utf8_lossy(bytes));
         assert_eq!(cases[0].verdict, Verdict::Fail);
         assert!(!is_case_name(&cases[0].name) || cases[0].name == "etc");

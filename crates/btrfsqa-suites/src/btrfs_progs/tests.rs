@@ -243,7 +243,9 @@ fn cleanup_quotes_the_tree() {
 }
 
 /// Stands in for `tests/cli-tests.sh`: one case per directory, selected by
-/// `TEST`; a case named `*fail*` fails like `_fail`, `*hang*` never ends.
+/// `TEST`; a case named `*fail*` fails like `_fail` and the harness's own
+/// `_fail "test failed for case ..."` (both `tee -a` the results file),
+/// `*hang*` never ends.
 const FAKE_CLI: &str = r#"#!/bin/bash
 RESULTS=tests/cli-tests-results.txt
 for i in $(find tests/cli-tests -mindepth 1 -maxdepth 1 -type d ${TEST:+-name "$TEST"} | sort); do
@@ -253,7 +255,7 @@ for i in $(find tests/cli-tests -mindepth 1 -maxdepth 1 -type d ${TEST:+-name "$
   case $name in
     *hang*) sleep 60;;
     *fail*) echo "====== RUN CHECK /bin/false --flag" >> "$RESULTS"; echo "boom" >> "$RESULTS"
-            echo "failed: /bin/false --flag" | tee -a "$RESULTS"; echo "test failed for case $name"; exit 1;;
+            echo "failed: /bin/false --flag" | tee -a "$RESULTS"; echo "test failed for case $name" | tee -a "$RESULTS"; exit 1;;
   esac
 done
 "#;

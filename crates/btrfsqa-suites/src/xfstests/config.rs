@@ -38,11 +38,13 @@ pub struct XfstestsConfig {
     pub git_url: String,
     /// The branch, tag or commit to test with.
     pub git_ref: String,
-    /// Where the controller keeps its git mirrors (default: the user's cache
-    /// directory, `~/.cache/btrfsqa/git`).
+    /// Where the controller keeps its git mirror and builds (default:
+    /// `RESULTS-DIR/.cache`).
     pub cache_dir: Option<PathBuf>,
     /// Built-in profiles to run, one fstests section each, in this order
-    /// (see [`PROFILES`]).
+    /// (`--profile`): `default`, `compress`, `holes`, `no-free-space-tree`,
+    /// `block-group-tree`, `nodatacow`, `discard`, `raid`, `raid56-scrub`
+    /// (`btrfsqa config default` says what each tests).
     pub profiles: Vec<String>,
     /// Further sections, after the profiles.
     pub sections: Vec<SectionConfig>,
@@ -61,7 +63,7 @@ pub struct XfstestsConfig {
     pub exclude_files: Vec<PathBuf>,
     /// A test that runs longer than this is stopped and reported as hung.
     /// Unset: ten times the test's last duration in the results store (at
-    /// least five minutes), else [`DEFAULT_TEST_TIMEOUT_SECS`].
+    /// least five minutes), else 3600 s.
     pub test_timeout_secs: Option<u64>,
     /// Per-test files larger than this are cut (their head and tail kept).
     pub max_artifact_bytes: u64,

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use btrfsqa_model::Verdict;
+use chrono::{DateTime, FixedOffset, NaiveDateTime};
 
 /// The most lines of the golden-output diff copied into a failure message.
 const DIFF_LINES_IN_MESSAGE: usize = 8;
@@ -49,6 +50,19 @@ pub struct XunitReport {
     pub properties: BTreeMap<String, String>,
     /// Set when the file was cut short and only its complete test cases were read.
     pub truncated: bool,
+    /// `<testsuite hostname=...>`: the machine `./check` ran on.
+    pub hostname: Option<String>,
+    /// `start_timestamp`: when `./check` started (fstests of 2022 on; the
+    /// same in every section of a run).
+    pub start_timestamp: Option<DateTime<FixedOffset>>,
+    /// `timestamp`: when the section's last test started (older fstests:
+    /// when the report was written).
+    pub timestamp: Option<DateTime<FixedOffset>>,
+    /// `report_timestamp`: when the report was written, so when the section
+    /// ended (fstests of 2022 on).
+    pub report_timestamp: Option<DateTime<FixedOffset>>,
+    /// `time`: the section's seconds.
+    pub time_secs: Option<f64>,
 }
 
 /// Why a results file could not be read at all.
@@ -132,7 +146,21 @@ fn parse_xunit_text(text: &str) -> Result<XunitReport, String> {
             root.tag_name().name()
         ));
     }
-    let mut report = XunitReport::default();
+    let mut report = XunitReport {
+        hostname: root
+            .attribute("hostname")
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned),
+        start_timestamp: root.attribute("start_timestamp").and_then(parse_timestamp),
+        timestamp: root.attribute("timestamp").and_then(parse_timestamp),
+        report_timestamp: root.attribute("report_timestamp").and_then(parse_timestamp),
+        time_secs: root
+            .attribute("time")
+            .and_then(|t| t.trim().parse::<f64>().ok())
+            .filter(|t| t.is_finite() && *t >= 0.0),
+        ..XunitReport::default()
+    };
     for node in root.children().filter(|n| n.is_element()) {
         match node.tag_name().name() {
             "properties" => {
@@ -159,6 +187,17 @@ fn parse_xunit_text(text: &str) -> Result<XunitReport, String> {
         }
     }
     Ok(report)
+}
+
+/// fstests writes `date -Iseconds` (`2026-11-24T13:48:18+00:00`); a time
+/// without an offset is taken as UTC.
+fn parse_timestamp(text: &str) -> Option<DateTime<FixedOffset>> {
+    let text = text.trim();
+    DateTime::parse_from_rfc3339(text).ok().or_else(|| {
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
+            .ok()
+            .map(|t| t.and_utc().fixed_offset())
+    })
 }
 
 fn parse_testcase(node: roxmltree::Node<'_, '_>) -> ParsedTest {
