@@ -357,6 +357,8 @@ fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // The controller goes with the test if the test gives up on it.
+    let mut child = KillOnDrop(Some(child));
     let started = std::time::Instant::now();
     let (run_id, victim_vm) = loop {
         assert!(
@@ -364,11 +366,14 @@ fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
             "the victim never started"
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
+        // The results directory also holds the store's lock file.
         let Some(journal) = std::fs::read_dir(area.path("killed"))
             .ok()
-            .and_then(|mut d| d.next())
-            .and_then(Result::ok)
-            .map(|e| e.path())
+            .and_then(|dir| {
+                dir.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .find(|p| p.join("journal.jsonl").is_file())
+            })
         else {
             continue;
         };
@@ -392,7 +397,7 @@ fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
         .status()
         .unwrap();
     assert!(killed.success(), "no qemu process of {victim_vm} to kill");
-    let out = child.wait_with_output().unwrap();
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(
@@ -444,4 +449,18 @@ fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
         !area.path("work").join(&run_id).exists(),
         "VM files are left"
     );
+}
+
+/// A child process killed when the test lets go of it, so a failed test
+/// leaves no controller (and no VM) behind.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            // SIGTERM so the controller tears its machines down.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
 }
