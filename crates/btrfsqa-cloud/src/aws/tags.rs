@@ -1,8 +1,10 @@
 //! The tags that mark a resource as btrfsqa's, and what they say. Pure.
 //!
 //! Every resource the provider makes carries [`RUN`], [`MACHINE`],
-//! [`OWNER`], [`CREATED`], [`EXPIRES`] and `Name`. Nothing without [`RUN`]
-//! is ever modified or deleted.
+//! [`OWNER`], [`CREATED`], [`EXPIRES`] and `Name`, except what the machines
+//! of a fleet share (its key pair, security group, launch template and
+//! fleets), which carries no [`MACHINE`]: it is the run's, and goes with the
+//! run's last machine. Nothing without [`RUN`] is ever modified or deleted.
 
 use std::collections::BTreeMap;
 
@@ -32,11 +34,18 @@ pub(crate) struct RunTags {
 impl RunTags {
     /// The tags, with `Name` set to `name`.
     pub fn with_name(&self, name: &str) -> Vec<(String, String)> {
+        let mut tags = self.of_run(name);
+        tags.insert(2, (MACHINE.to_owned(), self.machine.clone()));
+        tags
+    }
+
+    /// The tags of what the run's machines share: no [`MACHINE`], `Name`
+    /// set to `name`.
+    pub fn of_run(&self, name: &str) -> Vec<(String, String)> {
         let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
         vec![
             ("Name".to_owned(), name.to_owned()),
             (RUN.to_owned(), self.run.clone()),
-            (MACHINE.to_owned(), self.machine.clone()),
             (OWNER.to_owned(), self.owner.clone()),
             (CREATED.to_owned(), time(&self.created)),
             (EXPIRES.to_owned(), time(&self.expires)),
@@ -66,6 +75,11 @@ fn time_tag(tags: &BTreeMap<String, String>, key: &str) -> Option<DateTime<Utc>>
     DateTime::parse_from_rfc3339(tags.get(key)?)
         .ok()
         .map(|time| time.with_timezone(&Utc))
+}
+
+/// The resource is shared by the machines of run `run` (no machine tag).
+pub(crate) fn shared_by(tags: &BTreeMap<String, String>, run: &str) -> bool {
+    run_of(tags) == Some(run) && !tags.contains_key(MACHINE)
 }
 
 /// When the resource expires, if it says.
@@ -114,6 +128,13 @@ mod tests {
         assert!(belongs_to(&list, "20250301-100000-ab12", Some("aws-0")));
         assert!(!belongs_to(&list, "20250301-100000-ab12", Some("aws-1")));
         assert!(!belongs_to(&list, "other", None));
+        assert!(!shared_by(&list, "20250301-100000-ab12"));
+        let shared: BTreeMap<_, _> = run_tags.of_run("btrfsqa-r").into_iter().collect();
+        assert_eq!(shared.len(), 5);
+        assert!(!shared.contains_key(MACHINE));
+        assert!(shared_by(&shared, "20250301-100000-ab12"));
+        assert!(belongs_to(&shared, "20250301-100000-ab12", None));
+        assert!(!belongs_to(&shared, "20250301-100000-ab12", Some("aws-0")));
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Teardown: terminate, wait until terminated, then delete the volumes, key
 //! pair and security group that carry the run's tags, and nothing else.
+//! For a machine of a run's fleet, the teardown that finds no other
+//! instance of the run left also deletes what the run's machines shared:
+//! its fleets, its launch template, its key pair and security group.
 //! The deletion steps are shared with `reap` and with the cleanup after a
 //! failed provisioning.
 
@@ -10,7 +13,7 @@ use super::api::{Ec2Api, Filter, InstanceInfo, ResourceInfo};
 use super::error::Ec2Error;
 use super::local_files;
 use super::retry::{polling, retry, retry_if, transient};
-use super::tags::{MACHINE, RUN, belongs_to, run_of};
+use super::tags::{MACHINE, RUN, belongs_to, run_of, shared_by};
 use super::{AwsMachineState, AwsProvider, PROVIDER};
 use crate::{Machine, TeardownError};
 
@@ -46,9 +49,15 @@ impl AwsProvider {
             .into_iter()
             .collect();
         let api = self.api(&region);
-        let leftovers = self
+        let mut leftovers = self
             .remove_machine(api.as_ref(), run, &machine.name, &known, Some(&dir))
             .await;
+        if state
+            .as_ref()
+            .is_some_and(|state| state.launch_template_id.is_some())
+        {
+            leftovers.extend(self.remove_run_shared(api.as_ref(), run, false).await);
+        }
         if leftovers.is_empty() {
             Ok(())
         } else {
@@ -168,6 +177,122 @@ impl AwsProvider {
             }
         }
         leftovers
+    }
+
+    /// Removes what the machines of `run`'s fleet share (fleets, launch
+    /// templates, the run's key pair and security group, the local key)
+    /// once no instance of the run is left, or at once when `now`; returns
+    /// what is left, with why. Safe to repeat, and to call from two
+    /// teardowns at once (what the other removed is gone, which is fine).
+    pub(super) async fn remove_run_shared(
+        &self,
+        api: &dyn Ec2Api,
+        run: &str,
+        now: bool,
+    ) -> Vec<String> {
+        let policy = &self.settings.retry;
+        let mut leftovers = Vec::new();
+        let what = format!("run `{run}`");
+        if !now {
+            let live = [
+                Filter::tag(RUN, run),
+                Filter::new("instance-state-name", NOT_TERMINATED),
+            ];
+            match retry(policy, transient, || api.describe_instances(&[], &live)).await {
+                Ok(found) if found.iter().any(|i| belongs_to(&i.tags, run, None)) => {
+                    // Not the last machine: the last one's teardown does it.
+                    return leftovers;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    leftovers.push(format!(
+                        "the key pair, security group, launch template and fleets of {what} \
+                         (cannot tell whether its machines are gone: {error})"
+                    ));
+                    return leftovers;
+                }
+            }
+        }
+        match retry(policy, transient, || api.describe_fleets()).await {
+            Ok(fleets) => {
+                for fleet in fleets.iter().filter(|f| live_fleet_of(f, Some(run))) {
+                    if let Err(error) = self.delete_fleet(api, fleet).await {
+                        leftovers.push(format!("fleet `{}` ({error})", fleet.id));
+                    }
+                }
+            }
+            Err(error) => leftovers.push(format!("fleets of {what} (cannot list them: {error})")),
+        }
+        let scope = [Filter::tag(RUN, run)];
+        match retry(policy, transient, || api.describe_launch_templates(&scope)).await {
+            Ok(templates) => {
+                for template in templates.iter().filter(|t| shared_by(&t.tags, run)) {
+                    if let Err(error) = self.delete_launch_template(api, template).await {
+                        leftovers.push(format!("launch template `{}` ({error})", template.id));
+                    }
+                }
+            }
+            Err(error) => leftovers.push(format!(
+                "launch templates of {what} (cannot list them: {error})"
+            )),
+        }
+        match retry(policy, transient, || api.describe_key_pairs(&scope)).await {
+            Ok(keys) => {
+                for key in keys.iter().filter(|k| shared_by(&k.tags, run)) {
+                    if let Err(error) = self.delete_key_pair(api, key).await {
+                        leftovers.push(format!("key pair `{}` ({error})", key_label(key)));
+                    }
+                }
+            }
+            Err(error) => {
+                leftovers.push(format!("key pairs of {what} (cannot list them: {error})"))
+            }
+        }
+        match retry(policy, transient, || api.describe_security_groups(&scope)).await {
+            Ok(groups) => {
+                for group in groups.iter().filter(|g| shared_by(&g.tags, run)) {
+                    if let Err(error) = self.delete_security_group(api, group).await {
+                        leftovers.push(format!("security group `{}` ({error})", group.id));
+                    }
+                }
+            }
+            Err(error) => leftovers.push(format!(
+                "security groups of {what} (cannot list them: {error})"
+            )),
+        }
+        let dir = local_files::shared_dir(&self.settings.key_dir, run);
+        if let Err(error) = local_files::remove_machine_dir(&dir).await {
+            leftovers.push(format!("local key directory `{}` ({error})", dir.display()));
+        }
+        leftovers
+    }
+
+    /// Deletes an instant fleet (and so whatever instance it still has);
+    /// one already gone is fine.
+    pub(super) async fn delete_fleet(
+        &self,
+        api: &dyn Ec2Api,
+        fleet: &ResourceInfo,
+    ) -> Result<bool, Ec2Error> {
+        gone_is_fine(
+            retry(&self.settings.retry, transient, || {
+                api.delete_fleet(&fleet.id)
+            })
+            .await,
+        )
+    }
+
+    pub(super) async fn delete_launch_template(
+        &self,
+        api: &dyn Ec2Api,
+        template: &ResourceInfo,
+    ) -> Result<bool, Ec2Error> {
+        gone_is_fine(
+            retry(&self.settings.retry, transient, || {
+                api.delete_launch_template(&template.id)
+            })
+            .await,
+        )
     }
 
     /// Terminates `ids` and waits until they are terminated; the outcome of
@@ -301,6 +426,18 @@ fn gone_is_fine(outcome: Result<(), Ec2Error>) -> Result<bool, Ec2Error> {
         Err(error) if error.is_not_found() => Ok(false),
         Err(error) => Err(error),
     }
+}
+
+/// A fleet that carries a run tag (of `run`, when given) and is not
+/// deleted yet: EC2 lists deleted fleets for a while, and has no tag filter
+/// for fleets.
+pub(super) fn live_fleet_of(fleet: &ResourceInfo, run: Option<&str>) -> bool {
+    let deleted = fleet
+        .state
+        .as_deref()
+        .is_some_and(|state| state.starts_with("deleted"));
+    let owner = run_of(&fleet.tags);
+    !deleted && owner.is_some() && run.is_none_or(|run| owner == Some(run))
 }
 
 /// A key pair's name, else its id.
