@@ -6,11 +6,14 @@
 //!   `btrfsqa teardown ID`), or
 //! - its expiry time has passed, or
 //! - it is an instance that is stopped or shutting down, or
-//! - it is a volume, key pair or security group whose run has no instance
-//!   left in the region and that is older than the grace period (younger
-//!   ones may belong to a run that is still provisioning).
+//! - it is a volume, key pair, security group, launch template or fleet
+//!   whose run has no instance left in the region and that is older than
+//!   the grace period (younger ones may belong to a run that is still
+//!   provisioning).
 //!
-//! Anything without the run tag is never even listed.
+//! Anything without the run tag is never even listed, except fleets: EC2
+//! cannot filter them by tag, so all are listed and only those with the
+//! run tag (and not deleted yet) are looked at.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -21,7 +24,7 @@ use super::api::{Filter, InstanceInfo, ResourceInfo};
 use super::error::Ec2Error;
 use super::retry::{retry, transient};
 use super::tags::{RUN, created_at, expires_at};
-use super::teardown::{NOT_TERMINATED, key_label, owned_run};
+use super::teardown::{NOT_TERMINATED, key_label, live_fleet_of, owned_run};
 use super::{AwsProvider, PROVIDER};
 use crate::{ReapAction, ReapItem, TeardownError};
 
@@ -87,6 +90,8 @@ struct Found {
     volumes: Vec<ResourceInfo>,
     keys: Vec<ResourceInfo>,
     groups: Vec<ResourceInfo>,
+    templates: Vec<ResourceInfo>,
+    fleets: Vec<ResourceInfo>,
 }
 
 impl AwsProvider {
@@ -176,6 +181,12 @@ impl AwsProvider {
             volumes: retry(policy, transient, || api.describe_volumes(&scope)).await?,
             keys: retry(policy, transient, || api.describe_key_pairs(&scope)).await?,
             groups: retry(policy, transient, || api.describe_security_groups(&scope)).await?,
+            templates: retry(policy, transient, || api.describe_launch_templates(&scope)).await?,
+            fleets: retry(policy, transient, || api.describe_fleets())
+                .await?
+                .into_iter()
+                .filter(|fleet| live_fleet_of(fleet, run))
+                .collect(),
         })
     }
 
@@ -202,6 +213,8 @@ impl AwsProvider {
         let volumes: Vec<_> = found.volumes.into_iter().filter(done).collect();
         let keys: Vec<_> = found.keys.into_iter().filter(done).collect();
         let groups: Vec<_> = found.groups.into_iter().filter(done).collect();
+        let templates: Vec<_> = found.templates.into_iter().filter(done).collect();
+        let fleets: Vec<_> = found.fleets.into_iter().filter(done).collect();
         let at = |id: &str| format!("{region}/{id}");
 
         let mut items = Vec::new();
@@ -238,6 +251,22 @@ impl AwsProvider {
                     ReapAction::WouldDelete,
                 )
             }));
+            items.extend(templates.iter().map(|t| {
+                item(
+                    "launch-template",
+                    at(&t.id),
+                    owned_run(&t.tags),
+                    ReapAction::WouldDelete,
+                )
+            }));
+            items.extend(fleets.iter().map(|f| {
+                item(
+                    "fleet",
+                    at(&f.id),
+                    owned_run(&f.tags),
+                    ReapAction::WouldDelete,
+                )
+            }));
             return Ok(items);
         }
 
@@ -255,6 +284,16 @@ impl AwsProvider {
                 at(&id),
                 run,
                 outcome(ReapAction::Terminated, result),
+            ));
+        }
+        // Deleting an instant fleet also terminates what it still has.
+        for fleet in &fleets {
+            let result = self.delete_fleet(api, fleet).await;
+            items.push(item(
+                "fleet",
+                at(&fleet.id),
+                owned_run(&fleet.tags),
+                deletion(result),
             ));
         }
         for volume in &volumes {
@@ -281,6 +320,15 @@ impl AwsProvider {
                 "security-group",
                 at(&group.id),
                 owned_run(&group.tags),
+                deletion(result),
+            ));
+        }
+        for template in &templates {
+            let result = self.delete_launch_template(api, template).await;
+            items.push(item(
+                "launch-template",
+                at(&template.id),
+                owned_run(&template.tags),
                 deletion(result),
             ));
         }
@@ -392,6 +440,121 @@ mod tests {
         assert_eq!(w.volumes.len(), 1);
         assert_eq!(w.volumes[0].id, foreign, "not tagged as ours: kept");
         assert!(!keys.path().join(TEST_RUN).exists());
+    }
+
+    fn fleet_specs() -> Vec<crate::MachineSpec> {
+        (0..2)
+            .map(|i| {
+                let mut spec = spec();
+                spec.name = format!("aws-{i}");
+                spec
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_dead_runs_fleet_and_launch_template_are_reaped_by_their_tags() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+        let machines: Vec<_> = provider
+            .provision_many(&fleet_specs())
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expires = crate::AwsMachineState::from_machine(&machines[0])
+            .unwrap()
+            .expires_at;
+        drop(machines); // the controller is gone
+
+        assert!(provider.reap(None, false).await.unwrap().is_empty());
+        let planned = provider.reap_at(None, true, expires).await.unwrap();
+        for kind in ["fleet", "launch-template"] {
+            assert!(
+                planned
+                    .iter()
+                    .any(|i| i.kind == kind && i.action == ReapAction::WouldDelete),
+                "{kind}: {planned:?}"
+            );
+        }
+
+        let items = provider.reap_at(None, false, expires).await.unwrap();
+
+        let kinds: BTreeSet<&str> = items.iter().map(|i| i.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "fleet",
+                "instance",
+                "key-directory",
+                "key-pair",
+                "launch-template",
+                "security-group",
+                "volume"
+            ]
+            .into(),
+            "{items:?}"
+        );
+        assert!(items.iter().all(|i| !i.action.is_failure()), "{items:?}");
+        assert!(
+            items
+                .iter()
+                .filter(|i| i.kind == "fleet" || i.kind == "launch-template")
+                .all(|i| i.action == ReapAction::deleted()
+                    && i.run_id.as_deref() == Some(TEST_RUN)),
+            "{items:?}"
+        );
+        assert_eq!(world.lock().unwrap().of_run(TEST_RUN), Vec::<String>::new());
+        assert!(!keys.path().join(TEST_RUN).exists());
+    }
+
+    #[tokio::test]
+    async fn a_fleet_and_template_whose_instances_are_gone_go_after_the_grace_period() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+        let machines: Vec<_> = provider
+            .provision_many(&fleet_specs())
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // The instances end (their deadline's power-off) with nobody to
+        // tear the run down.
+        {
+            let mut w = world.lock().unwrap();
+            for instance in &mut w.instances {
+                instance.state = "terminated".to_owned();
+            }
+            w.volumes.retain(|v| !v.tags.contains_key(MACHINE));
+        }
+        drop(machines);
+        let grace = chrono::Duration::from_std(provider.settings().reap_grace).unwrap();
+
+        let early = provider.reap(None, false).await.unwrap();
+        assert!(early.is_empty(), "within the grace period: {early:?}");
+        let items = provider
+            .reap_at(None, false, Utc::now() + grace)
+            .await
+            .unwrap();
+
+        let kinds: BTreeSet<&str> = items.iter().map(|i| i.kind.as_str()).collect();
+        assert!(
+            kinds.is_superset(&["fleet", "launch-template", "key-pair", "security-group"].into()),
+            "{items:?}"
+        );
+        assert_eq!(world.lock().unwrap().of_run(TEST_RUN), Vec::<String>::new());
     }
 
     #[tokio::test]
