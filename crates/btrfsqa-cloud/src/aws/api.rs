@@ -347,9 +347,10 @@ pub(crate) trait Ec2Api: Send + Sync {
     /// errors of the overrides that launched fewer than asked.
     async fn create_fleet(&self, request: &FleetRequest) -> Result<FleetOutcome, Ec2Error>;
 
-    /// DescribeFleets: every fleet of the region (all pages; EC2 cannot
-    /// filter them by tag), with its state and tags.
-    async fn describe_fleets(&self) -> Result<Vec<ResourceInfo>, Ec2Error>;
+    /// DescribeFleets, with their state and tags (all pages): the fleets
+    /// `ids` names, or with none, every fleet EC2 lists. EC2 cannot filter
+    /// fleets by tag, and lists an `instant` fleet only when asked by id.
+    async fn describe_fleets(&self, ids: &[String]) -> Result<Vec<ResourceInfo>, Ec2Error>;
 
     /// DeleteFleets for one fleet, terminating its instances (the only way
     /// an instant fleet can be deleted). A refusal is an error with EC2's

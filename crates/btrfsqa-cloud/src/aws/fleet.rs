@@ -34,7 +34,7 @@ use super::launch::{self, SshCidr};
 use super::local_files;
 use super::provision::{Kit, Plan, Step, StepResult, failed};
 use super::retry::{retry, transient};
-use super::tags::shared_by;
+use super::tags::{FLEET_PREFIX, shared_by};
 use super::{AwsProvider, PROVIDER};
 use crate::{Machine, MachineSpec, ProvisionError};
 
@@ -190,11 +190,7 @@ impl AwsProvider {
                 });
             }
         };
-        let template = kit
-            .launch_template_id
-            .clone()
-            .expect("make_common makes a template");
-        let mut launched = self.ask_fleets(api, plans, &template).await;
+        let mut launched = self.ask_fleets(api, plans, &kit).await;
 
         let mut run_leftovers = Vec::new();
         if launched.instances.len() > count {
@@ -397,8 +393,12 @@ impl AwsProvider {
 
     /// Asks one instant fleet per market, spot first, each for what the
     /// ones before could not give.
-    async fn ask_fleets(&self, api: &dyn Ec2Api, plans: &[Plan], template: &str) -> Launched {
+    async fn ask_fleets(&self, api: &dyn Ec2Api, plans: &[Plan], kit: &Kit) -> Launched {
         let settings = &self.settings;
+        let template = kit
+            .launch_template_id
+            .as_deref()
+            .expect("make_common makes a template");
         let run = plans[0].run.as_str();
         let overrides = self.overrides();
         let tags = plans[0].tags.of_run(&launch::run_resource_name(run));
@@ -430,6 +430,9 @@ impl AwsProvider {
                     tracing::info!(fleet = ?outcome.fleet_id, market = market.label(), asked = wanted,
                         launched = outcome.instances.len(), errors = outcome.errors.len(),
                         "instant fleet");
+                    if let Some(fleet) = &outcome.fleet_id {
+                        self.name_fleet(api, kit, fleet, &market).await;
+                    }
                     for error in &outcome.errors {
                         refuse(&mut launched, refusal(error, &market));
                     }
@@ -464,6 +467,27 @@ impl AwsProvider {
             }
         }
         launched
+    }
+
+    /// Names the fleet on the run's launch template and security group:
+    /// EC2 lists an instant fleet only when asked by id, and this is how
+    /// teardown and `reap` find it. Best effort: the machines record it too.
+    async fn name_fleet(&self, api: &dyn Ec2Api, kit: &Kit, fleet: &str, market: &Market) {
+        let shared: Vec<String> = kit
+            .launch_template_id
+            .iter()
+            .chain(std::iter::once(&kit.security_group_id))
+            .cloned()
+            .collect();
+        let tag = [(format!("{FLEET_PREFIX}{fleet}"), market.label().to_owned())];
+        if let Err(error) = retry(&self.settings.retry, transient, || {
+            api.create_tags(&shared, &tag)
+        })
+        .await
+        {
+            tracing::warn!(%error, fleet, "cannot name the fleet on the run's template and group; \
+                `reap` may not find it once its instances are gone");
+        }
     }
 
     /// Makes one launched instance the machine of `plan`, or terminates it
@@ -693,7 +717,20 @@ mod tests {
             assert!(key.exists());
         }
         provider.teardown(&machines[2]).await.unwrap();
-        assert_eq!(world.lock().unwrap().of_run(RUN), Vec::<String>::new());
+        {
+            let w = world.lock().unwrap();
+            assert_eq!(w.of_run(RUN), Vec::<String>::new());
+            // The last machine's teardown deletes the fleet, which takes the
+            // instance with it; the emulator cannot delete a fleet whose
+            // instances are all gone.
+            let at = |what: &str| w.removed.iter().position(|r| r == what).unwrap();
+            assert!(
+                at(&format!("fleet {}", w.fleets[0].id))
+                    < at(&format!("instance {}", machines[2].provider_id)),
+                "{:?}",
+                w.removed
+            );
+        }
         assert!(!keys.path().join(RUN).exists(), "the run's keys are gone");
         // Safe to repeat.
         teardown_all(&provider, &machines).await;
@@ -899,6 +936,51 @@ mod tests {
         }
         teardown_all(&provider, &machines).await;
         assert_eq!(world.lock().unwrap().of_run(RUN), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_fleet_that_cannot_be_deleted_keeps_what_names_it() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        mock.expect_delete_fleet()
+            .returning(|_| Err(ec2_error("DeleteFleets", "UnauthorizedOperation")));
+        super::super::test_support::wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+        let machines: Vec<Machine> = provider
+            .provision_many(&specs(1))
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+
+        let error = provider.teardown(&machines[0]).await.unwrap_err();
+
+        let crate::TeardownError::Leftovers { leftovers, .. } = &error else {
+            panic!("{error:?}")
+        };
+        let w = world.lock().unwrap();
+        let fleet = &w.fleets[0].id;
+        assert!(
+            leftovers[0].starts_with(&format!("fleet `{fleet}`"))
+                && leftovers[0].contains("not permitted to call `ec2:DeleteFleets`"),
+            "{leftovers:?}"
+        );
+        assert_eq!(leftovers.len(), 3, "{leftovers:?}");
+        assert!(
+            leftovers[1..]
+                .iter()
+                .all(|l| l.contains("kept: it names fleets")),
+            "{leftovers:?}"
+        );
+        // What names it is still there for `reap`.
+        let naming = format!("{FLEET_PREFIX}{fleet}");
+        assert!(w.templates[0].0.tags.contains_key(&naming));
+        assert!(w.groups[0].tags.contains_key(&naming));
+        assert!(w.keys.is_empty(), "the key pair names nothing");
     }
 
     #[tokio::test]

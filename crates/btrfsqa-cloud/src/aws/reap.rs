@@ -12,8 +12,13 @@
 //!   provisioning).
 //!
 //! Anything without the run tag is never even listed, except fleets: EC2
-//! cannot filter them by tag, so all are listed and only those with the
-//! run tag (and not deleted yet) are looked at.
+//! cannot filter them by tag, and lists an instant fleet only when asked
+//! by id. The fleets looked at are those EC2 lists and those named in the
+//! tags of the run's launch templates, security groups and instances, and
+//! only those that carry the run tag themselves (and are not deleted yet).
+//! They go first (EC2 deletes an instant fleet with the instances it still
+//! has); while one cannot be deleted, the launch templates and security
+//! groups of its run, which name it, are kept.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -24,7 +29,7 @@ use super::api::{Filter, InstanceInfo, ResourceInfo};
 use super::error::Ec2Error;
 use super::retry::{retry, transient};
 use super::tags::{RUN, created_at, expires_at};
-use super::teardown::{NOT_TERMINATED, key_label, live_fleet_of, owned_run};
+use super::teardown::{NOT_TERMINATED, key_label, owned_run};
 use super::{AwsProvider, PROVIDER};
 use crate::{ReapAction, ReapItem, TeardownError};
 
@@ -173,7 +178,7 @@ impl AwsProvider {
             scope[0].clone(),
             Filter::new("instance-state-name", NOT_TERMINATED),
         ];
-        Ok(Found {
+        let mut found = Found {
             instances: retry(policy, transient, || {
                 api.describe_instances(&[], &instance_filters)
             })
@@ -182,12 +187,18 @@ impl AwsProvider {
             keys: retry(policy, transient, || api.describe_key_pairs(&scope)).await?,
             groups: retry(policy, transient, || api.describe_security_groups(&scope)).await?,
             templates: retry(policy, transient, || api.describe_launch_templates(&scope)).await?,
-            fleets: retry(policy, transient, || api.describe_fleets())
-                .await?
-                .into_iter()
-                .filter(|fleet| live_fleet_of(fleet, run))
-                .collect(),
-        })
+            fleets: Vec::new(),
+        };
+        let naming: Vec<&BTreeMap<String, String>> = found
+            .templates
+            .iter()
+            .chain(&found.groups)
+            .map(|r| &r.tags)
+            .chain(found.instances.iter().map(|i| &i.tags))
+            .filter(|tags| owned_run(tags).is_some())
+            .collect();
+        found.fleets = self.run_fleets(api, run, &naming).await?;
+        Ok(found)
     }
 
     async fn reap_region(
@@ -272,6 +283,25 @@ impl AwsProvider {
 
         let api = self.api(region);
         let api = api.as_ref();
+        // Deleting an instant fleet also terminates what it still has.
+        let mut fleets_left = BTreeSet::new();
+        for fleet in &fleets {
+            let result = self.delete_fleet(api, fleet).await;
+            if result.is_err() {
+                fleets_left.extend(owned_run(&fleet.tags));
+            }
+            items.push(item(
+                "fleet",
+                at(&fleet.id),
+                owned_run(&fleet.tags),
+                deletion(result),
+            ));
+        }
+        let kept = |tags: &BTreeMap<String, String>| {
+            owned_run(tags).is_some_and(|run| fleets_left.contains(&run))
+        };
+        let names_fleets =
+            || ReapAction::Kept("it names a fleet of its run that could not be deleted".to_owned());
         let runs_of: BTreeMap<String, Option<String>> = doomed
             .iter()
             .map(|i| (i.id.clone(), owned_run(&i.tags)))
@@ -284,16 +314,6 @@ impl AwsProvider {
                 at(&id),
                 run,
                 outcome(ReapAction::Terminated, result),
-            ));
-        }
-        // Deleting an instant fleet also terminates what it still has.
-        for fleet in &fleets {
-            let result = self.delete_fleet(api, fleet).await;
-            items.push(item(
-                "fleet",
-                at(&fleet.id),
-                owned_run(&fleet.tags),
-                deletion(result),
             ));
         }
         for volume in &volumes {
@@ -315,21 +335,29 @@ impl AwsProvider {
             ));
         }
         for group in &groups {
-            let result = self.delete_security_group(api, group).await;
+            let action = if kept(&group.tags) {
+                names_fleets()
+            } else {
+                deletion(self.delete_security_group(api, group).await)
+            };
             items.push(item(
                 "security-group",
                 at(&group.id),
                 owned_run(&group.tags),
-                deletion(result),
+                action,
             ));
         }
         for template in &templates {
-            let result = self.delete_launch_template(api, template).await;
+            let action = if kept(&template.tags) {
+                names_fleets()
+            } else {
+                deletion(self.delete_launch_template(api, template).await)
+            };
             items.push(item(
                 "launch-template",
                 at(&template.id),
                 owned_run(&template.tags),
-                deletion(result),
+                action,
             ));
         }
         Ok(items)
@@ -555,6 +583,52 @@ mod tests {
             "{items:?}"
         );
         assert_eq!(world.lock().unwrap().of_run(TEST_RUN), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_fleet_that_cannot_be_reaped_keeps_the_template_and_group_that_name_it() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        mock.expect_delete_fleet().returning(|_| {
+            Err(Ec2Error::from_code(
+                "DeleteFleets",
+                "unexpectedError",
+                "try later",
+                None,
+            ))
+        });
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+        let machines: Vec<_> = provider
+            .provision_many(&fleet_specs())
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        drop(machines);
+
+        let items = provider
+            .reap(Some(RunId::parse(TEST_RUN).unwrap()), false)
+            .await
+            .unwrap();
+
+        let action_of = |kind: &str| {
+            items
+                .iter()
+                .find(|i| i.kind == kind)
+                .map(|i| i.action.as_str())
+        };
+        assert_eq!(action_of("fleet"), Some("failed"), "{items:?}");
+        assert_eq!(action_of("launch-template"), Some("kept"), "{items:?}");
+        assert_eq!(action_of("security-group"), Some("kept"), "{items:?}");
+        assert_eq!(action_of("key-pair"), Some("deleted"), "{items:?}");
+        let w = world.lock().unwrap();
+        assert_eq!(w.templates.len(), 1);
+        assert_eq!(w.groups.len(), 1);
     }
 
     #[tokio::test]

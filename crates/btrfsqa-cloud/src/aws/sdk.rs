@@ -947,13 +947,14 @@ impl Ec2Api for SdkEc2 {
         })
     }
 
-    async fn describe_fleets(&self) -> Result<Vec<ResourceInfo>, Ec2Error> {
+    async fn describe_fleets(&self, ids: &[String]) -> Result<Vec<ResourceInfo>, Ec2Error> {
         let mut fleets = Vec::new();
         let mut token = None;
         loop {
             let answer = self
                 .client
                 .describe_fleets()
+                .set_fleet_ids((!ids.is_empty()).then(|| ids.to_vec()))
                 .set_next_token(token)
                 .send()
                 .await

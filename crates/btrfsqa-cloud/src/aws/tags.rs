@@ -21,6 +21,14 @@ pub const CREATED: &str = "btrfsqa:created";
 /// After this time (RFC 3339, UTC) `reap` removes the resource whatever else.
 pub const EXPIRES: &str = "btrfsqa:expires";
 
+/// On what a fleet's machines share (its launch template and security
+/// group): `btrfsqa:fleet:<fleet id>` names one of the run's fleets (the
+/// value is its market). EC2 lists an `instant` fleet only when asked by
+/// id, so this is how `reap` finds them.
+pub const FLEET_PREFIX: &str = "btrfsqa:fleet:";
+/// EC2's own tag on an instance an EC2 Fleet launched.
+pub const EC2_FLEET_ID: &str = "aws:ec2:fleet-id";
+
 /// What goes on one machine's resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RunTags {
@@ -82,6 +90,18 @@ pub(crate) fn shared_by(tags: &BTreeMap<String, String>, run: &str) -> bool {
     run_of(tags) == Some(run) && !tags.contains_key(MACHINE)
 }
 
+/// The fleets the tags name ([`FLEET_PREFIX`], [`EC2_FLEET_ID`]).
+pub(crate) fn fleet_ids(tags: &BTreeMap<String, String>) -> impl Iterator<Item = &str> {
+    tags.iter().filter_map(|(key, value)| {
+        if key == EC2_FLEET_ID {
+            Some(value.as_str())
+        } else {
+            key.strip_prefix(FLEET_PREFIX)
+        }
+        .filter(|id| !id.is_empty())
+    })
+}
+
 /// When the resource expires, if it says.
 pub(crate) fn expires_at(tags: &BTreeMap<String, String>) -> Option<DateTime<Utc>> {
     time_tag(tags, EXPIRES)
@@ -135,6 +155,21 @@ mod tests {
         assert!(shared_by(&shared, "20250301-100000-ab12"));
         assert!(belongs_to(&shared, "20250301-100000-ab12", None));
         assert!(!belongs_to(&shared, "20250301-100000-ab12", Some("aws-0")));
+    }
+
+    #[test]
+    fn fleets_are_named_by_our_tag_and_by_ec2s() {
+        let named = tags(&[
+            (RUN, "r"),
+            ("btrfsqa:fleet:fleet-1", "spot"),
+            ("btrfsqa:fleet:", "spot"),
+            (EC2_FLEET_ID, "fleet-2"),
+            ("Name", "fleet-3"),
+        ]);
+        assert_eq!(
+            fleet_ids(&named).collect::<Vec<_>>(),
+            ["fleet-2", "fleet-1"]
+        );
     }
 
     #[test]

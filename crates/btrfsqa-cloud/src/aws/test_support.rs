@@ -56,6 +56,9 @@ pub(crate) struct World {
     pub group_of: BTreeMap<String, String>,
     /// The instances of every fleet.
     pub fleet_instances: BTreeMap<String, Vec<String>>,
+    /// DescribeFleets without ids lists instant fleets (EC2 does not; the
+    /// emulator does).
+    pub list_instant_fleets: bool,
     /// Every deletion and termination, in order (`volume vol-1`).
     pub removed: Vec<String>,
 }
@@ -614,8 +617,27 @@ fn wire_fleets(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
         })
     });
     let w = world.clone();
-    mock.expect_describe_fleets()
-        .returning(move || Ok(w.lock().unwrap().fleets.clone()));
+    mock.expect_describe_fleets().returning(move |ids| {
+        let world = w.lock().unwrap();
+        if ids.is_empty() {
+            // All of btrfsqa's fleets are instant ones.
+            return Ok(if world.list_instant_fleets {
+                world.fleets.clone()
+            } else {
+                Vec::new()
+            });
+        }
+        ids.iter()
+            .map(|id| {
+                world
+                    .fleets
+                    .iter()
+                    .find(|f| &f.id == id)
+                    .cloned()
+                    .ok_or_else(|| not_found("DescribeFleets", "InvalidFleetId.NotFound"))
+            })
+            .collect()
+    });
     let w = world.clone();
     mock.expect_delete_fleet().returning(move |id| {
         let mut world = w.lock().unwrap();
@@ -640,6 +662,12 @@ fn wire_fleets(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
                 instance.tags.extend(tags.iter().cloned());
             } else if let Some(volume) = world.volumes.iter_mut().find(|v| &v.id == id) {
                 volume.tags.extend(tags.iter().cloned());
+            } else if let Some((template, _)) =
+                world.templates.iter_mut().find(|(t, _)| &t.id == id)
+            {
+                template.tags.extend(tags.iter().cloned());
+            } else if let Some(group) = world.groups.iter_mut().find(|g| &g.id == id) {
+                group.tags.extend(tags.iter().cloned());
             } else {
                 return Err(not_found("CreateTags", "InvalidID.NotFound"));
             }
