@@ -26,8 +26,8 @@ use chrono::Utc;
 use futures_util::future::join_all;
 
 use super::api::{
-    Ec2Api, Filter, FleetError, FleetInstance, FleetOverride, FleetRequest, ImageInfo, Market,
-    TemplateRequest,
+    Ec2Api, Filter, FleetError, FleetInstance, FleetOverride, FleetRequest, ImageInfo,
+    InstanceInfo, Market, TemplateRequest,
 };
 use super::error::{AwsError, Ec2Error};
 use super::launch::{self, SshCidr};
@@ -523,6 +523,40 @@ impl AwsProvider {
         }
     }
 
+    /// The instance once it lists every data volume of the template. A
+    /// fleet's instance may be reported running before its mappings are
+    /// (EC2's answers are eventually consistent, and the EC2 emulator
+    /// attaches none from a template): it is looked at again, for up to
+    /// `launch_timeout`; after that, `finish` says which volume is missing.
+    async fn wait_volumes(
+        &self,
+        api: &dyn Ec2Api,
+        plan: &Plan,
+        mut instance: InstanceInfo,
+    ) -> Result<InstanceInfo, AwsError> {
+        let started = std::time::Instant::now();
+        let ids = [instance.id.clone()];
+        loop {
+            let listed = plan.data_devices.iter().all(|device| {
+                instance
+                    .block_devices
+                    .iter()
+                    .any(|(name, _)| name == device)
+            });
+            if listed || started.elapsed() >= self.settings.launch_timeout {
+                return Ok(instance);
+            }
+            tokio::time::sleep(self.settings.poll_interval).await;
+            let found = retry(&self.settings.retry, transient, || {
+                api.describe_instances(&ids, &[])
+            })
+            .await?;
+            if let Some(again) = found.into_iter().find(|i| i.id == instance.id) {
+                instance = again;
+            }
+        }
+    }
+
     async fn become_machine(
         &self,
         api: &dyn Ec2Api,
@@ -551,6 +585,10 @@ impl AwsProvider {
             .wait_running(api, id)
             .await
             .step(format!("start instance `{id}`"))?;
+        let instance = self
+            .wait_volumes(api, plan, instance)
+            .await
+            .step(format!("find the volumes of `{id}`"))?;
         let volumes: Vec<String> = instance
             .block_devices
             .iter()
@@ -1035,6 +1073,32 @@ mod tests {
             let w = world.lock().unwrap();
             assert!(w.fleet_requests.is_empty());
             assert_eq!(w.launches.len(), 2);
+        }
+        teardown_all(&provider, &machines).await;
+        assert_eq!(world.lock().unwrap().of_run(RUN), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn an_instance_seen_running_before_its_volumes_is_looked_at_again() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        world.lock().unwrap().volumes_listed_late = true;
+        let mut mock = MockEc2Api::new();
+        super::super::test_support::wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+
+        let machines: Vec<Machine> = provider
+            .provision_many(&specs(2))
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+
+        for machine in &machines {
+            assert_eq!(state(machine).volume_ids.len(), 6);
         }
         teardown_all(&provider, &machines).await;
         assert_eq!(world.lock().unwrap().of_run(RUN), Vec::<String>::new());

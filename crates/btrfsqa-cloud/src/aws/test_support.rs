@@ -56,9 +56,14 @@ pub(crate) struct World {
     pub group_of: BTreeMap<String, String>,
     /// The instances of every fleet.
     pub fleet_instances: BTreeMap<String, Vec<String>>,
+    /// Fleet instances are first seen running without their data volumes,
+    /// which are listed from the next look on.
+    pub volumes_listed_late: bool,
     /// DescribeFleets without ids lists instant fleets (EC2 does not; the
     /// emulator does).
     pub list_instant_fleets: bool,
+    /// The data volumes not listed yet, per instance.
+    hidden_volumes: BTreeMap<String, Vec<(String, String)>>,
     /// Every deletion and termination, in order (`volume vol-1`).
     pub removed: Vec<String>,
 }
@@ -384,6 +389,8 @@ pub(crate) fn wire(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
             }
             let mut found = Vec::new();
             let mut volumes_gone = Vec::new();
+            let world = &mut *world;
+            let world_hidden = &mut world.hidden_volumes;
             for instance in &mut world.instances {
                 if !ids.is_empty() && !ids.contains(&instance.id) {
                     continue;
@@ -397,6 +404,11 @@ pub(crate) fn wire(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
                 let state = instance.state.clone();
                 if matches(&instance.tags, &[("instance-state-name", &state)], filters) {
                     found.push(instance.clone());
+                }
+                if state == "running" {
+                    if let Some(late) = world_hidden.remove(&instance.id) {
+                        instance.block_devices.extend(late);
+                    }
                 }
                 if let Some(next) = moved {
                     instance.state = next.to_owned();
@@ -578,6 +590,11 @@ fn wire_fleets(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
                 &template.security_group_id,
                 &template.tags,
             );
+            if world.volumes_listed_late {
+                let instance = world.instances.iter_mut().find(|i| i.id == id).unwrap();
+                let late = instance.block_devices.split_off(1);
+                world.hidden_volumes.insert(id.clone(), late);
+            }
             instances.push(FleetInstance {
                 id,
                 instance_type: Some(instance_type),
