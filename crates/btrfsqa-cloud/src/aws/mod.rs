@@ -76,7 +76,8 @@ type ApiFactory = Arc<dyn Fn(&str) -> Arc<dyn Ec2Api> + Send + Sync>;
 /// could not give. One request cannot give its instances different key
 /// pairs or security groups, so the machines of a fleet share one of each,
 /// the run's (`btrfsqa-<run>`, tagged with the run and no machine), with the
-/// launch template and the fleets. Each instance is then named after its
+/// launch template and the fleets (named in the template's and the group's
+/// tags, `btrfsqa:fleet:<id>`: EC2 lists an instant fleet only by id). Each instance is then named after its
 /// machine (tags on it and its volumes) and becomes its machine as one made
 /// by [`provision`](CloudProvider::provision) does, in the order of the
 /// specs. A machine EC2 gave no instance for is that machine's error, with
@@ -111,9 +112,10 @@ type ApiFactory = Arc<dyn Fn(&str) -> Arc<dyn Ec2Api> + Send + Sync>;
 /// Teardown terminates the instance, waits until it is terminated, then
 /// deletes the volumes, the key pair and the security group that carry this
 /// run's and machine's tags, and nothing else. The teardown of a fleet's
-/// machine that finds no other instance of the run left also deletes what
-/// the run's machines shared: its fleets, launch template, key pair and
-/// security group. `reap` finds, in every region of
+/// machine that finds no other instance of the run left deletes the run's
+/// fleets (and so its own instance with them), then what the run's machines
+/// shared: its launch template, key pair and security group (kept while a
+/// fleet they name cannot be deleted). `reap` finds, in every region of
 /// [`AwsSettings::reap_regions`], what carries the run tag (fleets and
 /// launch templates too) and is expired, or belongs to a run with no
 /// instance left, or to the run asked for, and removes it.
@@ -150,8 +152,10 @@ type ApiFactory = Arc<dyn Fn(&str) -> Arc<dyn Ec2Api> + Send + Sync>;
 /// resets) and `DescribeSpotInstanceRequests` (for interruption notices);
 /// for a run's fleet also `CreateLaunchTemplate`, `DescribeLaunchTemplates`,
 /// `DeleteLaunchTemplate`, `CreateFleet`, `DescribeFleets`, `DeleteFleets`
-/// and `CreateTags` on existing instances and volumes (each is named after
-/// its machine once launched). The account's first spot launch also needs
+/// and `CreateTags` on existing resources (each instance and its volumes
+/// are named after their machine once launched; the run's launch template
+/// and security group name its fleets, which EC2 lists only by id). The
+/// account's first spot launch also needs
 /// `iam:CreateServiceLinkedRole` for `spot.amazonaws.com`, and its first
 /// fleet for `ec2fleet.amazonaws.com`. A missing one is reported by name
 /// ([`Ec2Error::Unauthorized`]).
