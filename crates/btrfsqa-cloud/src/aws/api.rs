@@ -95,6 +95,98 @@ pub(crate) struct LaunchRequest {
     pub client_token: String,
 }
 
+/// One CreateLaunchTemplate request: what every instance of a run's fleet
+/// shares (the instance type and market are the fleet's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TemplateRequest {
+    pub name: String,
+    pub image_id: String,
+    pub key_name: String,
+    pub security_group_id: String,
+    /// The fleet launches into a configured subnet: the public address is
+    /// asked for through the network interface (the overrides name the
+    /// subnet).
+    pub in_subnet: bool,
+    pub associate_public_ip: bool,
+    pub root_device_name: String,
+    pub root_volume_gib: u32,
+    /// Device names of the data volumes (`/dev/sdf`, ...), in order.
+    pub data_device_names: Vec<String>,
+    pub volume_gib: u32,
+    pub volume_type: String,
+    /// Plain text; the adapter encodes it.
+    pub user_data: String,
+    /// Put on the template, and on the instances and volumes launched from it.
+    pub tags: Vec<(String, String)>,
+    /// Makes a retried request idempotent.
+    pub client_token: String,
+}
+
+/// One choice an instant fleet has: an instance type, in the configured
+/// subnet or zone, by priority (0 first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FleetOverride {
+    pub instance_type: String,
+    pub subnet_id: Option<String>,
+    pub availability_zone: Option<String>,
+    pub priority: u32,
+}
+
+impl FleetOverride {
+    /// `m6i.large`, or `m6i.large in subnet-1`.
+    pub fn label(&self) -> String {
+        match self.subnet_id.as_ref().or(self.availability_zone.as_ref()) {
+            Some(place) => format!("{} in {place}", self.instance_type),
+            None => self.instance_type.clone(),
+        }
+    }
+}
+
+/// One CreateFleet request of type `instant`: `count` instances of one
+/// market from a launch template, over its overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FleetRequest {
+    pub launch_template_id: String,
+    pub overrides: Vec<FleetOverride>,
+    pub market: Market,
+    pub count: u32,
+    /// Put on the fleet.
+    pub tags: Vec<(String, String)>,
+    /// Makes a retried request idempotent.
+    pub client_token: String,
+}
+
+/// An instance an instant fleet launched.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct FleetInstance {
+    pub id: String,
+    pub instance_type: Option<String>,
+    /// `spot` or `on-demand`, as EC2 says.
+    pub lifecycle: Option<String>,
+}
+
+/// Why an instant fleet launched nothing from one of its overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct FleetError {
+    pub instance_type: Option<String>,
+    /// The override's subnet or zone, when it names one.
+    pub place: Option<String>,
+    /// `spot` or `on-demand`, as EC2 says.
+    pub lifecycle: Option<String>,
+    /// EC2's error code (`InsufficientInstanceCapacity`).
+    pub code: String,
+    pub message: String,
+}
+
+/// What an instant fleet did: the instances it launched, and why it
+/// launched no more.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct FleetOutcome {
+    pub fleet_id: Option<String>,
+    pub instances: Vec<FleetInstance>,
+    pub errors: Vec<FleetError>,
+}
+
 /// An instance as DescribeInstances shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct InstanceInfo {
@@ -130,14 +222,15 @@ pub(crate) struct SpotRequestInfo {
     pub instance_id: Option<String>,
 }
 
-/// A volume, key pair or security group.
+/// A volume, key pair, security group, launch template or fleet.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct ResourceInfo {
-    /// Volume id, key pair id, group id.
+    /// Volume id, key pair id, group id, template id, fleet id.
     pub id: String,
-    /// Key name or group name.
+    /// Key name, group name or template name.
     pub name: Option<String>,
-    /// Volume state (`available`, `in-use`), when there is one.
+    /// Volume state (`available`, `in-use`) or fleet state (`active`,
+    /// `deleted_terminating`), when there is one.
     pub state: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
@@ -237,4 +330,37 @@ pub(crate) trait Ec2Api: Send + Sync {
 
     /// GetConsoleOutput, decoded; `None` while there is none yet.
     async fn console_output(&self, instance_id: &str) -> Result<Option<String>, Ec2Error>;
+
+    /// CreateLaunchTemplate with tags; returns the template id.
+    async fn create_launch_template(&self, request: &TemplateRequest) -> Result<String, Ec2Error>;
+
+    /// DescribeLaunchTemplates (all pages).
+    async fn describe_launch_templates(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<ResourceInfo>, Ec2Error>;
+
+    /// DeleteLaunchTemplate by id.
+    async fn delete_launch_template(&self, template_id: &str) -> Result<(), Ec2Error>;
+
+    /// CreateFleet of type `instant`: the instances launched, and the
+    /// errors of the overrides that launched fewer than asked.
+    async fn create_fleet(&self, request: &FleetRequest) -> Result<FleetOutcome, Ec2Error>;
+
+    /// DescribeFleets, with their state and tags (all pages): the fleets
+    /// `ids` names, or with none, every fleet EC2 lists. EC2 cannot filter
+    /// fleets by tag, and lists an `instant` fleet only when asked by id.
+    async fn describe_fleets(&self, ids: &[String]) -> Result<Vec<ResourceInfo>, Ec2Error>;
+
+    /// DeleteFleets for one fleet, terminating its instances (the only way
+    /// an instant fleet can be deleted). A refusal is an error with EC2's
+    /// code (`fleetIdDoesNotExist`).
+    async fn delete_fleet(&self, fleet_id: &str) -> Result<(), Ec2Error>;
+
+    /// CreateTags on existing resources.
+    async fn create_tags(
+        &self,
+        resources: &[String],
+        tags: &[(String, String)],
+    ) -> Result<(), Ec2Error>;
 }

@@ -108,6 +108,21 @@ pub enum AwsError {
         #[source]
         last: Option<Box<Ec2Error>>,
     },
+    /// An instant fleet launched fewer instances than the run has machines,
+    /// and none for this one.
+    #[error(
+        "EC2 launched {launched} of the {asked} instances asked for ({})",
+        if refusals.is_empty() { "it gave no reason".to_owned() } else { refusals.join("; ") }
+    )]
+    Unfulfilled {
+        /// Instances asked for.
+        asked: usize,
+        /// Instances launched.
+        launched: usize,
+        /// EC2's reasons, one per override and market that fell short:
+        /// `m6i.large (spot): \`InsufficientInstanceCapacity\`: message`.
+        refusals: Vec<String>,
+    },
     /// An instance did not reach the wanted state in time.
     #[error("instance `{instance}` is still `{state}` after {waited_secs} s")]
     Timeout {
@@ -332,8 +347,13 @@ impl Ec2Error {
 
     /// The resource does not exist (any more): for deletions, the goal.
     pub fn is_not_found(&self) -> bool {
-        self.code()
-            .is_some_and(|code| code.ends_with(".NotFound") || code.ends_with("NotFound"))
+        self.code().is_some_and(|code| {
+            code.ends_with("NotFound")
+                // `InvalidLaunchTemplateName.NotFoundException`
+                || code.ends_with("NotFoundException")
+                // DeleteFleets' own code for a fleet it does not know.
+                || code == "fleetIdDoesNotExist"
+        })
     }
 
     /// EC2 answered with exactly this code.

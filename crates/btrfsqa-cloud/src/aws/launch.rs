@@ -63,7 +63,17 @@ pub(crate) fn self_destruct_user_data(deadline: DateTime<Utc>) -> String {
 /// `btrfsqa-<run>-<machine>`, kept to what key pair and security group names
 /// accept.
 pub(crate) fn resource_name(run: &str, machine: &str) -> String {
-    let name: String = format!("btrfsqa-{run}-{machine}")
+    safe_name(&format!("btrfsqa-{run}-{machine}"))
+}
+
+/// `btrfsqa-<run>`: what the machines of a run share (key pair, security
+/// group, launch template), kept to what their names accept.
+pub(crate) fn run_resource_name(run: &str) -> String {
+    safe_name(&format!("btrfsqa-{run}"))
+}
+
+fn safe_name(name: &str) -> String {
+    let name: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
@@ -180,6 +190,7 @@ mod tests {
     #[test]
     fn names_and_tokens() {
         assert_eq!(resource_name("r-1", "aws 0"), "btrfsqa-r-1-aws_0");
+        assert_eq!(run_resource_name("r-1"), "btrfsqa-r-1");
         let token = client_token(&["r", "m", "m6i.large", "spot"], 7);
         assert!(token.len() <= 64, "{token}");
         assert_eq!(token, client_token(&["r", "m", "m6i.large", "spot"], 7));

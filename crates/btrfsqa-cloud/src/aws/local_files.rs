@@ -26,6 +26,13 @@ pub(crate) fn machine_dir(key_dir: &Path, run: &str, machine: &str) -> PathBuf {
     key_dir.join(run).join(machine.trim_start_matches('.'))
 }
 
+/// `key_dir/<run>/.shared`: the key of a run whose machines came from one
+/// fleet (and so share a key pair). No machine's directory has this name:
+/// [`machine_dir`] strips leading dots.
+pub(crate) fn shared_dir(key_dir: &Path, run: &str) -> PathBuf {
+    key_dir.join(run).join(".shared")
+}
+
 fn local(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> AwsError {
     let (what, path) = (what.to_owned(), path.to_owned());
     move |source| AwsError::Local { what, path, source }

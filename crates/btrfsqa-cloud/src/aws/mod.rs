@@ -1,9 +1,11 @@
 //! The `aws` provider: EC2 spot machines with six EBS volumes, locked down,
-//! and nothing ever leaked. See [`AwsProvider`].
+//! a run's machines from one instant fleet, and nothing ever leaked. See
+//! [`AwsProvider`].
 
 mod api;
 mod console;
 mod error;
+mod fleet;
 mod launch;
 mod local_files;
 mod provision;
@@ -62,6 +64,28 @@ type ApiFactory = Arc<dyn Fn(&str) -> Arc<dyn Ec2Api> + Send + Sync>;
 /// If any step fails, everything made so far is removed before the error is
 /// returned; what could not be removed is named in the error.
 ///
+/// # A run's machines together
+///
+/// [`provision_many`](CloudProvider::provision_many) (what the runner calls
+/// with all of a run's machines) asks EC2 for all of them in one request: an
+/// instant fleet (CreateFleet of type `instant`) from a launch template
+/// with the image, the volumes, the user data and the settings above, with
+/// one override per instance type (in the configured subnet or zone), in the
+/// configured order; spot first when [`AwsSettings::spot`], then, when
+/// [`AwsSettings::allow_on_demand`], a second, on-demand fleet for what spot
+/// could not give. One request cannot give its instances different key
+/// pairs or security groups, so the machines of a fleet share one of each,
+/// the run's (`btrfsqa-<run>`, tagged with the run and no machine), with the
+/// launch template and the fleets (named in the template's and the group's
+/// tags, `btrfsqa:fleet:<id>`: EC2 lists an instant fleet only by id). Each instance is then named after its
+/// machine (tags on it and its volumes) and becomes its machine as one made
+/// by [`provision`](CloudProvider::provision) does, in the order of the
+/// specs. A machine EC2 gave no instance for is that machine's error, with
+/// EC2's codes per instance type and market; one that fails later has its
+/// instance terminated; the others go on. When no machine comes of it, what
+/// the run shares is removed at once. Machines that need different volumes
+/// are made one by one.
+///
 /// # Devices
 ///
 /// The machine's devices are given as the guest sees them, derived from the
@@ -87,10 +111,14 @@ type ApiFactory = Arc<dyn Fn(&str) -> Arc<dyn Ec2Api> + Send + Sync>;
 ///
 /// Teardown terminates the instance, waits until it is terminated, then
 /// deletes the volumes, the key pair and the security group that carry this
-/// run's and machine's tags, and nothing else. `reap` finds, in every
-/// region of [`AwsSettings::reap_regions`], what carries the run tag and is
-/// expired, or belongs to a run with no instance left, or to the run asked
-/// for, and removes it.
+/// run's and machine's tags, and nothing else. The teardown of a fleet's
+/// machine that finds no other instance of the run left deletes the run's
+/// fleets (and so its own instance with them), then what the run's machines
+/// shared: its launch template, key pair and security group (kept while a
+/// fleet they name cannot be deleted). `reap` finds, in every region of
+/// [`AwsSettings::reap_regions`], what carries the run tag (fleets and
+/// launch templates too) and is expired, or belongs to a run with no
+/// instance left, or to the run asked for, and removes it.
 ///
 /// # While the run uses a machine
 ///
@@ -122,8 +150,14 @@ type ApiFactory = Arc<dyn Fn(&str) -> Arc<dyn Ec2Api> + Send + Sync>;
 /// `TerminateInstances`, `DescribeVolumes`, `DeleteVolume`,
 /// `DescribeSpotPriceHistory`, `GetConsoleOutput`, `RebootInstances` (for
 /// resets) and `DescribeSpotInstanceRequests` (for interruption notices);
-/// the account's first spot launch also needs `iam:CreateServiceLinkedRole`
-/// for `spot.amazonaws.com`. A missing one is reported by name
+/// for a run's fleet also `CreateLaunchTemplate`, `DescribeLaunchTemplates`,
+/// `DeleteLaunchTemplate`, `CreateFleet`, `DescribeFleets`, `DeleteFleets`
+/// and `CreateTags` on existing resources (each instance and its volumes
+/// are named after their machine once launched; the run's launch template
+/// and security group name its fleets, which EC2 lists only by id). The
+/// account's first spot launch also needs
+/// `iam:CreateServiceLinkedRole` for `spot.amazonaws.com`, and its first
+/// fleet for `ec2fleet.amazonaws.com`. A missing one is reported by name
 /// ([`Ec2Error::Unauthorized`]).
 ///
 /// # Credentials
@@ -202,6 +236,14 @@ pub struct AwsMachineState {
     /// The pinned host keys (`type base64`), from the console or the
     /// instance's `btrfsqa:host-key` tag.
     pub host_keys: Vec<String>,
+    /// The run's launch template, when the machine came from the run's
+    /// fleet: then the key pair, the security group and the template are
+    /// the run's, and go with its last machine.
+    #[serde(default)]
+    pub launch_template_id: Option<String>,
+    /// The instant fleet that launched it, if one did.
+    #[serde(default)]
+    pub fleet_id: Option<String>,
 }
 
 impl AwsMachineState {
@@ -386,6 +428,10 @@ impl CloudProvider for AwsProvider {
 
     async fn provision(&self, spec: &MachineSpec) -> Result<Machine, ProvisionError> {
         self.provision_machine(spec).await
+    }
+
+    async fn provision_many(&self, specs: &[MachineSpec]) -> Vec<Result<Machine, ProvisionError>> {
+        self.provision_fleet(specs).await
     }
 
     async fn teardown(&self, machine: &Machine) -> Result<(), TeardownError> {

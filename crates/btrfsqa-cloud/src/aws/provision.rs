@@ -1,6 +1,7 @@
 //! Provisioning: key pair, security group, instance with its volumes; and
 //! on any failure, removal of everything made so far.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -32,13 +33,26 @@ pub(super) struct Plan {
     pub dir: PathBuf,
 }
 
-/// A failed step: what was being done, and why.
-pub(super) struct Step {
-    operation: String,
-    error: AwsError,
+/// What a machine was made with besides its instance: how it is logged
+/// into and what teardown looks for.
+#[derive(Debug, Clone)]
+pub(super) struct Kit {
+    pub key_name: String,
+    pub key_pair_id: Option<String>,
+    pub identity_file: Option<PathBuf>,
+    pub security_group_id: String,
+    /// The run's launch template, when the machine came from its fleet.
+    pub launch_template_id: Option<String>,
+    pub fleet_id: Option<String>,
 }
 
-trait StepResult<T> {
+/// A failed step: what was being done, and why.
+pub(super) struct Step {
+    pub operation: String,
+    pub error: AwsError,
+}
+
+pub(super) trait StepResult<T> {
     fn step(self, operation: impl Into<String>) -> Result<T, Step>;
 }
 
@@ -51,7 +65,7 @@ impl<T, E: Into<AwsError>> StepResult<T> for Result<T, E> {
     }
 }
 
-fn failed(operation: impl Into<String>, error: impl Into<AwsError>) -> ProvisionError {
+pub(super) fn failed(operation: impl Into<String>, error: impl Into<AwsError>) -> ProvisionError {
     ProvisionError::Failed {
         provider: PROVIDER.to_owned(),
         operation: operation.into(),
@@ -61,7 +75,11 @@ fn failed(operation: impl Into<String>, error: impl Into<AwsError>) -> Provision
 }
 
 impl AwsProvider {
-    fn plan(&self, spec: &MachineSpec, now: DateTime<Utc>) -> Result<Plan, ProvisionError> {
+    pub(super) fn plan(
+        &self,
+        spec: &MachineSpec,
+        now: DateTime<Utc>,
+    ) -> Result<Plan, ProvisionError> {
         let settings = &self.settings;
         if settings.instance_types.is_empty() {
             return Err(config_error("`instance-types` is empty"));
@@ -131,7 +149,7 @@ impl AwsProvider {
         }
     }
 
-    async fn resolve_image(&self, api: &dyn Ec2Api) -> Result<ImageInfo, AwsError> {
+    pub(super) async fn resolve_image(&self, api: &dyn Ec2Api) -> Result<ImageInfo, AwsError> {
         let policy = &self.settings.retry;
         let (images, selector) = match &self.settings.ami {
             AmiSelector::Id(id) => (
@@ -164,7 +182,7 @@ impl AwsProvider {
     }
 
     /// The SSH source range: configured, or the operator's own address.
-    async fn ssh_cidr(&self) -> Result<SshCidr, ProvisionError> {
+    pub(super) async fn ssh_cidr(&self) -> Result<SshCidr, ProvisionError> {
         if let Some(text) = &self.settings.ssh_cidr {
             let cidr = launch::parse_cidr(text)
                 .map_err(|message| config_error(format!("`ssh-cidr`: {message}")))?;
@@ -187,7 +205,7 @@ impl AwsProvider {
         })
     }
 
-    async fn resolve_vpc(&self, api: &dyn Ec2Api) -> Result<String, ProvisionError> {
+    pub(super) async fn resolve_vpc(&self, api: &dyn Ec2Api) -> Result<String, ProvisionError> {
         let policy = &self.settings.retry;
         match &self.settings.subnet_id {
             Some(subnet) => retry(policy, transient, || api.subnet_vpc(subnet))
@@ -218,6 +236,9 @@ impl AwsProvider {
         local_files::make_private_dir(&settings.key_dir, &plan.dir)
             .await
             .step("make the key directory")?;
+        let owned =
+            |tags: &BTreeMap<String, String>| belongs_to(tags, &plan.run, Some(&plan.machine));
+        let tags = plan.tags.with_name(&plan.name);
         let (key_name, key_pair_id, identity_file) = match &settings.key_name {
             Some(name) => (name.clone(), None, settings.identity_file.clone()),
             None => {
@@ -225,19 +246,43 @@ impl AwsProvider {
                     .await
                     .step("generate an SSH key")?;
                 let id = self
-                    .import_key(api, plan, &public)
+                    .import_key(api, &plan.name, &tags, &owned, &public)
                     .await
                     .step(format!("import key pair `{}`", plan.name))?;
                 (plan.name.clone(), Some(id), Some(private))
             }
         };
+        let description = format!("btrfsqa run {}: ssh from the controller only", plan.run);
         let group = self
-            .make_security_group(api, plan, vpc, cidr)
+            .make_security_group(api, &plan.name, &description, &tags, &owned, vpc, cidr)
             .await
             .step(format!("make security group `{}`", plan.name))?;
         let (instance, market) = self
             .launch(api, plan, image, &key_name, &group, launched)
             .await?;
+        let kit = Kit {
+            key_name,
+            key_pair_id,
+            identity_file,
+            security_group_id: group,
+            launch_template_id: None,
+            fleet_id: None,
+        };
+        self.finish(api, plan, instance, &market, kit).await
+    }
+
+    /// Makes a running instance the machine of `plan`: its data volumes by
+    /// device name, its address, its spot price, its pinned host keys and
+    /// the machine record.
+    pub(super) async fn finish(
+        &self,
+        api: &dyn Ec2Api,
+        plan: &Plan,
+        instance: InstanceInfo,
+        market: &Market,
+        kit: Kit,
+    ) -> Result<Machine, Step> {
+        let settings = &self.settings;
         let instance_type = instance
             .instance_type
             .clone()
@@ -271,7 +316,7 @@ impl AwsProvider {
             })
             .step(format!("find the address of `{}`", instance.id))?;
 
-        let hourly_price_usd = match (&market, &instance.availability_zone) {
+        let hourly_price_usd = match (market, &instance.availability_zone) {
             (Market::Spot { .. }, Some(zone)) => {
                 match retry(&settings.retry, transient, || {
                     api.spot_price(&instance_type, zone)
@@ -316,11 +361,13 @@ impl AwsProvider {
                 .iter()
                 .map(|d| launch::xen_device_path(d))
                 .collect(),
-            key_name,
-            key_pair_id,
-            security_group_id: group,
+            key_name: kit.key_name,
+            key_pair_id: kit.key_pair_id,
+            security_group_id: kit.security_group_id,
             local_dir: plan.dir.clone(),
             host_keys,
+            launch_template_id: kit.launch_template_id,
+            fleet_id: kit.fleet_id,
         };
         Ok(Machine {
             run_id: btrfsqa_model::RunId::parse(&plan.run).expect("the run id came from a RunId"),
@@ -331,7 +378,7 @@ impl AwsProvider {
                 host,
                 port: 22,
                 user: settings.ssh_user.clone(),
-                identity_file,
+                identity_file: kit.identity_file,
                 known_hosts_file: Some(known_hosts),
             }),
             test_dev: devices[0].clone(),
@@ -342,30 +389,28 @@ impl AwsProvider {
         })
     }
 
-    /// Imports the public key; a key pair of the same name left by an
-    /// earlier attempt for this very machine is replaced, any other is an
-    /// error (never touched).
-    async fn import_key(
+    /// Imports the public key as key pair `name`; one of the same name left
+    /// by an earlier attempt (`ours` says so from its tags) is replaced, any
+    /// other is an error (never touched).
+    pub(super) async fn import_key(
         &self,
         api: &dyn Ec2Api,
-        plan: &Plan,
+        name: &str,
+        tags: &[(String, String)],
+        ours: &(dyn Fn(&BTreeMap<String, String>) -> bool + Sync),
         public: &str,
     ) -> Result<String, Ec2Error> {
         let policy = &self.settings.retry;
-        let tags = plan.tags.with_name(&plan.name);
         let import = || {
             retry(policy, transient, || {
-                api.import_key_pair(&plan.name, public, &tags)
+                api.import_key_pair(name, public, tags)
             })
         };
         match import().await {
             Err(error) if error.has_code("InvalidKeyPair.Duplicate") => {
-                let by_name = [Filter::new("key-name", [plan.name.as_str()])];
+                let by_name = [Filter::new("key-name", [name])];
                 let found = retry(policy, transient, || api.describe_key_pairs(&by_name)).await?;
-                let Some(old) = found
-                    .iter()
-                    .find(|key| belongs_to(&key.tags, &plan.run, Some(&plan.machine)))
-                else {
+                let Some(old) = found.iter().find(|key| ours(&key.tags)) else {
                     return Err(error);
                 };
                 retry(policy, transient, || {
@@ -378,33 +423,35 @@ impl AwsProvider {
         }
     }
 
-    async fn make_security_group(
+    /// Makes security group `name` that lets in SSH from `cidr` only; one
+    /// of the same name left by an earlier attempt (`ours` says so from its
+    /// tags) is reused, any other is an error.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn make_security_group(
         &self,
         api: &dyn Ec2Api,
-        plan: &Plan,
+        name: &str,
+        description: &str,
+        tags: &[(String, String)],
+        ours: &(dyn Fn(&BTreeMap<String, String>) -> bool + Sync),
         vpc: &str,
         cidr: &SshCidr,
     ) -> Result<String, Ec2Error> {
         let policy = &self.settings.retry;
-        let tags = plan.tags.with_name(&plan.name);
-        let description = format!("btrfsqa run {}: ssh from the controller only", plan.run);
         let created = retry(policy, transient, || {
-            api.create_security_group(&plan.name, &description, vpc, &tags)
+            api.create_security_group(name, description, vpc, tags)
         })
         .await;
         let group = match created {
             Err(error) if error.has_code("InvalidGroup.Duplicate") => {
                 // Made by an earlier attempt for this machine: reuse it.
                 let by_name = [
-                    Filter::new("group-name", [plan.name.as_str()]),
+                    Filter::new("group-name", [name]),
                     Filter::new("vpc-id", [vpc]),
                 ];
                 let found =
                     retry(policy, transient, || api.describe_security_groups(&by_name)).await?;
-                match found
-                    .into_iter()
-                    .find(|group| belongs_to(&group.tags, &plan.run, Some(&plan.machine)))
-                {
+                match found.into_iter().find(|group| ours(&group.tags)) {
                     Some(group) => group.id,
                     None => return Err(error),
                 }
@@ -416,6 +463,22 @@ impl AwsProvider {
             other => other?,
         }
         Ok(group)
+    }
+
+    /// The markets to try, in order: spot (when on), then on-demand (when
+    /// spot is off, or as the fallback when allowed).
+    pub(super) fn markets(&self) -> Vec<Market> {
+        let settings = &self.settings;
+        let mut markets = Vec::new();
+        if settings.spot {
+            markets.push(Market::Spot {
+                max_price: settings.max_price.clone(),
+            });
+        }
+        if !settings.spot || settings.allow_on_demand {
+            markets.push(Market::OnDemand);
+        }
+        markets
     }
 
     /// Tries each instance type, spot first, then on-demand when allowed,
@@ -431,15 +494,7 @@ impl AwsProvider {
         launched: &mut Vec<String>,
     ) -> Result<(InstanceInfo, Market), Step> {
         let settings = &self.settings;
-        let mut markets = Vec::new();
-        if settings.spot {
-            markets.push(Market::Spot {
-                max_price: settings.max_price.clone(),
-            });
-        }
-        if !settings.spot || settings.allow_on_demand {
-            markets.push(Market::OnDemand);
-        }
+        let markets = self.markets();
         let nonce = launch::random_u64();
         let user_data = launch::self_destruct_user_data(plan.tags.expires);
         let tags = plan.tags.with_name(&plan.name);
@@ -512,7 +567,11 @@ impl AwsProvider {
         })
     }
 
-    async fn wait_running(&self, api: &dyn Ec2Api, id: &str) -> Result<InstanceInfo, AwsError> {
+    pub(super) async fn wait_running(
+        &self,
+        api: &dyn Ec2Api,
+        id: &str,
+    ) -> Result<InstanceInfo, AwsError> {
         let started = Instant::now();
         let ids = [id.to_owned()];
         loop {
@@ -548,7 +607,11 @@ impl AwsProvider {
     /// Polls the console and the instance's tags for its host keys, for up
     /// to `host_key_wait`. None in time is an error: the machine is never
     /// handed out with nothing to check its key against.
-    async fn wait_host_keys(&self, api: &dyn Ec2Api, id: &str) -> Result<Vec<String>, AwsError> {
+    pub(super) async fn wait_host_keys(
+        &self,
+        api: &dyn Ec2Api,
+        id: &str,
+    ) -> Result<Vec<String>, AwsError> {
         let started = Instant::now();
         let ids = [id.to_owned()];
         let mut last = None;

@@ -6,11 +6,19 @@
 //!   `btrfsqa teardown ID`), or
 //! - its expiry time has passed, or
 //! - it is an instance that is stopped or shutting down, or
-//! - it is a volume, key pair or security group whose run has no instance
-//!   left in the region and that is older than the grace period (younger
-//!   ones may belong to a run that is still provisioning).
+//! - it is a volume, key pair, security group, launch template or fleet
+//!   whose run has no instance left in the region and that is older than
+//!   the grace period (younger ones may belong to a run that is still
+//!   provisioning).
 //!
-//! Anything without the run tag is never even listed.
+//! Anything without the run tag is never even listed, except fleets: EC2
+//! cannot filter them by tag, and lists an instant fleet only when asked
+//! by id. The fleets looked at are those EC2 lists and those named in the
+//! tags of the run's launch templates, security groups and instances, and
+//! only those that carry the run tag themselves (and are not deleted yet).
+//! They go first (EC2 deletes an instant fleet with the instances it still
+//! has); while one cannot be deleted, the launch templates and security
+//! groups of its run, which name it, are kept.
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -87,6 +95,8 @@ struct Found {
     volumes: Vec<ResourceInfo>,
     keys: Vec<ResourceInfo>,
     groups: Vec<ResourceInfo>,
+    templates: Vec<ResourceInfo>,
+    fleets: Vec<ResourceInfo>,
 }
 
 impl AwsProvider {
@@ -168,7 +178,7 @@ impl AwsProvider {
             scope[0].clone(),
             Filter::new("instance-state-name", NOT_TERMINATED),
         ];
-        Ok(Found {
+        let mut found = Found {
             instances: retry(policy, transient, || {
                 api.describe_instances(&[], &instance_filters)
             })
@@ -176,7 +186,19 @@ impl AwsProvider {
             volumes: retry(policy, transient, || api.describe_volumes(&scope)).await?,
             keys: retry(policy, transient, || api.describe_key_pairs(&scope)).await?,
             groups: retry(policy, transient, || api.describe_security_groups(&scope)).await?,
-        })
+            templates: retry(policy, transient, || api.describe_launch_templates(&scope)).await?,
+            fleets: Vec::new(),
+        };
+        let naming: Vec<&BTreeMap<String, String>> = found
+            .templates
+            .iter()
+            .chain(&found.groups)
+            .map(|r| &r.tags)
+            .chain(found.instances.iter().map(|i| &i.tags))
+            .filter(|tags| owned_run(tags).is_some())
+            .collect();
+        found.fleets = self.run_fleets(api, run, &naming).await?;
+        Ok(found)
     }
 
     async fn reap_region(
@@ -202,6 +224,8 @@ impl AwsProvider {
         let volumes: Vec<_> = found.volumes.into_iter().filter(done).collect();
         let keys: Vec<_> = found.keys.into_iter().filter(done).collect();
         let groups: Vec<_> = found.groups.into_iter().filter(done).collect();
+        let templates: Vec<_> = found.templates.into_iter().filter(done).collect();
+        let fleets: Vec<_> = found.fleets.into_iter().filter(done).collect();
         let at = |id: &str| format!("{region}/{id}");
 
         let mut items = Vec::new();
@@ -238,11 +262,46 @@ impl AwsProvider {
                     ReapAction::WouldDelete,
                 )
             }));
+            items.extend(templates.iter().map(|t| {
+                item(
+                    "launch-template",
+                    at(&t.id),
+                    owned_run(&t.tags),
+                    ReapAction::WouldDelete,
+                )
+            }));
+            items.extend(fleets.iter().map(|f| {
+                item(
+                    "fleet",
+                    at(&f.id),
+                    owned_run(&f.tags),
+                    ReapAction::WouldDelete,
+                )
+            }));
             return Ok(items);
         }
 
         let api = self.api(region);
         let api = api.as_ref();
+        // Deleting an instant fleet also terminates what it still has.
+        let mut fleets_left = BTreeSet::new();
+        for fleet in &fleets {
+            let result = self.delete_fleet(api, fleet).await;
+            if result.is_err() {
+                fleets_left.extend(owned_run(&fleet.tags));
+            }
+            items.push(item(
+                "fleet",
+                at(&fleet.id),
+                owned_run(&fleet.tags),
+                deletion(result),
+            ));
+        }
+        let kept = |tags: &BTreeMap<String, String>| {
+            owned_run(tags).is_some_and(|run| fleets_left.contains(&run))
+        };
+        let names_fleets =
+            || ReapAction::Kept("it names a fleet of its run that could not be deleted".to_owned());
         let runs_of: BTreeMap<String, Option<String>> = doomed
             .iter()
             .map(|i| (i.id.clone(), owned_run(&i.tags)))
@@ -276,12 +335,29 @@ impl AwsProvider {
             ));
         }
         for group in &groups {
-            let result = self.delete_security_group(api, group).await;
+            let action = if kept(&group.tags) {
+                names_fleets()
+            } else {
+                deletion(self.delete_security_group(api, group).await)
+            };
             items.push(item(
                 "security-group",
                 at(&group.id),
                 owned_run(&group.tags),
-                deletion(result),
+                action,
+            ));
+        }
+        for template in &templates {
+            let action = if kept(&template.tags) {
+                names_fleets()
+            } else {
+                deletion(self.delete_launch_template(api, template).await)
+            };
+            items.push(item(
+                "launch-template",
+                at(&template.id),
+                owned_run(&template.tags),
+                action,
             ));
         }
         Ok(items)
@@ -392,6 +468,167 @@ mod tests {
         assert_eq!(w.volumes.len(), 1);
         assert_eq!(w.volumes[0].id, foreign, "not tagged as ours: kept");
         assert!(!keys.path().join(TEST_RUN).exists());
+    }
+
+    fn fleet_specs() -> Vec<crate::MachineSpec> {
+        (0..2)
+            .map(|i| {
+                let mut spec = spec();
+                spec.name = format!("aws-{i}");
+                spec
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_dead_runs_fleet_and_launch_template_are_reaped_by_their_tags() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+        let machines: Vec<_> = provider
+            .provision_many(&fleet_specs())
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expires = crate::AwsMachineState::from_machine(&machines[0])
+            .unwrap()
+            .expires_at;
+        drop(machines); // the controller is gone
+
+        assert!(provider.reap(None, false).await.unwrap().is_empty());
+        let planned = provider.reap_at(None, true, expires).await.unwrap();
+        for kind in ["fleet", "launch-template"] {
+            assert!(
+                planned
+                    .iter()
+                    .any(|i| i.kind == kind && i.action == ReapAction::WouldDelete),
+                "{kind}: {planned:?}"
+            );
+        }
+
+        let items = provider.reap_at(None, false, expires).await.unwrap();
+
+        let kinds: BTreeSet<&str> = items.iter().map(|i| i.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "fleet",
+                "instance",
+                "key-directory",
+                "key-pair",
+                "launch-template",
+                "security-group",
+                "volume"
+            ]
+            .into(),
+            "{items:?}"
+        );
+        assert!(items.iter().all(|i| !i.action.is_failure()), "{items:?}");
+        assert!(
+            items
+                .iter()
+                .filter(|i| i.kind == "fleet" || i.kind == "launch-template")
+                .all(|i| i.action == ReapAction::deleted()
+                    && i.run_id.as_deref() == Some(TEST_RUN)),
+            "{items:?}"
+        );
+        assert_eq!(world.lock().unwrap().of_run(TEST_RUN), Vec::<String>::new());
+        assert!(!keys.path().join(TEST_RUN).exists());
+    }
+
+    #[tokio::test]
+    async fn a_fleet_and_template_whose_instances_are_gone_go_after_the_grace_period() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+        let machines: Vec<_> = provider
+            .provision_many(&fleet_specs())
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // The instances end (their deadline's power-off) with nobody to
+        // tear the run down.
+        {
+            let mut w = world.lock().unwrap();
+            for instance in &mut w.instances {
+                instance.state = "terminated".to_owned();
+            }
+            w.volumes.retain(|v| !v.tags.contains_key(MACHINE));
+        }
+        drop(machines);
+        let grace = chrono::Duration::from_std(provider.settings().reap_grace).unwrap();
+
+        let early = provider.reap(None, false).await.unwrap();
+        assert!(early.is_empty(), "within the grace period: {early:?}");
+        let items = provider
+            .reap_at(None, false, Utc::now() + grace)
+            .await
+            .unwrap();
+
+        let kinds: BTreeSet<&str> = items.iter().map(|i| i.kind.as_str()).collect();
+        assert!(
+            kinds.is_superset(&["fleet", "launch-template", "key-pair", "security-group"].into()),
+            "{items:?}"
+        );
+        assert_eq!(world.lock().unwrap().of_run(TEST_RUN), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_fleet_that_cannot_be_reaped_keeps_the_template_and_group_that_name_it() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let keys = tempfile::tempdir().unwrap();
+        let world = World::new();
+        let mut mock = MockEc2Api::new();
+        mock.expect_delete_fleet().returning(|_| {
+            Err(Ec2Error::from_code(
+                "DeleteFleets",
+                "unexpectedError",
+                "try later",
+                None,
+            ))
+        });
+        wire(&world, &mut mock);
+        let provider = provider(settings(keys.path()), mock);
+        let machines: Vec<_> = provider
+            .provision_many(&fleet_specs())
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        drop(machines);
+
+        let items = provider
+            .reap(Some(RunId::parse(TEST_RUN).unwrap()), false)
+            .await
+            .unwrap();
+
+        let action_of = |kind: &str| {
+            items
+                .iter()
+                .find(|i| i.kind == kind)
+                .map(|i| i.action.as_str())
+        };
+        assert_eq!(action_of("fleet"), Some("failed"), "{items:?}");
+        assert_eq!(action_of("launch-template"), Some("kept"), "{items:?}");
+        assert_eq!(action_of("security-group"), Some("kept"), "{items:?}");
+        assert_eq!(action_of("key-pair"), Some("deleted"), "{items:?}");
+        let w = world.lock().unwrap();
+        assert_eq!(w.templates.len(), 1);
+        assert_eq!(w.groups.len(), 1);
     }
 
     #[tokio::test]

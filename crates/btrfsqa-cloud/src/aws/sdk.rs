@@ -8,16 +8,25 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, InstanceInterruptionBehavior,
-    InstanceMarketOptionsRequest, InstanceMetadataOptionsRequest,
-    InstanceNetworkInterfaceSpecification, InstanceType, IpPermission, IpRange, Ipv6Range,
-    MarketType, Placement, ResourceType, ShutdownBehavior, SpotInstanceType, SpotMarketOptions,
-    Tag, TagSpecification, VolumeType,
+    BlockDeviceMapping, DefaultTargetCapacityType, EbsBlockDevice,
+    FleetLaunchTemplateConfigRequest, FleetLaunchTemplateOverridesRequest,
+    FleetLaunchTemplateSpecificationRequest, FleetOnDemandAllocationStrategy, FleetType,
+    HttpTokensState, InstanceInterruptionBehavior, InstanceMarketOptionsRequest,
+    InstanceMetadataOptionsRequest, InstanceNetworkInterfaceSpecification, InstanceType,
+    IpPermission, IpRange, Ipv6Range, LaunchTemplateBlockDeviceMappingRequest,
+    LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState,
+    LaunchTemplateInstanceMetadataOptionsRequest,
+    LaunchTemplateInstanceNetworkInterfaceSpecificationRequest,
+    LaunchTemplateTagSpecificationRequest, MarketType, OnDemandOptionsRequest, Placement,
+    RequestLaunchTemplateData, ResourceType, ShutdownBehavior, SpotAllocationStrategy,
+    SpotInstanceInterruptionBehavior, SpotInstanceType, SpotMarketOptions, SpotOptionsRequest, Tag,
+    TagSpecification, TargetCapacitySpecificationRequest, VolumeType,
 };
 use chrono::{DateTime, Utc};
 
 use super::api::{
-    Ec2Api, Filter, ImageInfo, InstanceInfo, LaunchRequest, Market, ResourceInfo, SpotRequestInfo,
+    Ec2Api, Filter, FleetError, FleetInstance, FleetOutcome, FleetRequest, ImageInfo, InstanceInfo,
+    LaunchRequest, Market, ResourceInfo, SpotRequestInfo, TemplateRequest,
 };
 use super::error::Ec2Error;
 
@@ -98,12 +107,87 @@ fn filters(filters: &[Filter]) -> Option<Vec<aws_sdk_ec2::types::Filter>> {
 fn tag_spec(resource: ResourceType, tags: &[(String, String)]) -> TagSpecification {
     TagSpecification::builder()
         .resource_type(resource)
-        .set_tags(Some(
-            tags.iter()
-                .map(|(key, value)| Tag::builder().key(key).value(value).build())
-                .collect(),
-        ))
+        .set_tags(Some(tag_list(tags)))
         .build()
+}
+
+fn gib(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+/// The launch template's data: image, key, group, volumes, user data,
+/// IMDSv2, terminate on shutdown, and the run's tags on instances and
+/// volumes. No instance type and no market: those are the fleet's.
+fn template_data(request: &TemplateRequest) -> RequestLaunchTemplateData {
+    let volume = |device: &str, gib_size: u32, volume_type: &str| {
+        LaunchTemplateBlockDeviceMappingRequest::builder()
+            .device_name(device)
+            .ebs(
+                LaunchTemplateEbsBlockDeviceRequest::builder()
+                    .volume_size(gib(gib_size))
+                    .volume_type(VolumeType::from(volume_type))
+                    .delete_on_termination(true)
+                    .build(),
+            )
+            .build()
+    };
+    let mut mappings = vec![volume(
+        &request.root_device_name,
+        request.root_volume_gib,
+        "gp3",
+    )];
+    mappings.extend(
+        request
+            .data_device_names
+            .iter()
+            .map(|device| volume(device, request.volume_gib, &request.volume_type)),
+    );
+    let launch_tags = |resource| {
+        LaunchTemplateTagSpecificationRequest::builder()
+            .resource_type(resource)
+            .set_tags(Some(tag_list(&request.tags)))
+            .build()
+    };
+    let mut data = RequestLaunchTemplateData::builder()
+        .image_id(&request.image_id)
+        .key_name(&request.key_name)
+        .set_block_device_mappings(Some(mappings))
+        .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
+        .user_data(aws_smithy_types::base64::encode(&request.user_data))
+        // IMDSv2 only; the instance gets no role, so it holds no credential.
+        .metadata_options(
+            LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_tokens(LaunchTemplateHttpTokensState::Required)
+                .build(),
+        )
+        .tag_specifications(launch_tags(ResourceType::Instance))
+        .tag_specifications(launch_tags(ResourceType::Volume));
+    data = if request.in_subnet {
+        // As RunInstances: a subnet of a non-default VPC hands out public
+        // addresses only when asked through the interface; the fleet's
+        // overrides put the interface in the subnet.
+        data.network_interfaces(
+            LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::builder()
+                .device_index(0)
+                .groups(&request.security_group_id)
+                .associate_public_ip_address(request.associate_public_ip)
+                .delete_on_termination(true)
+                .build(),
+        )
+    } else {
+        data.security_group_ids(&request.security_group_id)
+    };
+    data.build()
+}
+
+fn lifecycle(value: Option<&aws_sdk_ec2::types::InstanceLifecycle>) -> Option<String> {
+    value.map(|lifecycle| lifecycle.as_str().to_owned())
+}
+
+fn tag_list(tags: &[(String, String)]) -> Vec<Tag> {
+    tags.iter()
+        .map(|(key, value)| Tag::builder().key(key).value(value).build())
+        .collect()
 }
 
 fn tags(tags: &[Tag]) -> BTreeMap<String, String> {
@@ -686,5 +770,251 @@ impl Ec2Api for SdkEc2 {
             .output()
             .filter(|output| !output.is_empty())
             .map(super::console::decode_console_output))
+    }
+
+    async fn create_launch_template(&self, request: &TemplateRequest) -> Result<String, Ec2Error> {
+        const ACTION: &str = "CreateLaunchTemplate";
+        let answer = self
+            .client
+            .create_launch_template()
+            .launch_template_name(&request.name)
+            .version_description("btrfsqa: the machines of one run")
+            .launch_template_data(template_data(request))
+            .tag_specifications(tag_spec(ResourceType::LaunchTemplate, &request.tags))
+            .client_token(&request.client_token)
+            .send()
+            .await
+            .map_err(|error| sdk_error(ACTION, error))?;
+        answer
+            .launch_template()
+            .and_then(|template| template.launch_template_id())
+            .map(str::to_owned)
+            .ok_or_else(|| missing(ACTION, "LaunchTemplate.LaunchTemplateId"))
+    }
+
+    async fn describe_launch_templates(
+        &self,
+        filter_list: &[Filter],
+    ) -> Result<Vec<ResourceInfo>, Ec2Error> {
+        let mut templates = Vec::new();
+        let mut token = None;
+        loop {
+            let answer = self
+                .client
+                .describe_launch_templates()
+                .set_filters(filters(filter_list))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|error| sdk_error("DescribeLaunchTemplates", error))?;
+            templates.extend(answer.launch_templates().iter().filter_map(|template| {
+                Some(ResourceInfo {
+                    id: template.launch_template_id()?.to_owned(),
+                    name: template.launch_template_name().map(str::to_owned),
+                    state: None,
+                    tags: tags(template.tags()),
+                })
+            }));
+            token = answer
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if token.is_none() {
+                return Ok(templates);
+            }
+        }
+    }
+
+    async fn delete_launch_template(&self, template_id: &str) -> Result<(), Ec2Error> {
+        self.client
+            .delete_launch_template()
+            .launch_template_id(template_id)
+            .send()
+            .await
+            .map_err(|error| sdk_error("DeleteLaunchTemplate", error))?;
+        Ok(())
+    }
+
+    async fn create_fleet(&self, request: &FleetRequest) -> Result<FleetOutcome, Ec2Error> {
+        const ACTION: &str = "CreateFleet";
+        let count = i32::try_from(request.count).unwrap_or(i32::MAX);
+        let max_price = match &request.market {
+            Market::Spot { max_price } => max_price.clone(),
+            Market::OnDemand => None,
+        };
+        let overrides = request
+            .overrides
+            .iter()
+            .map(|choice| {
+                FleetLaunchTemplateOverridesRequest::builder()
+                    .instance_type(InstanceType::from(choice.instance_type.as_str()))
+                    .set_subnet_id(choice.subnet_id.clone())
+                    .set_availability_zone(choice.availability_zone.clone())
+                    .priority(f64::from(choice.priority))
+                    .set_max_price(max_price.clone())
+                    .build()
+            })
+            .collect();
+        let capacity = TargetCapacitySpecificationRequest::builder().total_target_capacity(count);
+        let mut builder = self
+            .client
+            .create_fleet()
+            .r#type(FleetType::Instant)
+            .launch_template_configs(
+                FleetLaunchTemplateConfigRequest::builder()
+                    .launch_template_specification(
+                        FleetLaunchTemplateSpecificationRequest::builder()
+                            .launch_template_id(&request.launch_template_id)
+                            .version("$Latest")
+                            .build(),
+                    )
+                    .set_overrides(Some(overrides))
+                    .build(),
+            )
+            .tag_specifications(tag_spec(ResourceType::Fleet, &request.tags))
+            .client_token(&request.client_token);
+        builder = match &request.market {
+            // The instance types in the configured order, as far as
+            // capacity allows; one-time, terminated on interruption.
+            Market::Spot { .. } => builder
+                .target_capacity_specification(
+                    capacity
+                        .default_target_capacity_type(DefaultTargetCapacityType::Spot)
+                        .spot_target_capacity(count)
+                        .build(),
+                )
+                .spot_options(
+                    SpotOptionsRequest::builder()
+                        .allocation_strategy(SpotAllocationStrategy::CapacityOptimizedPrioritized)
+                        .instance_interruption_behavior(SpotInstanceInterruptionBehavior::Terminate)
+                        .build(),
+                ),
+            Market::OnDemand => builder
+                .target_capacity_specification(
+                    capacity
+                        .default_target_capacity_type(DefaultTargetCapacityType::OnDemand)
+                        .on_demand_target_capacity(count)
+                        .build(),
+                )
+                .on_demand_options(
+                    OnDemandOptionsRequest::builder()
+                        .allocation_strategy(FleetOnDemandAllocationStrategy::Prioritized)
+                        .build(),
+                ),
+        };
+        let answer = builder
+            .send()
+            .await
+            .map_err(|error| sdk_error(ACTION, error))?;
+        let instances = answer
+            .instances()
+            .iter()
+            .flat_map(|launched| {
+                launched.instance_ids().iter().map(|id| FleetInstance {
+                    id: id.clone(),
+                    instance_type: launched.instance_type().map(|t| t.as_str().to_owned()),
+                    lifecycle: lifecycle(launched.lifecycle()),
+                })
+            })
+            .collect();
+        let errors = answer
+            .errors()
+            .iter()
+            .map(|error| {
+                let choice = error
+                    .launch_template_and_overrides()
+                    .and_then(|template| template.overrides());
+                FleetError {
+                    instance_type: choice
+                        .and_then(|choice| choice.instance_type())
+                        .map(|t| t.as_str().to_owned()),
+                    place: choice
+                        .and_then(|choice| choice.subnet_id().or(choice.availability_zone()))
+                        .and_then(non_empty),
+                    lifecycle: lifecycle(error.lifecycle()),
+                    code: error
+                        .error_code()
+                        .and_then(non_empty)
+                        .unwrap_or_else(|| "unknown".to_owned()),
+                    message: error.error_message().unwrap_or_default().trim().to_owned(),
+                }
+            })
+            .collect();
+        Ok(FleetOutcome {
+            fleet_id: answer.fleet_id().and_then(non_empty),
+            instances,
+            errors,
+        })
+    }
+
+    async fn describe_fleets(&self, ids: &[String]) -> Result<Vec<ResourceInfo>, Ec2Error> {
+        let mut fleets = Vec::new();
+        let mut token = None;
+        loop {
+            let answer = self
+                .client
+                .describe_fleets()
+                .set_fleet_ids((!ids.is_empty()).then(|| ids.to_vec()))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|error| sdk_error("DescribeFleets", error))?;
+            fleets.extend(answer.fleets().iter().filter_map(|fleet| {
+                Some(ResourceInfo {
+                    id: fleet.fleet_id()?.to_owned(),
+                    name: None,
+                    state: fleet.fleet_state().map(|state| state.as_str().to_owned()),
+                    tags: tags(fleet.tags()),
+                })
+            }));
+            token = answer
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if token.is_none() {
+                return Ok(fleets);
+            }
+        }
+    }
+
+    async fn delete_fleet(&self, fleet_id: &str) -> Result<(), Ec2Error> {
+        const ACTION: &str = "DeleteFleets";
+        let answer = self
+            .client
+            .delete_fleets()
+            .fleet_ids(fleet_id)
+            .terminate_instances(true)
+            .send()
+            .await
+            .map_err(|error| sdk_error(ACTION, error))?;
+        match answer.unsuccessful_fleet_deletions().first() {
+            None => Ok(()),
+            Some(refused) => {
+                let error = refused.error();
+                Err(Ec2Error::from_code(
+                    ACTION,
+                    error
+                        .and_then(|error| error.code())
+                        .map_or("unexpectedError", |code| code.as_str()),
+                    error.and_then(|error| error.message()).unwrap_or_default(),
+                    None,
+                ))
+            }
+        }
+    }
+
+    async fn create_tags(
+        &self,
+        resources: &[String],
+        tag_pairs: &[(String, String)],
+    ) -> Result<(), Ec2Error> {
+        self.client
+            .create_tags()
+            .set_resources(Some(resources.to_vec()))
+            .set_tags(Some(tag_list(tag_pairs)))
+            .send()
+            .await
+            .map_err(|error| sdk_error("CreateTags", error))?;
+        Ok(())
     }
 }

@@ -1,8 +1,10 @@
 //! The tags that mark a resource as btrfsqa's, and what they say. Pure.
 //!
 //! Every resource the provider makes carries [`RUN`], [`MACHINE`],
-//! [`OWNER`], [`CREATED`], [`EXPIRES`] and `Name`. Nothing without [`RUN`]
-//! is ever modified or deleted.
+//! [`OWNER`], [`CREATED`], [`EXPIRES`] and `Name`, except what the machines
+//! of a fleet share (its key pair, security group, launch template and
+//! fleets), which carries no [`MACHINE`]: it is the run's, and goes with the
+//! run's last machine. Nothing without [`RUN`] is ever modified or deleted.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +21,14 @@ pub const CREATED: &str = "btrfsqa:created";
 /// After this time (RFC 3339, UTC) `reap` removes the resource whatever else.
 pub const EXPIRES: &str = "btrfsqa:expires";
 
+/// On what a fleet's machines share (its launch template and security
+/// group): `btrfsqa:fleet:<fleet id>` names one of the run's fleets (the
+/// value is its market). EC2 lists an `instant` fleet only when asked by
+/// id, so this is how `reap` finds them.
+pub const FLEET_PREFIX: &str = "btrfsqa:fleet:";
+/// EC2's own tag on an instance an EC2 Fleet launched.
+pub const EC2_FLEET_ID: &str = "aws:ec2:fleet-id";
+
 /// What goes on one machine's resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RunTags {
@@ -32,11 +42,18 @@ pub(crate) struct RunTags {
 impl RunTags {
     /// The tags, with `Name` set to `name`.
     pub fn with_name(&self, name: &str) -> Vec<(String, String)> {
+        let mut tags = self.of_run(name);
+        tags.insert(2, (MACHINE.to_owned(), self.machine.clone()));
+        tags
+    }
+
+    /// The tags of what the run's machines share: no [`MACHINE`], `Name`
+    /// set to `name`.
+    pub fn of_run(&self, name: &str) -> Vec<(String, String)> {
         let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
         vec![
             ("Name".to_owned(), name.to_owned()),
             (RUN.to_owned(), self.run.clone()),
-            (MACHINE.to_owned(), self.machine.clone()),
             (OWNER.to_owned(), self.owner.clone()),
             (CREATED.to_owned(), time(&self.created)),
             (EXPIRES.to_owned(), time(&self.expires)),
@@ -66,6 +83,23 @@ fn time_tag(tags: &BTreeMap<String, String>, key: &str) -> Option<DateTime<Utc>>
     DateTime::parse_from_rfc3339(tags.get(key)?)
         .ok()
         .map(|time| time.with_timezone(&Utc))
+}
+
+/// The resource is shared by the machines of run `run` (no machine tag).
+pub(crate) fn shared_by(tags: &BTreeMap<String, String>, run: &str) -> bool {
+    run_of(tags) == Some(run) && !tags.contains_key(MACHINE)
+}
+
+/// The fleets the tags name ([`FLEET_PREFIX`], [`EC2_FLEET_ID`]).
+pub(crate) fn fleet_ids(tags: &BTreeMap<String, String>) -> impl Iterator<Item = &str> {
+    tags.iter().filter_map(|(key, value)| {
+        if key == EC2_FLEET_ID {
+            Some(value.as_str())
+        } else {
+            key.strip_prefix(FLEET_PREFIX)
+        }
+        .filter(|id| !id.is_empty())
+    })
 }
 
 /// When the resource expires, if it says.
@@ -114,6 +148,28 @@ mod tests {
         assert!(belongs_to(&list, "20250301-100000-ab12", Some("aws-0")));
         assert!(!belongs_to(&list, "20250301-100000-ab12", Some("aws-1")));
         assert!(!belongs_to(&list, "other", None));
+        assert!(!shared_by(&list, "20250301-100000-ab12"));
+        let shared: BTreeMap<_, _> = run_tags.of_run("btrfsqa-r").into_iter().collect();
+        assert_eq!(shared.len(), 5);
+        assert!(!shared.contains_key(MACHINE));
+        assert!(shared_by(&shared, "20250301-100000-ab12"));
+        assert!(belongs_to(&shared, "20250301-100000-ab12", None));
+        assert!(!belongs_to(&shared, "20250301-100000-ab12", Some("aws-0")));
+    }
+
+    #[test]
+    fn fleets_are_named_by_our_tag_and_by_ec2s() {
+        let named = tags(&[
+            (RUN, "r"),
+            ("btrfsqa:fleet:fleet-1", "spot"),
+            ("btrfsqa:fleet:", "spot"),
+            (EC2_FLEET_ID, "fleet-2"),
+            ("Name", "fleet-3"),
+        ]);
+        assert_eq!(
+            fleet_ids(&named).collect::<Vec<_>>(),
+            ["fleet-2", "fleet-1"]
+        );
     }
 
     #[test]

@@ -1,8 +1,14 @@
 //! Teardown: terminate, wait until terminated, then delete the volumes, key
 //! pair and security group that carry the run's tags, and nothing else.
+//! For a machine of a run's fleet, the teardown that finds no other
+//! instance of the run left deletes the run's fleets first (EC2 deletes an
+//! instant fleet with the instances it still has), and after its own
+//! instance is gone, what the run's machines shared: its launch template,
+//! its key pair and security group.
 //! The deletion steps are shared with `reap` and with the cleanup after a
 //! failed provisioning.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Instant;
 
@@ -10,7 +16,7 @@ use super::api::{Ec2Api, Filter, InstanceInfo, ResourceInfo};
 use super::error::Ec2Error;
 use super::local_files;
 use super::retry::{polling, retry, retry_if, transient};
-use super::tags::{MACHINE, RUN, belongs_to, run_of};
+use super::tags::{MACHINE, RUN, belongs_to, fleet_ids, run_of, shared_by};
 use super::{AwsMachineState, AwsProvider, PROVIDER};
 use crate::{Machine, TeardownError};
 
@@ -46,9 +52,18 @@ impl AwsProvider {
             .into_iter()
             .collect();
         let api = self.api(&region);
-        let leftovers = self
+        let of_fleet = state
+            .as_ref()
+            .is_some_and(|state| state.launch_template_id.is_some());
+        if of_fleet {
+            self.end_fleets_if_last(api.as_ref(), run, &known).await;
+        }
+        let mut leftovers = self
             .remove_machine(api.as_ref(), run, &machine.name, &known, Some(&dir))
             .await;
+        if of_fleet {
+            leftovers.extend(self.remove_run_shared(api.as_ref(), run, false).await);
+        }
         if leftovers.is_empty() {
             Ok(())
         } else {
@@ -168,6 +183,237 @@ impl AwsProvider {
             }
         }
         leftovers
+    }
+
+    /// Removes what the machines of `run`'s fleet share (fleets, launch
+    /// templates, the run's key pair and security group, the local key)
+    /// once no instance of the run is left, or at once when `now`; returns
+    /// what is left, with why. Safe to repeat, and to call from two
+    /// teardowns at once (what the other removed is gone, which is fine).
+    /// The launch template and the security group name the run's fleets
+    /// (EC2 lists an instant fleet only by id): while a fleet cannot be
+    /// deleted, they are kept, so that `reap` finds it later.
+    pub(super) async fn remove_run_shared(
+        &self,
+        api: &dyn Ec2Api,
+        run: &str,
+        now: bool,
+    ) -> Vec<String> {
+        let policy = &self.settings.retry;
+        let mut leftovers = Vec::new();
+        let what = format!("run `{run}`");
+        if !now {
+            match self.live_instances(api, run).await {
+                Ok(live) if !live.is_empty() => {
+                    // Not the last machine: the last one's teardown does it.
+                    return leftovers;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    leftovers.push(format!(
+                        "the key pair, security group, launch template and fleets of {what} \
+                         (cannot tell whether its machines are gone: {error})"
+                    ));
+                    return leftovers;
+                }
+            }
+        }
+        let scope = [Filter::tag(RUN, run)];
+        let shared = |found: Vec<ResourceInfo>| -> Vec<ResourceInfo> {
+            found
+                .into_iter()
+                .filter(|r| shared_by(&r.tags, run))
+                .collect()
+        };
+        let templates = retry(policy, transient, || api.describe_launch_templates(&scope))
+            .await
+            .map(shared);
+        let groups = retry(policy, transient, || api.describe_security_groups(&scope))
+            .await
+            .map(shared);
+        let naming: Vec<&BTreeMap<String, String>> = templates
+            .iter()
+            .chain(groups.iter())
+            .flatten()
+            .map(|r| &r.tags)
+            .collect();
+        let mut fleets_left = false;
+        match self.run_fleets(api, Some(run), &naming).await {
+            Ok(fleets) => {
+                for fleet in &fleets {
+                    if let Err(error) = self.delete_fleet(api, fleet).await {
+                        leftovers.push(format!("fleet `{}` ({error})", fleet.id));
+                        fleets_left = true;
+                    }
+                }
+            }
+            Err(error) => {
+                leftovers.push(format!("fleets of {what} (cannot list them: {error})"));
+                fleets_left = true;
+            }
+        }
+        let kept = "kept: it names fleets of the run that are left";
+        match retry(policy, transient, || api.describe_key_pairs(&scope)).await {
+            Ok(keys) => {
+                for key in keys.iter().filter(|k| shared_by(&k.tags, run)) {
+                    if let Err(error) = self.delete_key_pair(api, key).await {
+                        leftovers.push(format!("key pair `{}` ({error})", key_label(key)));
+                    }
+                }
+            }
+            Err(error) => {
+                leftovers.push(format!("key pairs of {what} (cannot list them: {error})"))
+            }
+        }
+        match groups {
+            Ok(groups) => {
+                for group in &groups {
+                    if fleets_left {
+                        leftovers.push(format!("security group `{}` ({kept})", group.id));
+                    } else if let Err(error) = self.delete_security_group(api, group).await {
+                        leftovers.push(format!("security group `{}` ({error})", group.id));
+                    }
+                }
+            }
+            Err(error) => leftovers.push(format!(
+                "security groups of {what} (cannot list them: {error})"
+            )),
+        }
+        match templates {
+            Ok(templates) => {
+                for template in &templates {
+                    if fleets_left {
+                        leftovers.push(format!("launch template `{}` ({kept})", template.id));
+                    } else if let Err(error) = self.delete_launch_template(api, template).await {
+                        leftovers.push(format!("launch template `{}` ({error})", template.id));
+                    }
+                }
+            }
+            Err(error) => leftovers.push(format!(
+                "launch templates of {what} (cannot list them: {error})"
+            )),
+        }
+        let dir = local_files::shared_dir(&self.settings.key_dir, run);
+        if let Err(error) = local_files::remove_machine_dir(&dir).await {
+            leftovers.push(format!("local key directory `{}` ({error})", dir.display()));
+        }
+        leftovers
+    }
+
+    /// The instances of `run` that are not terminated.
+    async fn live_instances(&self, api: &dyn Ec2Api, run: &str) -> Result<Vec<String>, Ec2Error> {
+        let live = [
+            Filter::tag(RUN, run),
+            Filter::new("instance-state-name", NOT_TERMINATED),
+        ];
+        let found = retry(&self.settings.retry, transient, || {
+            api.describe_instances(&[], &live)
+        })
+        .await?;
+        Ok(found
+            .into_iter()
+            .filter(|i| belongs_to(&i.tags, run, None))
+            .map(|i| i.id)
+            .collect())
+    }
+
+    /// When `mine` are all that is left of `run`, deletes the run's fleets,
+    /// which terminates them: EC2 deletes an instant fleet with the
+    /// instances it still has. Best effort: `remove_run_shared` says what
+    /// is left.
+    async fn end_fleets_if_last(&self, api: &dyn Ec2Api, run: &str, mine: &[String]) {
+        match self.live_instances(api, run).await {
+            Ok(live) if live.iter().all(|id| mine.contains(id)) => {}
+            Ok(_) => return,
+            Err(error) => {
+                tracing::debug!(%error, run, "cannot tell whether this is the run's last machine");
+                return;
+            }
+        }
+        let scope = [Filter::tag(RUN, run)];
+        let policy = &self.settings.retry;
+        let mut naming = Vec::new();
+        if let Ok(found) = retry(policy, transient, || api.describe_launch_templates(&scope)).await
+        {
+            naming.extend(found);
+        }
+        if let Ok(found) = retry(policy, transient, || api.describe_security_groups(&scope)).await {
+            naming.extend(found);
+        }
+        let naming: Vec<_> = naming
+            .iter()
+            .filter(|r| shared_by(&r.tags, run))
+            .map(|r| &r.tags)
+            .collect();
+        if let Ok(fleets) = self.run_fleets(api, Some(run), &naming).await {
+            for fleet in &fleets {
+                if let Err(error) = self.delete_fleet(api, fleet).await {
+                    tracing::debug!(%error, fleet = %fleet.id, "cannot delete the fleet yet");
+                }
+            }
+        }
+    }
+
+    /// The fleets of `run` (of every run when `None`) that are not deleted
+    /// yet: those EC2 lists, and those `naming` names (the tags of the
+    /// run's launch templates, security groups or instances), asked for by
+    /// id as EC2 wants for instant fleets. Only fleets that carry the run
+    /// tag themselves are returned.
+    pub(super) async fn run_fleets(
+        &self,
+        api: &dyn Ec2Api,
+        run: Option<&str>,
+        naming: &[&BTreeMap<String, String>],
+    ) -> Result<Vec<ResourceInfo>, Ec2Error> {
+        let policy = &self.settings.retry;
+        let mut fleets = retry(policy, transient, || api.describe_fleets(&[])).await?;
+        let named: BTreeSet<String> = naming
+            .iter()
+            .flat_map(|tags| fleet_ids(tags))
+            .filter(|id| !fleets.iter().any(|fleet| fleet.id == *id))
+            .map(str::to_owned)
+            .collect();
+        for id in named {
+            match retry(policy, transient, || {
+                api.describe_fleets(std::slice::from_ref(&id))
+            })
+            .await
+            {
+                Ok(found) => fleets.extend(found),
+                Err(error) if error.is_not_found() => {}
+                Err(error) => return Err(error),
+            }
+        }
+        fleets.retain(|fleet| live_fleet_of(fleet, run));
+        Ok(fleets)
+    }
+
+    /// Deletes an instant fleet (and so whatever instance it still has);
+    /// one already gone is fine.
+    pub(super) async fn delete_fleet(
+        &self,
+        api: &dyn Ec2Api,
+        fleet: &ResourceInfo,
+    ) -> Result<bool, Ec2Error> {
+        gone_is_fine(
+            retry(&self.settings.retry, transient, || {
+                api.delete_fleet(&fleet.id)
+            })
+            .await,
+        )
+    }
+
+    pub(super) async fn delete_launch_template(
+        &self,
+        api: &dyn Ec2Api,
+        template: &ResourceInfo,
+    ) -> Result<bool, Ec2Error> {
+        gone_is_fine(
+            retry(&self.settings.retry, transient, || {
+                api.delete_launch_template(&template.id)
+            })
+            .await,
+        )
     }
 
     /// Terminates `ids` and waits until they are terminated; the outcome of
@@ -301,6 +547,18 @@ fn gone_is_fine(outcome: Result<(), Ec2Error>) -> Result<bool, Ec2Error> {
         Err(error) if error.is_not_found() => Ok(false),
         Err(error) => Err(error),
     }
+}
+
+/// A fleet that carries a run tag (of `run`, when given) and is not
+/// deleted yet: EC2 lists deleted fleets for a while, and has no tag filter
+/// for fleets.
+fn live_fleet_of(fleet: &ResourceInfo, run: Option<&str>) -> bool {
+    let deleted = fleet
+        .state
+        .as_deref()
+        .is_some_and(|state| state.starts_with("deleted"));
+    let owner = run_of(&fleet.tags);
+    !deleted && owner.is_some() && run.is_none_or(|run| owner == Some(run))
 }
 
 /// A key pair's name, else its id.

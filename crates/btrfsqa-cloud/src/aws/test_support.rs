@@ -12,7 +12,8 @@ use btrfsqa_model::RunId;
 
 use super::AwsProvider;
 use super::api::{
-    Filter, ImageInfo, InstanceInfo, LaunchRequest, MockEc2Api, ResourceInfo, SpotRequestInfo,
+    Filter, FleetError, FleetInstance, FleetOutcome, FleetRequest, ImageInfo, InstanceInfo,
+    LaunchRequest, MockEc2Api, ResourceInfo, SpotRequestInfo, TemplateRequest,
 };
 use super::error::Ec2Error;
 use super::settings::{AmiSelector, AwsSettings, RetryPolicy};
@@ -41,6 +42,28 @@ pub(crate) struct World {
     pub spot_requests: Vec<SpotRequestInfo>,
     /// Every instance rebooted, in order.
     pub reboots: Vec<String>,
+    /// Launch templates, with what they were made from.
+    pub templates: Vec<(ResourceInfo, TemplateRequest)>,
+    /// Fleets (state `active` or `deleted_terminating`).
+    pub fleets: Vec<ResourceInfo>,
+    /// Every CreateFleet request, in order.
+    pub fleet_requests: Vec<FleetRequest>,
+    /// How many instances one fleet request of a market (`spot`,
+    /// `on-demand`) gets at most; unlimited when absent. What is missing is
+    /// refused with `InsufficientInstanceCapacity` for every override.
+    pub fleet_capacity: BTreeMap<&'static str, usize>,
+    /// The security group of every instance.
+    pub group_of: BTreeMap<String, String>,
+    /// The instances of every fleet.
+    pub fleet_instances: BTreeMap<String, Vec<String>>,
+    /// Fleet instances are first seen running without their data volumes,
+    /// which are listed from the next look on.
+    pub volumes_listed_late: bool,
+    /// DescribeFleets without ids lists instant fleets (EC2 does not; the
+    /// emulator does).
+    pub list_instant_fleets: bool,
+    /// The data volumes not listed yet, per instance.
+    hidden_volumes: BTreeMap<String, Vec<(String, String)>>,
     /// Every deletion and termination, in order (`volume vol-1`).
     pub removed: Vec<String>,
 }
@@ -74,6 +97,45 @@ impl World {
     fn id(&mut self, prefix: &str) -> String {
         self.next_id += 1;
         format!("{prefix}-{:017x}", self.next_id)
+    }
+
+    /// Launches an instance with `tags`, the root volume and `data` volumes
+    /// tagged like it, in `group`; returns its id.
+    fn launch(
+        &mut self,
+        instance_type: &str,
+        root: &str,
+        data: &[String],
+        group: &str,
+        tags: &[(String, String)],
+    ) -> String {
+        let id = self.id("i");
+        let mut block_devices = Vec::new();
+        for device in std::iter::once(root).chain(data.iter().map(String::as_str)) {
+            let volume = self.id("vol");
+            self.volumes.push(ResourceInfo {
+                id: volume.clone(),
+                state: Some("in-use".to_owned()),
+                tags: tags.iter().cloned().collect(),
+                ..ResourceInfo::default()
+            });
+            block_devices.push((device.to_owned(), volume));
+        }
+        let tags_of_instance = tags.iter().chain(&self.instance_tags).cloned().collect();
+        self.instances.push(InstanceInfo {
+            id: id.clone(),
+            state: "pending".to_owned(),
+            instance_type: Some(instance_type.to_owned()),
+            availability_zone: Some(format!("{REGION}a")),
+            public_ip: Some("203.0.113.10".to_owned()),
+            private_ip: Some("172.31.0.10".to_owned()),
+            launch_time: Some(chrono::Utc::now()),
+            tags: tags_of_instance,
+            block_devices,
+            ..InstanceInfo::default()
+        });
+        self.group_of.insert(id.clone(), group.to_owned());
+        id
     }
 
     /// A resource made outside btrfsqa, or by another run.
@@ -117,6 +179,18 @@ impl World {
                 .iter()
                 .filter(|g| ours(&g.tags))
                 .map(|g| format!("group {}", g.id)),
+        );
+        left.extend(
+            self.templates
+                .iter()
+                .filter(|(t, _)| ours(&t.tags))
+                .map(|(t, _)| format!("template {}", t.id)),
+        );
+        left.extend(
+            self.fleets
+                .iter()
+                .filter(|f| ours(&f.tags) && f.state.as_deref() == Some("active"))
+                .map(|f| format!("fleet {}", f.id)),
         );
         left
     }
@@ -276,11 +350,9 @@ pub(crate) fn wire(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
     let w = world.clone();
     mock.expect_delete_security_group().returning(move |id| {
         let mut world = w.lock().unwrap();
-        let in_use = world
-            .instances
-            .iter()
-            .zip(&world.launches)
-            .any(|(i, launch)| i.state != "terminated" && launch.security_group_id == id);
+        let in_use = world.instances.iter().any(|i| {
+            i.state != "terminated" && world.group_of.get(&i.id).map(String::as_str) == Some(id)
+        });
         if in_use {
             return Err(ec2_error("DeleteSecurityGroup", "DependencyViolation"));
         }
@@ -295,36 +367,13 @@ pub(crate) fn wire(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
     let w = world.clone();
     mock.expect_run_instance().returning(move |request| {
         let mut world = w.lock().unwrap();
-        let id = world.id("i");
-        let mut block_devices = Vec::new();
-        for device in std::iter::once(&request.root_device_name).chain(&request.data_device_names) {
-            let volume = world.id("vol");
-            world.volumes.push(ResourceInfo {
-                id: volume.clone(),
-                state: Some("in-use".to_owned()),
-                tags: request.tags.iter().cloned().collect(),
-                ..ResourceInfo::default()
-            });
-            block_devices.push((device.clone(), volume));
-        }
-        let tags_of_instance = request
-            .tags
-            .iter()
-            .chain(&world.instance_tags)
-            .cloned()
-            .collect();
-        world.instances.push(InstanceInfo {
-            id: id.clone(),
-            state: "pending".to_owned(),
-            instance_type: Some(request.instance_type.clone()),
-            availability_zone: Some(format!("{REGION}a")),
-            public_ip: Some("203.0.113.10".to_owned()),
-            private_ip: Some("172.31.0.10".to_owned()),
-            launch_time: Some(chrono::Utc::now()),
-            tags: tags_of_instance,
-            block_devices,
-            ..InstanceInfo::default()
-        });
+        let id = world.launch(
+            &request.instance_type,
+            &request.root_device_name,
+            &request.data_device_names,
+            &request.security_group_id,
+            &request.tags,
+        );
         world.launches.push(request.clone());
         Ok(id)
     });
@@ -340,6 +389,8 @@ pub(crate) fn wire(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
             }
             let mut found = Vec::new();
             let mut volumes_gone = Vec::new();
+            let world = &mut *world;
+            let world_hidden = &mut world.hidden_volumes;
             for instance in &mut world.instances {
                 if !ids.is_empty() && !ids.contains(&instance.id) {
                     continue;
@@ -353,6 +404,11 @@ pub(crate) fn wire(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
                 let state = instance.state.clone();
                 if matches(&instance.tags, &[("instance-state-name", &state)], filters) {
                     found.push(instance.clone());
+                }
+                if state == "running" {
+                    if let Some(late) = world_hidden.remove(&instance.id) {
+                        instance.block_devices.extend(late);
+                    }
                 }
                 if let Some(next) = moved {
                     instance.state = next.to_owned();
@@ -448,6 +504,193 @@ pub(crate) fn wire(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
     let w = world.clone();
     mock.expect_console_output()
         .returning(move |_| Ok(w.lock().unwrap().console.clone()));
+    wire_fleets(world, mock);
+}
+
+/// Launch templates, instant fleets and tags.
+fn wire_fleets(world: &Arc<Mutex<World>>, mock: &mut MockEc2Api) {
+    let w = world.clone();
+    mock.expect_create_launch_template()
+        .returning(move |request| {
+            let mut world = w.lock().unwrap();
+            if world
+                .templates
+                .iter()
+                .any(|(t, _)| t.name.as_deref() == Some(request.name.as_str()))
+            {
+                return Err(ec2_error(
+                    "CreateLaunchTemplate",
+                    "InvalidLaunchTemplateName.AlreadyExistsException",
+                ));
+            }
+            let id = world.id("lt");
+            world.templates.push((
+                ResourceInfo {
+                    id: id.clone(),
+                    name: Some(request.name.clone()),
+                    state: None,
+                    tags: request.tags.iter().cloned().collect(),
+                },
+                request.clone(),
+            ));
+            Ok(id)
+        });
+    let w = world.clone();
+    mock.expect_describe_launch_templates()
+        .returning(move |filters| {
+            let world = w.lock().unwrap();
+            Ok(world
+                .templates
+                .iter()
+                .map(|(t, _)| t)
+                .filter(|t| {
+                    let name = t.name.clone().unwrap_or_default();
+                    matches(&t.tags, &[("launch-template-name", &name)], filters)
+                })
+                .cloned()
+                .collect())
+        });
+    let w = world.clone();
+    mock.expect_delete_launch_template().returning(move |id| {
+        let mut world = w.lock().unwrap();
+        let before = world.templates.len();
+        world.templates.retain(|(t, _)| t.id != id);
+        if world.templates.len() == before {
+            return Err(not_found(
+                "DeleteLaunchTemplate",
+                "InvalidLaunchTemplateId.NotFound",
+            ));
+        }
+        world.removed.push(format!("template {id}"));
+        Ok(())
+    });
+    let w = world.clone();
+    mock.expect_create_fleet().returning(move |request| {
+        let mut world = w.lock().unwrap();
+        let Some((_, template)) = world
+            .templates
+            .iter()
+            .find(|(t, _)| t.id == request.launch_template_id)
+            .cloned()
+        else {
+            return Err(not_found("CreateFleet", "InvalidLaunchTemplateId.NotFound"));
+        };
+        let label = request.market.label();
+        let count = request.count as usize;
+        let room = world.fleet_capacity.get(label).copied().unwrap_or(count);
+        let fleet = world.id("fleet");
+        let mut instances = Vec::new();
+        for _ in 0..count.min(room) {
+            // EC2 takes the first override that has capacity.
+            let instance_type = request.overrides[0].instance_type.clone();
+            let id = world.launch(
+                &instance_type,
+                &template.root_device_name,
+                &template.data_device_names,
+                &template.security_group_id,
+                &template.tags,
+            );
+            if world.volumes_listed_late {
+                let instance = world.instances.iter_mut().find(|i| i.id == id).unwrap();
+                let late = instance.block_devices.split_off(1);
+                world.hidden_volumes.insert(id.clone(), late);
+            }
+            instances.push(FleetInstance {
+                id,
+                instance_type: Some(instance_type),
+                lifecycle: Some(label.to_owned()),
+            });
+        }
+        let errors = if room < count {
+            request
+                .overrides
+                .iter()
+                .map(|choice| FleetError {
+                    instance_type: Some(choice.instance_type.clone()),
+                    place: choice.subnet_id.clone(),
+                    lifecycle: Some(label.to_owned()),
+                    code: "InsufficientInstanceCapacity".to_owned(),
+                    message: "There is not enough capacity to fulfill your request.".to_owned(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        world.fleets.push(ResourceInfo {
+            id: fleet.clone(),
+            name: None,
+            state: Some("active".to_owned()),
+            tags: request.tags.iter().cloned().collect(),
+        });
+        world.fleet_instances.insert(
+            fleet.clone(),
+            instances.iter().map(|i| i.id.clone()).collect(),
+        );
+        world.fleet_requests.push(request.clone());
+        Ok(FleetOutcome {
+            fleet_id: Some(fleet),
+            instances,
+            errors,
+        })
+    });
+    let w = world.clone();
+    mock.expect_describe_fleets().returning(move |ids| {
+        let world = w.lock().unwrap();
+        if ids.is_empty() {
+            // All of btrfsqa's fleets are instant ones.
+            return Ok(if world.list_instant_fleets {
+                world.fleets.clone()
+            } else {
+                Vec::new()
+            });
+        }
+        ids.iter()
+            .map(|id| {
+                world
+                    .fleets
+                    .iter()
+                    .find(|f| &f.id == id)
+                    .cloned()
+                    .ok_or_else(|| not_found("DescribeFleets", "InvalidFleetId.NotFound"))
+            })
+            .collect()
+    });
+    let w = world.clone();
+    mock.expect_delete_fleet().returning(move |id| {
+        let mut world = w.lock().unwrap();
+        let Some(fleet) = world.fleets.iter_mut().find(|f| f.id == id) else {
+            return Err(ec2_error("DeleteFleets", "fleetIdDoesNotExist"));
+        };
+        fleet.state = Some("deleted_terminating".to_owned());
+        let doomed = world.fleet_instances.get(id).cloned().unwrap_or_default();
+        for instance in &mut world.instances {
+            if doomed.contains(&instance.id) && instance.state != "terminated" {
+                instance.state = "shutting-down".to_owned();
+            }
+        }
+        world.removed.push(format!("fleet {id}"));
+        Ok(())
+    });
+    let w = world.clone();
+    mock.expect_create_tags().returning(move |resources, tags| {
+        let mut world = w.lock().unwrap();
+        for id in resources {
+            if let Some(instance) = world.instances.iter_mut().find(|i| &i.id == id) {
+                instance.tags.extend(tags.iter().cloned());
+            } else if let Some(volume) = world.volumes.iter_mut().find(|v| &v.id == id) {
+                volume.tags.extend(tags.iter().cloned());
+            } else if let Some((template, _)) =
+                world.templates.iter_mut().find(|(t, _)| &t.id == id)
+            {
+                template.tags.extend(tags.iter().cloned());
+            } else if let Some(group) = world.groups.iter_mut().find(|g| &g.id == id) {
+                group.tags.extend(tags.iter().cloned());
+            } else {
+                return Err(not_found("CreateTags", "InvalidID.NotFound"));
+            }
+        }
+        Ok(())
+    });
 }
 
 /// Settings for tests: no waiting, a fixed SSH range, keys under `key_dir`.
