@@ -23,6 +23,7 @@
 //! matrix.html                      tests by the newest runs
 //! tests/<suite>/<test>.html        the history of one test (names escaped: `btrfs~011.html`)
 //! style.css, .nojekyll, assets/    stylesheet, the asciinema player and its init script
+//! report.schema.json               the JSON Schema of every run's report.json
 //! runs/<run-id>/index.html         the run page
 //! runs/<run-id>/summary.json       what the history pages need of the run
 //! runs/<run-id>/report.json        exports: the report, JUnit XML, KCIDB JSON
@@ -111,6 +112,11 @@ fn static_files() -> Vec<(&'static str, &'static [u8])> {
         ("style.css", STYLE_CSS.as_bytes()),
         (".nojekyll", b""),
         ("assets/btrfsqa-player.js", PLAYER_INIT_JS.as_bytes()),
+        // What every run's report.json follows, for tools that check it.
+        (
+            "report.schema.json",
+            btrfsqa_model::REPORT_SCHEMA.as_bytes(),
+        ),
     ];
     files.extend_from_slice(PLAYER_FILES);
     files
@@ -1121,19 +1127,10 @@ impl<'a> ArtifactCopier<'a> {
         if !metadata.is_file() {
             return Err("refused: not a regular file");
         }
-        let mut site_components: Vec<String> = components.iter().map(|c| (*c).to_owned()).collect();
-        let last = site_components
-            .last_mut()
-            .expect("a checked path has a component");
-        if is_active_content(last) {
-            last.push_str(".txt");
-        }
+        let site_components = site_components(&components);
         let mut destination = self.files_out.clone();
         destination.extend(&site_components);
-        let href = std::iter::once("files".to_owned())
-            .chain(site_components.iter().map(|c| percent_encode(c)))
-            .collect::<Vec<_>>()
-            .join("/");
+        let href = format!("files/{}", url_path(&site_components));
         Ok(CheckedArtifact {
             source: resolved,
             size: metadata.len(),
@@ -1319,6 +1316,34 @@ fn allowed_in_git_tree(component: &str) -> bool {
         protect_ntfs: true,
     };
     gix::validate::path::component(component.as_bytes().as_bstr(), None, options).is_ok()
+}
+
+/// The names an artifact's path components get on the site: the last one
+/// with `.txt` added when a browser would treat it as active content.
+fn site_components(components: &[&str]) -> Vec<String> {
+    let mut site: Vec<String> = components.iter().map(|c| (*c).to_owned()).collect();
+    if let Some(last) = site.last_mut()
+        && is_active_content(last)
+    {
+        last.push_str(".txt");
+    }
+    site
+}
+
+fn url_path(components: &[String]) -> String {
+    components
+        .iter()
+        .map(|c| percent_encode(c))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Where the site publishes the artifact at `path` (relative to the run
+/// directory), as a URL path below the run's `files/`; the reason when the
+/// dashboard refuses the path. The copy may still be refused for what the
+/// file is (missing, not a regular file).
+pub(crate) fn artifact_url_path(path: &str) -> Result<String, &'static str> {
+    Ok(url_path(&site_components(&relative_components(path)?)))
 }
 
 fn is_active_content(file_name: &str) -> bool {

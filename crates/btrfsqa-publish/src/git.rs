@@ -43,7 +43,13 @@ use crate::{Dashboard, PublishError, Published, Publisher};
 const CACHE_LOCK: &str = "publish.lock";
 
 /// The site files at the root of the tree, rewritten on every publish.
-const ROOT_FILES: &[&str] = &["index.html", "matrix.html", "style.css", ".nojekyll"];
+const ROOT_FILES: &[&str] = &[
+    "index.html",
+    "matrix.html",
+    "style.css",
+    ".nojekyll",
+    "report.schema.json",
+];
 
 /// The directories built from the whole history, replaced on every publish.
 const HISTORY_DIRS: &[&str] = &["archive", "tests", "assets"];

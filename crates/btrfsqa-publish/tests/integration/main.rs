@@ -5,6 +5,7 @@
 //! Tests that need git check for it and print why they skip.
 
 mod browser;
+mod ecosystem;
 mod git_publisher;
 mod junit;
 
