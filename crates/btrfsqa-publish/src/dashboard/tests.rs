@@ -1,6 +1,10 @@
 use std::collections::BTreeSet;
+use std::fs;
 
-use btrfsqa_model::{KernelInfo, MachineInfo, Provenance, SuiteReport, TestOutcome};
+use btrfsqa_model::{
+    Artifact, ArtifactKind, KernelInfo, MachineInfo, Provenance, RunReport, RunStatus, SourceInfo,
+    SuiteReport, TestOutcome, Verdict,
+};
 
 use super::*;
 
