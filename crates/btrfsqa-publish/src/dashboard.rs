@@ -42,9 +42,11 @@
 //! without links (their `summary.json` is kept).
 
 mod assets;
+mod changes;
 mod history;
 mod incremental;
 mod pages;
+mod run_page;
 mod summary;
 mod templates;
 mod timeline;

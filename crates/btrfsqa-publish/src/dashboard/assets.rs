@@ -40,6 +40,7 @@ pub(super) fn static_files() -> Vec<(&'static str, &'static [u8])> {
         ("style.css", STYLE_CSS.as_bytes()),
         (".nojekyll", b""),
         ("assets/btrfsqa-player.js", PLAYER_INIT_JS.as_bytes()),
+        ("assets/btrfsqa-filter.js", FILTER_JS.as_bytes()),
         // What every run's report.json follows, for tools that check it.
         (
             "report.schema.json",

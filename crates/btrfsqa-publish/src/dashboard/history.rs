@@ -377,7 +377,9 @@ pub(crate) struct Matrix<'a> {
 #[derive(Serialize)]
 struct MatrixColumn<'a> {
     id: &'a str,
+    /// `2026-11-24` and `18:40`, in UTC: two runs of a day differ.
     date: String,
+    time: String,
     kernel: Option<&'a str>,
     href: Option<String>,
 }
@@ -510,7 +512,8 @@ pub(crate) fn matrix(runs: &[RunSummary]) -> Matrix<'_> {
             .iter()
             .map(|run| MatrixColumn {
                 id: run.run_id.as_str(),
-                date: run.started_at.format("%m-%d").to_string(),
+                date: run.started_at.format("%Y-%m-%d").to_string(),
+                time: run.started_at.format("%H:%M").to_string(),
                 kernel: run.kernel_release.as_deref(),
                 href: run
                     .has_page
@@ -547,7 +550,7 @@ mod tests {
             counts.add(test.verdict);
         }
         RunSummary {
-            format: 1,
+            format: super::super::summary::SUMMARY_FORMAT,
             run_id: RunId::parse(id).unwrap(),
             started_at: format!("2026-11-{day:02}T00:00:00Z").parse().unwrap(),
             finished_at: None,
@@ -560,6 +563,7 @@ mod tests {
             profiles: vec![],
             counts,
             new_failures: None,
+            baseline: None,
             cost_usd: None,
             has_page: true,
             tests,

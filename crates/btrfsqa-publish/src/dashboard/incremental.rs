@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::assets::*;
+use super::run_page::page_context;
 use super::summary::{self, RunSummary};
 use super::{Dashboard, RenderStats};
 use crate::PublishError;
@@ -96,7 +97,7 @@ impl Dashboard {
         }
 
         // Pass 2: the run pages.
-        for summary in &summaries {
+        for (i, summary) in summaries.iter().enumerate() {
             let id = &summary.run_id;
             let run_out = run_out_dir(out_dir, id);
             let Some(run) = in_store.get(id) else {
@@ -108,11 +109,20 @@ impl Dashboard {
                 }
                 continue;
             };
+            // A page also shows other runs (the run it is compared with,
+            // and whether that one still has a page): a change there makes
+            // it stale too.
+            let context = page_context(i, &summaries);
+            let context_changed = old
+                .runs
+                .get(id.as_str())
+                .is_none_or(|e| e.context != context);
             manifest.runs.insert(
                 id.as_str().to_owned(),
                 ManifestRun {
                     key: run.key.clone(),
                     stamp: run.stamp,
+                    context,
                 },
             );
             if !summary.has_page {
@@ -121,7 +131,7 @@ impl Dashboard {
                 stats.pruned.push(id.clone());
                 continue;
             }
-            if !run.changed && run_out.join("index.html").is_file() {
+            if !run.changed && !context_changed && run_out.join("index.html").is_file() {
                 stats.skipped.push(id.clone());
                 continue;
             }
@@ -336,6 +346,9 @@ pub(super) struct ManifestRun {
     key: String,
     #[serde(default)]
     stamp: Option<Stamp>,
+    /// [`page_context`] when the page was written.
+    #[serde(default)]
+    context: String,
 }
 
 /// A file's size and modification time, to tell that it has not changed

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped when the summary's shape changes: older summaries are rebuilt
 /// from their reports (or ignored when only the summary is left).
-pub(crate) const SUMMARY_FORMAT: u32 = 1;
+pub(crate) const SUMMARY_FORMAT: u32 = 2;
 
 /// The longest message kept per test in a summary (the run page has it whole).
 const MESSAGE_CHARS: usize = 160;
@@ -51,6 +51,9 @@ pub(crate) struct RunSummary {
     /// New failures against the baseline, when the runner compared the run.
     #[serde(default)]
     pub new_failures: Option<u32>,
+    /// The run the runner compared this one with.
+    #[serde(default)]
+    pub baseline: Option<RunId>,
     #[serde(default)]
     pub cost_usd: Option<f64>,
     /// Whether the run's page is on the site (false once retention dropped it).
@@ -173,6 +176,7 @@ impl RunSummary {
             profiles: profiles.into_iter().collect(),
             counts: Counts::of(report.outcomes()),
             new_failures: comparison.map(|c| c.counts.new_failure),
+            baseline: comparison.and_then(|c| c.baseline.clone()),
             cost_usd: report.cost_usd,
             has_page: true,
             tests,

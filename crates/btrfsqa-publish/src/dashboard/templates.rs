@@ -17,7 +17,7 @@ use crate::PublishError;
 
 /// Bumped when the code that builds a run page changes in a way the
 /// templates do not show, so existing sites re-render their run pages.
-pub(super) const PAGE_FORMAT: &str = "page-format-3";
+pub(super) const PAGE_FORMAT: &str = "page-format-4";
 
 pub(super) const BASE_TEMPLATE: &str = include_str!("../../templates/base.html");
 
@@ -32,6 +32,7 @@ pub(super) const MATRIX_TEMPLATE: &str = include_str!("../../templates/matrix.ht
 pub(super) const STYLE_CSS: &str = include_str!("../../static/style.css");
 
 pub(super) const PLAYER_INIT_JS: &str = include_str!("../../static/btrfsqa-player.js");
+pub(super) const FILTER_JS: &str = include_str!("../../static/btrfsqa-filter.js");
 
 // The template contexts. Every field is always present (absent values are
 // `none`), because the environment treats undefined values as errors.
@@ -41,6 +42,7 @@ pub(super) struct IndexPage<'a> {
     pub(super) site_title: &'a str,
     pub(super) root: &'a str,
     pub(super) player: bool,
+    pub(super) filter: bool,
     pub(super) archive: Option<ArchiveTitle>,
     pub(super) total: usize,
     pub(super) trend: Option<history::Trend<'a>>,
@@ -66,6 +68,7 @@ pub(super) struct MatrixPage<'a> {
     pub(super) site_title: &'a str,
     pub(super) root: &'a str,
     pub(super) player: bool,
+    pub(super) filter: bool,
     pub(super) matrix: history::Matrix<'a>,
 }
 
@@ -74,6 +77,7 @@ pub(super) struct TestPageContext<'a> {
     pub(super) site_title: &'a str,
     pub(super) root: &'a str,
     pub(super) player: bool,
+    pub(super) filter: bool,
     pub(super) page: history::TestPage<'a>,
 }
 
