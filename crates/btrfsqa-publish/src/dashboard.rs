@@ -1,19 +1,22 @@
 //! The static dashboard, rendered from the results store with minijinja.
 //!
 //! Pages: an index of the newest runs with a pass-rate chart (older runs on
-//! archive pages), a page per run with every test, its verdict, message and
-//! files and the terminal recordings, a page per test with its history, and
-//! a tests-by-runs matrix marking new failures, fixes and flaky tests.
+//! archive pages), a page per run that starts with what changed and lists
+//! every test, its verdict, message and files and the terminal recordings,
+//! a page per test with its history, and a tests-by-runs matrix marking
+//! new failures, fixes and flaky tests. Pages read on a phone (390 px) as
+//! at 1280 px: wide tables scroll in their own box, test names never wrap.
 //!
 //! Every link is relative, so the site works from `file://`, from a sub-path
 //! of GitHub Pages and from any static host. Pages are readable with scripts
-//! off: the chart is inline SVG. Only run pages with recordings load scripts,
-//! the asciinema player and a small init file, both served from the site
-//! itself (`script-src 'self'`, no inline script); every other page forbids
-//! scripts with its Content-Security-Policy. Every string that comes from a
-//! run (test names, messages, host names) goes through minijinja's HTML
-//! auto-escaping, which is on for every template and never bypassed (no
-//! `|safe` anywhere).
+//! off: the chart is inline SVG. Only run pages load scripts, all served
+//! from the site itself (`script-src 'self'`, no inline script): the filter
+//! of the list of tests, and where there are recordings the asciinema
+//! player and a small init file; every other page forbids scripts with its
+//! Content-Security-Policy. Every string that comes from a run (test names,
+//! messages, host names) goes through minijinja's HTML auto-escaping, which
+//! is on for every template and never bypassed (no `|safe` anywhere); the
+//! scripts only read text and set properties, never markup.
 //!
 //! Layout of the output directory:
 //!
@@ -22,24 +25,31 @@
 //! archive/<n>.html                 older runs, a page per 100 (1 is the oldest)
 //! matrix.html                      tests by the newest runs
 //! tests/<suite>/<test>.html        the history of one test (names escaped: `btrfs~011.html`)
-//! style.css, .nojekyll, assets/    stylesheet, the asciinema player and its init script
+//! style.css, .nojekyll, assets/    stylesheet, the filter script, the asciinema player and its init script
 //! report.schema.json               the JSON Schema of every run's report.json
 //! runs/<run-id>/index.html         the run page
-//! runs/<run-id>/summary.json       what the history pages need of the run
-//! runs/<run-id>/report.json        exports: the report, JUnit XML, KCIDB JSON
-//! runs/<run-id>/junit.xml
-//! runs/<run-id>/kcidb.json
+//! runs/<run-id>/summary.json       what the history pages need of the run (compact rows)
+//! runs/<run-id>/report.json.gz     exports, gzip: the report, JUnit XML, KCIDB JSON
+//! runs/<run-id>/junit.xml.gz
+//! runs/<run-id>/kcidb.json.gz
 //! runs/<run-id>/files/<path>       artifacts (logs, recordings), trimmed to a size limit
 //! .btrfsqa-site.json               what was rendered from what (not for serving)
 //! ```
 //!
+//! The site stays small enough for GitHub Pages (1 GB) over a long history:
+//! exports are compressed, summaries are compact, and only the newest
+//! [`DashboardSettings::full_pages`] runs have pages listing every test;
+//! older runs' pages list the tests that did not pass, with their files
+//! (`bench/dashboard-scale.sh` checks 1,000 runs of 1,200 tests against a
+//! 300 MB budget).
+//!
 //! Rendering is incremental: a run page is written only when its report
 //! changed (the report's size and time are checked before it is read at
-//! all), history pages are built from the small `summary.json` of each run,
-//! and a page whose content did not change is not written again. With
-//! [`DashboardSettings::keep_runs`], only the newest runs keep their pages
-//! and files; older runs stay in the index and the histories as rows
-//! without links (their `summary.json` is kept).
+//! all) or what it shows of other runs did, history pages are built from
+//! the small `summary.json` of each run, and a page whose content did not
+//! change is not written again. With [`DashboardSettings::keep_runs`], only
+//! the newest runs keep their pages and files; older runs stay in the index
+//! and the histories as rows without links (their `summary.json` is kept).
 
 mod assets;
 mod changes;
@@ -64,7 +74,11 @@ use assets::*;
 use incremental::run_out_dir;
 pub(crate) use incremental::{SUMMARY_FILE, TMP_SUFFIX};
 use pages::{human_duration, status_class, status_text};
+pub(crate) use run_page::EXPORTS;
 pub(crate) use summary::{RunSummary, SUMMARY_FORMAT};
+
+/// The compressed report beside each run page.
+pub(crate) const REPORT_EXPORT: &str = EXPORTS[0];
 
 /// How the dashboard looks and what it keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +96,11 @@ pub struct DashboardSettings {
     /// runs stay in the index and the test histories as rows without links.
     /// `None` keeps every run.
     pub keep_runs: Option<usize>,
+    /// The newest this many runs have pages that list every test with its
+    /// files; older runs' pages list only the tests that did not pass, with
+    /// their files (every test is in the run's `report.json.gz`). This keeps
+    /// a long history within what a static host takes (GitHub Pages: 1 GB).
+    pub full_pages: usize,
     /// The public URL of the site (`https://owner.github.io/site/`), for
     /// the absolute links exports need (KCIDB); pages never use it.
     pub site_url: Option<String>,
@@ -94,6 +113,7 @@ impl Default for DashboardSettings {
             max_artifact_bytes: 1024 * 1024,
             max_cast_bytes: 8 * 1024 * 1024,
             keep_runs: None,
+            full_pages: 100,
             site_url: None,
         }
     }

@@ -16,7 +16,7 @@ use btrfsqa_model::Verdict;
 use btrfsqa_model::compare::{Class, CompareOptions, ComparisonSummary};
 use serde::Serialize;
 
-use super::summary::{RunSummary, TestEntry, is_failing};
+use super::summary::{Anchor, RunSummary, TestEntry, is_failing};
 
 /// One test in a list of changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,7 +26,7 @@ pub(crate) struct Changed<'a> {
     pub profile: Option<&'a str>,
     pub verdict: &'static str,
     /// Its row on the run page.
-    pub anchor: &'a str,
+    pub anchor: Anchor,
     /// `2 of 5 passed` for a flaky test, when known.
     pub note: Option<String>,
 }
@@ -55,11 +55,7 @@ impl Changes<'_> {
 type Key<'a> = (&'a str, Option<&'a str>, &'a str);
 
 fn key(test: &TestEntry) -> Key<'_> {
-    (
-        test.suite.as_str(),
-        test.profile.as_deref(),
-        test.name.as_str(),
-    )
+    (&*test.suite, test.profile.as_deref(), test.name.as_str())
 }
 
 fn changed<'a>(test: &'a TestEntry, note: Option<String>) -> Changed<'a> {
@@ -68,7 +64,7 @@ fn changed<'a>(test: &'a TestEntry, note: Option<String>) -> Changed<'a> {
         name: &test.name,
         profile: test.profile.as_deref(),
         verdict: test.verdict.as_str(),
-        anchor: &test.anchor,
+        anchor: test.anchor,
         note,
     }
 }
@@ -201,7 +197,7 @@ mod tests {
                     verdict: *verdict,
                     duration_secs: None,
                     message: None,
-                    anchor: format!("t-0-{j}"),
+                    anchor: Anchor(0, j),
                     class: None,
                 })
                 .collect(),
@@ -240,7 +236,7 @@ mod tests {
         assert_eq!(changes.source, "history");
         assert_eq!(changes.baseline.as_deref(), Some("r2"));
         assert_eq!(names(&changes.new_failures), ["broke"]);
-        assert_eq!(changes.new_failures[0].anchor, "t-0-0");
+        assert_eq!(changes.new_failures[0].anchor, Anchor(0, 0));
         assert_eq!(names(&changes.fixed), ["fixed"]);
         assert_eq!(names(&changes.flaky), ["flaky"]);
         assert_eq!(changes.flaky[0].note.as_deref(), Some("2 of 4 passed"));

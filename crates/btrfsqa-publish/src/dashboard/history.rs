@@ -113,7 +113,7 @@ pub(crate) fn test_histories(
     let mut runs_seen: HashMap<PageKey<'_>, (usize, usize)> = HashMap::new();
     for (i, run) in runs.iter().enumerate() {
         for test in &run.tests {
-            let key = (test.suite.as_str(), test.name.as_str());
+            let key = (&*test.suite, test.name.as_str());
             let seen = runs_seen.entry(key).or_insert((usize::MAX, 0));
             if seen.0 != i {
                 *seen = (i, seen.1 + 1);
@@ -134,11 +134,7 @@ pub(crate) fn new_failures(runs: &[RunSummary]) -> Vec<u32> {
     let mut last: HashMap<(&str, Option<&str>, &str), Verdict> = HashMap::new();
     for (i, run) in runs.iter().enumerate().rev() {
         for test in &run.tests {
-            let key = (
-                test.suite.as_str(),
-                test.profile.as_deref(),
-                test.name.as_str(),
-            );
+            let key = (&*test.suite, test.profile.as_deref(), test.name.as_str());
             if is_failing(test.verdict) && last.get(&key) == Some(&Verdict::Pass) {
                 counts[i] += 1;
             }
@@ -426,11 +422,7 @@ pub(crate) fn matrix(runs: &[RunSummary]) -> Matrix<'_> {
     let mut grid: BTreeMap<Key<'_>, Vec<Option<&TestEntry>>> = BTreeMap::new();
     for (i, run) in window.iter().enumerate() {
         for test in &run.tests {
-            let key = (
-                test.suite.as_str(),
-                test.profile.as_deref(),
-                test.name.as_str(),
-            );
+            let key = (&*test.suite, test.profile.as_deref(), test.name.as_str());
             let row = grid.entry(key).or_insert_with(|| vec![None; window.len()]);
             // A test run twice in one run: the worse verdict shows.
             if row[i].is_none_or(|seen| seen.verdict.is_ok() && !test.verdict.is_ok()) {
@@ -541,7 +533,7 @@ mod tests {
                 verdict: *verdict,
                 duration_secs: None,
                 message: None,
-                anchor: format!("t-0-{j}"),
+                anchor: super::super::summary::Anchor(0, j),
                 class: None,
             })
             .collect();

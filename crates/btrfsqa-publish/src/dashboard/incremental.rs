@@ -44,14 +44,12 @@ impl Dashboard {
         let mut summaries = Vec::new();
         let mut in_store: HashMap<RunId, StoreRun> = HashMap::new();
         for id in store.list_runs()? {
-            let report_path = store.report_path(&id);
-            let run_out = run_out_dir(out_dir, &id);
-            let stamp = Stamp::of(&report_path);
+            let stamp = Stamp::of(&store.report_path(&id));
             if let Some(entry) = old.runs.get(id.as_str())
                 && same_renderer
                 && stamp.is_some()
                 && entry.stamp == stamp
-                && let Some(summary) = read_summary(&run_out, &id)
+                && let Some(summary) = read_summary(&run_out_dir(out_dir, &id), &id)
             {
                 in_store.insert(
                     id,
@@ -112,7 +110,8 @@ impl Dashboard {
             // A page also shows other runs (the run it is compared with,
             // and whether that one still has a page): a change there makes
             // it stale too.
-            let context = page_context(i, &summaries);
+            let full = i < self.settings.full_pages;
+            let context = page_context(i, &summaries, full);
             let context_changed = old
                 .runs
                 .get(id.as_str())
@@ -136,7 +135,7 @@ impl Dashboard {
                 continue;
             }
             let (report, raw) = read_report(store, id)?;
-            self.render_run(store, &report, &raw, &run_out, &summaries, &mut stats)?;
+            self.render_run(store, &report, &raw, &run_out, &summaries, full, &mut stats)?;
             stats.written.push(id.clone());
         }
 

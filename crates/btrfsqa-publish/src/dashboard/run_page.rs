@@ -25,7 +25,12 @@ use crate::{PublishError, export};
 
 impl Dashboard {
     /// Writes one run's directory: its page, the report, the exports, its
-    /// summary and the artifacts.
+    /// summary and the artifacts. A `full` page lists every test; another
+    /// only those that did not pass, with only their files.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one caller, and every input is a different thing"
+    )]
     pub(super) fn render_run(
         &self,
         store: &ResultsStore,
@@ -33,6 +38,7 @@ impl Dashboard {
         raw_report: &[u8],
         run_out: &Path,
         summaries: &[RunSummary],
+        full: bool,
         stats: &mut RenderStats,
     ) -> Result<(), PublishError> {
         let files_out = run_out.join("files");
@@ -44,18 +50,29 @@ impl Dashboard {
         }
         fs::create_dir_all(run_out).map_err(PublishError::io("create directory", run_out))?;
         let mut copier = ArtifactCopier::new(store, report, files_out, &self.settings, stats);
-        let html = self.render_run_page(report, &mut copier, summaries)?;
-        write_file(&run_out.join("report.json"), raw_report)?;
-        write_file(&run_out.join("junit.xml"), export::junit(report).as_bytes())?;
+        let html = self.render_run_page(report, &mut copier, summaries, full)?;
         let files_url = self
             .settings
             .site_url
             .as_ref()
             .map(|url| format!("{}/runs/{}/files", url.trim_end_matches('/'), report.run_id));
-        write_file(
-            &run_out.join("kcidb.json"),
-            export::kcidb(report, files_url.as_deref()).as_bytes(),
-        )?;
+        for (name, text) in [
+            (EXPORTS[0], raw_report.to_vec()),
+            (EXPORTS[1], export::junit(report).into_bytes()),
+            (
+                EXPORTS[2],
+                export::kcidb(report, files_url.as_deref()).into_bytes(),
+            ),
+        ] {
+            write_file(&run_out.join(name), &gzip(&text))?;
+            // A site written before the exports were compressed.
+            let plain = run_out.join(name.trim_end_matches(".gz"));
+            match fs::remove_file(&plain) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(PublishError::io("remove", &plain)(source)),
+            }
+        }
         write_summary(run_out, &RunSummary::of(report))?;
         write_atomic(&run_out.join("index.html"), html.as_bytes())
     }
@@ -65,13 +82,14 @@ impl Dashboard {
         report: &RunReport,
         copier: &mut ArtifactCopier<'_>,
         summaries: &[RunSummary],
+        full: bool,
     ) -> Result<String, PublishError> {
         let counts = Counts::of(report.outcomes());
         let summary = RunSummary::of(report);
-        let class_of: HashMap<&str, &str> = summary
+        let class_of: HashMap<summary::Anchor, &str> = summary
             .tests
             .iter()
-            .filter_map(|t| t.class.as_deref().map(|c| (t.anchor.as_str(), c)))
+            .filter_map(|t| t.class.as_deref().map(|c| (t.anchor, c)))
             .collect();
         let mut casts: Vec<CastView> = Vec::new();
         let mut problems = Vec::new();
@@ -87,8 +105,11 @@ impl Dashboard {
             }
             let mut groups: Vec<GroupView> = Vec::new();
             for (j, test) in suite.tests.iter().enumerate() {
+                if !full && test.verdict.is_ok() {
+                    continue;
+                }
+                let class = class_of.get(&summary::Anchor(i, j)).copied();
                 let anchor = summary::test_anchor(i, j);
-                let class = class_of.get(anchor.as_str()).copied();
                 if !test.verdict.is_ok() {
                     problems.push(Problem {
                         suite: &suite.id,
@@ -184,6 +205,7 @@ impl Dashboard {
             root: "../../",
             player: !casts.is_empty(),
             filter: true,
+            listed: (!full).then_some(problems.len()),
             run: RunView {
                 id: report.run_id.as_str(),
                 status: status_text(report.status),
@@ -236,22 +258,42 @@ impl Dashboard {
     }
 }
 
-/// What the page of `summaries[i]` shows of other runs: the run its
-/// changes are against (the runner's baseline, else the run before it) and
-/// whether that run has a page to link to.
-pub(super) fn page_context(i: usize, summaries: &[RunSummary]) -> String {
+/// The exports beside each run page, compressed: a run of 1,200 tests has
+/// about 700 KB of them as text and 40 KB as gzip.
+pub(crate) const EXPORTS: [&str; 3] = ["report.json.gz", "junit.xml.gz", "kcidb.json.gz"];
+
+/// What the page of `summaries[i]` shows that is not in its report:
+/// whether it is `full`, the run its changes are against (the runner's
+/// baseline, else the run before it) and whether that run has a page to
+/// link to.
+pub(super) fn page_context(i: usize, summaries: &[RunSummary], full: bool) -> String {
     let run = &summaries[i];
     let linked = match &run.baseline {
         Some(baseline) => summaries.iter().find(|s| &s.run_id == baseline),
         None => summaries.get(i + 1),
     };
-    match linked {
+    let linked = match linked {
         Some(linked) => format!("{}:{}", linked.run_id, u8::from(linked.has_page)),
         None => run
             .baseline
             .as_ref()
             .map_or_else(String::new, |b| b.to_string()),
-    }
+    };
+    format!("{}|{linked}", if full { "full" } else { "failures" })
+}
+
+/// `bytes` as a gzip file, the same bytes for the same input (no time or
+/// name in the header), so an unchanged export is an unchanged blob.
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 8),
+        flate2::Compression::default(),
+    );
+    encoder
+        .write_all(bytes)
+        .and_then(|()| encoder.finish())
+        .expect("compressing into memory does not fail")
 }
 
 /// The recording of `artifact` among `casts` (added when new), or `None`
@@ -332,6 +374,9 @@ pub(super) struct RunPage<'a> {
     player: bool,
     /// The run page's filter script.
     filter: bool,
+    /// On the page of an older run, the tests listed: only those that did
+    /// not pass.
+    listed: Option<usize>,
     run: RunView<'a>,
     timeline: Option<timeline::TimelineView>,
     provenance: ProvenanceView<'a>,

@@ -200,6 +200,24 @@ fn read(path: impl AsRef<Path>) -> String {
     fs::read_to_string(path).unwrap()
 }
 
+/// A file the site publishes compressed (`name.gz`), as text.
+fn read_gz(path: impl AsRef<Path>) -> String {
+    use std::io::Read;
+    let path = path.as_ref();
+    let mut gz = path.as_os_str().to_owned();
+    gz.push(".gz");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(fs::File::open(&gz).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(
+        !path.exists(),
+        "{} is published compressed only",
+        path.display()
+    );
+    text
+}
+
 #[test]
 fn index_and_run_page_snapshots() {
     let store_dir = tempfile::tempdir().unwrap();
@@ -226,11 +244,11 @@ fn index_and_run_page_snapshots() {
     insta::assert_snapshot!("run_page", read(run_dir.join("index.html")));
 
     assert_eq!(
-        read(run_dir.join("report.json")),
+        read_gz(run_dir.join("report.json")),
         read(store.report_path(&RunId::parse(RUN).unwrap()))
     );
-    assert!(read(run_dir.join("junit.xml")).contains("<testsuite name=\"xfstests\""));
-    assert!(read(run_dir.join("kcidb.json")).contains("\"btrfsqa.xfstests.btrfs.011\""));
+    assert!(read_gz(run_dir.join("junit.xml")).contains("<testsuite name=\"xfstests\""));
+    assert!(read_gz(run_dir.join("kcidb.json")).contains("\"btrfsqa.xfstests.btrfs.011\""));
     insta::assert_snapshot!(
         "test_page",
         read(
@@ -610,7 +628,12 @@ fn pages_and_copies_hold_no_credentials_from_urls() {
         "kcidb.json",
         "summary.json",
     ] {
-        let text = read(out.join("runs").join(RUN).join(file));
+        let path = out.join("runs").join(RUN).join(file);
+        let text = if file.ends_with(".html") || file == SUMMARY_FILE {
+            read(path)
+        } else {
+            read_gz(path)
+        };
         assert!(!text.contains("tok-1234567"), "{file}: {text}");
         assert!(!text.contains("user:"), "{file}");
     }
@@ -680,4 +703,53 @@ fn escape_html(text: &str) -> String {
         .replace('"', "&quot;")
         .replace('\'', "&#x27;")
         .replace('/', "&#x2f;")
+}
+
+/// Pages of older runs list only what did not pass, with only its files;
+/// a run that becomes one of the newest again gets its full page back.
+#[test]
+fn older_runs_pages_list_only_what_did_not_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ResultsStore::new(tmp.path().join("results"));
+    let mut report = fixed_report();
+    report.suites[0].tests[0]
+        .artifacts
+        .push(Artifact::new(ArtifactKind::Full, "xfstests/btrfs/001.full"));
+    store.write_report(&report).unwrap();
+    write_artifact(&store, RUN, "xfstests/btrfs/001.full", b"passed\n");
+    write_artifact(&store, RUN, "xfstests/btrfs/011.full", b"scrub started\n");
+    write_artifact(&store, RUN, "xfstests/check.log", b"btrfs/001 3s\n");
+    let site = tmp.path().join("site");
+    let run_dir = site.join("runs").join(RUN);
+
+    let older = Dashboard::with_settings(DashboardSettings {
+        full_pages: 0,
+        ..DashboardSettings::default()
+    });
+    older.render(&store, &site).unwrap();
+    let page = read(run_dir.join("index.html"));
+    for listed in ["t-0-1", "t-0-3", "t-1-0"] {
+        assert!(page.contains(&format!("<tr id=\"{listed}\"")), "{listed}");
+    }
+    for passed in ["t-0-0", "t-0-2"] {
+        assert!(!page.contains(&format!("<tr id=\"{passed}\"")), "{passed}");
+    }
+    assert!(
+        page.contains("lists only the 3 tests of 5 that did not pass"),
+        "{page}"
+    );
+    assert!(run_dir.join("files/xfstests/btrfs/011.full").is_file());
+    assert!(run_dir.join("files/xfstests/check.log").is_file());
+    assert!(!run_dir.join("files/xfstests/btrfs/001.full").exists());
+    assert_eq!(read_gz(run_dir.join("report.json")).len(), {
+        read(store.report_path(&report.run_id)).len()
+    });
+    assert_links_resolve(&site);
+
+    let stats = Dashboard::new().render(&store, &site).unwrap();
+    assert_eq!(stats.written, [RunId::parse(RUN).unwrap()]);
+    let page = read(run_dir.join("index.html"));
+    assert!(page.contains("<tr id=\"t-0-0\""));
+    assert!(run_dir.join("files/xfstests/btrfs/001.full").is_file());
+    assert_links_resolve(&site);
 }
