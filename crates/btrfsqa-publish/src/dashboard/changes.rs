@@ -187,6 +187,7 @@ mod tests {
             baseline: None,
             cost_usd: None,
             has_page: true,
+            tests_read: true,
             tests: verdicts
                 .iter()
                 .enumerate()

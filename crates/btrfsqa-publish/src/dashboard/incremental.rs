@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use btrfsqa_model::compare::CompareOptions;
 use btrfsqa_model::{ModelError, ResultsStore, RunId, RunReport};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -49,7 +50,7 @@ impl Dashboard {
                 && same_renderer
                 && stamp.is_some()
                 && entry.stamp == stamp
-                && let Some(summary) = read_summary(&run_out_dir(out_dir, &id), &id)
+                && let Some(summary) = read_summary(&run_out_dir(out_dir, &id), &id, false)
             {
                 in_store.insert(
                     id,
@@ -94,7 +95,16 @@ impl Dashboard {
             summary.has_page = i < keep;
         }
 
+        // Every run's tests are read when runs lose their pages (a test's
+        // page must not keep links to them), else only the newest runs'.
+        let window = match self.settings.keep_runs {
+            Some(_) => summaries.len(),
+            None => TESTS_WINDOW.min(summaries.len()),
+        };
+        read_tests(&mut summaries, 0..window, out_dir);
+
         // Pass 2: the run pages.
+        let mut to_write = Vec::new();
         for (i, summary) in summaries.iter().enumerate() {
             let id = &summary.run_id;
             let run_out = run_out_dir(out_dir, id);
@@ -134,7 +144,19 @@ impl Dashboard {
                 stats.skipped.push(id.clone());
                 continue;
             }
+            to_write.push((i, full));
+        }
+        // What changed on a page is reckoned against the runs before it.
+        let before = CompareOptions::default().flaky_window;
+        read_tests(
+            &mut summaries,
+            to_write.iter().flat_map(|&(i, _)| i + 1..=i + before),
+            out_dir,
+        );
+        for (i, full) in to_write {
+            let id = &summaries[i].run_id;
             let (report, raw) = read_report(store, id)?;
+            let run_out = run_out_dir(out_dir, id);
             self.render_run(store, &report, &raw, &run_out, &summaries, full, &mut stats)?;
             stats.written.push(id.clone());
         }
@@ -150,8 +172,19 @@ impl Dashboard {
         for (path, bytes) in static_files() {
             site.write(path, bytes)?;
         }
-        // Pages of tests (or archive pages) that no longer exist.
-        for path in old.pages.keys() {
+        // Pages of tests (or archive pages) that no longer exist. A test
+        // that did not run in the newest runs keeps the page it has when
+        // older runs' tests were not read.
+        let every_test_read = summaries.iter().all(|s| s.tests_read);
+        for (path, hash) in &old.pages {
+            if !manifest.pages.contains_key(path)
+                && !every_test_read
+                && path.starts_with("tests/")
+                && out_dir.join(path).is_file()
+            {
+                manifest.pages.insert(path.clone(), hash.clone());
+                continue;
+            }
             if !manifest.pages.contains_key(path) {
                 let file = out_dir.join(path);
                 match fs::remove_file(&file) {
@@ -229,14 +262,56 @@ pub(super) fn read_report(
 }
 
 /// A run's summary as last written beside its page, when it is current.
-pub(super) fn read_summary(run_out: &Path, id: &RunId) -> Option<RunSummary> {
+pub(super) fn read_summary(run_out: &Path, id: &RunId, tests: bool) -> Option<RunSummary> {
     let bytes = fs::read(run_out.join(SUMMARY_FILE)).ok()?;
-    serde_json::from_slice::<RunSummary>(&bytes)
+    let summary = if tests {
+        serde_json::from_slice::<RunSummary>(&bytes)
+    } else {
+        RunSummary::head(&bytes)
+    };
+    summary
         .ok()
         .filter(|s| s.format == summary::SUMMARY_FORMAT && &s.run_id == id)
 }
 
+/// Runs whose tests a publish reads: those of the test pages and the
+/// matrix, the newest. Older runs' tests are read only where a page needs
+/// them (the runs before a run page that is written).
+const TESTS_WINDOW: usize = super::history::TEST_HISTORY_RUNS;
+
+/// Reads the tests of the runs at `indexes` that were read without them.
+fn read_tests(
+    summaries: &mut [RunSummary],
+    indexes: impl IntoIterator<Item = usize>,
+    out_dir: &Path,
+) {
+    for i in indexes {
+        let Some(summary) = summaries.get_mut(i).filter(|s| !s.tests_read) else {
+            continue;
+        };
+        match read_summary(
+            &run_out_dir(out_dir, &summary.run_id),
+            &summary.run_id,
+            true,
+        ) {
+            Some(whole) => {
+                *summary = RunSummary {
+                    has_page: summary.has_page,
+                    ..whole
+                }
+            }
+            None => {
+                tracing::warn!(run = %summary.run_id, "a summary's tests could not be read again")
+            }
+        }
+    }
+}
+
 pub(super) fn write_summary(run_out: &Path, summary: &RunSummary) -> Result<(), PublishError> {
+    debug_assert!(
+        summary.tests_read,
+        "a summary read without its tests is never written"
+    );
     fs::create_dir_all(run_out).map_err(PublishError::io("create directory", run_out))?;
     let json = serde_json::to_vec(summary).expect("a summary always serializes");
     write_atomic(&run_out.join(SUMMARY_FILE), &json)

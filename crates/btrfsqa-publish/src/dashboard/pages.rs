@@ -121,7 +121,8 @@ pub(super) fn index_rows<'a>(
 ) -> Vec<IndexRow<'a>> {
     runs.iter()
         .enumerate()
-        .map(|(i, run)| IndexRow::new(run, root, Some(computed[offset + i])))
+        // A run whose tests were not read has no reckoning of its own here.
+        .map(|(i, run)| IndexRow::new(run, root, run.tests_read.then(|| computed[offset + i])))
         .collect()
 }
 

@@ -50,7 +50,7 @@ impl Dashboard {
         }
         fs::create_dir_all(run_out).map_err(PublishError::io("create directory", run_out))?;
         let mut copier = ArtifactCopier::new(store, report, files_out, &self.settings, stats);
-        let html = self.render_run_page(report, &mut copier, summaries, full)?;
+        let (html, new_failures) = self.render_run_page(report, &mut copier, summaries, full)?;
         let files_url = self
             .settings
             .site_url
@@ -73,7 +73,10 @@ impl Dashboard {
                 Err(source) => return Err(PublishError::io("remove", &plain)(source)),
             }
         }
-        write_summary(run_out, &RunSummary::of(report))?;
+        // The index shows the page's count of new failures for this run.
+        let mut summary = RunSummary::of(report);
+        summary.new_failures = summary.new_failures.or(Some(new_failures));
+        write_summary(run_out, &summary)?;
         write_atomic(&run_out.join("index.html"), html.as_bytes())
     }
 
@@ -83,7 +86,7 @@ impl Dashboard {
         copier: &mut ArtifactCopier<'_>,
         summaries: &[RunSummary],
         full: bool,
-    ) -> Result<String, PublishError> {
+    ) -> Result<(String, u32), PublishError> {
         let counts = Counts::of(report.outcomes());
         let summary = RunSummary::of(report);
         let class_of: HashMap<summary::Anchor, &str> = summary
@@ -187,6 +190,7 @@ impl Dashboard {
             .filter(|s| RunSummary::newest_first(s, &summary).is_gt())
             .collect();
         let changes = changes::of(&summary, report.comparison.as_ref(), &earlier);
+        let new_failures = changes.new_failures.len() as u32;
         let baseline = changes
             .baseline
             .as_ref()
@@ -254,7 +258,7 @@ impl Dashboard {
             suites,
             timeline: timeline::view(report),
         };
-        self.render_template("run.html", &context)
+        Ok((self.render_template("run.html", &context)?, new_failures))
     }
 }
 

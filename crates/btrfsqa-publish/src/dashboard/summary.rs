@@ -51,7 +51,9 @@ pub(crate) struct RunSummary {
     #[serde(default)]
     pub profiles: Vec<String>,
     pub counts: Counts,
-    /// New failures against the baseline, when the runner compared the run.
+    /// New failures: against the baseline when the runner compared the
+    /// run, else by the dashboard's reckoning when the run's page was
+    /// written (see `changes`).
     #[serde(default)]
     pub new_failures: Option<u32>,
     /// The run the runner compared this one with.
@@ -64,10 +66,48 @@ pub(crate) struct RunSummary {
     pub has_page: bool,
     #[serde(with = "compact")]
     pub tests: Vec<TestEntry>,
+    /// False for a summary read without its tests ([`RunSummary::head`]).
+    #[serde(skip, default = "yes")]
+    pub tests_read: bool,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// A summary's run without its tests: what the index and the archive need
+/// of a run, read in a fraction of the time of the whole summary.
+#[derive(Deserialize)]
+struct Head {
+    format: u32,
+    run_id: RunId,
+    started_at: DateTime<Utc>,
+    #[serde(default)]
+    finished_at: Option<DateTime<Utc>>,
+    status: RunStatus,
+    #[serde(default)]
+    kernel_release: Option<String>,
+    #[serde(default)]
+    kernel_commit: Option<String>,
+    #[serde(default)]
+    kernel_ref: Option<String>,
+    #[serde(default)]
+    provider: String,
+    #[serde(default)]
+    machines: Vec<String>,
+    #[serde(default)]
+    profiles: Vec<String>,
+    counts: Counts,
+    #[serde(default)]
+    new_failures: Option<u32>,
+    #[serde(default)]
+    baseline: Option<RunId>,
+    #[serde(default)]
+    cost_usd: Option<f64>,
+    #[serde(default = "yes")]
+    has_page: bool,
+    #[expect(dead_code, reason = "read past, not kept")]
+    tests: serde::de::IgnoredAny,
 }
 
 /// One test of a run; a summary holds them as compact rows ([`compact`]).
@@ -206,7 +246,33 @@ impl RunSummary {
             cost_usd: report.cost_usd,
             has_page: true,
             tests,
+            tests_read: true,
         }
+    }
+
+    /// The summary in `json` without its tests (`tests_read` false).
+    pub fn head(json: &[u8]) -> serde_json::Result<RunSummary> {
+        let head: Head = serde_json::from_slice(json)?;
+        Ok(RunSummary {
+            format: head.format,
+            run_id: head.run_id,
+            started_at: head.started_at,
+            finished_at: head.finished_at,
+            status: head.status,
+            kernel_release: head.kernel_release,
+            kernel_commit: head.kernel_commit,
+            kernel_ref: head.kernel_ref,
+            provider: head.provider,
+            machines: head.machines,
+            profiles: head.profiles,
+            counts: head.counts,
+            new_failures: head.new_failures,
+            baseline: head.baseline,
+            cost_usd: head.cost_usd,
+            has_page: head.has_page,
+            tests: Vec::new(),
+            tests_read: false,
+        })
     }
 
     /// Duration in seconds, once finished.
