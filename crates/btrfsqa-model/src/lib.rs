@@ -7,6 +7,9 @@
 //! field names are part of the interface; the report carries
 //! [`SCHEMA_VERSION`] and any change that is not purely additive bumps it.
 //!
+//! [`REPORT_SCHEMA`] is the published JSON Schema of `report.json`
+//! (`schema/report.schema.json` in this crate), checked against the types.
+//!
 //! [`ResultsStore`] is the on-disk layout of the results store that every
 //! run lands in before anything is published.
 //!
@@ -34,6 +37,7 @@ mod event;
 mod redact;
 mod report;
 mod run_id;
+mod schema;
 mod store;
 
 pub use error::ModelError;
@@ -44,4 +48,5 @@ pub use report::{
     RunReport, RunStatus, SCHEMA_VERSION, SourceInfo, SuiteReport, TestOutcome, Verdict,
 };
 pub use run_id::RunId;
+pub use schema::REPORT_SCHEMA;
 pub use store::{ResultsStore, escape_file_name, safe_file_name};

@@ -69,24 +69,34 @@ pub fn junit(report: &RunReport) -> String {
     out
 }
 
-/// The KCIDB schema version [`kcidb`] writes.
-pub const KCIDB_VERSION: (u32, u32) = (4, 3);
+/// The KCIDB I/O schema version [`kcidb`] writes: KernelCI's current v5.
+pub const KCIDB_VERSION: (u32, u32) = (5, 3);
 
 /// The KCIDB origin of everything btrfsqa submits.
 pub const KCIDB_ORIGIN: &str = "btrfsqa";
 
-/// The run as KCIDB v4 JSON (field names of the KCIDB I/O schema 4.3): one
-/// checkout (the kernel source, id `btrfsqa:<run-id>`), one build (the
-/// kernel that ran, `btrfsqa:<run-id>:build`) and one test per outcome
+/// The longest `log_excerpt` KCIDB takes, in characters.
+const KCIDB_EXCERPT_CHARS: usize = 16384;
+
+/// The run as KCIDB v5 JSON (the KCIDB I/O schema 5.3, as KernelCI's
+/// `kcidb-io` validates it): one checkout (the kernel source, id
+/// `btrfsqa:<run-id>`), one build (the kernel that ran,
+/// `btrfsqa:<run-id>:build`) and one test per outcome
 /// (`btrfsqa:<run-id>:<suite>:<test>[:<profile>]`, path
 /// `btrfsqa.<suite>.<test>` with `/` turned into `.` and anything else the
 /// schema does not allow into `_`).
 ///
 /// Statuses: pass `PASS`, fail, hung and crashed `FAIL` (the kernel did not
 /// survive the test), skip `SKIP`, error `ERROR`, interrupted `MISS` (the
-/// harness stopped it); the btrfsqa verdict stays in `misc.verdict`. With
-/// `files_url` (the absolute URL of the run's `files/` directory on the
-/// published site), artifacts become `log_url` and `output_files`.
+/// harness stopped it); the btrfsqa verdict stays in `misc.verdict`. The
+/// build is `PASS` once the kernel ran a test, and has no status before.
+/// With `files_url` (the absolute URL of the run's `files/` directory on
+/// the published site), artifacts become `output_files` (and the test's
+/// main log its `log_url`), at the URLs the dashboard publishes them under.
+///
+/// What the schema refuses is left out or cleaned rather than written: NUL
+/// characters, repository URLs other than `https://`, commit hashes other
+/// than 40 hex digits (kept in `misc`), excerpts over 16,384 characters.
 ///
 /// ```
 /// use btrfsqa_model::{Provenance, RunId, RunReport, SuiteReport, TestOutcome, Verdict};
@@ -97,6 +107,7 @@ pub const KCIDB_ORIGIN: &str = "btrfsqa";
 /// suite.tests.push(TestOutcome::new("xfstests", "btrfs/011", Verdict::Fail));
 /// report.suites.push(suite);
 /// let json: serde_json::Value = serde_json::from_str(&btrfsqa_publish::export::kcidb(&report, None)).unwrap();
+/// assert_eq!(json["version"]["major"], 5);
 /// assert_eq!(json["tests"][0]["path"], "btrfsqa.xfstests.btrfs.011");
 /// assert_eq!(json["tests"][0]["status"], "FAIL");
 /// ```
@@ -114,22 +125,39 @@ pub fn kcidb(report: &RunReport, files_url: Option<&str>) -> String {
     checkout.insert("origin".into(), json!(KCIDB_ORIGIN));
     checkout.insert("start_time".into(), json!(time(report.started_at)));
     checkout.insert("valid".into(), json!(true));
+    let mut checkout_misc = Map::new();
     if let Some(source) = &kernel.source {
-        if source.url.starts_with("https://") || source.url.starts_with("git://") {
-            checkout.insert(
-                "git_repository_url".into(),
-                json!(btrfsqa_model::redact_url(&source.url)),
-            );
+        let url = btrfsqa_model::redact_url(&source.url);
+        if url.starts_with("https://") && is_uri(&url) {
+            checkout.insert("git_repository_url".into(), json!(url));
+        } else {
+            checkout_misc.insert("git_repository_url".into(), json!(url));
         }
-        if let Some(commit) = source.commit.as_deref().filter(|c| is_commit_hash(c)) {
-            checkout.insert("git_commit_hash".into(), json!(commit));
+        if let Some(commit) = &source.commit {
+            let lower = commit.to_ascii_lowercase();
+            if lower.len() == 40 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+                checkout.insert("git_commit_hash".into(), json!(lower));
+            } else {
+                checkout_misc.insert("commit".into(), json!(no_nul(commit)));
+            }
         }
         if let Some(branch) = &source.git_ref {
-            checkout.insert("git_repository_branch".into(), json!(branch));
+            checkout.insert("git_repository_branch".into(), json!(no_nul(branch)));
         }
     }
     if let Some(release) = &kernel.release {
-        checkout.insert("comment".into(), json!(format!("kernel {release}")));
+        checkout.insert(
+            "comment".into(),
+            json!(format!("kernel {}", no_nul(release))),
+        );
+    }
+    if report.status == btrfsqa_model::RunStatus::Completed
+        && let Some(finished) = report.finished_at
+    {
+        checkout.insert("origin_tests_finish_time".into(), json!(time(finished)));
+    }
+    if !checkout_misc.is_empty() {
+        checkout.insert("misc".into(), Value::Object(checkout_misc));
     }
     let mut build = Map::new();
     build.insert("id".into(), json!(build_id));
@@ -137,12 +165,22 @@ pub fn kcidb(report: &RunReport, files_url: Option<&str>) -> String {
     build.insert("checkout_id".into(), json!(checkout_id));
     build.insert("start_time".into(), json!(time(report.started_at)));
     // The kernel booted and ran tests: the build is good, whoever built it.
-    build.insert("valid".into(), json!(report.outcomes().next().is_some()));
+    // Before any test ran, nothing is known of it.
+    if report.outcomes().next().is_some() {
+        build.insert("status".into(), json!("PASS"));
+    }
     let mut build_misc = Map::new();
     if let Some(release) = &kernel.release {
-        build_misc.insert("kernel_release".into(), json!(release));
+        build.insert(
+            "comment".into(),
+            json!(format!("kernel {}", no_nul(release))),
+        );
+        build_misc.insert("kernel_release".into(), json!(no_nul(release)));
     }
-    build_misc.insert("provider".into(), json!(report.provenance.provider));
+    build_misc.insert(
+        "provider".into(),
+        json!(no_nul(&report.provenance.provider)),
+    );
     build.insert("misc".into(), Value::Object(build_misc));
 
     let mut tests = Vec::new();
@@ -150,10 +188,13 @@ pub fn kcidb(report: &RunReport, files_url: Option<&str>) -> String {
     for suite in &report.suites {
         for test in &suite.tests {
             let mut id = format!("{KCIDB_ORIGIN}:{run}:{}:{}", suite.id, test.name);
+            let mut comment = format!("{}: {}", suite.id, test.name);
             if let Some(profile) = &test.profile {
                 id.push(':');
                 id.push_str(profile);
+                comment.push_str(&format!(" [{profile}]"));
             }
+            let mut id = no_nul(&id);
             let n = seen.entry(id.clone()).or_insert(0);
             *n += 1;
             if *n > 1 {
@@ -164,6 +205,7 @@ pub fn kcidb(report: &RunReport, files_url: Option<&str>) -> String {
             entry.insert("origin".into(), json!(KCIDB_ORIGIN));
             entry.insert("build_id".into(), json!(build_id));
             entry.insert("path".into(), json!(kcidb_path(&suite.id, &test.name)));
+            entry.insert("comment".into(), json!(no_nul(&comment)));
             entry.insert("status".into(), json!(kcidb_status(test.verdict)));
             if let Some(started) = test.started_at {
                 entry.insert("start_time".into(), json!(time(started)));
@@ -172,39 +214,43 @@ pub fn kcidb(report: &RunReport, files_url: Option<&str>) -> String {
                 entry.insert("duration".into(), json!(duration));
             }
             if let Some(message) = &test.message {
-                entry.insert(
-                    "log_excerpt".into(),
-                    json!(message.chars().take(16384).collect::<String>()),
-                );
+                let excerpt: String = no_nul(message).chars().take(KCIDB_EXCERPT_CHARS).collect();
+                entry.insert("log_excerpt".into(), json!(excerpt));
             }
             if let Some(base) = files_url {
                 let base = base.trim_end_matches('/');
-                let files: Vec<Value> = test
-                    .artifacts
-                    .iter()
-                    .filter(|a| !a.path.starts_with('/') && !a.path.split('/').any(|c| c == ".."))
-                    .map(|a| {
-                        let name = a.path.rsplit('/').next().unwrap_or(&a.path);
-                        json!({"name": name, "url": format!("{base}/{}", a.path)})
-                    })
-                    .collect();
+                let mut files = Vec::new();
+                let mut log_url = None;
+                for artifact in &test.artifacts {
+                    let Ok(path) = crate::dashboard::artifact_url_path(&artifact.path) else {
+                        continue;
+                    };
+                    let url = format!("{base}/{path}");
+                    let name = artifact.path.rsplit('/').next().unwrap_or(&artifact.path);
+                    if !is_uri(&url) || name.is_empty() {
+                        continue;
+                    }
+                    if log_url.is_none() && is_log(artifact.kind) {
+                        log_url = Some(url.clone());
+                    }
+                    files.push(json!({"name": no_nul(name), "url": url}));
+                }
+                if let Some(url) = log_url {
+                    entry.insert("log_url".into(), json!(url));
+                }
                 if !files.is_empty() {
                     entry.insert("output_files".into(), Value::Array(files));
                 }
             }
-            let mut environment = Map::new();
             if let Some(machine) = &test.machine {
-                environment.insert("comment".into(), json!(machine));
-            }
-            if !environment.is_empty() {
-                entry.insert("environment".into(), Value::Object(environment));
+                entry.insert("environment".into(), json!({"comment": no_nul(machine)}));
             }
             let mut misc = Map::new();
             misc.insert("verdict".into(), json!(test.verdict.as_str()));
-            misc.insert("suite".into(), json!(suite.id));
-            misc.insert("test".into(), json!(test.name));
+            misc.insert("suite".into(), json!(no_nul(&suite.id)));
+            misc.insert("test".into(), json!(no_nul(&test.name)));
             if let Some(profile) = &test.profile {
-                misc.insert("profile".into(), json!(profile));
+                misc.insert("profile".into(), json!(no_nul(profile)));
             }
             entry.insert("misc".into(), Value::Object(misc));
             tests.push(Value::Object(entry));
@@ -217,6 +263,40 @@ pub fn kcidb(report: &RunReport, files_url: Option<&str>) -> String {
         "tests": tests,
     });
     serde_json::to_string(&document).expect("a KCIDB document always serializes")
+}
+
+/// KCIDB's schema forbids NUL in every string outside `misc`; btrfsqa
+/// leaves it out of `misc` too, for the databases behind it.
+fn no_nul(text: &str) -> String {
+    text.replace('\0', "")
+}
+
+/// Whether `url` is a URI as KCIDB's `uri` format (RFC 3986) takes it:
+/// a scheme, then only the characters a URI may hold, `%` only as an escape.
+fn is_uri(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once(':') else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    let bytes = rest.as_bytes();
+    let chars_ok = bytes.iter().enumerate().all(|(i, &b)| match b {
+        b'%' => {
+            bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        }
+        b if b.is_ascii_alphanumeric() => true,
+        b => b"-._~:/?#[]@!$&'()*+,;=".contains(&b),
+    });
+    scheme_ok && chars_ok
+}
+
+/// The artifact kinds that make a test's `log_url`, the first one found.
+fn is_log(kind: btrfsqa_model::ArtifactKind) -> bool {
+    use btrfsqa_model::ArtifactKind::*;
+    matches!(kind, Full | Log | Stdout | Console | Dmesg)
 }
 
 /// `btrfsqa.<suite>.<test>`: dot-separated, only `[.a-zA-Z0-9_-]`.
@@ -234,7 +314,14 @@ fn kcidb_path(suite: &str, test: &str) -> String {
             .collect::<Vec<_>>()
             .join(".")
     };
-    format!("{KCIDB_ORIGIN}.{}.{}", clean(suite), clean(test))
+    let mut path = KCIDB_ORIGIN.to_owned();
+    for part in [clean(suite), clean(test)] {
+        if !part.is_empty() {
+            path.push('.');
+            path.push_str(&part);
+        }
+    }
+    path
 }
 
 fn kcidb_status(verdict: Verdict) -> &'static str {
@@ -245,10 +332,6 @@ fn kcidb_status(verdict: Verdict) -> &'static str {
         Verdict::Error => "ERROR",
         Verdict::Interrupted => "MISS",
     }
-}
-
-fn is_commit_hash(text: &str) -> bool {
-    (40..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The run as pretty-printed JSON: exactly the `report.json` schema.
@@ -444,7 +527,7 @@ mod tests {
     }
 
     #[test]
-    fn kcidb_follows_the_v4_schema_names() {
+    fn kcidb_follows_the_v5_schema_names() {
         let mut report = report();
         report.provenance.kernel.source = Some(btrfsqa_model::SourceInfo {
             name: "kernel".into(),
@@ -460,7 +543,7 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&kcidb(&report, Some("https://qa.example/runs/r/files/")))
                 .unwrap();
-        assert_eq!(json["version"]["major"], 4);
+        assert_eq!(json["version"]["major"], 5);
         let checkout = &json["checkouts"][0];
         assert_eq!(checkout["id"], "btrfsqa:20261124-101500-ab12");
         assert_eq!(checkout["origin"], "btrfsqa");
@@ -500,6 +583,61 @@ mod tests {
             assert!(test["id"].as_str().unwrap().starts_with("btrfsqa:"));
         }
         assert_eq!(kcidb_path("s", "a/../b c"), "btrfsqa.s.a.b_c");
+    }
+
+    /// What KCIDB v5's schema refuses is cleaned or moved to `misc`; the
+    /// ecosystem test runs KernelCI's validator on the same kind of report.
+    #[test]
+    fn kcidb_cleans_what_v5_refuses() {
+        let mut report = report();
+        report.provenance.kernel.source = Some(btrfsqa_model::SourceInfo {
+            name: "kernel".into(),
+            url: "git://git.kernel.org/linux.git".into(),
+            git_ref: Some("for-\0next".into()),
+            commit: Some("ABCDEF".repeat(10) + "ABCD"),
+        });
+        let test = &mut report.suites[0].tests[1];
+        test.name = "btrfs/\u{0}002".into();
+        test.artifacts = vec![
+            btrfsqa_model::Artifact::new(btrfsqa_model::ArtifactKind::Full, "x/a b#%.full"),
+            btrfsqa_model::Artifact::new(btrfsqa_model::ArtifactKind::Other, "x/page.html"),
+            btrfsqa_model::Artifact::new(btrfsqa_model::ArtifactKind::Log, "../escape.log"),
+        ];
+        let text = kcidb(&report, Some("https://qa.example/runs/r/files/"));
+        assert!(!text.contains("\\u0000"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let checkout = &json["checkouts"][0];
+        assert_eq!(checkout["git_repository_url"], serde_json::Value::Null);
+        assert_eq!(
+            checkout["misc"]["git_repository_url"],
+            "git://git.kernel.org/linux.git"
+        );
+        assert_eq!(checkout["git_commit_hash"], serde_json::Value::Null);
+        assert_eq!(checkout["misc"]["commit"], "ABCDEF".repeat(10) + "ABCD");
+        assert_eq!(checkout["git_repository_branch"], "for-next");
+        assert_eq!(json["builds"][0]["status"], "PASS");
+        assert_eq!(json["builds"][0]["valid"], serde_json::Value::Null);
+        let test = &json["tests"][1];
+        assert_eq!(test["path"], "btrfsqa.xfstests.btrfs._002");
+        assert_eq!(
+            test["output_files"],
+            serde_json::json!([
+                {"name": "a b#%.full", "url": "https://qa.example/runs/r/files/x/a%20b%23%25.full"},
+                {"name": "page.html", "url": "https://qa.example/runs/r/files/x/page.html.txt"},
+            ])
+        );
+        assert_eq!(
+            test["log_url"],
+            "https://qa.example/runs/r/files/x/a%20b%23%25.full"
+        );
+        let mut upper = report.clone();
+        upper.provenance.kernel.source.as_mut().unwrap().commit =
+            Some("0123456789ABCDEF0123456789ABCDEF01234567".into());
+        let json: serde_json::Value = serde_json::from_str(&kcidb(&upper, None)).unwrap();
+        assert_eq!(
+            json["checkouts"][0]["git_commit_hash"],
+            "0123456789abcdef0123456789abcdef01234567"
+        );
     }
 
     #[test]

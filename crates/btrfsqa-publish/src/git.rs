@@ -30,7 +30,7 @@ use std::sync::atomic::AtomicBool;
 use btrfsqa_model::{Counts, ResultsStore, RunId, RunReport, redact_url};
 
 use crate::credentials::GitCredentials;
-use crate::dashboard::{RunSummary, SUMMARY_FILE};
+use crate::dashboard::{REPORT_EXPORT, RunSummary, SUMMARY_FILE};
 use crate::lock::DirLock;
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
@@ -43,7 +43,13 @@ use crate::{Dashboard, PublishError, Published, Publisher};
 const CACHE_LOCK: &str = "publish.lock";
 
 /// The site files at the root of the tree, rewritten on every publish.
-const ROOT_FILES: &[&str] = &["index.html", "matrix.html", "style.css", ".nojekyll"];
+const ROOT_FILES: &[&str] = &[
+    "index.html",
+    "matrix.html",
+    "style.css",
+    ".nojekyll",
+    "report.schema.json",
+];
 
 /// The directories built from the whole history, replaced on every publish.
 const HISTORY_DIRS: &[&str] = &["archive", "tests", "assets"];
@@ -654,7 +660,7 @@ fn published_summaries(
         };
         let summary = match summary {
             Some(summary) => Some(summary),
-            None => match blob_of("report.json")? {
+            None => match published_report(&blob_of)? {
                 Some(bytes) => match serde_json::from_slice::<RunReport>(&bytes) {
                     Ok(report) => Some(RunSummary::of(&report.without_credentials())),
                     Err(error) => {
@@ -732,6 +738,24 @@ fn build_tree(
         .map_err(fail("write the site tree", shown))
 }
 
+/// A file of a published run's directory, when it has one.
+type BlobOf<'a> = dyn Fn(&str) -> Result<Option<Vec<u8>>, PublishError> + 'a;
+
+/// The report beside a published run page: compressed, or as a site
+/// written before the exports were compressed has it.
+fn published_report(blob_of: &BlobOf<'_>) -> Result<Option<Vec<u8>>, PublishError> {
+    if let Some(gz) = blob_of(REPORT_EXPORT)? {
+        let mut bytes = Vec::new();
+        return Ok(std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(gz.as_slice()),
+            &mut bytes,
+        )
+        .ok()
+        .map(|_| bytes));
+    }
+    blob_of("report.json")
+}
+
 fn same_published_report(
     repo: &gix::Repository,
     base: &gix::Tree<'_>,
@@ -740,12 +764,12 @@ fn same_published_report(
     shown: &str,
 ) -> Result<bool, PublishError> {
     let published = base
-        .lookup_entry_by_path(format!("{rel}/report.json"))
+        .lookup_entry_by_path(format!("{rel}/{REPORT_EXPORT}"))
         .map_err(PublishError::git("read the published site", shown))?;
     let Some(published) = published else {
         return Ok(false);
     };
-    let path = run_dir.join("report.json");
+    let path = run_dir.join(REPORT_EXPORT);
     let bytes = fs::read(&path).map_err(PublishError::io("read", path))?;
     let local = gix::objs::compute_hash(repo.object_hash(), gix::objs::Kind::Blob, &bytes)
         .map_err(PublishError::git("hash a file", shown))?;

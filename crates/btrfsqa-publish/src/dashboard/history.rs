@@ -113,7 +113,7 @@ pub(crate) fn test_histories(
     let mut runs_seen: HashMap<PageKey<'_>, (usize, usize)> = HashMap::new();
     for (i, run) in runs.iter().enumerate() {
         for test in &run.tests {
-            let key = (test.suite.as_str(), test.name.as_str());
+            let key = (&*test.suite, test.name.as_str());
             let seen = runs_seen.entry(key).or_insert((usize::MAX, 0));
             if seen.0 != i {
                 *seen = (i, seen.1 + 1);
@@ -134,11 +134,7 @@ pub(crate) fn new_failures(runs: &[RunSummary]) -> Vec<u32> {
     let mut last: HashMap<(&str, Option<&str>, &str), Verdict> = HashMap::new();
     for (i, run) in runs.iter().enumerate().rev() {
         for test in &run.tests {
-            let key = (
-                test.suite.as_str(),
-                test.profile.as_deref(),
-                test.name.as_str(),
-            );
+            let key = (&*test.suite, test.profile.as_deref(), test.name.as_str());
             if is_failing(test.verdict) && last.get(&key) == Some(&Verdict::Pass) {
                 counts[i] += 1;
             }
@@ -377,7 +373,9 @@ pub(crate) struct Matrix<'a> {
 #[derive(Serialize)]
 struct MatrixColumn<'a> {
     id: &'a str,
+    /// `2026-11-24` and `18:40`, in UTC: two runs of a day differ.
     date: String,
+    time: String,
     kernel: Option<&'a str>,
     href: Option<String>,
 }
@@ -424,11 +422,7 @@ pub(crate) fn matrix(runs: &[RunSummary]) -> Matrix<'_> {
     let mut grid: BTreeMap<Key<'_>, Vec<Option<&TestEntry>>> = BTreeMap::new();
     for (i, run) in window.iter().enumerate() {
         for test in &run.tests {
-            let key = (
-                test.suite.as_str(),
-                test.profile.as_deref(),
-                test.name.as_str(),
-            );
+            let key = (&*test.suite, test.profile.as_deref(), test.name.as_str());
             let row = grid.entry(key).or_insert_with(|| vec![None; window.len()]);
             // A test run twice in one run: the worse verdict shows.
             if row[i].is_none_or(|seen| seen.verdict.is_ok() && !test.verdict.is_ok()) {
@@ -510,7 +504,8 @@ pub(crate) fn matrix(runs: &[RunSummary]) -> Matrix<'_> {
             .iter()
             .map(|run| MatrixColumn {
                 id: run.run_id.as_str(),
-                date: run.started_at.format("%m-%d").to_string(),
+                date: run.started_at.format("%Y-%m-%d").to_string(),
+                time: run.started_at.format("%H:%M").to_string(),
                 kernel: run.kernel_release.as_deref(),
                 href: run
                     .has_page
@@ -538,7 +533,7 @@ mod tests {
                 verdict: *verdict,
                 duration_secs: None,
                 message: None,
-                anchor: format!("t-0-{j}"),
+                anchor: super::super::summary::Anchor(0, j),
                 class: None,
             })
             .collect();
@@ -547,7 +542,7 @@ mod tests {
             counts.add(test.verdict);
         }
         RunSummary {
-            format: 1,
+            format: super::super::summary::SUMMARY_FORMAT,
             run_id: RunId::parse(id).unwrap(),
             started_at: format!("2026-11-{day:02}T00:00:00Z").parse().unwrap(),
             finished_at: None,
@@ -560,8 +555,10 @@ mod tests {
             profiles: vec![],
             counts,
             new_failures: None,
+            baseline: None,
             cost_usd: None,
             has_page: true,
+            tests_read: true,
             tests,
         }
     }

@@ -3,17 +3,12 @@
 //! player shows the recording at that test. Hostile test names and log lines
 //! must show as text and run nothing.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use btrfsqa_model::{Artifact, ArtifactKind, ResultsStore, RunId, Verdict};
 use btrfsqa_publish::Dashboard;
 
+use crate::chromium::{Server, dump_dom};
 use crate::report;
 
 const RUN: &str = "20261124-101500-b0b0";
@@ -25,174 +20,6 @@ const PWNED_ATTRIBUTE: &str = "data-pwned=\"";
 
 fn hostile(n: u32) -> String {
     format!(r#"<img src=x onerror="document.body.setAttribute('{PWNED}','{n}')">"#)
-}
-
-fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find_map(|name| {
-            std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|dir| dir.join(name))
-                    .find(|path| path.is_file())
-            })
-        })
-}
-
-/// A static file server on 127.0.0.1, stopped when dropped.
-struct Server {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(root: &Path) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let root = root.to_owned();
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if flag.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(stream) = stream {
-                    let _ = serve(stream, &root);
-                }
-            }
-        });
-        Server {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn serve(stream: TcpStream, root: &Path) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header == "\r\n" {
-            break;
-        }
-    }
-    let path = request.split_whitespace().nth(1).unwrap_or("/");
-    let path = path.split(['?', '#']).next().unwrap_or("/");
-    let mut file = root.to_owned();
-    for part in percent_decode(path).split('/') {
-        if part.is_empty() || part == "." || part == ".." {
-            continue;
-        }
-        file.push(part);
-    }
-    if file.is_dir() {
-        file.push("index.html");
-    }
-    let mut stream = stream;
-    match std::fs::File::open(&file) {
-        Ok(mut f) => {
-            let mut body = Vec::new();
-            f.read_to_end(&mut body)?;
-            let kind = match file.extension().and_then(|e| e.to_str()) {
-                Some("html") => "text/html; charset=utf-8",
-                Some("js") => "text/javascript",
-                Some("css") => "text/css",
-                Some("json") => "application/json",
-                _ => "text/plain; charset=utf-8",
-            };
-            write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )?;
-            stream.write_all(&body)
-        }
-        Err(_) => stream
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-    }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The DOM of `url` after scripts ran (in virtual time), from headless Chromium.
-fn dump_dom(chromium: &Path, url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let mut child = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--disable-dev-shm-usage",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromium starts");
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stdout.read_to_string(&mut out);
-        out
-    });
-    let started = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(45) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish loading {url} within 45 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    reader.join().unwrap()
 }
 
 /// [`dump_dom`] until the DOM has `text` on the player's terminal, a few
@@ -283,10 +110,7 @@ fn hostile_store(dir: &Path) -> ResultsStore {
 
 #[test]
 fn chromium_finds_the_failing_test_and_plays_its_recording_and_nothing_hostile_runs() {
-    let Some(chromium) = chromium() else {
-        eprintln!("skipping: no Chromium on PATH (Debian's package `chromium`)");
-        return;
-    };
+    let chromium = crate::require_chromium!();
     let tmp = tempfile::tempdir().unwrap();
     let store = hostile_store(&tmp.path().join("results"));
     let site = tmp.path().join("site");
@@ -304,7 +128,7 @@ fn chromium_finds_the_failing_test_and_plays_its_recording_and_nothing_hostile_r
 
     // The run page lists its failing tests; the first is the one we want.
     let run_page = dump_dom_showing(&chromium, &server.url(&run_href), "RAID6-SCRUB-STARTS");
-    let anchor = href_after(&run_page, "class=\"problems\"").expect("a failing test");
+    let anchor = href_after(&run_page, "id=\"problems\"").expect("a failing test");
     assert_eq!(anchor, "#t-0-1");
     assert!(
         !run_page.contains(PWNED_ATTRIBUTE),
@@ -359,4 +183,19 @@ fn chromium_finds_the_failing_test_and_plays_its_recording_and_nothing_hostile_r
     );
     // Without the hash it opens at the first failing test too.
     assert!(run_page.contains("RAID6-SCRUB-STARTS"));
+
+    // The page's filter compares hostile names as text: filtering by one
+    // shows that test and runs nothing.
+    let filtered = dump_dom(
+        &chromium,
+        &server.url(&format!("{run_href}?q=%3Cimg%20src%3Dx&v=bad")),
+    );
+    assert!(
+        !filtered.contains(PWNED_ATTRIBUTE),
+        "a hostile name ran when filtered"
+    );
+    assert!(
+        filtered.contains("<output id=\"filter-count\">1 of 3 tests shown</output>"),
+        "the filter shows the hostile test alone:\n{filtered}"
+    );
 }

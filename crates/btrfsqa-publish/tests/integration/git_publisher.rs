@@ -84,8 +84,10 @@ async fn publishing_to_a_missing_path_creates_a_bare_repository() {
         "style.css".to_owned(),
         ".nojekyll".to_owned(),
         format!("runs/{RUN_A}/index.html"),
-        format!("runs/{RUN_A}/report.json"),
-        format!("runs/{RUN_A}/junit.xml"),
+        "report.schema.json".to_owned(),
+        format!("runs/{RUN_A}/report.json.gz"),
+        format!("runs/{RUN_A}/junit.xml.gz"),
+        format!("runs/{RUN_A}/kcidb.json.gz"),
     ] {
         assert!(
             files.contains(&expected),
@@ -96,10 +98,16 @@ async fn publishing_to_a_missing_path_creates_a_bare_repository() {
         !files.iter().any(|f| f.contains(".btrfsqa-site")),
         "the manifest is not published"
     );
-    let junit = git(
-        &repo,
-        &["show", &format!("gh-pages:runs/{RUN_A}/junit.xml")],
-    );
+    let gz = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&repo)
+        .args(["show", &format!("gh-pages:runs/{RUN_A}/junit.xml.gz")])
+        .output()
+        .unwrap()
+        .stdout;
+    let mut junit = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(gz.as_slice()), &mut junit)
+        .unwrap();
     roxmltree::Document::parse(&junit).unwrap();
 
     // The repository location never lands in the mirror's config.

@@ -5,8 +5,11 @@
 //! Tests that need git check for it and print why they skip.
 
 mod browser;
+mod chromium;
+mod ecosystem;
 mod git_publisher;
 mod junit;
+mod layout;
 
 use std::path::Path;
 use std::process::Command;
