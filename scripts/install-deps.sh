@@ -36,7 +36,9 @@ if [ "$what" = test ]; then
   # chromium: the dashboard's browser test loads the site headless.
   # python3-yaml and systemd: the deployment files' test parses the
   # workflow and verifies the units.
-  packages+=(openssh-server openssh-client xfsprogs chromium python3-yaml systemd)
+  # python3-venv: the EC2 emulator and the export validators live in
+  # virtualenvs (scripts/moto-server.sh, scripts/py-tools.sh).
+  packages+=(openssh-server openssh-client xfsprogs chromium python3-yaml python3-venv systemd)
 fi
 
 if [ "$what" = qemu ]; then

@@ -11,6 +11,10 @@ if [ "$(id -u)" -eq 0 ]; then
   # The EC2 emulator the aws provider's integration tests start (moto, PyPI).
   echo "== moto (EC2 emulator)" >&2
   scripts/moto-server.sh --install-only >/dev/null
+  # KernelCI's KCIDB validator, a JUnit reader and a JSON Schema validator
+  # the publish tests check the exports with (PyPI).
+  echo "== python tools (kcidb-io, junitparser, jsonschema)" >&2
+  scripts/py-tools.sh --install-only >/dev/null
   # btrfs-progs' own test suite, from Debian's source package, as a local git
   # mirror the btrfs-progs suite clones and builds like an upstream URL.
   mirror=/var/tmp/btrfsqa-btrfs-progs-mirror

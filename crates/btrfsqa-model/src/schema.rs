@@ -148,6 +148,13 @@ mod tests {
         report.error = Some("stopped".into());
         report.labels.insert("profile".into(), "nightly".into());
         report.cost_usd = Some(1.25);
+        report.import = Some(crate::ImportOrigin {
+            source: "/srv/results/2026-11-24".into(),
+            kind: "xfstests".into(),
+            host: Some("qa1".into()),
+            user: Some("qa".into()),
+            imported_at: "2026-11-24T12:00:00Z".parse().unwrap(),
+        });
         let notable = vec![
             comparison("xfstests", "fixed", Class::Fixed),
             comparison("xfstests", "still", Class::StillFailing),
@@ -196,6 +203,15 @@ mod tests {
                 reason: "known".into(),
                 passes_in_a_row: 5,
                 dropped: false,
+            }],
+            slower: vec![crate::compare::Slowdown {
+                suite: "xfstests".into(),
+                profile: Some("single".into()),
+                name: "btrfs/011".into(),
+                secs: 90.5,
+                median_secs: 30.0,
+                threshold_secs: 42.0,
+                samples: 7,
             }],
             dashboard_url: Some("https://qa.example.org/runs/20261124-101500-ab12/".into()),
         });

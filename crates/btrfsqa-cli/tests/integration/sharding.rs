@@ -367,14 +367,11 @@ fn qemu_two_vms_give_the_verdicts_of_one_and_survive_a_killed_vm() {
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
         // The results directory also holds the store's lock file.
-        let Some(journal) = std::fs::read_dir(area.path("killed"))
-            .ok()
-            .and_then(|dir| {
-                dir.filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .find(|p| p.join("journal.jsonl").is_file())
-            })
-        else {
+        let Some(journal) = std::fs::read_dir(area.path("killed")).ok().and_then(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.join("journal.jsonl").is_file())
+        }) else {
             continue;
         };
         let text = std::fs::read_to_string(journal.join("journal.jsonl")).unwrap_or_default();

@@ -43,12 +43,29 @@ pub(crate) struct Changes<'a> {
     pub flaky: Vec<Changed<'a>>,
     /// Failing now and before: counted, not listed (the list below has them).
     pub still_failing: u32,
+    /// Tests far slower than their history (the runner's comparison only).
+    pub slower: Vec<Slower<'a>>,
+}
+
+/// A test far slower than it used to be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Slower<'a> {
+    pub suite: &'a str,
+    pub name: &'a str,
+    pub profile: Option<&'a str>,
+    /// Its row on the run page.
+    pub anchor: Anchor,
+    /// `95 s, usually 30 s (median of 7)`.
+    pub note: String,
 }
 
 impl Changes<'_> {
     /// Whether anything is listed.
     pub fn is_empty(&self) -> bool {
-        self.new_failures.is_empty() && self.fixed.is_empty() && self.flaky.is_empty()
+        self.new_failures.is_empty()
+            && self.fixed.is_empty()
+            && self.flaky.is_empty()
+            && self.slower.is_empty()
     }
 }
 
@@ -107,6 +124,25 @@ fn from_comparison<'a>(run: &'a RunSummary, comparison: &ComparisonSummary) -> C
                 .push(changed(test, Some(format!("{passes} of {runs} passed")))),
             _ => {}
         }
+    }
+    for slow in &comparison.slower {
+        let Some(test) = tests.get(&(
+            slow.suite.as_str(),
+            slow.profile.as_deref(),
+            slow.name.as_str(),
+        )) else {
+            continue;
+        };
+        changes.slower.push(Slower {
+            suite: &test.suite,
+            name: &test.name,
+            profile: test.profile.as_deref(),
+            anchor: test.anchor,
+            note: format!(
+                "{:.0} s, usually {:.0} s (median of {})",
+                slow.secs, slow.median_secs, slow.samples
+            ),
+        });
     }
     changes
 }
@@ -282,9 +318,20 @@ mod tests {
                 compared("gone", Class::Gone),
             ],
             droppable: vec![],
+            slower: vec![btrfsqa_model::compare::Slowdown {
+                suite: "s".into(),
+                profile: None,
+                name: "fixed".into(),
+                secs: 95.0,
+                median_secs: 30.2,
+                threshold_secs: 42.0,
+                samples: 7,
+            }],
             dashboard_url: None,
         };
         let changes = of(&now, Some(&comparison), &[]);
+        assert_eq!(changes.slower[0].name, "fixed");
+        assert_eq!(changes.slower[0].note, "95 s, usually 30 s (median of 7)");
         assert_eq!(changes.source, "runner");
         assert_eq!(changes.baseline.as_deref(), Some("base"));
         assert_eq!(names(&changes.new_failures), ["broke"]);

@@ -227,6 +227,7 @@ impl Dashboard {
                 counts: verdict_counts(&counts),
                 total: counts.total(),
                 kernel: kernel_release(report),
+                import: report.import.as_ref().map(ImportView::new),
             },
             provenance: ProvenanceView {
                 btrfsqa_version: &provenance.btrfsqa_version,
@@ -404,6 +405,33 @@ pub(super) struct RunView<'a> {
     counts: Vec<VerdictCount>,
     total: u32,
     kernel: Option<&'a str>,
+    /// Where an imported run was read from.
+    import: Option<ImportView<'a>>,
+}
+
+#[derive(Serialize)]
+pub(super) struct ImportView<'a> {
+    source: &'a str,
+    kind: &'a str,
+    imported_at: String,
+    /// `user@host`, what is known of it.
+    by: Option<String>,
+}
+
+impl<'a> ImportView<'a> {
+    fn new(origin: &'a btrfsqa_model::ImportOrigin) -> Self {
+        let by = match (&origin.user, &origin.host) {
+            (Some(user), Some(host)) => Some(format!("{user}@{host}")),
+            (Some(one), None) | (None, Some(one)) => Some(one.clone()),
+            (None, None) => None,
+        };
+        ImportView {
+            source: &origin.source,
+            kind: &origin.kind,
+            imported_at: origin.imported_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            by,
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -10,6 +10,7 @@ use super::*;
 
 mod artifacts;
 mod checks;
+mod origin;
 
 use checks::*;
 
