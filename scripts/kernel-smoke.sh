@@ -6,7 +6,10 @@
 # and runs a suite on it. The build takes tens of minutes on 2 cores; a
 # second run of the same commit and config reuses the stored build.
 #
-#   sudo scripts/kernel-smoke.sh [extra `btrfsqa run` flags]
+#   sudo scripts/kernel-smoke.sh [--matrix] [extra `btrfsqa run` flags]
+#
+# --matrix: a kernel matrix of the VM image's installed kernel and the built
+# one, tested side by side (two runs, one VM each).
 #
 # Results: ./btrfsqa-results/<run-id>/ (kernel/build.log, console-qemu-0.log);
 # built kernels: ./btrfsqa-results/.kernels/<key>/. BTRFSQA_RESULTS_DIR names
@@ -36,7 +39,26 @@ if [ ! -d "$repo/.git" ]; then
 fi
 config=$(mktemp --suffix=.toml)
 trap 'rm -f "$config"' EXIT
-cat >"$config" <<TOML
+if [ "${1:-}" = --matrix ]; then
+  shift
+  cat >"$config" <<TOML
+[run]
+provider = "qemu"
+suites = ["raid56-scrub"]
+
+[kernel]
+work-dir = "$top/cache"
+
+[[kernel.matrix]]
+name = "installed"
+
+[[kernel.matrix]]
+name = "linux-source"
+source = "$repo"
+ref = "main"
+TOML
+else
+  cat >"$config" <<TOML
 [run]
 provider = "qemu"
 suites = ["raid56-scrub"]
@@ -46,6 +68,7 @@ source = "$repo"
 ref = "main"
 work-dir = "$top/cache"
 TOML
+fi
 cargo build --quiet --bin btrfsqa
 bin=target/debug/btrfsqa
 "$bin" image build

@@ -55,6 +55,15 @@ pub const PROFILE_LABEL: &str = "profile";
 /// The label that gives a run a name it can be chosen by as a baseline.
 pub const BASELINE_LABEL: &str = "baseline";
 
+/// The label that names the kernel a run of a kernel matrix tested, as the
+/// configuration names it (`for-next`, `stable`, `installed`): runs of
+/// one kernel line compare with each other, never across lines.
+pub const KERNEL_LABEL: &str = "kernel";
+
+/// The label that ties the runs of one kernel matrix together (the same
+/// value on each).
+pub const MATRIX_LABEL: &str = "matrix";
+
 /// Which test: suite, profile (fstests section) and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TestKey {
@@ -102,6 +111,10 @@ pub struct ProfileKey {
     pub profile: Option<String>,
     /// Without a profile label, the sorted suite ids the run reported.
     pub suites: Vec<String>,
+    /// `labels.kernel`: the kernel line of a matrix run (`for-next` is
+    /// compared with earlier `for-next` runs, not with `stable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
 }
 
 impl ProfileKey {
@@ -123,6 +136,7 @@ impl ProfileKey {
             provider: report.provenance.provider.clone(),
             profile,
             suites,
+            kernel: report.labels.get(KERNEL_LABEL).cloned(),
         }
     }
 }

@@ -34,6 +34,7 @@ pub mod history;
 mod journal;
 pub mod kernel;
 mod lock;
+pub mod matrix;
 pub mod notify;
 pub mod plan;
 pub mod qemu;

@@ -26,7 +26,90 @@ pub async fn run(args: RunArgs) -> Code {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    drive(settings, args.message_format, None).await
+    match btrfsqa_runner::matrix::split(&settings, &btrfsqa_runner::matrix::new_id()) {
+        Some(runs) => drive_matrix(runs, args.message_format).await,
+        None => drive(settings, args.message_format, None).await,
+    }
+}
+
+/// A kernel matrix: every kernel's run at once, then each one's summary
+/// and a line per kernel. Exits with the most severe of their codes.
+async fn drive_matrix(runs: Vec<btrfsqa_runner::matrix::MatrixRun>, format: MessageFormat) -> Code {
+    let mut runners = Vec::new();
+    for run in runs {
+        match Runner::from_settings(run.settings).await {
+            Ok(runner) => runners.push((run.kernel, runner)),
+            Err(err) => {
+                print_error(&err);
+                return Code::Usage;
+            }
+        }
+    }
+    let cancel = CancellationToken::new();
+    watch_signals(cancel.clone());
+    let json = format == MessageFormat::Json;
+    let (sink, progress) = event_sink(format);
+    let outcomes = btrfsqa_runner::matrix::run(runners, sink, cancel).await;
+    progress.finish();
+    let mut codes = Vec::new();
+    let mut lines = Vec::new();
+    for outcome in &outcomes {
+        match &outcome.result {
+            Ok(run) => {
+                codes.push(report(run, json));
+                let s = run.report.summary;
+                lines.push(format!(
+                    "  {:<16} {}  {} passed, {} failed, {} skipped, {} other  (kernel {})",
+                    outcome.kernel,
+                    run.report.run_id,
+                    s.pass,
+                    s.fail + s.hung + s.crashed,
+                    s.skip,
+                    s.error + s.interrupted,
+                    run.report
+                        .provenance
+                        .kernel
+                        .release
+                        .as_deref()
+                        .unwrap_or("unknown"),
+                ));
+            }
+            Err(err) => {
+                errln!("error: kernel {}:", outcome.kernel);
+                print_error(err);
+                codes.push(match err {
+                    btrfsqa_runner::RunError::Busy { .. }
+                    | btrfsqa_runner::RunError::StoreInUse { .. } => Code::Usage,
+                    _ => Code::Infrastructure,
+                });
+                lines.push(format!("  {:<16} did not run", outcome.kernel));
+            }
+        }
+    }
+    if !json {
+        outln!("\nkernel matrix:");
+        for line in lines {
+            outln!("{line}");
+        }
+    }
+    most_severe(&codes)
+}
+
+/// The code that says the most: interrupted, infrastructure, bad usage,
+/// failed tests, publishing, then success.
+fn most_severe(codes: &[Code]) -> Code {
+    const ORDER: [Code; 6] = [
+        Code::Interrupted,
+        Code::Infrastructure,
+        Code::Usage,
+        Code::TestsFailed,
+        Code::PublishFailed,
+        Code::Ok,
+    ];
+    ORDER
+        .into_iter()
+        .find(|code| codes.contains(code))
+        .unwrap_or(Code::Ok)
 }
 
 /// `btrfsqa resume`: the tests of a stored run that have no verdict yet, on
@@ -52,10 +135,36 @@ pub async fn resume(args: ResumeArgs) -> Code {
         Err(code) => return code,
     };
     let store = btrfsqa_model::ResultsStore::new(settings.results_dir());
-    if let Err(err) = store.read_report(&run_id) {
-        print_error(&err);
-        return Code::Usage;
-    }
+    let stored = match store.read_report(&run_id) {
+        Ok(report) => report,
+        Err(err) => {
+            print_error(&err);
+            return Code::Usage;
+        }
+    };
+    // A run of a kernel matrix goes on with its own kernel.
+    let labels = &stored.labels;
+    let settings = match (
+        labels.get(btrfsqa_model::compare::MATRIX_LABEL),
+        labels.get(btrfsqa_model::compare::KERNEL_LABEL),
+    ) {
+        (Some(matrix), Some(kernel)) => {
+            match btrfsqa_runner::matrix::split(&settings, matrix)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|run| &run.kernel == kernel)
+            {
+                Some(run) => run.settings,
+                None => {
+                    errln!(
+                        "error: run {run_id} tested kernel `{kernel}` of a matrix, and the configuration's [[kernel.matrix]] has no kernel of that name"
+                    );
+                    return Code::Usage;
+                }
+            }
+        }
+        _ => settings,
+    };
     drive(settings, args.message_format, Some(run_id)).await
 }
 

@@ -9,6 +9,7 @@ mod deploy;
 mod faults;
 mod hardening;
 mod imports;
+mod matrix;
 mod readme;
 mod reap;
 mod runs;

@@ -310,6 +310,54 @@ fn the_baseline_moves_to_the_newest_run_on_another_kernel() {
 }
 
 #[test]
+fn runs_of_a_kernel_matrix_compare_within_their_kernel_line() {
+    // Two matrices, each of for-next and stable, one day apart.
+    let history = [
+        run(1, "6.18.0")
+            .label("kernel", "for-next")
+            .test("a", Pass)
+            .done(),
+        run(1, "6.12.9")
+            .label("kernel", "stable")
+            .test("a", Fail)
+            .done(),
+        run(2, "6.18.1")
+            .label("kernel", "for-next")
+            .test("a", Fail)
+            .done(),
+        run(2, "6.12.10")
+            .label("kernel", "stable")
+            .test("a", Fail)
+            .done(),
+    ];
+    let baseline_of = |i: usize| {
+        choose_baseline(&history[i], &history, None, BaselinePolicy::OtherKernel)
+            .map(|b| b.provenance.kernel.release.clone().unwrap())
+    };
+    assert_eq!(
+        baseline_of(2).as_deref(),
+        Some("6.18.0"),
+        "for-next against for-next"
+    );
+    assert_eq!(
+        baseline_of(3).as_deref(),
+        Some("6.12.9"),
+        "stable against stable"
+    );
+    let comparison = classify(
+        &history[3],
+        choose_baseline(&history[3], &history, None, BaselinePolicy::OtherKernel),
+        &history,
+        &CompareOptions::default(),
+    );
+    assert_eq!(
+        *class_of(&comparison, "a"),
+        Class::StillFailing,
+        "stable's failure is not new because for-next passed"
+    );
+}
+
+#[test]
 fn a_named_baseline_wins_by_id_or_by_label() {
     let history = [
         run(1, "6.1.0")

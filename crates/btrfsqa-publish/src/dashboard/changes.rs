@@ -215,6 +215,8 @@ mod tests {
             kernel_release: None,
             kernel_commit: None,
             kernel_ref: None,
+            kernel_name: None,
+            matrix: None,
             provider: String::new(),
             machines: vec![],
             profiles: vec![],

@@ -248,6 +248,21 @@ pub(crate) struct TestPage<'a> {
     strip: Vec<StripCell>,
     strip_width: usize,
     rows: Vec<TestHistoryRow<'a>>,
+    /// Its history per kernel of a matrix, when it ran on more than one.
+    kernels: Vec<KernelHistory<'a>>,
+}
+
+/// A test's history on one kernel of a matrix.
+#[derive(Serialize)]
+struct KernelHistory<'a> {
+    name: &'a str,
+    runs: usize,
+    pass: usize,
+    fail: usize,
+    /// The newest verdict.
+    last: &'static str,
+    /// The newest release it ran on.
+    release: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -263,6 +278,7 @@ struct TestHistoryRow<'a> {
     run: &'a str,
     href: Option<String>,
     kernel: Option<&'a str>,
+    kernel_name: Option<&'a str>,
     profile: Option<&'a str>,
     verdict: &'static str,
     bad: bool,
@@ -289,6 +305,7 @@ pub(crate) fn test_page<'a>(
                     .has_page
                     .then(|| format!("{root}runs/{}/index.html#{}", run.run_id, test.anchor)),
                 kernel: run.kernel_release.as_deref(),
+                kernel_name: run.kernel_name.as_deref(),
                 profile: test.profile.as_deref(),
                 verdict: test.verdict.as_str(),
                 bad: !test.verdict.is_ok(),
@@ -358,13 +375,52 @@ pub(crate) fn test_page<'a>(
         strip_width: strip.len() * 8,
         strip,
         rows,
+        kernels: kernel_histories(history, runs),
     }
+}
+
+/// `history` (newest first) per kernel of a matrix, in the order the
+/// kernels last ran; empty unless the test ran on two kernels or more.
+fn kernel_histories<'a>(
+    history: &[(usize, &'a TestEntry)],
+    runs: &'a [RunSummary],
+) -> Vec<KernelHistory<'a>> {
+    let mut kernels: Vec<KernelHistory<'a>> = Vec::new();
+    for &(i, test) in history {
+        let Some(name) = runs[i].kernel_name.as_deref() else {
+            continue;
+        };
+        let at = match kernels.iter().position(|k| k.name == name) {
+            Some(at) => at,
+            None => {
+                kernels.push(KernelHistory {
+                    name,
+                    runs: 0,
+                    pass: 0,
+                    fail: 0,
+                    last: test.verdict.as_str(),
+                    release: runs[i].kernel_release.as_deref(),
+                });
+                kernels.len() - 1
+            }
+        };
+        let kernel = &mut kernels[at];
+        kernel.runs += 1;
+        kernel.pass += usize::from(test.verdict == Verdict::Pass);
+        kernel.fail += usize::from(is_failing(test.verdict));
+    }
+    if kernels.len() < 2 {
+        kernels.clear();
+    }
+    kernels
 }
 
 /// The tests-by-runs matrix.
 #[derive(Serialize)]
 pub(crate) struct Matrix<'a> {
     columns: Vec<MatrixColumn<'a>>,
+    /// Set when a kernel matrix is among the columns.
+    groups: Option<Vec<ColumnGroup<'a>>>,
     rows: Vec<MatrixRow<'a>>,
     /// Tests that passed (or were skipped) in every run of the window.
     steady: usize,
@@ -377,7 +433,18 @@ struct MatrixColumn<'a> {
     date: String,
     time: String,
     kernel: Option<&'a str>,
+    /// The kernel's name in a kernel matrix.
+    kernel_name: Option<&'a str>,
     href: Option<String>,
+}
+
+/// Columns side by side that belong together: the runs of one kernel
+/// matrix, or one run alone.
+#[derive(Serialize)]
+struct ColumnGroup<'a> {
+    /// The matrix's id, for its runs.
+    matrix: Option<&'a str>,
+    span: usize,
 }
 
 #[derive(Serialize)]
@@ -438,11 +505,15 @@ pub(crate) fn matrix(runs: &[RunSummary]) -> Matrix<'_> {
             continue;
         }
         // Oldest to newest: marks compare a run with the previous verdict on btrfs.
+        // The previous verdict is of the same kernel of a matrix: for-next
+        // failing beside a passing stable is not a new failure.
         let mut marks = vec![None; cells.len()];
-        let mut previous: Option<Verdict> = None;
+        let mut previous_of: BTreeMap<Option<&str>, Verdict> = BTreeMap::new();
         let mut flips = 0;
         for i in (0..cells.len()).rev() {
             let Some(test) = cells[i] else { continue };
+            let line = window[i].kernel_name.as_deref();
+            let previous = previous_of.get(&line).copied();
             let verdict = test.verdict;
             let signal = verdict == Verdict::Pass || is_failing(verdict);
             marks[i] = match test.class.as_deref() {
@@ -460,7 +531,7 @@ pub(crate) fn matrix(runs: &[RunSummary]) -> Matrix<'_> {
                 {
                     flips += 1;
                 }
-                previous = Some(verdict);
+                previous_of.insert(line, verdict);
             }
         }
         let flaky = flips >= FLAKY_FLIPS
@@ -500,6 +571,7 @@ pub(crate) fn matrix(runs: &[RunSummary]) -> Matrix<'_> {
     // What broke now first, then the flaky, then the rest by name.
     rows.sort_by_key(|row| (!row.new_failure, !row.flaky, !row.fixed));
     Matrix {
+        groups: column_groups(window),
         columns: window
             .iter()
             .map(|run| MatrixColumn {
@@ -507,6 +579,7 @@ pub(crate) fn matrix(runs: &[RunSummary]) -> Matrix<'_> {
                 date: run.started_at.format("%Y-%m-%d").to_string(),
                 time: run.started_at.format("%H:%M").to_string(),
                 kernel: run.kernel_release.as_deref(),
+                kernel_name: run.kernel_name.as_deref(),
                 href: run
                     .has_page
                     .then(|| format!("{root}runs/{}/index.html", run.run_id)),
@@ -515,6 +588,23 @@ pub(crate) fn matrix(runs: &[RunSummary]) -> Matrix<'_> {
         rows,
         steady,
     }
+}
+
+/// The runs of `window` grouped by kernel matrix, neighbours only (a
+/// matrix's runs start together); `None` when no run is of a matrix.
+fn column_groups(window: &[RunSummary]) -> Option<Vec<ColumnGroup<'_>>> {
+    if window.iter().all(|run| run.matrix.is_none()) {
+        return None;
+    }
+    let mut groups: Vec<ColumnGroup<'_>> = Vec::new();
+    for run in window {
+        let matrix = run.matrix.as_deref();
+        match groups.last_mut() {
+            Some(last) if matrix.is_some() && last.matrix == matrix => last.span += 1,
+            _ => groups.push(ColumnGroup { matrix, span: 1 }),
+        }
+    }
+    Some(groups)
 }
 
 #[cfg(test)]
@@ -550,6 +640,8 @@ mod tests {
             kernel_release: Some(format!("6.{day}")),
             kernel_commit: None,
             kernel_ref: None,
+            kernel_name: None,
+            matrix: None,
             provider: "local".into(),
             machines: vec![],
             profiles: vec![],
@@ -722,5 +814,68 @@ mod tests {
         assert_eq!(trend.dots[0].id, "r2", "oldest on the left");
         assert!(trend.dots[3].label.contains("50.0% passed (2 of 4)"));
         assert!(trend.points.split(' ').count() == 4);
+    }
+
+    /// Runs of a kernel matrix: `(id, day, kernel name, matrix, verdict of "t")`.
+    fn matrix_runs(runs: &[(&str, u32, &str, &str, Verdict)]) -> Vec<RunSummary> {
+        runs.iter()
+            .map(|&(id, day, kernel, matrix, verdict)| {
+                let mut run = run(id, day, &[("t", verdict)]);
+                run.kernel_name = Some(kernel.into());
+                run.matrix = Some(matrix.into());
+                run
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_kernel_matrix_stands_side_by_side_and_compares_within_each_kernel() {
+        use Verdict::*;
+        let mut runs = matrix_runs(&[
+            ("b-next", 3, "for-next", "m2", Fail),
+            ("b-stable", 3, "stable", "m2", Fail),
+            ("a-next", 2, "for-next", "m1", Fail),
+            ("a-stable", 2, "stable", "m1", Pass),
+        ]);
+        runs.push(run("lone", 1, &[("t", Pass)]));
+        let matrix = matrix(&runs);
+        let groups: Vec<_> = matrix
+            .groups
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|g| (g.matrix, g.span))
+            .collect();
+        assert_eq!(groups, [(Some("m2"), 2), (Some("m1"), 2), (None, 1)]);
+        assert_eq!(matrix.columns[0].kernel_name, Some("for-next"));
+        let marks: Vec<_> = matrix.rows[0]
+            .cells
+            .iter()
+            .map(|c| c.as_ref().and_then(|c| c.mark))
+            .collect();
+        // stable broke in m2 (it passed in m1); for-next kept failing, and
+        // the run outside the matrix is no kernel line of theirs.
+        assert_eq!(marks, [None, Some("new"), None, None, None]);
+        assert!(!matrix.rows[0].flaky);
+
+        let history: Vec<(usize, &TestEntry)> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i, &r.tests[0]))
+            .collect();
+        let page = test_page(("s", "t"), &history, &runs);
+        let kernels: Vec<_> = page
+            .kernels
+            .iter()
+            .map(|k| (k.name, k.runs, k.pass, k.fail, k.last))
+            .collect();
+        assert_eq!(
+            kernels,
+            [("for-next", 2, 0, 2, "fail"), ("stable", 2, 1, 1, "fail")]
+        );
+        assert_eq!(page.rows[0].kernel_name, Some("for-next"));
+        // Without a matrix there are no groups and no per-kernel history.
+        let plain = super::tests::history();
+        assert!(super::matrix(&plain).groups.is_none());
     }
 }

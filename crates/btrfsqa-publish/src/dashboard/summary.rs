@@ -12,14 +12,16 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
+use btrfsqa_model::compare::{KERNEL_LABEL, MATRIX_LABEL};
 use btrfsqa_model::{Counts, RunId, RunReport, RunStatus, Verdict};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when the summary's shape changes: older summaries are rebuilt
 /// from their reports (or ignored when only the summary is left).
-/// 3: tests as compact rows (see [`compact`]).
-pub(crate) const SUMMARY_FORMAT: u32 = 3;
+/// 3: tests as compact rows (see [`compact`]). 4: a kernel matrix's
+/// labels (`kernel_name`, `matrix`).
+pub(crate) const SUMMARY_FORMAT: u32 = 4;
 
 /// The longest message kept per test in a summary (the run page has it whole).
 const MESSAGE_CHARS: usize = 160;
@@ -42,6 +44,12 @@ pub(crate) struct RunSummary {
     /// The kernel ref asked for (`for-next`).
     #[serde(default)]
     pub kernel_ref: Option<String>,
+    /// The kernel's name in a kernel matrix (its `kernel` label).
+    #[serde(default)]
+    pub kernel_name: Option<String>,
+    /// The kernel matrix the run is part of (its `matrix` label).
+    #[serde(default)]
+    pub matrix: Option<String>,
     #[serde(default)]
     pub provider: String,
     /// Instance types (or machine names when there are none), distinct.
@@ -91,6 +99,10 @@ struct Head {
     kernel_commit: Option<String>,
     #[serde(default)]
     kernel_ref: Option<String>,
+    #[serde(default)]
+    kernel_name: Option<String>,
+    #[serde(default)]
+    matrix: Option<String>,
     #[serde(default)]
     provider: String,
     #[serde(default)]
@@ -237,6 +249,8 @@ impl RunSummary {
             kernel_release: release,
             kernel_commit: kernel.source.as_ref().and_then(|s| s.commit.clone()),
             kernel_ref: kernel.source.as_ref().and_then(|s| s.git_ref.clone()),
+            kernel_name: report.labels.get(KERNEL_LABEL).cloned(),
+            matrix: report.labels.get(MATRIX_LABEL).cloned(),
             provider: provenance.provider.clone(),
             machines,
             profiles: profiles.into_iter().collect(),
@@ -262,6 +276,8 @@ impl RunSummary {
             kernel_release: head.kernel_release,
             kernel_commit: head.kernel_commit,
             kernel_ref: head.kernel_ref,
+            kernel_name: head.kernel_name,
+            matrix: head.matrix,
             provider: head.provider,
             machines: head.machines,
             profiles: head.profiles,

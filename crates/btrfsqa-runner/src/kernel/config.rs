@@ -62,6 +62,59 @@ pub struct KernelConfig {
     pub boot_timeout_secs: Option<u64>,
     /// Added to the kernel command line (VM relaunch only).
     pub extra_args: Option<String>,
+    /// `[[kernel.matrix]]`: test several kernels in one run, each on its
+    /// own machines; the rest of `[kernel]` applies to each.
+    #[serde(default)]
+    pub matrix: Vec<MatrixKernel>,
+}
+
+/// `[[kernel.matrix]]`: one kernel of a matrix.
+///
+/// ```toml
+/// [[kernel.matrix]]
+/// name = "installed"             # source defaults to "installed"
+///
+/// [[kernel.matrix]]
+/// name = "for-next"
+/// source = "git"
+/// ref = "for-next"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MatrixKernel {
+    /// What its runs are called (their `kernel` label): 1 to 40 of
+    /// `[A-Za-z0-9._-]`, unique in the matrix. Runs of one name are
+    /// compared with each other.
+    pub name: String,
+    /// `installed`, `git` or a git URL or path, as `kernel.source`
+    /// (default `installed`, whatever `kernel.source` says).
+    pub source: Option<String>,
+    /// The branch, tag or commit to build, as `kernel.ref`.
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    /// Replaces `kernel.config-file` for this kernel.
+    pub config_file: Option<PathBuf>,
+    /// Replaces `kernel.fragments` for this kernel.
+    pub fragments: Option<Vec<String>>,
+    /// Replaces `kernel.extra-args` for this kernel.
+    pub extra_args: Option<String>,
+}
+
+/// Whether `name` may name a kernel of a matrix (a label value, a word in
+/// file names and on the dashboard).
+fn matrix_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > 40 {
+        Some("must be 1 to 40 characters")
+    } else if name.starts_with(['.', '-']) {
+        Some("must not start with `.` or `-`")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        Some("may hold only letters, digits, `.`, `_` and `-`")
+    } else {
+        None
+    }
 }
 
 /// `kernel.base`.
@@ -128,9 +181,50 @@ impl KernelConfig {
         })
     }
 
+    /// The kernels of the matrix, each as a `[kernel]` of its own (the
+    /// matrix's keys over the rest of this one, without a matrix), by name;
+    /// empty without a matrix.
+    pub fn matrix_kernels(&self) -> Vec<(String, KernelConfig)> {
+        self.matrix
+            .iter()
+            .map(|entry| {
+                let kernel = KernelConfig {
+                    source: Some(entry.source.clone().unwrap_or_else(|| "installed".into())),
+                    git_ref: entry.git_ref.clone(),
+                    config_file: entry
+                        .config_file
+                        .clone()
+                        .or_else(|| self.config_file.clone()),
+                    fragments: entry.fragments.clone().or_else(|| self.fragments.clone()),
+                    extra_args: entry.extra_args.clone().or_else(|| self.extra_args.clone()),
+                    matrix: Vec::new(),
+                    ..self.clone()
+                };
+                // What builds a kernel means nothing to an installed one.
+                let kernel = if kernel.git_source().is_none()
+                    && entry.config_file.is_none()
+                    && entry.fragments.is_none()
+                {
+                    KernelConfig {
+                        config_file: None,
+                        fragments: None,
+                        base: None,
+                        ..kernel
+                    }
+                } else {
+                    kernel
+                };
+                (entry.name.clone(), kernel)
+            })
+            .collect()
+    }
+
     /// Problems serde cannot see, as `(key below kernel, message)`.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut issues = Vec::new();
+        if !self.matrix.is_empty() {
+            issues.extend(self.validate_matrix());
+        }
         if let Some(fragments) = &self.fragments {
             for (i, name) in fragments.iter().enumerate() {
                 if !super::fragments::is_shipped(name) && !looks_like_path(name) {
@@ -150,7 +244,8 @@ impl KernelConfig {
                 "must be at least 1 (or unset for all CPUs)".into(),
             ));
         }
-        if self.git_source().is_none()
+        if self.matrix.is_empty()
+            && self.git_source().is_none()
             && (self.config_file.is_some() || self.fragments.is_some() || self.base.is_some())
         {
             issues.push((
@@ -180,8 +275,51 @@ impl KernelConfig {
         issues
     }
 
+    fn validate_matrix(&self) -> Vec<(String, String)> {
+        let mut issues = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, entry) in self.matrix.iter().enumerate() {
+            if let Some(problem) = matrix_name_problem(&entry.name) {
+                issues.push((
+                    format!("matrix[{i}].name"),
+                    format!("`{}` {problem}", entry.name.escape_debug()),
+                ));
+            } else if !seen.insert(entry.name.as_str()) {
+                issues.push((
+                    format!("matrix[{i}].name"),
+                    format!("`{}` names another kernel of the matrix too", entry.name),
+                ));
+            }
+        }
+        // Each kernel as the run would see it, its keys named in the matrix.
+        for (i, (_, kernel)) in self.matrix_kernels().iter().enumerate() {
+            for (key, message) in kernel.validate() {
+                issues.push((format!("matrix[{i}].{key}"), message));
+            }
+        }
+        if self.source.is_some() || self.git_ref.is_some() {
+            issues.push((
+                "source".into(),
+                "with `[[kernel.matrix]]`, each kernel names its own `source` and `ref`: remove them from `[kernel]`".into(),
+            ));
+        }
+        issues
+    }
+
     /// Makes relative paths absolute against the config file's directory.
     pub fn resolve_paths(&mut self, base: &Path) {
+        for entry in &mut self.matrix {
+            let mut kernel = KernelConfig {
+                source: entry.source.take(),
+                config_file: entry.config_file.take(),
+                fragments: entry.fragments.take(),
+                ..KernelConfig::default()
+            };
+            kernel.resolve_paths(base);
+            entry.source = kernel.source;
+            entry.config_file = kernel.config_file;
+            entry.fragments = kernel.fragments;
+        }
         let resolve = |p: &Path| {
             if p.is_absolute() {
                 p.to_owned()
@@ -301,6 +439,58 @@ extra-args = "slub_debug=FZ"
         assert_eq!(
             config.fragments,
             Some(vec!["kasan".into(), "/etc/btrfsqa/frag/x.config".into()])
+        );
+    }
+
+    #[test]
+    fn a_matrix_gives_each_kernel_the_rest_of_the_table() {
+        let mut config = parse(
+            "fragments = [\"kasan\"]\nboot-timeout-secs = 900\n\
+             [[matrix]]\nname = \"installed\"\n\
+             [[matrix]]\nname = \"for-next\"\nsource = \"../linux\"\nref = \"for-next\"\n\
+             [[matrix]]\nname = \"stable\"\nsource = \"git\"\nref = \"v6.12\"\nfragments = [\"lockdep\"]\n",
+        );
+        config.resolve_paths(Path::new("/etc/btrfsqa"));
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        let kernels = config.matrix_kernels();
+        let names: Vec<_> = kernels.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["installed", "for-next", "stable"]);
+        let (_, installed) = &kernels[0];
+        assert_eq!(installed.git_source(), None);
+        assert_eq!(installed.fragments, None, "nothing to build");
+        assert_eq!(installed.boot_timeout_secs, Some(900));
+        let (_, next) = &kernels[1];
+        assert_eq!(
+            next.git_source(),
+            Some(GitSource {
+                url: "/etc/btrfsqa/../linux".into(),
+                git_ref: "for-next".into()
+            })
+        );
+        assert_eq!(next.fragments, Some(vec!["kasan".into()]));
+        assert!(next.matrix.is_empty());
+        assert_eq!(kernels[2].1.fragments, Some(vec!["lockdep".into()]));
+    }
+
+    #[test]
+    fn a_matrix_with_bad_names_or_kernels_is_refused_by_key() {
+        let config = parse(
+            "source = \"git\"\n\
+             [[matrix]]\nname = \"a b\"\n\
+             [[matrix]]\nname = \"x\"\nref = \"--upload-pack=y\"\nsource = \"git\"\n\
+             [[matrix]]\nname = \"x\"\n",
+        );
+        let issues = config.validate();
+        let keys: Vec<_> = issues.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.contains(&"matrix[0].name"), "{issues:?}");
+        assert!(keys.contains(&"matrix[1].ref"), "{issues:?}");
+        assert!(keys.contains(&"matrix[2].name"), "{issues:?}");
+        assert!(keys.contains(&"source"), "{issues:?}");
+        assert!(
+            issues
+                .iter()
+                .any(|(k, m)| k == "matrix[2].name" && m.contains("another kernel")),
+            "{issues:?}"
         );
     }
 }

@@ -342,10 +342,15 @@ impl Runner {
         // A resumed run's machines get new names: its first machines'
         // recordings and records stay as they were.
         let first = report.provenance.machines.len();
+        // The machines of a matrix's kernels are told apart by their names.
+        let prefix = match config.run.labels.get(btrfsqa_model::compare::KERNEL_LABEL) {
+            Some(kernel) => format!("{}-{kernel}", self.provider.id()),
+            None => self.provider.id().to_owned(),
+        };
         let specs: Vec<MachineSpec> = (0..config.run.shards.max(1) as usize)
             .map(|i| MachineSpec {
                 run_id: run_id.clone(),
-                name: format!("{}-{}", self.provider.id(), first + i),
+                name: format!("{prefix}-{}", first + i),
                 data_devices: config.machine.data_devices,
                 device_size: config.machine.device_size_gib << 30,
             })
