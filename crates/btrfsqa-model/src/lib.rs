@@ -31,6 +31,7 @@
 //! assert!(json.contains(r#""verdict":"pass""#));
 //! ```
 
+pub mod bisect;
 pub mod compare;
 mod error;
 mod event;

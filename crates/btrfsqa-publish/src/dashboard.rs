@@ -23,7 +23,9 @@
 //! ```text
 //! index.html                       the newest runs, newest first, and the pass-rate chart
 //! archive/<n>.html                 older runs, a page per 100 (1 is the oldest)
-//! matrix.html                      tests by the newest runs
+//! matrix.html                      tests by the newest runs (a kernel matrix's runs side by side)
+//! bisect/index.html                the bisections of the results store (`btrfsqa bisect`)
+//! bisect/<id>/index.html           a bisection's steps, verdicts and runs; bisect.json beside it
 //! tests/<suite>/<test>.html        the history of one test (names escaped: `btrfs~011.html`)
 //! style.css, .nojekyll, assets/    stylesheet, the filter script, the asciinema player and its init script
 //! report.schema.json               the JSON Schema of every run's report.json
@@ -52,6 +54,7 @@
 //! and the histories as rows without links (their `summary.json` is kept).
 
 mod assets;
+mod bisect_pages;
 mod changes;
 mod history;
 mod incremental;

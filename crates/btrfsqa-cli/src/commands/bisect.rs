@@ -81,6 +81,7 @@ pub async fn bisect(args: BisectArgs) -> Code {
         .join(&state.id)
         .join("bisect.json");
     let runs = state.test_runs();
+    publish(&settings, &state).await;
     match state.outcome.clone() {
         Some(Outcome::Found { commit, subject }) => {
             if json {
@@ -124,6 +125,37 @@ pub async fn bisect(args: BisectArgs) -> Code {
             Code::Infrastructure
         }
         None => Code::Infrastructure,
+    }
+}
+
+/// Publishes the site again once the bisection has ended, so its page
+/// shows the end (each step's run published before its step was saved).
+/// A failure is said and does not change the exit code: the journal is in
+/// the store and the next publish takes it.
+async fn publish(settings: &btrfsqa_runner::Settings, state: &Bisection) {
+    let Some(publisher) = btrfsqa_runner::registry::publisher(settings) else {
+        return;
+    };
+    let Some(run) = state
+        .steps
+        .iter()
+        .rev()
+        .flat_map(|s| s.runs.iter().rev())
+        .find_map(|id| btrfsqa_model::RunId::parse(id).ok())
+    else {
+        return;
+    };
+    let store = btrfsqa_model::ResultsStore::new(settings.results_dir());
+    match publisher.publish(&store, &run).await {
+        Ok(published) => errln!(
+            "published: {} (the bisection's page: bisect/{}/index.html)",
+            published.location,
+            state.id
+        ),
+        Err(err) => errln!(
+            "error: publishing the bisection failed (its journal is in the store): {}",
+            btrfsqa_runner::error_chain(&err)
+        ),
     }
 }
 

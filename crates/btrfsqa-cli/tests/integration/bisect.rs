@@ -143,6 +143,25 @@ fn bisect_names_the_commit_that_broke_a_test_and_steps_around_one_that_does_not_
         test_runs <= budget,
         "{test_runs} test runs for {n} commits: {stderr}"
     );
+    // The dashboard has the bisection's page, with how it ended.
+    let id = bisection["id"].as_str().unwrap();
+    let page = run(Command::new("git")
+        .arg("-C")
+        .arg(area.path("site.git"))
+        .args(["show", &format!("gh-pages:bisect/{id}/index.html")]));
+    assert!(
+        page.status.success(),
+        "the bisection's page is published: {stderr}"
+    );
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(
+        page.contains(&format!("first bad commit {}", &culprit[..12])),
+        "{page}"
+    );
+    assert!(
+        page.contains("<span class=\"badge bisect-skip\">skip</span>"),
+        "{page}"
+    );
     // Every step's runs are in the store, with their logs.
     for step in steps {
         for run_id in step["runs"].as_array().unwrap() {

@@ -169,6 +169,10 @@ impl Dashboard {
             stats: &mut stats,
         };
         self.write_history_pages(&mut site, &summaries)?;
+        let mut unreadable = Vec::new();
+        let bisections = super::bisect_pages::read_bisections(store, &mut unreadable);
+        self.write_bisect_pages(&mut site, &bisections, &summaries)?;
+        site.stats.unreadable.extend(unreadable);
         for (path, bytes) in static_files() {
             site.write(path, bytes)?;
         }

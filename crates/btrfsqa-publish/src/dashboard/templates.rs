@@ -28,6 +28,10 @@ pub(super) const RUN_TEMPLATE: &str = include_str!("../../templates/run.html");
 pub(super) const TEST_TEMPLATE: &str = include_str!("../../templates/test.html");
 
 pub(super) const MATRIX_TEMPLATE: &str = include_str!("../../templates/matrix.html");
+/// The list of bisections.
+pub(super) const BISECTS_TEMPLATE: &str = include_str!("../../templates/bisects.html");
+/// A bisection's page.
+pub(super) const BISECT_TEMPLATE: &str = include_str!("../../templates/bisect.html");
 
 pub(super) const STYLE_CSS: &str = include_str!("../../static/style.css");
 
@@ -110,6 +114,8 @@ impl Dashboard {
             ("run.html", RUN_TEMPLATE),
             ("test.html", TEST_TEMPLATE),
             ("matrix.html", MATRIX_TEMPLATE),
+            ("bisects.html", BISECTS_TEMPLATE),
+            ("bisect.html", BISECT_TEMPLATE),
         ] {
             env.add_template(name, source)
                 .unwrap_or_else(|err| panic!("embedded template `{name}` does not parse: {err}"));

@@ -9,6 +9,7 @@ use btrfsqa_model::{
 use super::*;
 
 mod artifacts;
+mod bisect;
 mod checks;
 mod origin;
 

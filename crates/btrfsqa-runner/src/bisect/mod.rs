@@ -19,8 +19,7 @@ pub mod search;
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +29,9 @@ use btrfsqa_suites::EventSink;
 
 use crate::watch::WatchSource;
 use crate::{RunError, Runner, Settings};
-use search::{Mark, Next, Search};
+use search::{Next, Search};
+
+pub use btrfsqa_model::bisect::{Bisection, Mark, Outcome, Step};
 
 /// What to bisect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,87 +88,6 @@ pub enum BisectError {
         /// The bisection.
         id: String,
     },
-}
-
-/// One tested commit.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Step {
-    /// The commit.
-    pub commit: String,
-    /// Why it was tested: `bad` (the bad commit), `search`, `culprit`
-    /// (confirming the commit found), `parent` (confirming its parent).
-    pub purpose: String,
-    /// The test's verdict in each run (`None`: it did not run).
-    pub verdicts: Vec<Option<Verdict>>,
-    /// The runs, in the results store.
-    pub runs: Vec<String>,
-    /// What the step showed.
-    pub mark: Mark,
-    /// Why it was skipped, when it was.
-    pub note: Option<String>,
-    /// When it ended.
-    pub at: DateTime<Utc>,
-}
-
-/// How a bisection ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Outcome {
-    /// The first bad commit, confirmed.
-    Found {
-        /// The commit.
-        commit: String,
-        /// Its subject line.
-        subject: String,
-    },
-    /// It cannot be decided.
-    Undecided {
-        /// Why.
-        why: String,
-        /// The commits it could be (oldest first), when known.
-        commits: Vec<String>,
-    },
-}
-
-/// The bisection's journal (`bisect.json`): the page and the JSON of it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Bisection {
-    /// Its id (from the test, the source and the two commits).
-    pub id: String,
-    /// `suite/test`.
-    pub test: String,
-    /// The profile.
-    pub profile: Option<String>,
-    /// The source bisected.
-    pub source: WatchSource,
-    /// Its repository (no credentials).
-    pub url: String,
-    /// The good commit.
-    pub good: String,
-    /// The bad commit.
-    pub bad: String,
-    /// The commits after the good one up to the bad one, oldest first, as
-    /// `id subject`.
-    pub commits: Vec<String>,
-    /// Runs per step.
-    pub runs: u32,
-    /// The verdict the bad commit failed with.
-    pub failure: Option<Verdict>,
-    /// Every step, in order.
-    pub steps: Vec<Step>,
-    /// The end, once there is one.
-    pub outcome: Option<Outcome>,
-}
-
-impl Bisection {
-    /// How many times the test ran.
-    pub fn test_runs(&self) -> usize {
-        self.steps
-            .iter()
-            .flat_map(|s| &s.verdicts)
-            .filter(|v| v.is_some())
-            .count()
-    }
 }
 
 /// Makes the runner of one step's run from its settings.
@@ -238,7 +158,7 @@ pub async fn bisect_with(
         id: id.clone(),
         test: format!("{}/{}", request.suite, request.test),
         profile: request.profile.clone(),
-        source: request.source,
+        source: request.source.as_str().to_owned(),
         url: btrfsqa_model::redact_url(&url),
         good: good.clone(),
         bad: bad.clone(),

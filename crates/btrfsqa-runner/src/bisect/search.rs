@@ -2,20 +2,7 @@
 //! tested ones showed, and when the first bad commit is known (or cannot
 //! be).
 
-use serde::{Deserialize, Serialize};
-
-/// What a tested commit showed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mark {
-    /// The test passed every time.
-    Good,
-    /// The test failed as on the bad commit.
-    Bad,
-    /// It cannot say: it did not build or boot, or the test did not run,
-    /// or it failed otherwise.
-    Skip,
-}
+pub use btrfsqa_model::bisect::Mark;
 
 /// What to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
