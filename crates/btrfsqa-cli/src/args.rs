@@ -398,6 +398,9 @@ pub struct PlanArgs {
     /// Which suites to plan (repeatable; replaces `run.suites`).
     #[arg(long = "suite", value_name = "ID")]
     pub suites: Vec<String>,
+    /// The fstests profiles to plan, as `btrfsqa run --profile` (repeatable).
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
     /// What each batch costs besides its tests, in seconds (default: each
     /// suite's measured set-up).
     #[arg(long, value_name = "SECS")]

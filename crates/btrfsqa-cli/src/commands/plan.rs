@@ -123,6 +123,7 @@ pub async fn plan(args: PlanArgs) -> Code {
 async fn configured(args: &PlanArgs) -> Result<RunPlan, Code> {
     let overrides = RunOverrides {
         suites: args.suites.clone(),
+        profiles: args.profiles.clone(),
         ..RunOverrides::default()
     };
     let settings = load_settings(&args.config, overrides)?;

@@ -258,4 +258,18 @@ fn an_unknown_profile_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--suite xfstests"), "{stderr}");
     assert!(!results.exists(), "a refused run left a results store");
+    // `plan` takes the same profiles, and refuses the same way.
+    let out = run(btrfsqa()
+        .args([
+            "plan",
+            "--suite",
+            "xfstests",
+            "--profile",
+            "compres",
+            "--results-dir",
+        ])
+        .arg(&results));
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`--profile compres`"), "{stderr}");
 }
