@@ -43,7 +43,7 @@ mod store;
 
 pub use error::ModelError;
 pub use event::{Event, Stage};
-pub use redact::redact_url;
+pub use redact::{redact_url, url_credentials};
 pub use report::{
     Artifact, ArtifactKind, Attempt, Counts, ImportOrigin, KernelInfo, MachineInfo, Provenance,
     RunReport, RunStatus, SCHEMA_VERSION, SourceInfo, SuiteReport, TestOutcome, Verdict,

@@ -18,6 +18,31 @@ use serde::de::DeserializeOwned;
 use crate::compare::ComparisonSummary;
 use crate::{Event, RunReport, SourceInfo};
 
+/// The user name and password of an HTTP(S) URL (`https://user:token@host/`,
+/// or `https://token@host/` as `(token, "")`), for a client that sends them
+/// in a header instead of on a command line; `None` without any.
+///
+/// ```
+/// use btrfsqa_model::url_credentials;
+///
+/// assert_eq!(
+///     url_credentials("https://me:ghp_x@github.com/a.git"),
+///     Some(("me".to_owned(), "ghp_x".to_owned()))
+/// );
+/// assert_eq!(url_credentials("https://github.com/a.git"), None);
+/// assert_eq!(url_credentials("ssh://git@host/a.git"), None);
+/// ```
+pub fn url_credentials(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return None;
+    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    Some((user.to_owned(), password.to_owned()))
+}
+
 /// `text` with the credentials of every URL in it removed: the user part
 /// (`user:password@`, `token@`) of `scheme://user:password@host/...`, where
 /// a token often stands in the user name. SSH user names are login names,

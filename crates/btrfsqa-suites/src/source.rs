@@ -78,10 +78,7 @@ async fn git_once(suite: &str, step: &str, args: &[&str]) -> Result<String, Suit
         step: step.to_owned(),
         message,
     };
-    let out = Command::new("git")
-        .args(args)
-        // Never ask for a password: a source that needs one is a config error.
-        .env("GIT_TERMINAL_PROMPT", "0")
+    let out = git_command(args)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output()
@@ -93,6 +90,38 @@ async fn git_once(suite: &str, step: &str, args: &[&str]) -> Result<String, Suit
         return Err(setup(tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// `git ARGS`, never prompting, with the credentials of an HTTP(S) URL
+/// among `args` moved out of it: git gets the bare URL, and the user name
+/// and password as an `Authorization` header in its environment (which,
+/// unlike its command line, other users cannot read), so they are never in
+/// `ps`, in the mirror's config or in its directory's name.
+pub(crate) fn git_command(args: &[&str]) -> Command {
+    use base64::Engine;
+    let mut command = Command::new("git");
+    // Never ask for a password: a source that needs one is a config error.
+    command.env("GIT_TERMINAL_PROMPT", "0");
+    for arg in args {
+        match btrfsqa_model::url_credentials(arg) {
+            Some((user, password)) => {
+                let basic =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                command
+                    .arg(btrfsqa_model::redact_url(arg))
+                    .env("GIT_CONFIG_COUNT", "1")
+                    .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                    .env(
+                        "GIT_CONFIG_VALUE_0",
+                        format!("Authorization: Basic {basic}"),
+                    );
+            }
+            None => {
+                command.arg(arg);
+            }
+        }
+    }
+    command
 }
 
 /// Why `url` cannot be given to git as a repository, if it cannot: empty,
@@ -183,7 +212,9 @@ pub(crate) async fn pin(
         });
     }
     let _guard = CACHE_LOCK.lock().await;
-    let mirror = cache_dir.join(format!("{}.git", safe_file_name(url)));
+    // Named by the bare URL: a directory name is no place for a token.
+    let bare_url = btrfsqa_model::redact_url(url);
+    let mirror = cache_dir.join(format!("{}.git", safe_file_name(&bare_url)));
     let mirror_str = mirror.to_string_lossy().into_owned();
     let resolve = |m: String| async move {
         git(
@@ -213,7 +244,7 @@ pub(crate) async fn pin(
         // never looks like a mirror.
         let partial = cache_dir.join(format!(
             "{}.partial-{}",
-            safe_file_name(url),
+            safe_file_name(&bare_url),
             std::process::id()
         ));
         let partial_str = partial.to_string_lossy().into_owned();
@@ -529,6 +560,134 @@ impl Drop for TempDir {
 mod tests {
     use super::*;
     use btrfsqa_remote::LocalHost;
+
+    /// A git repository served over "dumb" HTTP by Python, answering only
+    /// requests with `Authorization: Basic base64(user:pass)`; what it saw
+    /// is logged to `seen`.
+    struct AuthServer {
+        child: std::process::Child,
+        port: u16,
+        seen: PathBuf,
+    }
+
+    impl Drop for AuthServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn base64_encode(bytes: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    fn serve_with_auth(root: &Path, user: &str, pass: &str) -> Option<AuthServer> {
+        let seen = root.join("seen.log");
+        let script = r#"
+import base64, http.server, os, sys
+root, expected, seen = sys.argv[1], sys.argv[2], sys.argv[3]
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *a, **k):
+        super().__init__(*a, directory=root, **k)
+    def do_GET(self):
+        got = self.headers.get("Authorization", "")
+        with open(seen, "a") as f:
+            f.write(self.path + " " + got + "\n")
+        if got != "Basic " + expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="t"')
+            self.end_headers()
+            return
+        super().do_GET()
+    def log_message(self, *a):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+        let expected = base64_encode(format!("{user}:{pass}").as_bytes());
+        let mut child = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(root)
+            .arg(expected)
+            .arg(&seen)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take()?)
+            .read_line(&mut line)
+            .ok()?;
+        let port = line.trim().parse().ok()?;
+        Some(AuthServer { child, port, seen })
+    }
+
+    #[tokio::test]
+    async fn credentials_in_a_url_reach_the_server_but_no_command_line_file_or_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let served = tmp.path().join("www");
+        make_repo(&tmp.path().join("work"));
+        std::fs::create_dir_all(&served).unwrap();
+        let bare = served.join("r.git");
+        git_sync(
+            tmp.path(),
+            &["clone", "-q", "--bare", "work", bare.to_str().unwrap()],
+        );
+        git_sync(&bare, &["update-server-info"]);
+        let secret = "s3cret-token-0123456789";
+        let Some(server) = serve_with_auth(&served, "qa", secret) else {
+            eprintln!("skipping: no python3 to serve git over HTTP");
+            return;
+        };
+        let url = format!("http://qa:{secret}@127.0.0.1:{}/r.git", server.port);
+        let cache = tmp.path().join("cache");
+        let pinned = pin("s", "src", &url, "master", &cache).await.unwrap();
+        assert_eq!(pinned.commit.len(), 40);
+        // Again: a fetch into the mirror, with the same credentials.
+        pin("s", "src", &url, "master", &cache).await.unwrap();
+        let seen = std::fs::read_to_string(&server.seen).unwrap();
+        assert!(
+            seen.lines().any(|l| l.ends_with(&format!(
+                " Basic {}",
+                base64_encode(format!("qa:{secret}").as_bytes())
+            ))),
+            "the server was given the credentials: {seen}"
+        );
+        // Nothing under the cache names or holds the secret.
+        let mut stack = vec![cache.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                assert!(
+                    !path.to_string_lossy().contains(secret),
+                    "a file name holds the secret: {}",
+                    path.display()
+                );
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let bytes = std::fs::read(&path).unwrap();
+                    assert!(
+                        !String::from_utf8_lossy(&bytes).contains(secret),
+                        "{} holds the secret",
+                        path.display()
+                    );
+                }
+            }
+        }
+        assert!(!pinned.info.url.contains(secret), "{}", pinned.info.url);
+        // What git is given on its command line has no secret either.
+        let command = git_command(&["fetch", "--", &url]);
+        let args: Vec<String> = command
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(!args.iter().any(|a| a.contains(secret)), "{args:?}");
+    }
 
     fn git_sync(dir: &Path, args: &[&str]) {
         let status = std::process::Command::new("git")
