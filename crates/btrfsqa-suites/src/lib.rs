@@ -53,7 +53,7 @@ pub use context::{EventSink, MachineDevices, SuiteContext};
 pub use error::SuiteError;
 pub use raid56::{Raid56Scrub, Raid56ScrubConfig};
 pub use script::{ScriptSuite, ScriptSuiteConfig};
-pub use source::{Commit, commit_range, git_ref_problem, git_url_problem};
+pub use source::{Commit, commit_range, git_ref_problem, git_url_and_auth, git_url_problem};
 pub use xfstests::{Xfstests, XfstestsConfig};
 
 use btrfsqa_model::SuiteReport;

@@ -92,34 +92,43 @@ async fn git_once(suite: &str, step: &str, args: &[&str]) -> Result<String, Suit
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// `url` without its credentials, and the environment that gives them to
+/// git as an `Authorization` header instead (`GIT_CONFIG_*`): a process's
+/// environment, unlike its command line, is not shown to other users, and
+/// git keeps it out of the repository's config. No credentials, no
+/// environment.
+pub fn git_url_and_auth(url: &str) -> (String, Vec<(&'static str, String)>) {
+    use base64::Engine;
+    match btrfsqa_model::url_credentials(url) {
+        Some((user, password)) => {
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            (
+                btrfsqa_model::redact_url(url),
+                vec![
+                    ("GIT_CONFIG_COUNT", "1".to_owned()),
+                    ("GIT_CONFIG_KEY_0", "http.extraHeader".to_owned()),
+                    (
+                        "GIT_CONFIG_VALUE_0",
+                        format!("Authorization: Basic {basic}"),
+                    ),
+                ],
+            )
+        }
+        None => (url.to_owned(), Vec::new()),
+    }
+}
+
 /// `git ARGS`, never prompting, with the credentials of an HTTP(S) URL
-/// among `args` moved out of it: git gets the bare URL, and the user name
-/// and password as an `Authorization` header in its environment (which,
-/// unlike its command line, other users cannot read), so they are never in
+/// among `args` moved out of it ([`git_url_and_auth`]): they are never in
 /// `ps`, in the mirror's config or in its directory's name.
 pub(crate) fn git_command(args: &[&str]) -> Command {
-    use base64::Engine;
     let mut command = Command::new("git");
     // Never ask for a password: a source that needs one is a config error.
     command.env("GIT_TERMINAL_PROMPT", "0");
     for arg in args {
-        match btrfsqa_model::url_credentials(arg) {
-            Some((user, password)) => {
-                let basic =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                command
-                    .arg(btrfsqa_model::redact_url(arg))
-                    .env("GIT_CONFIG_COUNT", "1")
-                    .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                    .env(
-                        "GIT_CONFIG_VALUE_0",
-                        format!("Authorization: Basic {basic}"),
-                    );
-            }
-            None => {
-                command.arg(arg);
-            }
-        }
+        let (arg, env) = git_url_and_auth(arg);
+        command.arg(arg).envs(env);
     }
     command
 }

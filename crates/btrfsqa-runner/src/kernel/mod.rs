@@ -187,6 +187,40 @@ pub(crate) async fn run_stage(
     result
 }
 
+/// How often a machine waiting for a build tree looks again.
+const TREE_POLL: Duration = Duration::from_millis(500);
+
+/// Takes the lock of the build tree `paths` on the controller, waiting
+/// (and saying so once) while another machine or process builds in it.
+async fn wait_for_tree(
+    env: &StageEnv<'_>,
+    machine: &Machine,
+    paths: &BuildPaths,
+) -> Result<crate::lock::Held, StageError> {
+    let path = PathBuf::from(format!("{}.lock", paths.root));
+    let mut said = false;
+    loop {
+        match crate::lock::take(&path, true, &format!("builds a kernel in {}", paths.root)) {
+            Ok(held) => return Ok(held),
+            Err(crate::lock::Refused::Held(owner)) if !said => {
+                (env.sink)(Event::Warning {
+                    machine: Some(machine.name.clone()),
+                    message: format!("waiting for the kernel build tree {} ({owner})", paths.root),
+                });
+                said = true;
+            }
+            Err(crate::lock::Refused::Held(_)) => {}
+            Err(crate::lock::Refused::Io(action, e)) => {
+                return Err(StageError::new(
+                    "kernel source failed",
+                    format!("cannot {action} `{}`: {e}", path.display()),
+                ));
+            }
+        }
+        tokio::time::sleep(TREE_POLL).await;
+    }
+}
+
 /// Puts the built kernel's source (from the `kernel` suite entry) back on
 /// the provenance after the runner re-read `uname` on the machine.
 pub(crate) fn record_source(report: &mut RunReport) {
@@ -252,14 +286,23 @@ async fn stage(
         )
     })?;
 
-    // 1. The source, pinned to a commit.
-    let out = exec(
-        builder.as_ref(),
-        script::fetch(&paths, &source.url, &source.git_ref),
-        FETCH_TIMEOUT,
-    )
-    .await
-    .map_err(|e| {
+    // One build in a tree at a time: the run's other machines, and other
+    // btrfsqa processes, wait for it and then find its build stored. (A
+    // tree on a test machine is that machine's alone.)
+    let tree_lock = match config.build_on {
+        BuildOn::Controller => Some(wait_for_tree(env, machine, &paths).await?),
+        BuildOn::Machine => None,
+    };
+
+    // 1. The source, pinned to a commit. The URL's credentials go to git
+    // in its environment, not in the script (a command line).
+    let (bare_url, auth) = btrfsqa_suites::git_url_and_auth(&source.url);
+    let mut fetch =
+        ExecRequest::new(script::fetch(&paths, &bare_url, &source.git_ref)).timeout(FETCH_TIMEOUT);
+    for (key, value) in auth {
+        fetch = fetch.env(key, value);
+    }
+    let out = exec_request(builder.as_ref(), fetch).await.map_err(|e| {
         StageError::new(
             "kernel source failed",
             // What git printed may quote the URL: neither keeps its credentials.
@@ -385,6 +428,8 @@ async fn stage(
             .artifacts
             .push(Artifact::new(ArtifactKind::BuildLog, "kernel/build.log"));
     }
+
+    drop(tree_lock);
 
     // 4. Install and boot.
     let boot_started = Instant::now();
@@ -804,12 +849,18 @@ async fn boot_id(host: &dyn RemoteHost) -> Option<String> {
 
 /// Runs `script`; its stdout, or a one-line reason.
 async fn exec(host: &dyn RemoteHost, script: String, timeout: Duration) -> Result<String, String> {
-    match host
-        .exec(ExecRequest::new(script).timeout(timeout), None)
-        .await
-    {
+    exec_request(host, ExecRequest::new(script).timeout(timeout)).await
+}
+
+/// [`exec`] of a request of one's own (one with an environment).
+async fn exec_request(host: &dyn RemoteHost, request: ExecRequest) -> Result<String, String> {
+    let timeout = request.timeout;
+    match host.exec(request, None).await {
         Ok(out) if out.success() => Ok(out.stdout_text()),
-        Ok(out) if out.timed_out => Err(format!("no result within {} s", timeout.as_secs())),
+        Ok(out) if out.timed_out => Err(format!(
+            "no result within {} s",
+            timeout.unwrap_or_default().as_secs()
+        )),
         Ok(out) => Err(format!(
             "exit status {}: {}",
             out.code.map_or("none".to_owned(), |c| c.to_string()),

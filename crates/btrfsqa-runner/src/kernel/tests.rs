@@ -291,6 +291,73 @@ async fn a_build_is_stored_then_reused_for_the_same_commit_and_config() {
     )));
 }
 
+/// Two machines of a run (or two btrfsqa processes) that build the same
+/// source on the controller take turns in its build tree: the second waits
+/// for the first's build, says so, and reuses it. Each machine's stage runs
+/// on a thread of its own; the build takes 300 ms.
+#[test]
+fn two_machines_building_one_tree_take_turns_and_build_once() {
+    let h = Harness::new(SOURCE);
+    let builds = Arc::new(Mutex::new(0));
+    let slow_builder = || {
+        let builds = builds.clone();
+        let mut host = MockRemoteHost::new();
+        let inner = Arc::new(Mutex::new(builder(Arc::new(Mutex::new(0)), false)));
+        host.expect_name().return_const("controller".to_owned());
+        host.expect_exec().returning(move |request, progress| {
+            if request.command.contains("kernelrelease") {
+                *builds.lock().unwrap() += 1;
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            let inner = inner.lock().unwrap();
+            ready(inner.exec(request, progress))
+        });
+        host.expect_upload().returning(|_, _| Ok(()));
+        host.expect_download().returning(|remote, local| {
+            let text = if remote.ends_with(".config") {
+                "CONFIG_BTRFS_FS=y\n".to_owned()
+            } else {
+                format!("contents of {remote}\n")
+            };
+            std::fs::write(local, text).unwrap();
+            Ok(())
+        });
+        host
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            let builder = slow_builder();
+            let h = &h;
+            scope.spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let mut report = report();
+                runtime
+                    .block_on(h.run(
+                        qemu_provider(1),
+                        connector_to(RELEASE),
+                        builder,
+                        &machine("qemu"),
+                        machine_host(Arc::default(), true),
+                        &mut report,
+                    ))
+                    .unwrap();
+            });
+        }
+    });
+    assert_eq!(*builds.lock().unwrap(), 1, "built once, then reused");
+    let events = h.events.lock().unwrap();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Warning { message, .. } if message.contains("waiting for the kernel build tree")
+        )),
+        "{events:?}"
+    );
+}
+
 #[tokio::test]
 async fn another_config_is_another_build() {
     let h = Harness::new(SOURCE);
@@ -506,9 +573,12 @@ async fn a_kernel_url_with_credentials_is_shown_without_them() {
     h.settings.config.kernel.source =
         Some("https://kdave:tok-1234567@git.example/linux.git".into());
     let mut builder = MockRemoteHost::new();
-    builder
-        .expect_exec()
-        .returning(|_, _| failed(128, "fatal: couldn't find remote ref main"));
+    let fetches = Arc::new(Mutex::new(Vec::new()));
+    let seen = fetches.clone();
+    builder.expect_exec().returning(move |request, _| {
+        seen.lock().unwrap().push(request.clone());
+        failed(128, "fatal: couldn't find remote ref main")
+    });
     let mut report = report();
     let err = h
         .run(
@@ -526,6 +596,23 @@ async fn a_kernel_url_with_credentials_is_shown_without_them() {
     assert!(err.contains("`https://git.example/linux.git`"), "{err}");
     let shown = format!("{report:?} {:?}", h.events.lock().unwrap());
     assert!(!shown.contains("tok-1234567"), "{shown}");
+    // git is given the bare URL; the credentials go in its environment as
+    // a header, never on a command line (`sh -c SCRIPT` is one).
+    let fetch = &fetches.lock().unwrap()[0];
+    assert!(!fetch.command.contains("tok-1234567"), "{}", fetch.command);
+    assert!(
+        fetch.command.contains("https://git.example/linux.git"),
+        "{}",
+        fetch.command
+    );
+    assert!(
+        fetch
+            .env
+            .iter()
+            .any(|(k, v)| k == "GIT_CONFIG_VALUE_0" && v.starts_with("Authorization: Basic ")),
+        "{:?}",
+        fetch.env
+    );
 }
 
 #[test]

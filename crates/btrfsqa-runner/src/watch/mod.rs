@@ -475,8 +475,11 @@ pub async fn ls_remote(url: &str, git_ref: &str) -> Result<String, WatchError> {
     {
         return Err(fail(problem));
     }
+    // The URL's credentials go to git as a header in its environment.
+    let (bare_url, auth) = btrfsqa_suites::git_url_and_auth(url);
     let out = Command::new("git")
-        .args(["ls-remote", "--", url, git_ref])
+        .args(["ls-remote", "--", &bare_url, git_ref])
+        .envs(auth)
         .env("GIT_TERMINAL_PROMPT", "0")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
