@@ -33,3 +33,6 @@ pub use dashboard::{Dashboard, DashboardSettings, DirectoryPublisher, RenderStat
 pub use error::PublishError;
 pub use git::{GitPublisher, GitPublisherSettings};
 pub use publisher::{MockPublisher, Published, Publisher};
+
+#[cfg(test)]
+mod layers;
