@@ -76,7 +76,8 @@ use crate::{PublishError, Published, Publisher};
 pub(crate) use artifact_paths::artifact_url_path;
 #[cfg(test)]
 use assets::*;
-use format::{human_duration, status_class, status_text};
+#[cfg(test)]
+use format::human_duration;
 use incremental::run_out_dir;
 pub(crate) use incremental::{SUMMARY_FILE, TMP_SUFFIX};
 pub use renderer::{Dashboard, DashboardSettings, RenderStats};
