@@ -35,6 +35,8 @@ pub mod bisect;
 pub mod compare;
 mod error;
 mod event;
+#[doc(hidden)]
+pub mod layers;
 mod redact;
 mod report;
 mod run_id;

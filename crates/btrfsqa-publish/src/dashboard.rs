@@ -53,139 +53,39 @@
 //! the newest runs keep their pages and files; older runs stay in the index
 //! and the histories as rows without links (their `summary.json` is kept).
 
+mod artifact_paths;
 mod assets;
 mod bisect_pages;
 mod changes;
+mod format;
 mod history;
 mod incremental;
 mod pages;
+mod render;
+mod renderer;
 mod run_page;
 mod summary;
 mod templates;
 mod timeline;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use btrfsqa_model::{ResultsStore, RunId};
-use minijinja::Environment;
 
 use crate::{PublishError, Published, Publisher};
-pub(crate) use assets::artifact_url_path;
+pub(crate) use artifact_paths::artifact_url_path;
 #[cfg(test)]
 use assets::*;
+#[cfg(test)]
+use format::human_duration;
 use incremental::run_out_dir;
 pub(crate) use incremental::{SUMMARY_FILE, TMP_SUFFIX};
-use pages::{human_duration, status_class, status_text};
+pub use renderer::{Dashboard, DashboardSettings, RenderStats};
 pub(crate) use run_page::EXPORTS;
 pub(crate) use summary::{RunSummary, SUMMARY_FORMAT};
 
 /// The compressed report beside each run page.
 pub(crate) const REPORT_EXPORT: &str = EXPORTS[0];
-
-/// How the dashboard looks and what it keeps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DashboardSettings {
-    /// The site's title, on every page.
-    pub title: String,
-    /// The largest artifact copied whole, in bytes; bigger files keep their
-    /// first and last halves of this with a note about what was left out.
-    pub max_artifact_bytes: u64,
-    /// The largest terminal recording copied whole; bigger ones keep their
-    /// first and last events (and every test marker) with a note event
-    /// where the rest was left out, so the copy still plays.
-    pub max_cast_bytes: u64,
-    /// Keep the pages and files of only the newest this many runs; older
-    /// runs stay in the index and the test histories as rows without links.
-    /// `None` keeps every run.
-    pub keep_runs: Option<usize>,
-    /// The newest this many runs have pages that list every test with its
-    /// files; older runs' pages list only the tests that did not pass, with
-    /// their files (every test is in the run's `report.json.gz`). This keeps
-    /// a long history within what a static host takes (GitHub Pages: 1 GB).
-    pub full_pages: usize,
-    /// The public URL of the site (`https://owner.github.io/site/`), for
-    /// the absolute links exports need (KCIDB); pages never use it.
-    pub site_url: Option<String>,
-}
-
-impl Default for DashboardSettings {
-    fn default() -> Self {
-        DashboardSettings {
-            title: "btrfsqa results".to_owned(),
-            max_artifact_bytes: 1024 * 1024,
-            max_cast_bytes: 8 * 1024 * 1024,
-            keep_runs: None,
-            full_pages: 100,
-            site_url: None,
-        }
-    }
-}
-
-/// What a [`Dashboard::render`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RenderStats {
-    /// Runs whose page was (re)written because their report changed or the page was missing.
-    pub written: Vec<RunId>,
-    /// Runs whose page was left as it was: same report, same renderer.
-    pub skipped: Vec<RunId>,
-    /// Runs of the index that are not in the store (known only from an
-    /// already published site); their pages were not touched.
-    pub kept: Vec<RunId>,
-    /// Runs older than [`DashboardSettings::keep_runs`]: only their summary is kept.
-    pub pruned: Vec<RunId>,
-    /// Reports in the store that could not be read, one line each.
-    pub unreadable: Vec<String>,
-    /// Other pages and files of the site (index, archive, matrix, test
-    /// pages, static files) written because their content changed.
-    pub site_files_written: usize,
-    /// Other pages and files of the site left as they were.
-    pub site_files_unchanged: usize,
-    /// Artifacts copied into the site (trimmed ones included).
-    pub artifacts_copied: usize,
-    /// Artifacts that were trimmed to the size limit.
-    pub artifacts_trimmed: usize,
-    /// Artifacts not copied, one line each (`run: path: reason`): paths that
-    /// leave the run directory, missing files, directories.
-    pub artifacts_refused: Vec<String>,
-}
-
-impl RenderStats {
-    /// Run pages and other pages or files written.
-    pub fn pages_written(&self) -> usize {
-        self.written.len() + self.site_files_written
-    }
-
-    /// Run pages skipped because they were up to date.
-    pub fn pages_skipped(&self) -> usize {
-        self.skipped.len()
-    }
-}
-
-/// Renders the static site from a [`ResultsStore`].
-///
-/// ```no_run
-/// use btrfsqa_model::ResultsStore;
-/// use btrfsqa_publish::Dashboard;
-///
-/// let stats = Dashboard::new().render(&ResultsStore::new("results"), "site".as_ref())?;
-/// eprintln!("{} pages written, {} up to date", stats.pages_written(), stats.pages_skipped());
-/// # Ok::<(), btrfsqa_publish::PublishError>(())
-/// ```
-#[derive(Clone)]
-pub struct Dashboard {
-    settings: DashboardSettings,
-    env: Arc<Environment<'static>>,
-    fingerprint: [u8; 32],
-}
-
-impl std::fmt::Debug for Dashboard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dashboard")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
 
 impl Default for Dashboard {
     fn default() -> Self {
@@ -194,11 +94,6 @@ impl Default for Dashboard {
 }
 
 impl Dashboard {
-    /// The settings in use.
-    pub fn settings(&self) -> &DashboardSettings {
-        &self.settings
-    }
-
     /// Writes the site for every run of `store` into `out_dir`.
     ///
     /// A run page (with its copies of the report and artifacts) is written

@@ -54,3 +54,6 @@ pub use recording::SECRET_ENV_VARS;
 pub use run::{RunOutcome, RunVerdict, Runner, read_machine_records, write_machine_record};
 pub use settings::{RunOverrides, Settings};
 pub use tokio_util::sync::CancellationToken;
+
+#[cfg(test)]
+mod layers;

@@ -7,8 +7,6 @@ use serde::Deserialize;
 use btrfsqa_cloud::qemu::{ImagePaths, image::DEFAULT_IMAGE_DIR};
 use btrfsqa_cloud::{Accel, QemuProvider, QemuSettings};
 
-use crate::settings::Settings;
-
 /// `[providers.qemu]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -67,9 +65,11 @@ impl QemuProviderConfig {
     }
 }
 
-/// The provider's settings: consoles go into the results store, beside the report.
-pub fn qemu_settings(settings: &Settings) -> QemuSettings {
-    let config = &settings.config.providers.qemu;
+/// The provider's settings for `config`: consoles go into `console_dir`
+/// (the results store, beside the report). It takes the section rather than
+/// the whole settings so that the config, which holds this section, stays
+/// below the settings resolved from it.
+pub fn qemu_settings(config: &QemuProviderConfig, console_dir: &Path) -> QemuSettings {
     let mut out = QemuSettings::default();
     if let Some(dir) = &config.work_dir {
         out.work_dir = dir.clone();
@@ -85,13 +85,13 @@ pub fn qemu_settings(settings: &Settings) -> QemuSettings {
         out.accel = accel;
     }
     out.extra_args = config.extra_args.clone();
-    out.console_dir = Some(settings.results_dir().to_path_buf());
+    out.console_dir = Some(console_dir.to_path_buf());
     out
 }
 
-/// The qemu provider for `settings`.
-pub fn provider(settings: &Settings) -> QemuProvider {
-    QemuProvider::new(qemu_settings(settings))
+/// The qemu provider for `config`, its consoles in `console_dir`.
+pub fn provider(config: &QemuProviderConfig, console_dir: &Path) -> QemuProvider {
+    QemuProvider::new(qemu_settings(config, console_dir))
 }
 
 /// The default image directory, for messages.

@@ -54,7 +54,10 @@ pub async fn provider(settings: &Settings) -> Result<Arc<dyn CloudProvider>, Run
                 },
             )))
         }
-        ProviderKind::Qemu => Ok(Arc::new(crate::qemu::provider(settings))),
+        ProviderKind::Qemu => Ok(Arc::new(crate::qemu::provider(
+            &settings.config.providers.qemu,
+            settings.results_dir(),
+        ))),
     }
 }
 

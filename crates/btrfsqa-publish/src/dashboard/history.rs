@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use btrfsqa_model::{Verdict, escape_file_name};
 use serde::Serialize;
 
+use super::format::{human_duration, status_class, status_text};
 use super::summary::{RunSummary, TestEntry, is_failing};
-use super::{human_duration, status_class, status_text};
 
 /// Runs on the index page; older runs are on archive pages of this many.
 pub(crate) const INDEX_RUNS: usize = 100;

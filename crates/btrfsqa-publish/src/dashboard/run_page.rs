@@ -15,9 +15,9 @@ use serde::Serialize;
 
 use super::assets::*;
 use super::changes::{self, Changes};
+use super::format::{human_duration, status_class, status_text};
 use super::history;
 use super::incremental::*;
-use super::pages::{human_duration, status_class, status_text};
 use super::summary::{self, RunSummary};
 use super::timeline;
 use super::{Dashboard, RenderStats};

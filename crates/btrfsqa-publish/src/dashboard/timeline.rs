@@ -90,7 +90,7 @@ pub(crate) fn view(report: &RunReport) -> Option<TimelineView> {
     }
     let percent = |secs: f64| format!("{:.3}%", (secs / end * 100.0).clamp(0.0, 100.0));
     Some(TimelineView {
-        span: super::human_duration(end).unwrap_or_else(|| format!("{end:.0} s")),
+        span: super::format::human_duration(end).unwrap_or_else(|| format!("{end:.0} s")),
         lanes: lanes
             .into_iter()
             .map(|(machine, runs)| {

@@ -1,14 +1,29 @@
 //! What the runner does on and about one machine besides its suites: its
 //! kernel's name, freeing its devices, and the record that lets
-//! `btrfsqa teardown` find it again.
+//! `btrfsqa teardown` find it again; and the machine once it is ready for
+//! suites ([`Session`]), which the worker and its recovery share.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use btrfsqa_cloud::Machine;
 use btrfsqa_model::KernelInfo;
 use btrfsqa_remote::{ExecRequest, RemoteHost, shell_quote};
+use btrfsqa_suites::SuiteContext;
 
 use crate::error::error_chain;
+
+/// A machine ready for suites.
+pub(crate) struct Session {
+    pub host: Arc<dyn RemoteHost>,
+    pub recording: Option<Arc<crate::recording::MachineRecording>>,
+    pub ctx: SuiteContext,
+    /// The kernel release the machine runs (a reset must come back to it).
+    pub kernel_release: Option<String>,
+    /// How long the console was when the machine last came up: a crash
+    /// after it is this boot's.
+    pub console_mark: usize,
+}
 
 /// This controller's host name.
 pub(crate) fn hostname() -> Option<String> {

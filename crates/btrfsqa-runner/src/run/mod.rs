@@ -14,6 +14,7 @@ mod controller;
 mod events;
 pub(crate) mod machine;
 mod recovery;
+mod runner;
 mod worker;
 
 #[cfg(test)]
@@ -21,7 +22,7 @@ mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,18 +30,16 @@ use chrono::Utc;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
-use btrfsqa_cloud::{CloudProvider, MachineSpec};
+use btrfsqa_cloud::MachineSpec;
 use btrfsqa_model::compare::TestKey;
 use btrfsqa_model::{
     Event, Provenance, ResultsStore, RunId, RunReport, RunStatus, Stage, SuiteReport, TestOutcome,
     Verdict,
 };
-use btrfsqa_publish::{Published, Publisher};
-use btrfsqa_remote::RemoteHost;
-use btrfsqa_suites::{EventSink, TestSuite};
+use btrfsqa_publish::Published;
+use btrfsqa_suites::EventSink;
 
 use crate::RunError;
-use crate::connect::Connector;
 use crate::error::error_chain;
 use crate::journal::Journal;
 use crate::plan::RunPlan;
@@ -50,6 +49,8 @@ use controller::Controller;
 use events::warning;
 
 pub use machine::{read_machine_records, write_machine_record};
+pub use runner::Runner;
+use runner::WorkerEnv;
 
 /// How a finished run should be judged (the CLI maps this to an exit code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,76 +105,7 @@ impl RunOutcome {
     }
 }
 
-/// Runs the pipeline. Build it with [`Runner::from_settings`] (the real
-/// providers, suites and publisher) or [`Runner::with_parts`] (your own).
-pub struct Runner {
-    settings: Settings,
-    provider: Arc<dyn CloudProvider>,
-    connector: Arc<dyn Connector>,
-    suites: Vec<Arc<dyn TestSuite>>,
-    publisher: Option<Arc<dyn Publisher>>,
-    /// Replaces `run.timeout-minutes` (tests: a deadline shorter than a minute).
-    deadline: Option<Duration>,
-    /// How often providers are asked for interruption notices.
-    notice_poll: Duration,
-    /// Replaces the kernel stage's builder (tests).
-    pub(crate) kernel_builder: Option<Arc<dyn RemoteHost>>,
-    /// The caller holds the store's drivers' lock (a watcher): runs do not
-    /// take it again.
-    pub(crate) store_lock_held: bool,
-    /// Only these tests run (see [`Runner::only`]).
-    only: Option<Vec<TestKey>>,
-}
-
-impl std::fmt::Debug for Runner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runner")
-            .field("provider", &self.provider.id())
-            .field(
-                "suites",
-                &self
-                    .suites
-                    .iter()
-                    .map(|s| s.id().to_owned())
-                    .collect::<Vec<_>>(),
-            )
-            .finish_non_exhaustive()
-    }
-}
-
-/// What every worker of a run shares.
-pub(crate) struct WorkerEnv<'a> {
-    pub runner: &'a Runner,
-    pub run_dir: &'a Path,
-    pub sink: &'a EventSink,
-    /// The run's stop: a signal or the deadline.
-    pub stop: &'a CancellationToken,
-    pub derived_timeouts: HashMap<String, Duration>,
-}
-
 impl Runner {
-    /// A runner with the given parts.
-    pub fn with_parts(
-        settings: Settings,
-        provider: Arc<dyn CloudProvider>,
-        connector: Arc<dyn Connector>,
-        suites: Vec<Arc<dyn TestSuite>>,
-        publisher: Option<Arc<dyn Publisher>>,
-    ) -> Self {
-        Runner {
-            settings,
-            provider,
-            connector,
-            suites,
-            publisher,
-            deadline: None,
-            notice_poll: recovery::NOTICE_POLL,
-            kernel_builder: None,
-            store_lock_held: false,
-            only: None,
-        }
-    }
-
     /// A runner with the providers, suites and publisher the settings name.
     pub async fn from_settings(settings: Settings) -> Result<Self, RunError> {
         let provider = crate::registry::provider(&settings).await?;
@@ -186,19 +118,6 @@ impl Runner {
             suites,
             publisher,
         ))
-    }
-
-    /// The settings.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    /// Runs only `tests` of the configured suites (a key without a profile
-    /// stands for the test under every profile): what a bisection step or a
-    /// rerun needs.
-    pub fn only(mut self, tests: Vec<TestKey>) -> Self {
-        self.only = Some(tests);
-        self
     }
 
     /// The plan a run of these suites would execute now: every test they
@@ -233,24 +152,6 @@ impl Runner {
         let previous = store.read_report(run_id)?;
         self.execute(run_id.clone(), Some(previous), events, cancel)
             .await
-    }
-
-    /// What the kernel stage needs from this runner.
-    pub(crate) fn kernel_env<'a>(
-        &'a self,
-        run_dir: &'a Path,
-        sink: &'a EventSink,
-        stop: &'a CancellationToken,
-    ) -> crate::kernel::StageEnv<'a> {
-        crate::kernel::StageEnv {
-            settings: &self.settings,
-            provider: &self.provider,
-            connector: &self.connector,
-            run_dir,
-            sink,
-            stop,
-            builder: self.kernel_builder.clone(),
-        }
     }
 
     async fn execute(

@@ -12,9 +12,8 @@ use btrfsqa_cloud::Machine;
 use btrfsqa_model::{Event, Provenance, RunReport, SuiteReport, TestOutcome, Verdict};
 use btrfsqa_remote::{ExecRequest, RemoteHost};
 
-use super::WorkerEnv;
-use super::machine::{kernel_info, release_devices};
-use super::worker::Session;
+use super::machine::{Session, kernel_info, release_devices};
+use super::runner::WorkerEnv;
 use crate::error::error_chain;
 
 /// How long a static host rebooted after a hang or crash may take to answer.
@@ -38,10 +37,6 @@ impl Recovery {
 /// How many times one machine may be reset in a run before its remaining
 /// tests are given up on (they keep no verdict: `btrfsqa resume` runs them).
 pub(crate) const MAX_RESETS: usize = 3;
-
-/// How often the provider is asked whether a machine is being taken away
-/// (a spot interruption notice).
-pub(crate) const NOTICE_POLL: Duration = Duration::from_secs(15);
 
 /// Why a suite stopped in a way that needs the machine looked at.
 #[derive(Debug, Clone, PartialEq, Eq)]

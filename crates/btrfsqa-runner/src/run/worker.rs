@@ -16,32 +16,19 @@ use tokio_util::sync::CancellationToken;
 
 use btrfsqa_cloud::{Machine, MachineSpec};
 use btrfsqa_model::{Event, Provenance, RunReport, Stage, SuiteReport, TestOutcome, Verdict};
-use btrfsqa_remote::RemoteHost;
 use btrfsqa_suites::{EventSink, MachineDevices, SuiteContext, SuiteError, TestSuite};
 
 use super::controller::{Batch, BatchResult, Gone, Message};
 use super::events::{stage_done, stage_started, warning};
-use super::machine::{kernel_info, release_devices};
+use super::machine::{Session, kernel_info, release_devices};
 use super::recovery::{self, Recovery, Trouble};
-use super::{Runner, WorkerEnv};
+use super::runner::WorkerEnv;
 use crate::error::error_chain;
 use crate::schedule::WorkItem;
 
 /// How long a suite gets to stop by itself after cancellation before its
 /// future is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
-
-/// A machine ready for suites.
-pub(crate) struct Session {
-    pub host: Arc<dyn RemoteHost>,
-    pub recording: Option<Arc<crate::recording::MachineRecording>>,
-    pub ctx: SuiteContext,
-    /// The kernel release the machine runs (a reset must come back to it).
-    pub kernel_release: Option<String>,
-    /// How long the console was when the machine last came up: a crash
-    /// after it is this boot's.
-    pub console_mark: usize,
-}
 
 /// Why the machine is being taken away, once a notice came.
 type Notice = Arc<Mutex<Option<String>>>;
@@ -698,12 +685,5 @@ impl Drop for AbortOnDrop {
         if let Some(task) = self.0.take() {
             task.abort();
         }
-    }
-}
-
-impl Runner {
-    /// The suite with id `id`.
-    fn suite(&self, id: &str) -> Option<&Arc<dyn TestSuite>> {
-        self.suites.iter().find(|s| s.id() == id)
     }
 }

@@ -12,9 +12,9 @@ use crate::config::ConfigSource;
 use crate::connect::MockConnector;
 use crate::settings::RunOverrides;
 use btrfsqa_cloud::{Access, Machine, MockCloudProvider, ProvisionError};
-use btrfsqa_publish::{MockPublisher, PublishError};
-use btrfsqa_remote::{ExecOutput, MockRemoteHost};
-use btrfsqa_suites::{MockTestSuite, SuiteContext, SuiteError, TestList};
+use btrfsqa_publish::{MockPublisher, PublishError, Publisher};
+use btrfsqa_remote::{ExecOutput, MockRemoteHost, RemoteHost};
+use btrfsqa_suites::{MockTestSuite, SuiteContext, SuiteError, TestList, TestSuite};
 
 fn settings(dir: &std::path::Path, extra: &str) -> Settings {
     let source = ConfigSource {
