@@ -132,7 +132,10 @@ fn an_fstests_import_shows_the_kernel_dates_and_durations_of_result_xml() {
         } else {
             page_duration(secs)
         };
-        assert!(row.contains(&format!(">{shown}</td>")), "{name}: {shown}: {row}");
+        assert!(
+            row.contains(&format!(">{shown}</td>")),
+            "{name}: {shown}: {row}"
+        );
         checked += 1;
     }
     assert_eq!(checked, 30);
