@@ -1,6 +1,6 @@
 //! Publishing btrfsqa results.
 //!
-//! A [`Publisher`] takes a run that is already in the [`ResultsStore`] and
+//! A [`Publisher`] takes a run that is already in the [`ResultsStore`](btrfsqa_model::ResultsStore) and
 //! makes it visible somewhere. [`Dashboard`] renders the static site (an
 //! index of runs, a page per run with every test's verdict and links to its
 //! logs) from the store; [`GitPublisher`] commits that site to a git

@@ -86,7 +86,7 @@ impl RenderStats {
     }
 }
 
-/// Renders the static site from a [`ResultsStore`].
+/// Renders the static site from a [`ResultsStore`](btrfsqa_model::ResultsStore).
 ///
 /// ```no_run
 /// use btrfsqa_model::ResultsStore;
