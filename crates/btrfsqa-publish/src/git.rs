@@ -52,7 +52,7 @@ const ROOT_FILES: &[&str] = &[
 ];
 
 /// The directories built from the whole history, replaced on every publish.
-const HISTORY_DIRS: &[&str] = &["archive", "tests", "assets"];
+const HISTORY_DIRS: &[&str] = &["archive", "tests", "assets", "bisect"];
 
 /// Resolved settings of a [`GitPublisher`].
 #[derive(Clone, PartialEq, Eq)]
