@@ -55,3 +55,45 @@ fn an_imported_run_names_its_origin_and_slower_tests_are_listed() {
     );
     assert_only_template_markup(&page);
 }
+
+#[test]
+fn a_matrix_of_runs_that_all_passed_still_shows_each_run() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let site = tempfile::tempdir().unwrap();
+    let store = ResultsStore::new(store_dir.path());
+    for (id, kernel) in [
+        ("20261125-100000-aaaa", "installed"),
+        ("20261125-100000-bbbb", "for-next"),
+    ] {
+        let mut report = RunReport::start(
+            RunId::parse(id).unwrap(),
+            at("2026-11-25T10:00:00Z"),
+            Provenance::default(),
+        );
+        report.labels.insert("kernel".into(), kernel.into());
+        report.labels.insert("matrix".into(), "m1".into());
+        let mut suite = SuiteReport::new("raid56-scrub");
+        suite
+            .tests
+            .push(outcome("raid56-scrub", "raid5-data-repair", Verdict::Pass, 6.0));
+        report.suites.push(suite);
+        report.finish(RunStatus::Completed, at("2026-11-25T10:05:00Z"));
+        store.write_report(&report).unwrap();
+    }
+    Dashboard::new().render(&store, site.path()).unwrap();
+    let page = read(site.path().join("matrix.html"));
+    assert!(
+        page.contains("<th class=\"group\" colspan=\"2\">kernel matrix</th>"),
+        "{page}"
+    );
+    for kernel in ["installed", "for-next"] {
+        assert!(
+            page.contains(&format!("<span class=\"kernel-name\">{kernel}</span>")),
+            "{page}"
+        );
+    }
+    assert!(page.contains(
+        "<td class=\"steady\" colspan=\"3\">Every test passed (or was skipped) in these runs.</td>"
+    ));
+    assert_only_template_markup(&page);
+}
