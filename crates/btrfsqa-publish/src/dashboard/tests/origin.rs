@@ -73,9 +73,12 @@ fn a_matrix_of_runs_that_all_passed_still_shows_each_run() {
         report.labels.insert("kernel".into(), kernel.into());
         report.labels.insert("matrix".into(), "m1".into());
         let mut suite = SuiteReport::new("raid56-scrub");
-        suite
-            .tests
-            .push(outcome("raid56-scrub", "raid5-data-repair", Verdict::Pass, 6.0));
+        suite.tests.push(outcome(
+            "raid56-scrub",
+            "raid5-data-repair",
+            Verdict::Pass,
+            6.0,
+        ));
         report.suites.push(suite);
         report.finish(RunStatus::Completed, at("2026-11-25T10:05:00Z"));
         store.write_report(&report).unwrap();
