@@ -248,8 +248,12 @@ fn btrfs_progs_on_two_machines_gives_the_verdicts_of_one() {
     };
     let area = Area::new();
     // cli/017 renames device nodes in /dev: never on a shared host.
+    // misc/041 is a race by design: it passes only while a `btrfs send`
+    // started 2 s earlier still runs ("may not work on a really fast
+    // device", says the test), so its verdict follows the host's load, not
+    // the sharding.
     let body = format!(
-        "[suites.btrfs-progs]\ngit-url = {git:?}\ncache-dir = {:?}\nsuites = [\"cli\", \"mkfs\", \"misc\"]\nexclude = [\"cli/017-*\"]\ncase-timeout-secs = 600\n",
+        "[suites.btrfs-progs]\ngit-url = {git:?}\ncache-dir = {:?}\nsuites = [\"cli\", \"mkfs\", \"misc\"]\nexclude = [\"cli/017-*\", \"misc/041-*\"]\ncase-timeout-secs = 600\n",
         area.path("cache").display().to_string()
     );
     let one = config_with_suites(&area, "one", "btrfs-progs", &body);
