@@ -77,11 +77,7 @@ async fn drive_matrix(runs: Vec<btrfsqa_runner::matrix::MatrixRun>, format: Mess
             Err(err) => {
                 errln!("error: kernel {}:", outcome.kernel);
                 print_error(err);
-                codes.push(match err {
-                    btrfsqa_runner::RunError::Busy { .. }
-                    | btrfsqa_runner::RunError::StoreInUse { .. } => Code::Usage,
-                    _ => Code::Infrastructure,
-                });
+                codes.push(run_error_code(err));
                 lines.push(format!("  {:<16} did not run", outcome.kernel));
             }
         }
@@ -196,15 +192,22 @@ async fn drive(
         Err(err) => {
             progress.finish();
             print_error(&err);
-            return match err {
-                btrfsqa_runner::RunError::Busy { .. }
-                | btrfsqa_runner::RunError::StoreInUse { .. } => Code::Usage,
-                _ => Code::Infrastructure,
-            };
+            return run_error_code(&err);
         }
     };
     progress.finish();
     report(&outcome, json)
+}
+
+/// The exit code of a run that could not run: a busy run or store is the
+/// user's to wait for (usage), anything else the infrastructure's.
+fn run_error_code(err: &btrfsqa_runner::RunError) -> Code {
+    match err {
+        btrfsqa_runner::RunError::Busy { .. } | btrfsqa_runner::RunError::StoreInUse { .. } => {
+            Code::Usage
+        }
+        _ => Code::Infrastructure,
+    }
 }
 
 /// Where a run's events go: progress on stderr, or JSON lines on stdout.

@@ -59,6 +59,15 @@ fn failed(code: i32, stderr: &str) -> Result<ExecOutput, btrfsqa_remote::RemoteE
 /// A builder that answers every step; `build_fails` makes the build fail.
 /// Counts the builds.
 pub(crate) fn builder(builds: Arc<Mutex<u32>>, build_fails: bool) -> MockRemoteHost {
+    slow_builder(builds, build_fails, std::time::Duration::ZERO)
+}
+
+/// [`builder`] whose builds take `build_time`.
+fn slow_builder(
+    builds: Arc<Mutex<u32>>,
+    build_fails: bool,
+    build_time: std::time::Duration,
+) -> MockRemoteHost {
     let mut host = MockRemoteHost::new();
     host.expect_name().return_const("controller".to_owned());
     host.expect_exec().returning(move |request, _| {
@@ -69,6 +78,7 @@ pub(crate) fn builder(builds: Arc<Mutex<u32>>, build_fails: bool) -> MockRemoteH
             ok("x86_64\n")
         } else if c.contains("kernelrelease") {
             *builds.lock().unwrap() += 1;
+            std::thread::sleep(build_time);
             if build_fails {
                 failed(2, "build failed: the last lines of build.log:\nfs/btrfs/ctree.c:1: error: expected ';'")
             } else {
@@ -299,34 +309,9 @@ async fn a_build_is_stored_then_reused_for_the_same_commit_and_config() {
 fn two_machines_building_one_tree_take_turns_and_build_once() {
     let h = Harness::new(SOURCE);
     let builds = Arc::new(Mutex::new(0));
-    let slow_builder = || {
-        let builds = builds.clone();
-        let mut host = MockRemoteHost::new();
-        let inner = Arc::new(Mutex::new(builder(Arc::new(Mutex::new(0)), false)));
-        host.expect_name().return_const("controller".to_owned());
-        host.expect_exec().returning(move |request, progress| {
-            if request.command.contains("kernelrelease") {
-                *builds.lock().unwrap() += 1;
-                std::thread::sleep(std::time::Duration::from_millis(300));
-            }
-            let inner = inner.lock().unwrap();
-            ready(inner.exec(request, progress))
-        });
-        host.expect_upload().returning(|_, _| Ok(()));
-        host.expect_download().returning(|remote, local| {
-            let text = if remote.ends_with(".config") {
-                "CONFIG_BTRFS_FS=y\n".to_owned()
-            } else {
-                format!("contents of {remote}\n")
-            };
-            std::fs::write(local, text).unwrap();
-            Ok(())
-        });
-        host
-    };
     std::thread::scope(|scope| {
         for _ in 0..2 {
-            let builder = slow_builder();
+            let builder = slow_builder(builds.clone(), false, Duration::from_millis(300));
             let h = &h;
             scope.spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
