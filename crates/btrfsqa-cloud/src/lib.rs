@@ -27,20 +27,27 @@
 #[cfg(feature = "aws")]
 mod aws;
 mod error;
+mod hosts_file;
 mod local;
 mod machine;
+mod plugin;
 pub mod qemu;
 mod static_hosts;
 
 #[cfg(feature = "aws")]
 pub use aws::{
-    AmiSelector, AwsError, AwsMachineState, AwsProvider, AwsSettings, Ec2Error, RetryPolicy,
+    AmiSelector, AwsConfig, AwsError, AwsMachineState, AwsProvider, AwsSettings, Ec2Error,
+    RetryPolicy,
 };
 pub use error::{CommandError, ProvisionError, TeardownError};
-pub use local::{LocalProvider, LocalSettings};
+pub use hosts_file::{HostsFileConfig, HostsFileProvider};
+pub use local::{LocalConfig, LocalProvider, LocalSettings};
 pub use machine::{Access, BootKernel, Machine, MachineSpec, ReapAction, ReapItem, SshEndpoint};
-pub use qemu::{Accel, QemuProvider, QemuSettings};
-pub use static_hosts::{StaticHost, StaticProvider, StaticSettings};
+pub use plugin::{ProviderContext, ProviderPlugin};
+pub use qemu::{Accel, QemuConfig, QemuProvider, QemuSettings};
+pub use static_hosts::{
+    StaticConfig, StaticHost, StaticHostConfig, StaticProvider, StaticSettings,
+};
 
 /// A source of test machines.
 ///

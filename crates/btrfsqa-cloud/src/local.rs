@@ -13,6 +13,7 @@
 //! backing file lies under `WORK/<run-id>/` are ever touched.
 
 mod cleanup;
+mod config;
 mod parse;
 mod state;
 mod system;
@@ -33,6 +34,8 @@ use crate::machine::{Access, Machine, MachineSpec, ReapAction, ReapItem};
 use cleanup::{Found, Scope};
 use state::{Attachment, Controller, LocalState, Phase};
 use system::{HostSystem, System};
+
+pub use config::LocalConfig;
 
 const PROVIDER: &str = "local";
 

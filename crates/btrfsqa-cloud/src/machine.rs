@@ -87,6 +87,18 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// What the machine cost from its start to `ended_at`, in USD, when its
+    /// provider prices machines (an AWS spot machine: the spot price at
+    /// launch times the hours).
+    pub fn cost_estimate(&self, ended_at: chrono::DateTime<chrono::Utc>) -> Option<f64> {
+        #[cfg(feature = "aws")]
+        if self.provider == <crate::AwsProvider as crate::ProviderPlugin>::ID {
+            return crate::AwsProvider::cost_estimate(self, ended_at);
+        }
+        let _ = ended_at;
+        None
+    }
+
     /// The description that goes into the run report.
     pub fn info(&self) -> MachineInfo {
         MachineInfo {

@@ -41,6 +41,7 @@ mod redact;
 mod report;
 mod run_id;
 mod schema;
+pub mod section;
 mod store;
 
 pub use error::ModelError;
@@ -52,4 +53,5 @@ pub use report::{
 };
 pub use run_id::RunId;
 pub use schema::REPORT_SCHEMA;
+pub use section::Section;
 pub use store::{ResultsStore, escape_file_name, safe_file_name};

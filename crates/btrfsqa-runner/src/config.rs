@@ -5,25 +5,20 @@
 //! (`btrfsqa.toml:14: \`suites.scripts.smoke.timeout-secs\`: must be at least 1`).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::de::{DeTable, DeValue};
 
-use btrfsqa_suites::{BtrfsProgsConfig, Raid56ScrubConfig, ScriptSuiteConfig, XfstestsConfig};
-
 use crate::error::{ConfigError, ConfigIssue};
+use crate::plugins::{self, ProviderSections, SuiteSections};
 
 /// The embedded default configuration (also what `btrfsqa init` writes).
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
 /// The name errors use for the embedded default.
 pub const DEFAULT_CONFIG_NAME: &str = "<embedded default>";
-
-/// The ids of the built-in suites.
-pub const BUILTIN_SUITES: &[&str] = &["raid56-scrub", "xfstests", "btrfs-progs"];
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -35,12 +30,12 @@ pub struct Config {
     /// `[machine]`.
     #[serde(default)]
     pub machine: MachineConfig,
-    /// `[providers.*]`.
+    /// `[providers.*]`: each provider's own section.
     #[serde(default)]
-    pub providers: ProvidersConfig,
-    /// `[suites.*]`.
+    pub providers: ProviderSections,
+    /// `[suites.*]`: each suite's own section.
     #[serde(default)]
-    pub suites: SuitesConfig,
+    pub suites: SuiteSections,
     /// `[publish]`.
     #[serde(default)]
     pub publish: PublishConfig,
@@ -58,55 +53,15 @@ pub struct Config {
     pub watch: crate::watch::WatchConfig,
 }
 
-/// Which provider makes the machines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProviderKind {
-    /// This machine, loop devices.
-    #[default]
-    Local,
-    /// Existing SSH hosts.
-    Static,
-    /// AWS EC2.
-    Aws,
-    /// A local QEMU VM.
-    Qemu,
-}
-
-impl ProviderKind {
-    /// The id used in config, flags and reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Local => "local",
-            ProviderKind::Static => "static",
-            ProviderKind::Aws => "aws",
-            ProviderKind::Qemu => "qemu",
-        }
-    }
-}
-
-impl std::str::FromStr for ProviderKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "local" => Ok(ProviderKind::Local),
-            "static" => Ok(ProviderKind::Static),
-            "aws" => Ok(ProviderKind::Aws),
-            "qemu" => Ok(ProviderKind::Qemu),
-            other => Err(format!(
-                "unknown provider `{other}` (expected local, static, aws or qemu)"
-            )),
-        }
-    }
-}
-
 /// `[run]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RunConfig {
-    /// Where the machines come from (`--provider`).
-    #[serde(default)]
-    pub provider: ProviderKind,
+    /// Where the machines come from (`--provider`): `local` (this machine,
+    /// loop devices), `static` (existing SSH hosts), `hosts-file` (SSH hosts
+    /// listed in a file), `aws` (EC2 spot machines) or `qemu` (local VMs).
+    #[serde(default = "default_provider")]
+    pub provider: String,
     /// The suites to run, in order (`--suite`): `raid56-scrub`, `xfstests`,
     /// `btrfs-progs`, or the name of a `[suites.scripts.NAME]`.
     #[serde(default = "default_suites")]
@@ -140,7 +95,7 @@ pub struct RunConfig {
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
-            provider: ProviderKind::default(),
+            provider: default_provider(),
             suites: default_suites(),
             results_dir: default_results_dir(),
             timeout_minutes: default_timeout_minutes(),
@@ -152,6 +107,9 @@ impl Default for RunConfig {
     }
 }
 
+fn default_provider() -> String {
+    "local".to_owned()
+}
 fn default_shards() -> u32 {
     1
 }
@@ -195,167 +153,6 @@ fn default_data_devices() -> u32 {
 }
 fn default_device_size_gib() -> u64 {
     10
-}
-
-/// `[providers]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ProvidersConfig {
-    /// `[providers.local]`.
-    #[serde(default)]
-    pub local: LocalProviderConfig,
-    /// `[providers.static]`.
-    #[serde(default, rename = "static")]
-    pub static_hosts: StaticProviderConfig,
-    /// `[providers.aws]`.
-    #[serde(default)]
-    pub aws: AwsProviderConfig,
-    /// `[providers.qemu]`.
-    #[serde(default)]
-    pub qemu: crate::qemu::QemuProviderConfig,
-}
-
-/// `[providers.aws]`. Credentials never come from here: the standard AWS
-/// chain (environment, profiles, SSO, instance role) provides them.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct AwsProviderConfig {
-    /// Region (else `AWS_REGION` / the profile's).
-    pub region: Option<String>,
-    /// Regions `btrfsqa reap` searches (default: `region`).
-    #[serde(default)]
-    pub reap_regions: Vec<String>,
-    /// Named profile (else `AWS_PROFILE`).
-    pub profile: Option<String>,
-    /// Endpoint override (else `AWS_ENDPOINT_URL`), e.g. an emulator.
-    pub endpoint_url: Option<String>,
-    /// Instance types to try in order.
-    pub instance_types: Option<Vec<String>>,
-    /// Spot (default) or on-demand.
-    pub spot: Option<bool>,
-    /// Maximum spot price, USD per hour.
-    pub max_price: Option<String>,
-    /// Fall back to on-demand when no spot capacity is left.
-    pub allow_on_demand: Option<bool>,
-    /// An AMI id; overrides `ami-name`.
-    pub ami: Option<String>,
-    /// An AMI name filter (newest match), with `ami-owner`.
-    pub ami_name: Option<String>,
-    /// The AMI's owner account.
-    pub ami_owner: Option<String>,
-    /// Subnet.
-    pub subnet_id: Option<String>,
-    /// Availability zone.
-    pub availability_zone: Option<String>,
-    /// EBS volume type of the data devices.
-    pub volume_type: Option<String>,
-    /// Root volume size, GiB.
-    pub root_volume_gib: Option<u32>,
-    /// An existing key pair to use instead of one made for the run.
-    pub key_name: Option<String>,
-    /// The private key of `key-name`.
-    pub identity_file: Option<PathBuf>,
-    /// Who may reach SSH (default: the operator's address, never 0.0.0.0/0).
-    pub ssh_cidr: Option<String>,
-    /// Login user of the AMI.
-    pub ssh_user: Option<String>,
-    /// Owner tag (default: `$USER`).
-    pub owner: Option<String>,
-    /// The machine powers itself off after this long, whatever happens.
-    pub max_run_hours: Option<u32>,
-}
-
-/// `[providers.local]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct LocalProviderConfig {
-    /// Backing files and mount points.
-    #[serde(default = "default_local_work_dir")]
-    pub work_dir: PathBuf,
-}
-
-impl Default for LocalProviderConfig {
-    fn default() -> Self {
-        LocalProviderConfig {
-            work_dir: default_local_work_dir(),
-        }
-    }
-}
-
-fn default_local_work_dir() -> PathBuf {
-    PathBuf::from("/var/tmp/btrfsqa")
-}
-
-/// `[providers.static]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct StaticProviderConfig {
-    /// `[[providers.static.hosts]]`.
-    #[serde(default)]
-    pub hosts: Vec<StaticHostConfig>,
-    /// Where the provider keeps its claims on hosts and the host keys it
-    /// learned at first use (default: `~/.local/state/btrfsqa/static-hosts`).
-    /// btrfsqa processes that must never share a host must share it.
-    #[serde(default)]
-    pub state_dir: Option<PathBuf>,
-}
-
-/// One `[[providers.static.hosts]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct StaticHostConfig {
-    /// Its name in the run (default: the host).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Host name or address.
-    pub host: String,
-    /// SSH port.
-    #[serde(default = "default_ssh_port")]
-    pub port: u16,
-    /// Login user (root, or a user with password-less sudo is not supported yet).
-    #[serde(default = "default_ssh_user")]
-    pub user: String,
-    /// Private key file.
-    #[serde(default)]
-    pub identity_file: Option<PathBuf>,
-    /// A known_hosts file pinning the host key.
-    #[serde(default)]
-    pub known_hosts_file: Option<PathBuf>,
-    /// The test device.
-    pub test_dev: String,
-    /// The scratch pool.
-    pub scratch_devs: Vec<String>,
-    /// A work directory on the host.
-    #[serde(default = "default_remote_work_dir")]
-    pub work_dir: String,
-}
-
-fn default_ssh_port() -> u16 {
-    22
-}
-fn default_ssh_user() -> String {
-    "root".to_owned()
-}
-fn default_remote_work_dir() -> String {
-    "/var/tmp/btrfsqa".to_owned()
-}
-
-/// `[suites]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct SuitesConfig {
-    /// `[suites.raid56-scrub]`.
-    #[serde(default)]
-    pub raid56_scrub: Raid56ScrubConfig,
-    /// `[suites.scripts.NAME]`.
-    #[serde(default)]
-    pub scripts: BTreeMap<String, ScriptSuiteConfig>,
-    /// `[suites.xfstests]`.
-    #[serde(default)]
-    pub xfstests: XfstestsConfig,
-    /// `[suites.btrfs-progs]`.
-    #[serde(default)]
-    pub btrfs_progs: BtrfsProgsConfig,
 }
 
 /// `[publish]`.
@@ -678,11 +475,10 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
             "names no suite: add at least one suite id".into(),
         );
     }
+    let suite_ids = plugins::suite_ids(&config.suites);
     for (i, id) in config.run.suites.iter().enumerate() {
-        let known = BUILTIN_SUITES.contains(&id.as_str()) || config.suites.scripts.contains_key(id);
-        if !known {
-            let mut choices: Vec<&str> = BUILTIN_SUITES.to_vec();
-            choices.extend(config.suites.scripts.keys().map(String::as_str));
+        if !suite_ids.iter().any(|(known, _, _)| known == id) {
+            let choices: Vec<&str> = suite_ids.iter().map(|(id, _, _)| id.as_str()).collect();
             issue(
                 format!("run.suites[{i}]"),
                 format!("unknown suite `{id}` (known: {})", choices.join(", ")),
@@ -695,21 +491,37 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
             );
         }
     }
+    for (i, (id, _, key)) in suite_ids.iter().enumerate() {
+        if let Some((_, first, _)) = suite_ids[..i].iter().find(|(other, _, _)| other == id) {
+            issue(
+                key.clone(),
+                format!(
+                    "`{id}` is already the id of the suite of [suites.{}]",
+                    first.id
+                ),
+            );
+        }
+    }
     if !(1..=64).contains(&config.run.shards) {
         issue("run.shards".into(), "must be from 1 to 64".into());
     }
-    if config.run.shards > 1
-        && config.run.provider == ProviderKind::Static
-        && (config.providers.static_hosts.hosts.len() as u32) < config.run.shards
-    {
-        issue(
-            "run.shards".into(),
+    match (
+        plugins::provider(&config.run.provider),
+        config.providers.by_id(&config.run.provider),
+    ) {
+        (Some(entry), Some(section)) => {
+            for (key, message) in entry.check_run(section, config.run.shards) {
+                issue(key, message);
+            }
+        }
+        _ => issue(
+            "run.provider".into(),
             format!(
-                "{} shards need as many [[providers.static.hosts]], {} are configured",
-                config.run.shards,
-                config.providers.static_hosts.hosts.len()
+                "unknown provider `{}` (expected {})",
+                config.run.provider,
+                plugins::provider_ids().join(", ")
             ),
-        );
+        ),
     }
     if config.run.timeout_minutes == 0 {
         issue("run.timeout-minutes".into(), "must be at least 1".into());
@@ -736,28 +548,28 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
             ),
         );
     }
-    if let Some(cidr) = &config.providers.aws.ssh_cidr
-        && (cidr == "0.0.0.0/0" || cidr == "::/0")
-    {
-        issue(
-            "providers.aws.ssh-cidr".into(),
-            "refusing to open SSH to the whole internet: name your own address range".into(),
-        );
-    }
-    if config.providers.aws.ami_name.is_some() != config.providers.aws.ami_owner.is_some() {
-        issue(
-            "providers.aws.ami-name".into(),
-            "`ami-name` and `ami-owner` go together".into(),
-        );
-    }
-    for (key, message) in config.providers.qemu.validate() {
-        issue(format!("providers.qemu.{key}"), message);
+    for (id, section) in config.providers.iter() {
+        for (key, message) in section.validate() {
+            issue(format!("providers.{id}.{key}"), message);
+        }
     }
     for (key, message) in config.kernel.validate() {
         issue(format!("kernel.{key}"), message);
     }
     for (key, message) in config.watch.validate() {
         issue(format!("watch.{key}"), message);
+    }
+    for (i, watched) in config.watch.refs.iter().enumerate() {
+        if let crate::watch::WatchSource::Suite(id) = &watched.source
+            && plugins::suite_source(&config.suites, id).is_none()
+        {
+            let mut known = vec!["kernel"];
+            known.extend(plugins::suite_source_ids(&config.suites));
+            issue(
+                format!("watch.refs[{i}].source"),
+                format!("`{id}` is not a source (expected {})", known.join(", ")),
+            );
+        }
     }
     if config.machine.data_devices < 2 {
         issue(
@@ -771,70 +583,10 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
             "must be at least 1".into(),
         );
     }
-    if config.run.provider == ProviderKind::Static && config.providers.static_hosts.hosts.is_empty()
-    {
-        issue(
-            "providers.static.hosts".into(),
-            "provider `static` needs at least one [[providers.static.hosts]] entry".into(),
-        );
-    }
-    for (i, host) in config.providers.static_hosts.hosts.iter().enumerate() {
-        let key = |field: &str| format!("providers.static.hosts[{i}].{field}");
-        if host.host.trim().is_empty() {
-            issue(key("host"), "must not be empty".into());
+    for (id, section) in config.suites.iter() {
+        for (key, message) in section.validate() {
+            issue(format!("suites.{id}.{key}"), message);
         }
-        if !host.test_dev.starts_with('/') {
-            issue(
-                key("test-dev"),
-                format!("`{}` is not an absolute device path", host.test_dev),
-            );
-        }
-        if host.scratch_devs.is_empty() {
-            issue(
-                key("scratch-devs"),
-                "needs at least one scratch device".into(),
-            );
-        }
-        for (j, dev) in host.scratch_devs.iter().enumerate() {
-            if !dev.starts_with('/') {
-                issue(
-                    format!("{}[{j}]", key("scratch-devs")),
-                    format!("`{dev}` is not an absolute device path"),
-                );
-            }
-            if *dev == host.test_dev || host.scratch_devs[..j].contains(dev) {
-                issue(
-                    format!("{}[{j}]", key("scratch-devs")),
-                    format!("`{dev}` is used twice"),
-                );
-            }
-        }
-    }
-    for (name, script) in &config.suites.scripts {
-        if BUILTIN_SUITES.contains(&name.as_str()) {
-            issue(
-                format!("suites.scripts.{name}"),
-                format!("`{name}` is the id of a built-in suite"),
-            );
-        }
-        if !is_kebab_id(name) {
-            issue(
-                format!("suites.scripts.{name}"),
-                "suite names are lowercase letters, digits and `-`".into(),
-            );
-        }
-        for (key, message) in script.validate() {
-            issue(format!("suites.scripts.{name}.{key}"), message);
-        }
-    }
-    for (key, message) in config.suites.xfstests.validate() {
-        issue(format!("suites.xfstests.{key}"), message);
-    }
-    for (key, message) in config.suites.btrfs_progs.validate() {
-        issue(format!("suites.btrfs-progs.{key}"), message);
-    }
-    for (key, message) in config.suites.raid56_scrub.validate() {
-        issue(format!("suites.raid56-scrub.{key}"), message);
     }
     for (key, message) in config.expectations.validate() {
         issue(format!("expectations.{key}"), message);
@@ -871,20 +623,6 @@ pub fn validate(config: &Config) -> Vec<(String, String)> {
     issues
 }
 
-fn is_kebab_id(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-}
-
-impl fmt::Display for ProviderKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -904,7 +642,7 @@ mod tests {
     #[test]
     fn the_embedded_default_parses_and_validates() {
         let config = ConfigSource::embedded_default().parse().unwrap();
-        assert_eq!(config.run.provider, ProviderKind::Local);
+        assert_eq!(config.run.provider, "local");
         assert_eq!(config.run.suites, ["raid56-scrub"]);
         assert_eq!(config.machine.data_devices, 6);
     }
@@ -938,11 +676,21 @@ mod tests {
     fn the_default_offers_fstests_and_btrfs_progs_with_every_key() {
         let text = uncommented_suites();
         let config = source(&text).parse().unwrap();
-        let xfstests = &config.suites.xfstests;
+        let xfstests = config
+            .suites
+            .get::<btrfsqa_suites::XfstestsConfig>()
+            .unwrap();
         assert_eq!(xfstests.profiles, ["default"]);
         assert_eq!(xfstests.sections.len(), 1);
         assert_eq!(xfstests.sections[0].scratch_devs, Some(3));
-        assert_eq!(config.suites.btrfs_progs.exclude, ["cli/017-*"]);
+        assert_eq!(
+            config
+                .suites
+                .get::<btrfsqa_suites::BtrfsProgsConfig>()
+                .unwrap()
+                .exclude,
+            ["cli/017-*"]
+        );
         // Still only what the README's main job runs.
         let default = ConfigSource::embedded_default().parse().unwrap();
         assert_eq!(default.run.suites, ["raid56-scrub"]);
@@ -1102,7 +850,12 @@ scratch-devs = ["/dev/vdc", "/dev/vdc"]
         let text = "[run]\nsuites = [\"smoke\"]\n[suites.scripts.smoke]\ndir = \"suites/smoke\"\n";
         let config = source(text).parse().unwrap();
         assert_eq!(
-            config.suites.scripts["smoke"].dir,
+            config
+                .suites
+                .get::<btrfsqa_suites::ScriptSuites>()
+                .unwrap()
+                .0["smoke"]
+                .dir,
             PathBuf::from("suites/smoke")
         );
         let err = error_text("[suites.scripts.Bad_Name]\ndir = \"x\"\n");

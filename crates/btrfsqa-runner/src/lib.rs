@@ -37,7 +37,7 @@ mod lock;
 pub mod matrix;
 pub mod notify;
 pub mod plan;
-pub mod qemu;
+pub mod plugins;
 mod recording;
 pub mod reference;
 pub mod registry;
@@ -46,7 +46,7 @@ pub mod schedule;
 mod settings;
 pub mod watch;
 
-pub use config::{Config, ConfigSource, DEFAULT_CONFIG, ProviderKind};
+pub use config::{Config, ConfigSource, DEFAULT_CONFIG};
 pub use connect::{Connector, DefaultConnector, MockConnector};
 pub use error::{ConfigError, ConfigIssue, NotifyError, RunError, error_chain};
 pub use journal::Journal;

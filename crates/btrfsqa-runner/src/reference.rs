@@ -23,6 +23,7 @@ use std::fmt::Write as _;
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
 
 use crate::config::Config;
+use crate::plugins;
 
 /// What a type asks serde for.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +66,8 @@ pub struct Field {
 #[derive(Debug)]
 struct WalkError {
     message: String,
-    missing: Option<&'static str>,
+    /// The key whose absence serde refused.
+    missing: Option<String>,
 }
 
 impl std::fmt::Display for WalkError {
@@ -78,16 +80,20 @@ impl std::error::Error for WalkError {}
 
 impl de::Error for WalkError {
     fn custom<T: std::fmt::Display>(message: T) -> Self {
-        WalkError {
-            message: message.to_string(),
-            missing: None,
-        }
+        let message = message.to_string();
+        // A section's own type reaches serde through a type-erased
+        // deserializer, which hands its `missing_field` on as text.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+            .map(str::to_owned);
+        WalkError { message, missing }
     }
 
     fn missing_field(field: &'static str) -> Self {
         WalkError {
             message: format!("missing field `{field}`"),
-            missing: Some(field),
+            missing: Some(field.to_owned()),
         }
     }
 }
@@ -383,7 +389,7 @@ fn mark_required(shape: &mut Shape, path: &str) -> Result<(), String> {
                 let omit = (path.to_owned(), field.key);
                 field.required = match walk(Some(&omit)) {
                     Ok(_) => false,
-                    Err(err) if err.missing == Some(field.key) => true,
+                    Err(err) if err.missing.as_deref() == Some(field.key) => true,
                     Err(err) => return Err(format!("`{}`: {err}", join(path, field.key))),
                 };
                 mark_required(&mut field.shape, &join(path, field.key))?;
@@ -598,6 +604,17 @@ fn scan_items(source: &str, items: &mut BTreeMap<String, Vec<ItemDocs>>) {
             if line.contains("rename_all = \"kebab-case\"") {
                 rename_all_kebab = true;
             }
+        } else if let Some(rest) = line.strip_prefix("pub struct ")
+            && line.ends_with(';')
+        {
+            // A newtype (`pub struct ScriptSuites(pub BTreeMap<..>);`): its own doc.
+            let name = rest.split(['(', '<', ';']).next().unwrap_or_default();
+            items.entry(name.to_owned()).or_default().push(ItemDocs {
+                doc: clean_doc(&doc),
+                ..ItemDocs::default()
+            });
+            doc.clear();
+            rename_all_kebab = false;
         } else if let Some(rest) = line
             .strip_prefix("pub struct ")
             .or_else(|| line.strip_prefix("pub enum "))
@@ -843,6 +860,8 @@ pub fn generate(sources: &[&str]) -> Result<String, String> {
     for source in sources {
         scan_items(source, &mut items);
     }
+    table_docs::<plugins::Providers>(&mut items);
+    table_docs::<plugins::Suites>(&mut items);
     let minimal = minimal_file(&shape, "", true);
     let config: Config = toml::from_str(&minimal)
         .map_err(|e| format!("the file with every table once does not parse: {e}\n{minimal}"))?;
@@ -865,6 +884,42 @@ pub fn generate(sources: &[&str]) -> Result<String, String> {
     } else {
         Err(writer.problems.join("\n"))
     }
+}
+
+/// The docs of a registry table (`[providers]`, `[suites]`): one member
+/// per entry, documented by its section type's own doc.
+fn table_docs<T: plugins::Table>(items: &mut BTreeMap<String, Vec<ItemDocs>>) {
+    let members = T::entries()
+        .into_iter()
+        .map(|(id, kind)| {
+            let doc = docs_of_type(items, kind.type_name());
+            // "`[providers.local]`: this machine" says "this machine" here.
+            let doc = doc
+                .strip_prefix(&format!("`[{}.{id}]`: ", T::KEY))
+                .or_else(|| doc.strip_prefix(&format!("`[{}.{id}.NAME]`: ", T::KEY)))
+                .unwrap_or(&doc);
+            (
+                id.to_owned(),
+                id.to_owned(),
+                kind.type_name().to_owned(),
+                doc.to_owned(),
+            )
+        })
+        .collect();
+    let item = ItemDocs {
+        doc: format!("`[{}]`.", T::KEY),
+        members,
+    };
+    items.entry(T::TYPE_NAME.to_owned()).or_default().push(item);
+}
+
+/// The doc of the struct `name` (the first of that name).
+fn docs_of_type(items: &BTreeMap<String, Vec<ItemDocs>>, name: &str) -> String {
+    items
+        .get(name)
+        .and_then(|found| found.first())
+        .map(|item| item.doc.clone())
+        .unwrap_or_default()
 }
 
 const HEADER: &str = "# `btrfsqa.toml` reference
@@ -940,6 +995,7 @@ mod tests {
         let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut stack: Vec<PathBuf> = [
             "btrfsqa-runner/src",
+            "btrfsqa-cloud/src",
             "btrfsqa-suites/src",
             "btrfsqa-model/src",
         ]
@@ -986,13 +1042,12 @@ mod tests {
     fn serde_tells_the_keys_types_and_required_ones() {
         let shape = config_shape().unwrap();
         let provider = find(&shape, "run.provider").unwrap();
-        assert!(matches!(
-            provider.shape,
-            Shape::Enum {
-                variants: ["local", "static", "aws", "qemu"],
-                ..
-            }
-        ));
+        assert_eq!(provider.shape, Shape::Scalar("string"));
+        // Each provider's and suite's own section is a table of its keys.
+        for id in plugins::provider_ids() {
+            assert!(find(&shape, &format!("providers.{id}")).is_some(), "{id}");
+        }
+        assert!(find(&shape, "providers.hosts-file.path").unwrap().required);
         // Renamed fields keep their file spelling.
         assert!(find(&shape, "providers.static.hosts").is_some());
         assert!(find(&shape, "kernel.ref").is_some());

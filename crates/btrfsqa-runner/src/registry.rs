@@ -1,106 +1,68 @@
-//! Which provider, suites and publisher the settings name.
+//! The provider, suites and publisher the settings name, made through the
+//! table of [`plugins`].
 
 use std::sync::Arc;
 
-use btrfsqa_cloud::{
-    AmiSelector, AwsProvider, AwsSettings, CloudProvider, LocalProvider, LocalSettings, StaticHost,
-    StaticProvider,
-};
+use btrfsqa_cloud::{CloudProvider, ProviderContext};
 use btrfsqa_publish::{GitPublisher, GitPublisherSettings, Publisher};
-use btrfsqa_suites::{BtrfsProgsTests, Raid56Scrub, ScriptSuite, TestSuite, Xfstests};
+use btrfsqa_suites::{SuiteSetup, TestSuite};
 
 use crate::RunError;
-use crate::config::ProviderKind;
+use crate::plugins;
 use crate::settings::Settings;
 
 /// The provider `run.provider` names.
 pub async fn provider(settings: &Settings) -> Result<Arc<dyn CloudProvider>, RunError> {
     let config = &settings.config;
-    match config.run.provider {
-        ProviderKind::Aws => {
-            let provider = AwsProvider::new(aws_settings(settings))
-                .await
-                .map_err(|err| RunError::Provider {
-                    provider: "aws".to_owned(),
-                    message: crate::error::error_chain(&err),
-                })?;
-            Ok(Arc::new(provider))
-        }
-        ProviderKind::Local => Ok(Arc::new(LocalProvider::new(LocalSettings::new(
-            config.providers.local.work_dir.clone(),
-        )))),
-        ProviderKind::Static => {
-            let hosts = config
-                .providers
-                .static_hosts
-                .hosts
-                .iter()
-                .map(|host| StaticHost {
-                    name: host.name.clone().unwrap_or_else(|| host.host.clone()),
-                    host: host.host.clone(),
-                    port: host.port,
-                    user: host.user.clone(),
-                    identity_file: host.identity_file.clone(),
-                    known_hosts_file: host.known_hosts_file.clone(),
-                    test_dev: host.test_dev.clone(),
-                    scratch_devs: host.scratch_devs.clone(),
-                    work_dir: host.work_dir.clone(),
-                })
-                .collect();
-            Ok(Arc::new(StaticProvider::with_settings(
-                btrfsqa_cloud::StaticSettings {
-                    hosts,
-                    state_dir: config.providers.static_hosts.state_dir.clone(),
-                },
-            )))
-        }
-        ProviderKind::Qemu => Ok(Arc::new(crate::qemu::provider(
-            &settings.config.providers.qemu,
-            settings.results_dir(),
-        ))),
-    }
+    let id = config.run.provider.as_str();
+    let unknown = || RunError::Provider {
+        provider: id.to_owned(),
+        message: format!(
+            "unknown provider (expected {})",
+            plugins::provider_ids().join(", ")
+        ),
+    };
+    let entry = plugins::provider(id).ok_or_else(unknown)?;
+    let section = config.providers.by_id(id).ok_or_else(unknown)?;
+    let context = ProviderContext {
+        results_dir: settings.results_dir(),
+        run_timeout_minutes: config.run.timeout_minutes,
+    };
+    entry
+        .make(section, context)
+        .await
+        .map_err(|err| RunError::Provider {
+            provider: id.to_owned(),
+            message: crate::error::error_chain(&err),
+        })
 }
 
 /// The suites `run.suites` names, in order.
 pub fn suites(settings: &Settings) -> Result<Vec<Arc<dyn TestSuite>>, RunError> {
     let config = &settings.config;
+    // Git mirrors and builds live beside the results unless configured.
+    let cache_dir = settings.results_dir().join(".cache");
+    let setup = SuiteSetup {
+        cache_dir: &cache_dir,
+    };
     config
         .run
         .suites
         .iter()
-        .map(|id| -> Result<Arc<dyn TestSuite>, RunError> {
-            match id.as_str() {
-                "raid56-scrub" => Ok(Arc::new(Raid56Scrub::new(
-                    config.suites.raid56_scrub.clone(),
-                ))),
-                // Git mirrors live beside the results unless configured.
-                "xfstests" => {
-                    let mut xfstests = config.suites.xfstests.clone();
-                    xfstests
-                        .cache_dir
-                        .get_or_insert_with(|| settings.results_dir().join(".cache"));
-                    Ok(Arc::new(Xfstests::new(xfstests)))
-                }
-                "btrfs-progs" => {
-                    let mut progs = config.suites.btrfs_progs.clone();
-                    progs
-                        .cache_dir
-                        .get_or_insert_with(|| settings.results_dir().join(".cache"));
-                    Ok(Arc::new(BtrfsProgsTests::new(progs)))
-                }
-                name => match config.suites.scripts.get(name) {
-                    Some(script) => Ok(Arc::new(ScriptSuite::new(name, script.clone()))),
-                    // Validation rejects unknown ids; this is for hand-made settings.
-                    None => Err(RunError::Config(crate::ConfigError::Invalid {
+        .map(|id| {
+            plugins::suite_entry(&config.suites, id)
+                .and_then(|entry| entry.make(config.suites.by_id(entry.id)?, id, setup))
+                // Validation rejects unknown ids; this is for hand-made settings.
+                .ok_or_else(|| {
+                    RunError::Config(crate::ConfigError::Invalid {
                         issues: vec![crate::ConfigIssue {
                             file: settings.config_name.clone(),
                             line: None,
                             key: "run.suites".to_owned(),
-                            message: format!("unknown suite `{name}`"),
+                            message: format!("unknown suite `{id}`"),
                         }],
-                    })),
-                },
-            }
+                    })
+                })
         })
         .collect()
 }
@@ -134,62 +96,6 @@ pub fn publisher(settings: &Settings) -> Option<Arc<dyn Publisher>> {
     git.dashboard.site_url = publish.site_url.clone();
     git.ssh_key = publish.ssh_key.clone();
     Some(Arc::new(GitPublisher::new(git)))
-}
-
-/// `[providers.aws]` over the provider's defaults.
-#[expect(
-    clippy::field_reassign_with_default,
-    reason = "every field is optional in the config; one assignment per key reads best"
-)]
-pub fn aws_settings(settings: &Settings) -> AwsSettings {
-    let aws = &settings.config.providers.aws;
-    let mut out = AwsSettings::default();
-    out.region = aws.region.clone();
-    out.reap_regions = aws.reap_regions.clone();
-    out.profile = aws.profile.clone();
-    out.endpoint_url = aws.endpoint_url.clone();
-    if let Some(types) = &aws.instance_types {
-        out.instance_types = types.clone();
-    }
-    if let Some(spot) = aws.spot {
-        out.spot = spot;
-    }
-    out.max_price = aws.max_price.clone();
-    if let Some(allow) = aws.allow_on_demand {
-        out.allow_on_demand = allow;
-    }
-    if let Some(id) = &aws.ami {
-        out.ami = AmiSelector::Id(id.clone());
-    } else if let (Some(pattern), Some(owner)) = (&aws.ami_name, &aws.ami_owner) {
-        out.ami = AmiSelector::NameFilter {
-            pattern: pattern.clone(),
-            owner: owner.clone(),
-        };
-    }
-    out.subnet_id = aws.subnet_id.clone();
-    out.availability_zone = aws.availability_zone.clone();
-    if let Some(kind) = &aws.volume_type {
-        out.volume_type = kind.clone();
-    }
-    if let Some(gib) = aws.root_volume_gib {
-        out.root_volume_gib = gib;
-    }
-    out.key_name = aws.key_name.clone();
-    out.identity_file = aws.identity_file.clone();
-    out.ssh_cidr = aws.ssh_cidr.clone();
-    if let Some(user) = &aws.ssh_user {
-        out.ssh_user = user.clone();
-    }
-    if let Some(owner) = &aws.owner {
-        out.owner = owner.clone();
-    }
-    if let Some(hours) = aws.max_run_hours {
-        out.max_run_hours = hours;
-    }
-    // A machine must not outlive the run's own deadline by much.
-    let run_hours = settings.config.run.timeout_minutes.div_ceil(60) as u32 + 1;
-    out.max_run_hours = out.max_run_hours.min(run_hours.max(1));
-    out
 }
 
 #[cfg(test)]

@@ -2,23 +2,22 @@
 
 use std::path::{Path, PathBuf};
 
-use btrfsqa_suites::XfstestsConfig;
-use btrfsqa_suites::xfstests::config::{PROFILES, SectionConfig};
+use btrfsqa_model::section::{absolute, resolve_repo};
 
-use crate::config::{Config, ConfigSource, ProviderKind, validate};
+use crate::config::{Config, ConfigSource, validate};
 use crate::error::{ConfigError, ConfigIssue};
+use crate::plugins;
 
 /// What the command line may override (`*Args` in the CLI map onto this).
 #[derive(Debug, Clone, Default)]
 pub struct RunOverrides {
     /// `--provider`.
-    pub provider: Option<ProviderKind>,
+    pub provider: Option<String>,
     /// `--suite` (repeatable); replaces `run.suites` when non-empty.
     pub suites: Vec<String>,
-    /// `--profile` (repeatable): when non-empty, the fstests sections to run,
-    /// each a built-in profile or a configured section's name; replaces
-    /// `suites.xfstests.profiles` and leaves out the configured sections it
-    /// does not name.
+    /// `--profile` (repeatable): when non-empty, narrows each suite of the
+    /// run that has profiles to these (fstests: built-in profiles or
+    /// configured sections' names, replacing `suites.xfstests.profiles`).
     pub profiles: Vec<String>,
     /// `--results-dir`.
     pub results_dir: Option<PathBuf>,
@@ -54,8 +53,8 @@ impl Settings {
 
         let mut hash_input = source.hash();
         if let Some(provider) = overrides.provider {
-            config.run.provider = provider;
             hash_input.push_str(&format!(";provider={provider}"));
+            config.run.provider = provider;
         }
         if !overrides.suites.is_empty() {
             hash_input.push_str(&format!(";suites={}", overrides.suites.join(",")));
@@ -64,18 +63,7 @@ impl Settings {
         let mut override_issues = Vec::new();
         if !overrides.profiles.is_empty() {
             hash_input.push_str(&format!(";profiles={}", overrides.profiles.join(",")));
-            override_issues.extend(select_profiles(
-                &mut config.suites.xfstests,
-                &overrides.profiles,
-            ));
-            if !config.run.suites.iter().any(|s| s == "xfstests") {
-                override_issues.push((
-                    "run.suites".to_owned(),
-                    "`--profile` selects fstests profiles, but the run has no `xfstests` suite: \
-                     add `--suite xfstests`"
-                        .to_owned(),
-                ));
-            }
+            override_issues.extend(select_profiles(&mut config, &overrides.profiles));
         }
         if let Some(shards) = overrides.shards {
             config.run.shards = shards;
@@ -119,124 +107,58 @@ impl Settings {
     }
 }
 
-/// Narrows the fstests suite to the sections `names` (built-in profiles or
-/// the names of configured sections); returns `(key, message)` for each
-/// name that is neither.
-fn select_profiles(xfstests: &mut XfstestsConfig, names: &[String]) -> Vec<(String, String)> {
-    let section_name =
-        |section: &SectionConfig| section.name.clone().or_else(|| section.profile.clone());
-    let configured: Vec<String> = xfstests.sections.iter().filter_map(section_name).collect();
+/// Narrows every suite of the run that has profiles to `names`; returns
+/// `(key, message)` for each name a suite does not know, or for a run
+/// without such a suite.
+fn select_profiles(config: &mut Config, names: &[String]) -> Vec<(String, String)> {
     let mut issues = Vec::new();
-    let mut profiles = Vec::new();
-    for name in names {
-        if configured.contains(name) {
+    let mut taken = false;
+    let mut entries: Vec<_> = config
+        .run
+        .suites
+        .iter()
+        .filter_map(|id| plugins::suite_entry(&config.suites, id))
+        .collect();
+    entries.dedup_by_key(|entry| entry.id);
+    for entry in entries {
+        let Some(section) = config.suites.by_id_mut(entry.id) else {
             continue;
-        }
-        if PROFILES.iter().any(|p| p.name == name) {
-            profiles.push(name.clone());
-        } else {
-            let mut known: Vec<&str> = PROFILES.iter().map(|p| p.name).collect();
-            known.extend(configured.iter().map(String::as_str));
-            issues.push((
-                "suites.xfstests.profiles".to_owned(),
-                format!(
-                    "`--profile {name}`: no such fstests profile or section (known: {})",
-                    known.join(", ")
-                ),
-            ));
+        };
+        if let Some(unknown) = entry.select_profiles(section, names) {
+            taken = true;
+            issues.extend(
+                unknown
+                    .into_iter()
+                    .map(|(key, message)| (format!("suites.{}.{key}", entry.id), message)),
+            );
         }
     }
-    xfstests.profiles = profiles;
-    xfstests
-        .sections
-        .retain(|section| section_name(section).is_some_and(|n| names.contains(&n)));
+    if !taken {
+        issues.push((
+            "run.suites".to_owned(),
+            "`--profile` selects profiles (fstests sections), but no suite of the run has \
+             profiles: add `--suite xfstests`"
+                .to_owned(),
+        ));
+    }
     issues
 }
 
-fn absolute(base: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_owned()
-    } else {
-        let joined = base.join(path);
-        // Keep `./x` tidy without touching the filesystem (it may not exist yet).
-        joined
-            .components()
-            .filter(|c| !matches!(c, std::path::Component::CurDir))
-            .collect()
-    }
-}
-
-fn expand_home(path: &Path) -> PathBuf {
-    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
-        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => path.to_owned(),
-    }
-}
-
-/// A site repository given as a relative path becomes absolute; URLs stay.
-fn resolve_repo(base: &Path, repo: &str) -> String {
-    if repo.contains("://")
-        || (repo.contains(':') && !repo.starts_with('/') && !repo.starts_with('.'))
-    {
-        repo.to_owned()
-    } else {
-        absolute(base, &expand_home(Path::new(repo)))
-            .display()
-            .to_string()
-    }
-}
-
 fn resolve_paths(config: &mut Config, base: &Path) {
-    config.run.results_dir = absolute(base, &expand_home(&config.run.results_dir));
-    config.providers.local.work_dir =
-        absolute(base, &expand_home(&config.providers.local.work_dir));
-    if let Some(dir) = &mut config.providers.static_hosts.state_dir {
-        *dir = absolute(base, &expand_home(dir));
+    config.run.results_dir = absolute(base, &config.run.results_dir);
+    for (_, section) in config.providers.iter_mut() {
+        section.resolve_paths(base);
     }
-    for host in &mut config.providers.static_hosts.hosts {
-        for file in [&mut host.identity_file, &mut host.known_hosts_file]
-            .into_iter()
-            .flatten()
-        {
-            *file = absolute(base, &expand_home(file));
-        }
-    }
-    for cache in [
-        &mut config.suites.xfstests.cache_dir,
-        &mut config.suites.btrfs_progs.cache_dir,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        *cache = absolute(base, &expand_home(cache));
-    }
-    // A git URL may be a local mirror given relative to the config file.
-    for url in [
-        &mut config.suites.xfstests.git_url,
-        &mut config.suites.btrfs_progs.git_url,
-    ] {
-        *url = resolve_repo(base, url);
-    }
-    let xfstests = &mut config.suites.xfstests;
-    for file in xfstests.exclude_files.iter_mut().chain(
-        xfstests
-            .sections
-            .iter_mut()
-            .flat_map(|s| s.exclude_files.iter_mut()),
-    ) {
-        *file = absolute(base, &expand_home(file));
-    }
-    for script in config.suites.scripts.values_mut() {
-        script.dir = absolute(base, &expand_home(&script.dir));
+    for (_, section) in config.suites.iter_mut() {
+        section.resolve_paths(base);
     }
     if let Some(key) = &mut config.publish.ssh_key {
-        *key = absolute(base, &expand_home(key));
+        *key = absolute(base, key);
     }
     if let Some(repo) = &config.publish.site_repo {
         config.publish.site_repo = Some(resolve_repo(base, repo));
     }
     config.kernel.resolve_paths(base);
-    config.providers.qemu.resolve_paths(base);
 }
 
 #[cfg(test)]
@@ -249,6 +171,10 @@ mod tests {
             base_dir: "/".into(),
             text: text.into(),
         }
+    }
+
+    fn xfstests_of(settings: &Settings) -> &btrfsqa_suites::XfstestsConfig {
+        settings.config.suites.get().unwrap()
     }
 
     fn with_profiles(text: &str, suites: &[&str], profiles: &[&str]) -> Result<Settings, String> {
@@ -266,12 +192,12 @@ mod tests {
                     [[suites.xfstests.sections]]\nname = \"mine\"\nmount-options = \"-o ssd\"\n\
                     [[suites.xfstests.sections]]\nprofile = \"discard\"\nexclude-tests = [\"btrfs/001\"]\n";
         let settings = with_profiles(text, &["xfstests"], &["compress", "raid"]).unwrap();
-        let xfstests = &settings.config.suites.xfstests;
+        let xfstests = xfstests_of(&settings);
         assert_eq!(xfstests.profiles, ["compress", "raid"]);
         assert!(xfstests.sections.is_empty());
         // A configured section is chosen by its name (or its profile's).
         let settings = with_profiles(text, &["xfstests"], &["mine", "discard"]).unwrap();
-        let xfstests = &settings.config.suites.xfstests;
+        let xfstests = xfstests_of(&settings);
         assert!(xfstests.profiles.is_empty());
         let names: Vec<_> = xfstests
             .resolve()

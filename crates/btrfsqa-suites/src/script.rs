@@ -54,7 +54,7 @@ fn default_timeout_secs() -> u64 {
     300
 }
 
-/// A script suite's configuration (`[suites.<id>]` with `kind = "script"`).
+/// `[suites.scripts.NAME]`: a directory of scripts, run as the suite `NAME`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ScriptSuiteConfig {

@@ -21,16 +21,9 @@ pub async fn bisect(args: BisectArgs) -> Code {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    let source = match args.source.as_deref() {
-        Some("kernel") => WatchSource::Kernel,
-        Some("btrfs-progs") => WatchSource::BtrfsProgs,
-        Some("xfstests") => WatchSource::Xfstests,
-        Some(_) => unreachable!("clap checked the value"),
-        None => match args.suite.as_str() {
-            "xfstests" => WatchSource::Xfstests,
-            "btrfs-progs" => WatchSource::BtrfsProgs,
-            _ => WatchSource::Kernel,
-        },
+    let source = match &args.source {
+        Some(name) => WatchSource::from(name.clone()),
+        None => btrfsqa_runner::bisect::default_source(&settings, &args.suite),
     };
     let request = BisectRequest {
         suite: args.suite.clone(),

@@ -11,7 +11,11 @@ pub async fn build(args: ImageBuildArgs) -> Code {
     let paths = match &args.image_dir {
         Some(dir) => ImagePaths::from_path(dir),
         None => match load_settings(&args.config, RunOverrides::default()) {
-            Ok(settings) => settings.config.providers.qemu.image(),
+            Ok(settings) => settings
+                .config
+                .providers
+                .get::<btrfsqa_cloud::QemuConfig>()
+                .map_or_else(ImagePaths::from_env_or_default, |qemu| qemu.image()),
             Err(code) => return code,
         },
     };

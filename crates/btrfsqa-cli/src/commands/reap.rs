@@ -27,8 +27,13 @@ pub async fn reap(args: ReapArgs) -> Code {
             return Code::Usage;
         }
     };
-    if !args.regions.is_empty() {
-        settings.config.providers.aws.reap_regions = args.regions.clone();
+    if !args.regions.is_empty()
+        && let Some(aws) = settings
+            .config
+            .providers
+            .get_mut::<btrfsqa_cloud::AwsConfig>()
+    {
+        aws.reap_regions = args.regions.clone();
     }
     let provider = match btrfsqa_runner::registry::provider(&settings).await {
         Ok(provider) => provider,

@@ -3,6 +3,7 @@
 //! [`AwsProvider`].
 
 mod api;
+mod config;
 mod console;
 mod error;
 mod fleet;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::{CloudProvider, Machine, MachineSpec, ProvisionError, ReapItem, TeardownError};
 
 use api::Ec2Api;
+pub use config::AwsConfig;
 pub use error::{AwsError, Ec2Error};
 pub use settings::{AmiSelector, AwsSettings, RetryPolicy};
 

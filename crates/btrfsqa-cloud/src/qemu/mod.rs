@@ -22,6 +22,7 @@
 //! `/proc/<pid>/cmdline` carries the tag `btrfsqa-<run-id>-<machine>`, never
 //! found by process name.
 
+mod config;
 mod error;
 pub mod image;
 mod launch;
@@ -38,6 +39,7 @@ use btrfsqa_model::RunId;
 use crate::CloudProvider;
 use crate::error::{CommandError, ProvisionError, TeardownError};
 use crate::machine::{Access, BootKernel, Machine, MachineSpec, ReapAction, ReapItem, SshEndpoint};
+pub use config::QemuConfig;
 pub use error::ImageError;
 pub use image::{ImageBuild, ImageInfo, ImagePaths, ImageSettings, build_image};
 pub use launch::Accelerator;

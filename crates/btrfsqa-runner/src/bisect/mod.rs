@@ -121,16 +121,16 @@ pub async fn bisect_with(
     on_step: &(dyn Fn(&Bisection, &Step) + Sync),
     make: &MakeRunner,
 ) -> Result<Bisection, BisectError> {
+    // An embedder's own suite is in `run.suites` without a section.
     if !settings.config.run.suites.contains(&request.suite)
-        && !crate::config::BUILTIN_SUITES.contains(&request.suite.as_str())
-        && !settings.config.suites.scripts.contains_key(&request.suite)
+        && crate::plugins::suite_entry(&settings.config.suites, &request.suite).is_none()
     {
         return Err(BisectError::Request(format!(
             "no suite `{}` in the configuration",
             request.suite
         )));
     }
-    let url = repository(settings, request.source)?;
+    let url = repository(settings, &request.source)?;
     let cache = settings.results_dir().join(".cache");
     let (good, bad, commits) =
         btrfsqa_suites::commit_range(&url, &request.good, &request.bad, &cache)
@@ -395,13 +395,14 @@ impl StepEnv<'_> {
     fn pinned(&self, commit: &str, purpose: &str) -> Settings {
         let mut settings = self.settings.clone();
         let config = &mut settings.config;
-        match self.request.source {
+        match &self.request.source {
             WatchSource::Kernel => {
                 config.kernel.source = Some(self.url.to_owned());
                 config.kernel.git_ref = Some(commit.to_owned());
             }
-            WatchSource::Xfstests => config.suites.xfstests.git_ref = commit.to_owned(),
-            WatchSource::BtrfsProgs => config.suites.btrfs_progs.git_ref = commit.to_owned(),
+            WatchSource::Suite(id) => {
+                crate::plugins::pin_suite_source(&mut config.suites, id, None, commit);
+            }
         }
         config.run.suites = vec![self.request.suite.clone()];
         config.run.shards = 1;
@@ -437,8 +438,7 @@ pub fn step_mark(verdicts: &[Option<Verdict>], failure: Option<Verdict>) -> Mark
 }
 
 /// The repository of `source` in the configuration.
-fn repository(settings: &Settings, source: WatchSource) -> Result<String, BisectError> {
-    let suites = &settings.config.suites;
+fn repository(settings: &Settings, source: &WatchSource) -> Result<String, BisectError> {
     match source {
         WatchSource::Kernel => settings
             .config
@@ -451,8 +451,28 @@ fn repository(settings: &Settings, source: WatchSource) -> Result<String, Bisect
                         .into(),
                 )
             }),
-        WatchSource::Xfstests => Ok(suites.xfstests.git_url.clone()),
-        WatchSource::BtrfsProgs => Ok(suites.btrfs_progs.git_url.clone()),
+        WatchSource::Suite(id) => crate::plugins::suite_source(&settings.config.suites, id)
+            .map(|source| source.url)
+            .ok_or_else(|| {
+                BisectError::Request(format!(
+                    "`{id}` is not a suite built from git (those are: {})",
+                    crate::plugins::suite_source_ids(&settings.config.suites).join(", ")
+                ))
+            }),
+    }
+}
+
+/// What a bisection of a test of `suite` walks when the request names no
+/// source: the suite's own git source when it is built from one, else the
+/// kernel under test.
+pub fn default_source(settings: &Settings, suite: &str) -> WatchSource {
+    match crate::plugins::suite_entry(&settings.config.suites, suite) {
+        Some(entry)
+            if crate::plugins::suite_source(&settings.config.suites, entry.id).is_some() =>
+        {
+            WatchSource::Suite(entry.id.to_owned())
+        }
+        _ => WatchSource::Kernel,
     }
 }
 

@@ -48,12 +48,18 @@ pub fn shipped(name: &str) -> Option<&'static str> {
 /// virtio drivers built in and nothing of real hardware; other machines keep
 /// their own drivers (from the running config) and get btrfs debugging.
 pub fn defaults(provider: &str) -> Vec<String> {
-    let names: &[&str] = if provider == "qemu" {
+    let names: &[&str] = if virtio_guest(provider) {
         &["virtio-guest", "btrfs-debug", "fstests", "minimal"]
     } else {
         &["btrfs-debug", "fstests"]
     };
     names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+/// Whether the machines of `provider` are VMs on virtio devices (its
+/// registry entry says).
+pub fn virtio_guest(provider: &str) -> bool {
+    crate::plugins::provider(provider).is_some_and(|entry| entry.virtio_guest)
 }
 
 #[cfg(test)]

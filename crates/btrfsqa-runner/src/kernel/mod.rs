@@ -500,11 +500,13 @@ async fn config_start(
     let file = if let Some(file) = &config.config_file {
         file.clone()
     } else {
-        let base = config.base.unwrap_or(if machine.provider == "qemu" {
-            KernelBase::Defconfig
-        } else {
-            KernelBase::Running
-        });
+        let base = config
+            .base
+            .unwrap_or(if fragments::virtio_guest(&machine.provider) {
+                KernelBase::Defconfig
+            } else {
+                KernelBase::Running
+            });
         if base == KernelBase::Defconfig {
             return Ok(ConfigStart::Defconfig);
         }

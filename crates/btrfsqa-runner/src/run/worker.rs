@@ -127,11 +127,7 @@ async fn work(
     let (cost_usd, error) = match runner.provider.teardown(&machine).await {
         Ok(()) => {
             (env.sink)(stage_done(&machine.name, Stage::Teardown, None));
-            (
-                btrfsqa_cloud::AwsProvider::cost_estimate(&machine, Utc::now())
-                    .filter(|_| machine.provider == "aws"),
-                None,
-            )
+            (machine.cost_estimate(Utc::now()), None)
         }
         Err(err) => {
             let message = error_chain(&err);

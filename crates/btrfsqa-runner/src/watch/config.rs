@@ -48,8 +48,8 @@ impl Default for WatchConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct WatchedRef {
-    /// What the run builds from it: `kernel` (the kernel under test),
-    /// `xfstests` or `btrfs-progs` (the suite's source).
+    /// What the run builds from it: `kernel` (the kernel under test), or a
+    /// suite built from git: `xfstests`, `btrfs-progs` (the suite's source).
     pub source: WatchSource,
     /// The repository (default: the URL the source is configured with).
     #[serde(default)]
@@ -59,26 +59,40 @@ pub struct WatchedRef {
     pub git_ref: String,
 }
 
-/// What a watched ref is the source of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// What a watched ref is the source of: `kernel`, or the id of a suite
+/// section built from git (`xfstests`, `btrfs-progs`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
 pub enum WatchSource {
     /// The kernel under test (`[kernel]`).
     Kernel,
-    /// fstests (`[suites.xfstests]`).
-    Xfstests,
-    /// btrfs-progs' tests (`[suites.btrfs-progs]`).
-    BtrfsProgs,
+    /// The source of the suite section `[suites.ID]`.
+    Suite(String),
 }
 
 impl WatchSource {
     /// Its name in the configuration.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             WatchSource::Kernel => "kernel",
-            WatchSource::Xfstests => "xfstests",
-            WatchSource::BtrfsProgs => "btrfs-progs",
+            WatchSource::Suite(id) => id,
         }
+    }
+}
+
+impl From<String> for WatchSource {
+    fn from(name: String) -> Self {
+        if name == "kernel" {
+            WatchSource::Kernel
+        } else {
+            WatchSource::Suite(name)
+        }
+    }
+}
+
+impl From<WatchSource> for String {
+    fn from(source: WatchSource) -> Self {
+        source.as_str().to_owned()
     }
 }
 

@@ -244,7 +244,7 @@ impl Watcher {
             let url = repository(&self.settings, index)?;
             let commit = ls_remote(&url, &watched.git_ref).await?;
             heads.push(Head {
-                source: watched.source,
+                source: watched.source.clone(),
                 url: btrfsqa_model::redact_url(&url),
                 git_ref: watched.git_ref.clone(),
                 commit,
@@ -382,9 +382,9 @@ pub fn bisect_request(
         .iter()
         .find(|t| t.attempts.len() > 1 && t.attempts.iter().all(|v| !v.is_ok()))?;
     let baseline = baseline?;
-    let good = match head.source {
+    let good = match &head.source {
         WatchSource::Kernel => baseline.provenance.kernel.source.as_ref()?.commit.clone()?,
-        WatchSource::Xfstests | WatchSource::BtrfsProgs => baseline
+        WatchSource::Suite(_) => baseline
             .suites
             .iter()
             .find(|s| s.id == head.source.as_str())?
@@ -397,7 +397,7 @@ pub fn bisect_request(
         suite: failure.suite.clone(),
         test: failure.name.clone(),
         profile: failure.profile.clone(),
-        source: head.source,
+        source: head.source.clone(),
         good,
         bad: head.commit.clone(),
         runs: 1,
@@ -411,8 +411,7 @@ fn repository(settings: &Settings, index: usize) -> Result<String, WatchError> {
     if let Some(url) = &watched.url {
         return Ok(url.clone());
     }
-    let suites = &settings.config.suites;
-    match watched.source {
+    match &watched.source {
         WatchSource::Kernel => settings
             .config
             .kernel
@@ -424,8 +423,12 @@ fn repository(settings: &Settings, index: usize) -> Result<String, WatchError> {
                     "the kernel under test is the installed one: give `url` or set `kernel.source`"
                         .into(),
             }),
-        WatchSource::Xfstests => Ok(suites.xfstests.git_url.clone()),
-        WatchSource::BtrfsProgs => Ok(suites.btrfs_progs.git_url.clone()),
+        WatchSource::Suite(id) => crate::plugins::suite_source(&settings.config.suites, id)
+            .map(|source| source.url)
+            .ok_or_else(|| WatchError::Source {
+                index,
+                message: format!("no suite section `[suites.{id}]` is built from git"),
+            }),
     }
 }
 
@@ -436,18 +439,13 @@ pub fn pinned(settings: &Settings, heads: &[Head], moved: &[Head]) -> Settings {
     let config = &mut pinned.config;
     for (index, head) in heads.iter().enumerate() {
         let url = repository(settings, index).unwrap_or_else(|_| head.url.clone());
-        match head.source {
+        match &head.source {
             WatchSource::Kernel => {
                 config.kernel.source = Some(url);
                 config.kernel.git_ref = Some(head.commit.clone());
             }
-            WatchSource::Xfstests => {
-                config.suites.xfstests.git_url = url;
-                config.suites.xfstests.git_ref = head.commit.clone();
-            }
-            WatchSource::BtrfsProgs => {
-                config.suites.btrfs_progs.git_url = url;
-                config.suites.btrfs_progs.git_ref = head.commit.clone();
+            WatchSource::Suite(id) => {
+                crate::plugins::pin_suite_source(&mut config.suites, id, Some(&url), &head.commit);
             }
         }
     }

@@ -54,7 +54,7 @@ async fn heads_come_from_the_repository_and_one_watcher_holds_the_store() {
     assert!(stale.is_none());
     let heads = watcher.heads().await.unwrap();
     assert_eq!(heads[0].commit, first);
-    assert_eq!(heads[0].source, WatchSource::BtrfsProgs);
+    assert_eq!(heads[0].source, WatchSource::Suite("btrfs-progs".into()));
     let err = Watcher::start(settings.clone()).unwrap_err();
     assert!(
         err.to_string().contains("another `btrfsqa watch` watches"),
@@ -62,7 +62,15 @@ async fn heads_come_from_the_repository_and_one_watcher_holds_the_store() {
     );
     // The pinned run: the source at the head, the trigger recorded.
     let pinned = pinned(&settings, &heads, &heads);
-    assert_eq!(pinned.config.suites.btrfs_progs.git_ref, first);
+    assert_eq!(
+        pinned
+            .config
+            .suites
+            .get::<btrfsqa_suites::BtrfsProgsConfig>()
+            .unwrap()
+            .git_ref,
+        first
+    );
     assert_eq!(
         pinned.config.run.labels["trigger"],
         format!("btrfs-progs main {}", &first[..12])
@@ -139,10 +147,22 @@ fn a_confirmed_new_failure_after_one_moved_source_is_bisected_from_the_baseline(
     };
     // Not confirmed by a rerun: no bisection.
     run.comparison = Some(summary(vec![failure(Vec::new())]));
-    assert!(bisect_request(&run, Some(&baseline), &[head(WatchSource::BtrfsProgs)]).is_none());
+    assert!(
+        bisect_request(
+            &run,
+            Some(&baseline),
+            &[head(WatchSource::Suite("btrfs-progs".into()))]
+        )
+        .is_none()
+    );
     // Confirmed: from the baseline's commit to the new head.
     run.comparison = Some(summary(vec![failure(vec![Verdict::Fail, Verdict::Fail])]));
-    let request = bisect_request(&run, Some(&baseline), &[head(WatchSource::BtrfsProgs)]).unwrap();
+    let request = bisect_request(
+        &run,
+        Some(&baseline),
+        &[head(WatchSource::Suite("btrfs-progs".into()))],
+    )
+    .unwrap();
     assert_eq!((request.good, request.bad), (commit('a'), commit('b')));
     assert_eq!(request.test, "cli/001-btrfs");
     // Two sources moved: which one broke it is unknown.
@@ -150,7 +170,10 @@ fn a_confirmed_new_failure_after_one_moved_source_is_bisected_from_the_baseline(
         bisect_request(
             &run,
             Some(&baseline),
-            &[head(WatchSource::BtrfsProgs), head(WatchSource::Kernel)]
+            &[
+                head(WatchSource::Suite("btrfs-progs".into())),
+                head(WatchSource::Kernel)
+            ]
         )
         .is_none()
     );

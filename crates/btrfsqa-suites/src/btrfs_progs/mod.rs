@@ -12,6 +12,7 @@
 //! Test names are `<suite>/<case>` (`cli/001-btrfs`).
 
 pub mod parse;
+mod plugin;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -30,6 +30,7 @@
 //! forgets its devices afterwards, also when it failed or was cancelled.
 
 pub mod parse;
+mod plugin;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -90,7 +91,7 @@ fn default_timeout_secs() -> u64 {
     300
 }
 
-/// The suite's configuration (`[suites.raid56-scrub]`).
+/// `[suites.raid56-scrub]`: RAID5/6 scrub and repair scenarios on the scratch pool.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Raid56ScrubConfig {

@@ -24,6 +24,7 @@
 pub mod config;
 pub mod list;
 pub mod parse;
+mod plugin;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

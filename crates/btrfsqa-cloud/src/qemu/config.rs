@@ -1,16 +1,18 @@
 //! `[providers.qemu]` and the provider it makes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use btrfsqa_model::Section;
 use serde::Deserialize;
 
-use btrfsqa_cloud::qemu::{ImagePaths, image::DEFAULT_IMAGE_DIR};
-use btrfsqa_cloud::{Accel, QemuProvider, QemuSettings};
+use super::{Accel, ImagePaths, QemuProvider, QemuSettings};
+use crate::{CloudProvider, ProviderContext, ProviderPlugin, ProvisionError};
 
-/// `[providers.qemu]`.
+/// `[providers.qemu]`: a disposable local VM per machine.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct QemuProviderConfig {
+pub struct QemuConfig {
     /// Overlays, disks, keys and sockets of running VMs (default `/var/tmp/btrfsqa-qemu`).
     pub work_dir: Option<PathBuf>,
     /// The guest image's directory (default `$BTRFSQA_QEMU_IMAGE`, else
@@ -26,9 +28,8 @@ pub struct QemuProviderConfig {
     pub extra_args: Option<String>,
 }
 
-impl QemuProviderConfig {
-    /// Problems serde cannot see, as `(key below providers.qemu, message)`.
-    pub fn validate(&self) -> Vec<(String, String)> {
+impl Section for QemuConfig {
+    fn validate(&self) -> Vec<(String, String)> {
         let mut issues = Vec::new();
         if let Some(accel) = &self.accel
             && let Err(message) = accel.parse::<Accel>()
@@ -44,18 +45,13 @@ impl QemuProviderConfig {
         issues
     }
 
-    /// Makes relative paths absolute against the config file's directory.
-    pub fn resolve_paths(&mut self, base: &Path) {
-        for dir in [&mut self.work_dir, &mut self.image_dir]
-            .into_iter()
-            .flatten()
-        {
-            if dir.is_relative() {
-                *dir = base.join(&*dir);
-            }
-        }
+    fn resolve_paths(&mut self, base: &Path) {
+        let dirs = [&mut self.work_dir, &mut self.image_dir];
+        btrfsqa_model::section::absolute_all(base, dirs.into_iter().flatten());
     }
+}
 
+impl QemuConfig {
     /// The image directory these settings name.
     pub fn image(&self) -> ImagePaths {
         match &self.image_dir {
@@ -63,40 +59,43 @@ impl QemuProviderConfig {
             None => ImagePaths::from_env_or_default(),
         }
     }
+
+    /// The provider's settings: consoles go into `console_dir` (the
+    /// results store, beside the report).
+    pub fn settings(&self, console_dir: &Path) -> QemuSettings {
+        let mut out = QemuSettings::default();
+        if let Some(dir) = &self.work_dir {
+            out.work_dir = dir.clone();
+        }
+        out.image = self.image();
+        if let Some(memory) = self.memory_mib {
+            out.memory_mib = memory;
+        }
+        if let Some(cpus) = self.cpus {
+            out.cpus = cpus;
+        }
+        if let Some(accel) = self.accel.as_deref().and_then(|a| a.parse().ok()) {
+            out.accel = accel;
+        }
+        out.extra_args = self.extra_args.clone();
+        out.console_dir = Some(console_dir.to_path_buf());
+        out
+    }
 }
 
-/// The provider's settings for `config`: consoles go into `console_dir`
-/// (the results store, beside the report). It takes the section rather than
-/// the whole settings so that the config, which holds this section, stays
-/// below the settings resolved from it.
-pub fn qemu_settings(config: &QemuProviderConfig, console_dir: &Path) -> QemuSettings {
-    let mut out = QemuSettings::default();
-    if let Some(dir) = &config.work_dir {
-        out.work_dir = dir.clone();
-    }
-    out.image = config.image();
-    if let Some(memory) = config.memory_mib {
-        out.memory_mib = memory;
-    }
-    if let Some(cpus) = config.cpus {
-        out.cpus = cpus;
-    }
-    if let Some(accel) = config.accel.as_deref().and_then(|a| a.parse().ok()) {
-        out.accel = accel;
-    }
-    out.extra_args = config.extra_args.clone();
-    out.console_dir = Some(console_dir.to_path_buf());
-    out
-}
+impl ProviderPlugin for QemuProvider {
+    const ID: &'static str = "qemu";
+    const VIRTIO_GUEST: bool = true;
+    type Config = QemuConfig;
 
-/// The qemu provider for `config`, its consoles in `console_dir`.
-pub fn provider(config: &QemuProviderConfig, console_dir: &Path) -> QemuProvider {
-    QemuProvider::new(qemu_settings(config, console_dir))
-}
-
-/// The default image directory, for messages.
-pub fn default_image_dir() -> &'static str {
-    DEFAULT_IMAGE_DIR
+    async fn make(
+        config: &QemuConfig,
+        context: ProviderContext<'_>,
+    ) -> Result<Arc<dyn CloudProvider>, ProvisionError> {
+        Ok(Arc::new(QemuProvider::new(
+            config.settings(context.results_dir),
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -105,16 +104,16 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let config: QemuProviderConfig =
+        let config: QemuConfig =
             toml::from_str("accel = \"hvf\"\nmemory-mib = 64\ncpus = 0").unwrap();
         let keys: Vec<String> = config.validate().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["accel", "memory-mib", "cpus"]);
-        assert!(toml::from_str::<QemuProviderConfig>("acel = \"tcg\"").is_err());
+        assert!(toml::from_str::<QemuConfig>("acel = \"tcg\"").is_err());
     }
 
     #[test]
     fn relative_dirs_follow_the_config_file() {
-        let mut config: QemuProviderConfig =
+        let mut config: QemuConfig =
             toml::from_str("image-dir = \"img\"\nwork-dir = \"/w\"").unwrap();
         config.resolve_paths(Path::new("/etc/btrfsqa"));
         assert_eq!(config.image().dir, PathBuf::from("/etc/btrfsqa/img"));

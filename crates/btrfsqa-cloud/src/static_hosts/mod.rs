@@ -41,6 +41,11 @@ use crate::CloudProvider;
 use crate::error::{CommandError, ProvisionError, TeardownError};
 use crate::machine::{Access, Machine, MachineSpec, ReapItem, SshEndpoint};
 
+mod config;
+
+pub(crate) use config::validate_hosts;
+pub use config::{StaticConfig, StaticHostConfig};
+
 const PROVIDER: &str = "static";
 
 /// How long `ssh-keyscan` may wait for a host's answer (`-T`).
@@ -97,6 +102,9 @@ pub struct StaticSettings {
 /// time, across processes too (see the module documentation).
 #[derive(Debug)]
 pub struct StaticProvider {
+    /// Its id in machines and errors (another provider may hand out hosts
+    /// through this one).
+    id: &'static str,
     hosts: Vec<StaticHost>,
     state_dir: PathBuf,
     /// `claimed[i]`: host `i` is in use by this run and machine name, and
@@ -133,10 +141,18 @@ impl StaticProvider {
     pub fn with_settings(settings: StaticSettings) -> Self {
         let claimed = Mutex::new(settings.hosts.iter().map(|_| None).collect());
         StaticProvider {
+            id: PROVIDER,
             state_dir: settings.state_dir.unwrap_or_else(default_state_dir),
             hosts: settings.hosts,
             claimed,
         }
+    }
+
+    /// The same provider under the id `id`: for a provider that finds its
+    /// hosts elsewhere and hands them out this way.
+    pub fn with_id(mut self, id: &'static str) -> Self {
+        self.id = id;
+        self
     }
 
     /// The hosts, in order.
@@ -161,7 +177,7 @@ impl StaticProvider {
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> ProvisionError {
         ProvisionError::Failed {
-            provider: PROVIDER.to_owned(),
+            provider: self.id.to_owned(),
             operation,
             leftovers: Vec::new(),
             source: source.into(),
@@ -227,7 +243,7 @@ impl StaticProvider {
         if let Some(file) = &host.known_hosts_file {
             if !holds_a_key(file) {
                 return Err(ProvisionError::Config {
-                    provider: PROVIDER.to_owned(),
+                    provider: self.id.to_owned(),
                     message: format!(
                         "the `known-hosts-file` of host `{}` (`{}`) is missing or holds no key",
                         host.name,
@@ -261,7 +277,7 @@ impl StaticProvider {
 #[async_trait::async_trait]
 impl CloudProvider for StaticProvider {
     fn id(&self) -> &str {
-        PROVIDER
+        self.id
     }
 
     async fn provision(&self, spec: &MachineSpec) -> Result<Machine, ProvisionError> {
@@ -304,7 +320,7 @@ impl CloudProvider for StaticProvider {
                     message.push_str(&format!("; {}", held.join("; ")));
                 }
                 return Err(ProvisionError::Config {
-                    provider: PROVIDER.to_owned(),
+                    provider: self.id.to_owned(),
                     message,
                 });
             };
@@ -337,7 +353,7 @@ impl CloudProvider for StaticProvider {
         Ok(Machine {
             run_id: spec.run_id.clone(),
             name: spec.name.clone(),
-            provider: PROVIDER.to_owned(),
+            provider: self.id.to_owned(),
             provider_id: host.name.clone(),
             access: Access::Ssh(SshEndpoint {
                 host: host.host.clone(),
