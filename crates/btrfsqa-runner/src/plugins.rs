@@ -21,8 +21,8 @@ use btrfsqa_cloud::{
 };
 use btrfsqa_model::Section;
 use btrfsqa_suites::{
-    BtrfsProgsTests, GitSource, Raid56Scrub, ScriptSuite, SuitePlugin, SuiteSetup, TestSuite,
-    Xfstests,
+    BtrfsProgsTests, GitSource, ProfileCheck, Raid56Scrub, ScriptSuite, SuitePlugin, SuiteSetup,
+    TestSuite, Xfstests,
 };
 
 /// Every provider, in the order documentation lists them.
@@ -39,6 +39,7 @@ pub static SUITES: &[SuiteEntry] = &[
     SuiteEntry::of::<Raid56Scrub>(),
     SuiteEntry::of::<Xfstests>(),
     SuiteEntry::of::<BtrfsProgsTests>(),
+    SuiteEntry::of::<ProfileCheck>(),
     SuiteEntry::of::<ScriptSuite>(),
 ];
 

@@ -10,6 +10,7 @@ mod faults;
 mod hardening;
 mod imports;
 mod matrix;
+mod plugins;
 mod readme;
 mod reap;
 mod runs;
