@@ -19,8 +19,8 @@ use serde::Deserialize;
 
 use crate::static_hosts::validate_hosts;
 use crate::{
-    CloudProvider, ProviderContext, ProviderPlugin, ProvisionError, StaticHostConfig,
-    StaticProvider, StaticSettings,
+    CloudProvider, ProviderContext, ProviderPlugin, ProvisionError, StaticHost, StaticProvider,
+    StaticSettings,
 };
 
 const PROVIDER: &str = "hosts-file";
@@ -44,7 +44,7 @@ pub struct HostsFileConfig {
 #[serde(deny_unknown_fields)]
 struct HostsFile {
     #[serde(default)]
-    hosts: Vec<StaticHostConfig>,
+    hosts: Vec<StaticHost>,
 }
 
 impl Section for HostsFileConfig {
@@ -57,7 +57,7 @@ impl Section for HostsFileConfig {
 impl HostsFileConfig {
     /// The hosts the file lists, key files resolved against its directory;
     /// an error names the file, the line and the key.
-    pub fn read_hosts(&self) -> Result<Vec<StaticHostConfig>, ProvisionError> {
+    pub fn read_hosts(&self) -> Result<Vec<StaticHost>, ProvisionError> {
         let name = self.path.display();
         let text = std::fs::read_to_string(&self.path)
             .map_err(|err| config_error(format!("cannot read the hosts file `{name}`: {err}")))?;
@@ -105,7 +105,7 @@ impl ProviderPlugin for HostsFileProvider {
     ) -> Result<Arc<dyn CloudProvider>, ProvisionError> {
         let hosts = config.read_hosts()?;
         let provider = StaticProvider::with_settings(StaticSettings {
-            hosts: hosts.iter().map(StaticHostConfig::to_host).collect(),
+            hosts,
             state_dir: config.state_dir.clone(),
         });
         Ok(Arc::new(provider.with_id(PROVIDER)))
@@ -145,7 +145,7 @@ mod tests {
              test-dev = \"/dev/vdb\"\nscratch-devs = [\"/dev/vdc\"]\n",
         );
         let hosts = config.read_hosts().unwrap();
-        assert_eq!(hosts[0].to_host().name, "10.0.0.5");
+        assert_eq!(hosts[0].host, "10.0.0.5");
         assert_eq!(hosts[0].identity_file, Some(dir.path().join("keys/lab")));
         let context = ProviderContext {
             results_dir: dir.path(),

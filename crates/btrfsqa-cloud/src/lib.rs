@@ -45,9 +45,7 @@ pub use local::{LocalConfig, LocalProvider, LocalSettings};
 pub use machine::{Access, BootKernel, Machine, MachineSpec, ReapAction, ReapItem, SshEndpoint};
 pub use plugin::{ProviderContext, ProviderPlugin};
 pub use qemu::{Accel, QemuConfig, QemuProvider, QemuSettings};
-pub use static_hosts::{
-    StaticConfig, StaticHost, StaticHostConfig, StaticProvider, StaticSettings,
-};
+pub use static_hosts::{StaticHost, StaticProvider, StaticSettings};
 
 /// A source of test machines.
 ///

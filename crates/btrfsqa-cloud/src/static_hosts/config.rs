@@ -6,30 +6,32 @@ use std::sync::Arc;
 use btrfsqa_model::Section;
 use serde::Deserialize;
 
-use super::{StaticHost, StaticProvider, StaticSettings};
+use super::StaticProvider;
 use crate::{CloudProvider, ProviderContext, ProviderPlugin, ProvisionError};
 
 /// `[providers.static]`: existing SSH hosts.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct StaticConfig {
-    /// `[[providers.static.hosts]]`.
+pub struct StaticSettings {
+    /// The hosts, handed out in this order.
     #[serde(default)]
-    pub hosts: Vec<StaticHostConfig>,
+    pub hosts: Vec<StaticHost>,
     /// Where the provider keeps its claims on hosts and the host keys it
-    /// learned at first use (default: `~/.local/state/btrfsqa/static-hosts`).
-    /// btrfsqa processes that must never share a host must share it.
+    /// learned at first use (made mode 0700 if missing; default:
+    /// `$XDG_STATE_HOME/btrfsqa/static-hosts`, else
+    /// `~/.local/state/btrfsqa/static-hosts`). btrfsqa processes that must
+    /// never share a host must share it.
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
 }
 
-/// One `[[providers.static.hosts]]`.
-#[derive(Debug, Clone, Deserialize)]
+/// One `[[providers.static.hosts]]`: an existing machine.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct StaticHostConfig {
-    /// Its name in the run (default: the host).
+pub struct StaticHost {
+    /// Its name in the run (empty: the host).
     #[serde(default)]
-    pub name: Option<String>,
+    pub name: String,
     /// Host name or address.
     pub host: String,
     /// SSH port.
@@ -38,10 +40,11 @@ pub struct StaticHostConfig {
     /// Login user (root, or a user with password-less sudo is not supported yet).
     #[serde(default = "default_ssh_user")]
     pub user: String,
-    /// Private key file.
+    /// Private key file, if not the agent's or the default.
     #[serde(default)]
     pub identity_file: Option<PathBuf>,
-    /// A known_hosts file pinning the host key.
+    /// A known_hosts file pinning the host key. Without one, the key is
+    /// learned at the host's first use and recorded under `state-dir`.
     #[serde(default)]
     pub known_hosts_file: Option<PathBuf>,
     /// The test device.
@@ -63,22 +66,7 @@ fn default_remote_work_dir() -> String {
     "/var/tmp/btrfsqa".to_owned()
 }
 
-impl StaticHostConfig {
-    /// The host the provider hands out.
-    pub fn to_host(&self) -> StaticHost {
-        StaticHost {
-            name: self.name.clone().unwrap_or_else(|| self.host.clone()),
-            host: self.host.clone(),
-            port: self.port,
-            user: self.user.clone(),
-            identity_file: self.identity_file.clone(),
-            known_hosts_file: self.known_hosts_file.clone(),
-            test_dev: self.test_dev.clone(),
-            scratch_devs: self.scratch_devs.clone(),
-            work_dir: self.work_dir.clone(),
-        }
-    }
-
+impl StaticHost {
     /// Problems serde cannot see, as `(key below the host, message)`.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut issues = Vec::new();
@@ -122,7 +110,7 @@ impl StaticHostConfig {
 }
 
 /// `(hosts[i].key, message)` for every problem of `hosts`.
-pub(crate) fn validate_hosts(hosts: &[StaticHostConfig]) -> Vec<(String, String)> {
+pub(crate) fn validate_hosts(hosts: &[StaticHost]) -> Vec<(String, String)> {
     hosts
         .iter()
         .enumerate()
@@ -134,7 +122,7 @@ pub(crate) fn validate_hosts(hosts: &[StaticHostConfig]) -> Vec<(String, String)
         .collect()
 }
 
-impl Section for StaticConfig {
+impl Section for StaticSettings {
     fn validate(&self) -> Vec<(String, String)> {
         validate_hosts(&self.hosts)
     }
@@ -149,19 +137,16 @@ impl Section for StaticConfig {
 
 impl ProviderPlugin for StaticProvider {
     const ID: &'static str = super::PROVIDER;
-    type Config = StaticConfig;
+    type Config = StaticSettings;
 
     async fn make(
-        config: &StaticConfig,
+        config: &StaticSettings,
         _context: ProviderContext<'_>,
     ) -> Result<Arc<dyn CloudProvider>, ProvisionError> {
-        Ok(Arc::new(StaticProvider::with_settings(StaticSettings {
-            hosts: config.hosts.iter().map(StaticHostConfig::to_host).collect(),
-            state_dir: config.state_dir.clone(),
-        })))
+        Ok(Arc::new(StaticProvider::with_settings(config.clone())))
     }
 
-    fn check_run(config: &StaticConfig, shards: u32) -> Vec<(String, String)> {
+    fn check_run(config: &StaticSettings, shards: u32) -> Vec<(String, String)> {
         let hosts = config.hosts.len();
         let mut issues = Vec::new();
         if shards > 1 && (hosts as u32) < shards {

@@ -44,7 +44,7 @@ use crate::machine::{Access, Machine, MachineSpec, ReapItem, SshEndpoint};
 mod config;
 
 pub(crate) use config::validate_hosts;
-pub use config::{StaticConfig, StaticHostConfig};
+pub use config::{StaticHost, StaticSettings};
 
 const PROVIDER: &str = "static";
 
@@ -59,44 +59,6 @@ const KEY_TYPES: &[&str] = &[
     "ecdsa-sha2-nistp521",
     "ssh-rsa",
 ];
-
-/// One existing machine (the runner builds it from its config).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaticHost {
-    /// Its name in the run.
-    pub name: String,
-    /// Host name or address.
-    pub host: String,
-    /// SSH port.
-    pub port: u16,
-    /// Login user.
-    pub user: String,
-    /// Private key, if not the agent's or the default.
-    pub identity_file: Option<PathBuf>,
-    /// A known_hosts file pinning the host key. Without one, the key is
-    /// learned at the host's first use and recorded under the provider's
-    /// state directory.
-    pub known_hosts_file: Option<PathBuf>,
-    /// The test device.
-    pub test_dev: String,
-    /// The scratch pool.
-    pub scratch_devs: Vec<String>,
-    /// A work directory on the host.
-    pub work_dir: String,
-}
-
-/// What the static provider is told.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StaticSettings {
-    /// The hosts, in the order they are handed out.
-    pub hosts: Vec<StaticHost>,
-    /// Where the provider keeps its claims and the host keys it learned
-    /// (see the module documentation); made mode 0700 if missing. `None`:
-    /// `$XDG_STATE_HOME/btrfsqa/static-hosts`, else
-    /// `~/.local/state/btrfsqa/static-hosts`. Processes that must never
-    /// share a host must share this directory.
-    pub state_dir: Option<PathBuf>,
-}
 
 /// Hands out [`StaticHost`]s in order, each to at most one machine at a
 /// time, across processes too (see the module documentation).
@@ -140,10 +102,16 @@ impl StaticProvider {
     /// A provider with these settings.
     pub fn with_settings(settings: StaticSettings) -> Self {
         let claimed = Mutex::new(settings.hosts.iter().map(|_| None).collect());
+        let mut hosts = settings.hosts;
+        for host in &mut hosts {
+            if host.name.is_empty() {
+                host.name = host.host.clone();
+            }
+        }
         StaticProvider {
             id: PROVIDER,
             state_dir: settings.state_dir.unwrap_or_else(default_state_dir),
-            hosts: settings.hosts,
+            hosts,
             claimed,
         }
     }
