@@ -2,6 +2,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Counts, MachineInfo, RunId, RunStatus, TestOutcome};
 
+/// Receives the events a run, its suites and its kernel stage emit: every
+/// crate speaks it, so it lives with the events.
+pub type EventSink = std::sync::Arc<dyn Fn(Event) + Send + Sync>;
+
 /// A step of the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -45,7 +45,7 @@ pub mod section;
 mod store;
 
 pub use error::ModelError;
-pub use event::{Event, Stage};
+pub use event::{Event, EventSink, Stage};
 pub use redact::{redact_url, url_credentials};
 pub use report::{
     Artifact, ArtifactKind, Attempt, Counts, ImportOrigin, KernelInfo, MachineInfo, Provenance,

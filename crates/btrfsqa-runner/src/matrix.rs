@@ -7,9 +7,9 @@
 //! reckoned per kernel line (see [`btrfsqa_model::compare::ProfileKey`]),
 //! and the dashboard sets the kernels of a matrix side by side.
 
+use btrfsqa_model::EventSink;
 use btrfsqa_model::RunId;
 use btrfsqa_model::compare::{KERNEL_LABEL, MATRIX_LABEL};
-use btrfsqa_suites::EventSink;
 use chrono::Utc;
 
 use crate::{CancellationToken, RunError, RunOutcome, Runner, Settings};

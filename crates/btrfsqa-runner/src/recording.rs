@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use btrfsqa_model::EventSink;
 use btrfsqa_model::{Artifact, ArtifactKind, Event, SuiteReport, safe_file_name};
 use btrfsqa_remote::{CastRecorder, RecordingHost, Redactor, RemoteHost};
-use btrfsqa_suites::EventSink;
 
 /// The environment variables whose values never appear in a recording, a
 /// log or a report: the credentials a run may use.

@@ -1,14 +1,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use btrfsqa_model::EventSink;
 use btrfsqa_model::{Artifact, ArtifactKind, Event, TestOutcome, safe_file_name};
 use btrfsqa_remote::RemoteHost;
 use tokio_util::sync::CancellationToken;
 
 use crate::SuiteError;
-
-/// Receives the events a suite emits.
-pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 
 /// The data devices and directories of the machine a suite runs on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -23,9 +23,9 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use btrfsqa_model::EventSink;
 use btrfsqa_model::Verdict;
 use btrfsqa_model::compare::TestKey;
-use btrfsqa_suites::EventSink;
 
 use crate::watch::WatchSource;
 use crate::{RunError, Runner, Settings};

@@ -28,12 +28,12 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use btrfsqa_cloud::{BootKernel, CloudProvider, Machine, ProvisionError};
+use btrfsqa_model::EventSink;
 use btrfsqa_model::{
     Artifact, ArtifactKind, Event, KernelInfo, RunReport, SourceInfo, Stage, SuiteReport,
     redact_url,
 };
 use btrfsqa_remote::{ExecRequest, LocalHost, RemoteHost};
-use btrfsqa_suites::EventSink;
 
 pub use config::{BootMethod, BuildOn, GitSource, KernelBase, KernelConfig};
 use script::{BuildPaths, ConfigStart};

@@ -7,9 +7,9 @@
 use std::collections::{HashMap, HashSet};
 
 use btrfsqa_cloud::{Access, Machine};
+use btrfsqa_model::EventSink;
 use btrfsqa_model::compare::TestKey;
 use btrfsqa_model::{Event, KernelInfo, ResultsStore, RunReport, SuiteReport, TestOutcome};
-use btrfsqa_suites::EventSink;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 

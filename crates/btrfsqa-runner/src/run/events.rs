@@ -2,8 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use btrfsqa_model::EventSink;
 use btrfsqa_model::{Event, Stage};
-use btrfsqa_suites::EventSink;
 
 use crate::journal::Journal;
 

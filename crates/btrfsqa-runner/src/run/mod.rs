@@ -31,13 +31,13 @@ use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use btrfsqa_cloud::MachineSpec;
+use btrfsqa_model::EventSink;
 use btrfsqa_model::compare::TestKey;
 use btrfsqa_model::{
     Event, Provenance, ResultsStore, RunId, RunReport, RunStatus, Stage, SuiteReport, TestOutcome,
     Verdict,
 };
 use btrfsqa_publish::Published;
-use btrfsqa_suites::EventSink;
 
 use crate::RunError;
 use crate::error::error_chain;

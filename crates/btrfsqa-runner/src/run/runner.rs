@@ -9,10 +9,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use btrfsqa_cloud::CloudProvider;
+use btrfsqa_model::EventSink;
 use btrfsqa_model::compare::TestKey;
 use btrfsqa_publish::Publisher;
 use btrfsqa_remote::RemoteHost;
-use btrfsqa_suites::{EventSink, TestSuite};
+use btrfsqa_suites::TestSuite;
 
 use crate::connect::Connector;
 use crate::settings::Settings;

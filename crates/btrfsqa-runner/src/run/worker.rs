@@ -15,8 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use btrfsqa_cloud::{Machine, MachineSpec};
+use btrfsqa_model::EventSink;
 use btrfsqa_model::{Event, Provenance, RunReport, Stage, SuiteReport, TestOutcome, Verdict};
-use btrfsqa_suites::{EventSink, MachineDevices, SuiteContext, SuiteError, TestSuite};
+use btrfsqa_suites::{MachineDevices, SuiteContext, SuiteError, TestSuite};
 
 use super::controller::{Batch, BatchResult, Gone, Message};
 use super::events::{stage_done, stage_started, warning};

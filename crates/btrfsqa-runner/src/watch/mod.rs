@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use btrfsqa_suites::EventSink;
+use btrfsqa_model::EventSink;
 
 pub use config::{WatchConfig, WatchSource, WatchedRef};
 
