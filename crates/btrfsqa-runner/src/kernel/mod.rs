@@ -15,20 +15,19 @@
 //! kernel's [`SourceInfo`] in the provenance. A failure stops the run with
 //! an error naming the step (`kernel build failed: ...`); teardown follows.
 
+mod boot;
 pub mod config;
+mod console;
 pub mod fragments;
 mod script;
+mod step;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
-
-use btrfsqa_cloud::{BootKernel, CloudProvider, Machine, ProvisionError};
-use btrfsqa_model::EventSink;
+use btrfsqa_cloud::Machine;
 use btrfsqa_model::{
     Artifact, ArtifactKind, Event, KernelInfo, RunReport, SourceInfo, Stage, SuiteReport,
     redact_url,
@@ -38,8 +37,13 @@ use btrfsqa_remote::{ExecRequest, LocalHost, RemoteHost};
 pub use config::{BootMethod, BuildOn, GitSource, KernelBase, KernelConfig};
 use script::{BuildPaths, ConfigStart};
 
-use crate::connect::Connector;
-use crate::settings::Settings;
+use boot::install_and_boot;
+use console::console_artifact;
+use step::{STEP_TIMEOUT, exec, exec_request, last_lines, write_file};
+pub(crate) use step::{StageEnv, StageError};
+pub use store::StoredKernel;
+pub(crate) use store::build_key;
+use store::{read_stored, url_digest};
 
 /// The suite id under which the stage reports.
 pub const SUITE_ID: &str = "kernel";
@@ -47,73 +51,6 @@ pub const SUITE_ID: &str = "kernel";
 pub const STORE_DIR: &str = ".kernels";
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(3600);
-const STEP_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// What the stage needs from the runner.
-pub(crate) struct StageEnv<'a> {
-    pub settings: &'a Settings,
-    pub provider: &'a Arc<dyn CloudProvider>,
-    pub connector: &'a Arc<dyn Connector>,
-    pub run_dir: &'a Path,
-    pub sink: &'a EventSink,
-    pub stop: &'a CancellationToken,
-    /// Replaces the builder (tests); `None` picks by `kernel.build-on`.
-    pub builder: Option<Arc<dyn RemoteHost>>,
-}
-
-/// A kernel kept in the results store (`RESULTS/.kernels/<key>/meta.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct StoredKernel {
-    /// sha256 of commit, architecture and final `.config`.
-    pub key: String,
-    /// The source URL.
-    pub url: String,
-    /// The ref asked for.
-    pub git_ref: String,
-    /// The commit built.
-    pub commit: String,
-    /// The architecture (`uname -m` of the builder).
-    pub arch: String,
-    /// `make kernelrelease`.
-    pub release: String,
-    /// When it was built.
-    pub built_at: chrono::DateTime<chrono::Utc>,
-    /// How long the build took, in seconds.
-    pub build_secs: u64,
-    /// Whether ccache was used.
-    pub ccache: bool,
-}
-
-/// A failed step; the message starts with what failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StageError(pub String);
-
-impl StageError {
-    fn new(what: &str, detail: impl std::fmt::Display) -> Self {
-        StageError(format!("{what}: {detail}"))
-    }
-}
-
-/// The key a build is stored under.
-pub(crate) fn build_key(commit: &str, arch: &str, config: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(commit.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(arch.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(config.as_bytes());
-    hex(&hasher.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn url_digest(url: &str) -> String {
-    hex(&Sha256::digest(url.as_bytes()))[..16].to_owned()
-}
-
 /// Runs the stage when `[kernel]` names a source; returns the host to use
 /// from now on (a new connection when the machine rebooted), or the run's
 /// error. Records its outcome in `report` either way.
@@ -650,246 +587,6 @@ async fn build(
     Ok(stored)
 }
 
-/// A complete store entry.
-fn read_stored(store: &Path) -> Option<StoredKernel> {
-    let meta: StoredKernel =
-        serde_json::from_slice(&std::fs::read(store.join("meta.json")).ok()?).ok()?;
-    ["bzImage", "modules.tar.gz"]
-        .iter()
-        .all(|f| store.join(f).is_file())
-        .then_some(meta)
-}
-
-async fn install_and_boot(
-    env: &StageEnv<'_>,
-    config: &KernelConfig,
-    machine: &Machine,
-    host: Arc<dyn RemoteHost>,
-    store: &Path,
-    stored: &StoredKernel,
-) -> Result<Arc<dyn RemoteHost>, StageError> {
-    let release = &stored.release;
-    let fail = |what: &str, detail: String| StageError::new(what, detail);
-    let install = "kernel install failed";
-    let boot_timeout = Duration::from_secs(config.boot_timeout_secs.unwrap_or(600));
-    let tarball = format!("/tmp/btrfsqa-modules-{release}.tar.gz");
-    host.upload(&store.join("modules.tar.gz"), &tarball)
-        .await
-        .map_err(|e| fail(install, crate::error::error_chain(&e)))?;
-    exec(
-        host.as_ref(),
-        script::install_modules(&tarball, release),
-        STEP_TIMEOUT,
-    )
-    .await
-    .map_err(|e| fail(install, e))?;
-
-    let mut method = config.boot;
-    if matches!(method, BootMethod::Auto | BootMethod::Provider) {
-        let kernel = BootKernel {
-            image: store.join("bzImage"),
-            initrd: None,
-            extra_args: config.extra_args.clone(),
-            release: release.clone(),
-        };
-        // What the console held before: a panic of the new kernel shows
-        // after this point.
-        let console_offset = console_path(machine)
-            .and_then(|p| std::fs::metadata(p).ok())
-            .map_or(0, |m| m.len());
-        match env.provider.boot_kernel(machine, &kernel).await {
-            Ok(()) => {
-                drop(host);
-                return reconnect(env, machine, release, boot_timeout, console_offset).await;
-            }
-            Err(ProvisionError::Unsupported { .. }) if method == BootMethod::Auto => {
-                let has_kexec = exec(host.as_ref(), "command -v kexec".to_owned(), STEP_TIMEOUT)
-                    .await
-                    .is_ok();
-                method = if has_kexec {
-                    BootMethod::Kexec
-                } else {
-                    BootMethod::Bootloader
-                };
-            }
-            Err(e) => {
-                return Err(fail(
-                    &format!("kernel `{release}` did not boot"),
-                    crate::error::error_chain(&e),
-                ));
-            }
-        }
-    }
-
-    let uploaded = format!("/tmp/btrfsqa-vmlinuz-{release}");
-    host.upload(&store.join("bzImage"), &uploaded)
-        .await
-        .map_err(|e| fail(install, crate::error::error_chain(&e)))?;
-    let out = exec(
-        host.as_ref(),
-        script::install_image(&uploaded, release),
-        STEP_TIMEOUT,
-    )
-    .await
-    .map_err(|e| fail(install, e))?;
-    let initrd = out
-        .lines()
-        .find_map(|l| l.strip_prefix("initrd="))
-        .map(str::to_owned);
-    match method {
-        BootMethod::Kexec => {
-            let old = boot_id(host.as_ref()).await;
-            exec(
-                host.as_ref(),
-                script::kexec(release, initrd.as_deref()),
-                STEP_TIMEOUT,
-            )
-            .await
-            .map_err(|e| fail("kernel install failed (kexec)", e))?;
-            drop(host);
-            wait_new_boot(env, machine, release, old, boot_timeout).await
-        }
-        _ => {
-            exec(host.as_ref(), script::bootloader(release), STEP_TIMEOUT)
-                .await
-                .map_err(|e| fail("kernel install failed (bootloader)", e))?;
-            host.reboot_and_wait(boot_timeout).await.map_err(|e| {
-                fail(
-                    &format!("kernel `{release}` did not boot"),
-                    crate::error::error_chain(&e),
-                )
-            })?;
-            Ok(host)
-        }
-    }
-}
-
-/// Connects to the machine again after the provider booted it. A kernel
-/// panic on the console (after `console_offset`) ends the wait at once: the
-/// VM is gone and SSH would only time out.
-async fn reconnect(
-    env: &StageEnv<'_>,
-    machine: &Machine,
-    release: &str,
-    timeout: Duration,
-    console_offset: u64,
-) -> Result<Arc<dyn RemoteHost>, StageError> {
-    let panicked = async {
-        loop {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            if let Some(line) = console_panic(machine, console_offset) {
-                return line;
-            }
-        }
-    };
-    let connected = tokio::select! {
-        connected = tokio::time::timeout(timeout, env.connector.connect(machine)) => connected,
-        line = panicked => {
-            return Err(StageError::new(
-                &format!("kernel `{release}` did not boot"),
-                format!("{line}{}", console_hint(machine)),
-            ));
-        }
-    };
-    match connected {
-        Ok(Ok(host)) => Ok(host),
-        Ok(Err(e)) => Err(StageError::new(
-            &format!("kernel `{release}` did not boot"),
-            format!("{}{}", crate::error::error_chain(&e), console_hint(machine)),
-        )),
-        Err(_) => Err(StageError::new(
-            &format!("kernel `{release}` did not boot"),
-            format!(
-                "no SSH within {} s{}",
-                timeout.as_secs(),
-                console_hint(machine)
-            ),
-        )),
-    }
-}
-
-/// Waits until the machine answers with a boot id other than `old`.
-async fn wait_new_boot(
-    env: &StageEnv<'_>,
-    machine: &Machine,
-    release: &str,
-    old: Option<String>,
-    timeout: Duration,
-) -> Result<Arc<dyn RemoteHost>, StageError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(StageError::new(
-                &format!("kernel `{release}` did not boot"),
-                format!(
-                    "the machine did not come back within {} s",
-                    timeout.as_secs()
-                ),
-            ));
-        }
-        if let Ok(Ok(host)) = tokio::time::timeout(left, env.connector.connect(machine)).await {
-            let now = boot_id(host.as_ref()).await;
-            if now.is_some() && now != old {
-                return Ok(host);
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-async fn boot_id(host: &dyn RemoteHost) -> Option<String> {
-    exec(
-        host,
-        "cat /proc/sys/kernel/random/boot_id".to_owned(),
-        Duration::from_secs(30),
-    )
-    .await
-    .ok()
-    .map(|id| id.trim().to_owned())
-}
-
-/// Runs `script`; its stdout, or a one-line reason.
-async fn exec(host: &dyn RemoteHost, script: String, timeout: Duration) -> Result<String, String> {
-    exec_request(host, ExecRequest::new(script).timeout(timeout)).await
-}
-
-/// [`exec`] of a request of one's own (one with an environment).
-async fn exec_request(host: &dyn RemoteHost, request: ExecRequest) -> Result<String, String> {
-    let timeout = request.timeout;
-    match host.exec(request, None).await {
-        Ok(out) if out.success() => Ok(out.stdout_text()),
-        Ok(out) if out.timed_out => Err(format!(
-            "no result within {} s",
-            timeout.unwrap_or_default().as_secs()
-        )),
-        Ok(out) => Err(format!(
-            "exit status {}: {}",
-            out.code.map_or("none".to_owned(), |c| c.to_string()),
-            last_lines(&format!("{}\n{}", out.stdout_text(), out.stderr_text()), 4)
-        )),
-        Err(e) => Err(crate::error::error_chain(&e)),
-    }
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
-}
-
-fn write_file(path: &Path, text: &str) -> Result<(), StageError> {
-    std::fs::write(path, text).map_err(|e| {
-        StageError::new(
-            "kernel stage failed",
-            format!("cannot write `{}`: {e}", path.display()),
-        )
-    })
-}
-
 fn sanitize(name: &str) -> String {
     let base = Path::new(name)
         .file_name()
@@ -905,56 +602,6 @@ fn sanitize(name: &str) -> String {
             }
         })
         .collect()
-}
-
-/// The console file the provider keeps, when it lies in the run directory.
-fn console_path(machine: &Machine) -> Option<PathBuf> {
-    machine
-        .state
-        .get("console")
-        .and_then(|v| v.as_str())
-        .map(PathBuf::from)
-}
-
-fn console_artifact(machine: &Machine, run_dir: &Path) -> Option<Artifact> {
-    let console = console_path(machine)?;
-    let relative = console.strip_prefix(run_dir).ok()?;
-    console
-        .is_file()
-        .then(|| Artifact::new(ArtifactKind::Console, relative.display().to_string()))
-}
-
-/// The first kernel panic line on the console after `offset`, if any.
-fn console_panic(machine: &Machine, offset: u64) -> Option<String> {
-    let text = std::fs::read(console_path(machine)?).ok()?;
-    let tail = String::from_utf8_lossy(text.get(offset as usize..)?).into_owned();
-    first_panic(&tail)
-}
-
-/// The first line that says the kernel panicked.
-pub(crate) fn first_panic(console: &str) -> Option<String> {
-    console
-        .lines()
-        .find(|l| l.contains("Kernel panic - not syncing"))
-        .map(|l| {
-            // Drop the timestamp: `[    2.5] Kernel panic - ...`.
-            l.find("Kernel panic")
-                .map_or(l, |i| &l[i..])
-                .trim()
-                .to_owned()
-        })
-}
-
-fn console_hint(machine: &Machine) -> String {
-    match console_path(machine) {
-        Some(console) => {
-            let tail = std::fs::read_to_string(&console)
-                .map(|t| last_lines(&t, 3))
-                .unwrap_or_default();
-            format!(" (console `{}`: {tail})", console.display())
-        }
-        None => String::new(),
-    }
 }
 
 #[cfg(test)]

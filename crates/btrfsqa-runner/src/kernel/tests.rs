@@ -3,9 +3,16 @@
 use std::sync::Mutex;
 
 use super::*;
+use btrfsqa_cloud::{CloudProvider, ProvisionError};
+use btrfsqa_model::EventSink;
+use tokio_util::sync::CancellationToken;
+
+use super::console::first_panic;
 use crate::config::ConfigSource;
+use crate::connect::Connector;
 use crate::connect::MockConnector;
 use crate::settings::RunOverrides;
+use crate::settings::Settings;
 use btrfsqa_cloud::{Access, MockCloudProvider};
 use btrfsqa_model::{Provenance, RunId};
 use btrfsqa_remote::{ExecOutput, MockRemoteHost};
