@@ -31,6 +31,7 @@ mod local;
 mod machine;
 pub mod qemu;
 mod static_hosts;
+mod tool;
 
 #[cfg(feature = "aws")]
 pub use aws::{

@@ -38,6 +38,7 @@ use btrfsqa_model::RunId;
 use crate::CloudProvider;
 use crate::error::{CommandError, ProvisionError, TeardownError};
 use crate::machine::{Access, BootKernel, Machine, MachineSpec, ReapAction, ReapItem, SshEndpoint};
+use crate::tool::{find_tool, run_tool};
 pub use error::ImageError;
 pub use image::{ImageBuild, ImageInfo, ImagePaths, ImageSettings, build_image};
 pub use launch::Accelerator;
@@ -1209,47 +1210,6 @@ fn keep_boot_files(dir: &Path, kernel: &BootKernel) -> std::io::Result<(PathBuf,
         Ok((boot.join("vmlinuz"), None))
     } else {
         Ok((boot.join("vmlinuz"), Some(initrd)))
-    }
-}
-
-/// Finds a tool on PATH or in the sbin directories (or takes a path as is).
-pub(crate) fn find_tool(name: &str) -> Option<PathBuf> {
-    if name.contains('/') {
-        let path = PathBuf::from(name);
-        return path.is_file().then_some(path);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-fn run_tool(tool: &str, args: &[&str]) -> Result<String, CommandError> {
-    let line = format!("{tool} {}", args.join(" "));
-    let program = find_tool(tool).ok_or_else(|| CommandError {
-        command: line.clone(),
-        status: None,
-        stderr: format!("`{tool}` is not installed"),
-    })?;
-    let output = Command::new(program)
-        .args(args)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| CommandError {
-            command: line.clone(),
-            status: None,
-            stderr: e.to_string(),
-        })?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(CommandError {
-            command: line,
-            status: output.status.code(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        })
     }
 }
 
