@@ -43,7 +43,7 @@ mod run_id;
 mod schema;
 mod store;
 
-pub use error::ModelError;
+pub use error::{ModelError, error_chain};
 pub use event::{Event, Stage};
 pub use redact::{redact_url, url_credentials};
 pub use report::{

@@ -738,13 +738,4 @@ pub(crate) fn have_ssh_keygen() -> bool {
 }
 
 /// An error and all its sources, one line.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use btrfsqa_model::error_chain as chain;
