@@ -35,6 +35,7 @@ pub mod bisect;
 pub mod compare;
 mod error;
 mod event;
+pub mod fs;
 #[doc(hidden)]
 pub mod layers;
 mod redact;
