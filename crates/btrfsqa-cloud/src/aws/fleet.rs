@@ -609,14 +609,11 @@ impl AwsProvider {
 
 #[cfg(test)]
 mod tests {
+    use super::super::AwsMachineState;
     use std::collections::BTreeSet;
 
-    use super::super::AwsMachineState;
-    use super::super::api::MockEc2Api;
     use super::super::tags::{MACHINE, RUN as RUN_TAG};
-    use super::super::test_support::{
-        RUN, World, chain, ec2_error, have_ssh_keygen, provider, settings, spec,
-    };
+    use super::super::test_support::{RUN, Setup, chain, ec2_error, spec};
     use super::*;
     use crate::{Access, CloudProvider};
 
@@ -650,15 +647,11 @@ mod tests {
 
     #[tokio::test]
     async fn three_machines_come_from_one_spot_fleet() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_run_instance().never();
-        super::super::test_support::wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        };
+        setup.mock.expect_run_instance().never();
+        let (keys, world, provider) = setup.wire();
 
         let machines: Vec<Machine> = provider
             .provision_many(&specs(3))
@@ -776,17 +769,12 @@ mod tests {
 
     #[tokio::test]
     async fn what_spot_cannot_give_comes_on_demand() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        world.lock().unwrap().fleet_capacity.insert("spot", 1);
-        let mut mock = MockEc2Api::new();
-        super::super::test_support::wire(&world, &mut mock);
-        let mut settings = settings(keys.path());
-        settings.allow_on_demand = true;
-        let provider = provider(settings, mock);
+        };
+        setup.world.lock().unwrap().fleet_capacity.insert("spot", 1);
+        setup.settings.allow_on_demand = true;
+        let (keys, world, provider) = setup.wire();
 
         let machines: Vec<Machine> = provider
             .provision_many(&specs(3))
@@ -818,15 +806,11 @@ mod tests {
 
     #[tokio::test]
     async fn without_on_demand_the_machines_spot_cannot_give_are_errors() {
-        if !have_ssh_keygen() {
+        let Some(setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        world.lock().unwrap().fleet_capacity.insert("spot", 1);
-        let mut mock = MockEc2Api::new();
-        super::super::test_support::wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        };
+        setup.world.lock().unwrap().fleet_capacity.insert("spot", 1);
+        let (keys, world, provider) = setup.wire();
 
         let mut results = provider.provision_many(&specs(3)).await;
 
@@ -869,21 +853,16 @@ mod tests {
 
     #[tokio::test]
     async fn no_capacity_anywhere_is_every_machines_error_and_leaves_nothing() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
+        };
         {
-            let mut w = world.lock().unwrap();
+            let mut w = setup.world.lock().unwrap();
             w.fleet_capacity.insert("spot", 0);
             w.fleet_capacity.insert("on-demand", 0);
         }
-        let mut mock = MockEc2Api::new();
-        super::super::test_support::wire(&world, &mut mock);
-        let mut settings = settings(keys.path());
-        settings.allow_on_demand = true;
-        let provider = provider(settings, mock);
+        setup.settings.allow_on_demand = true;
+        let (keys, world, provider) = setup.wire();
 
         let results = provider.provision_many(&specs(3)).await;
 
@@ -931,17 +910,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_machine_that_fails_after_launch_is_terminated_and_the_others_go_on() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_create_tags()
+        };
+        setup
+            .mock
+            .expect_create_tags()
             .withf(|_, tags| tags.iter().any(|(k, v)| k == MACHINE && v == "aws-1"))
             .returning(|_, _| Err(ec2_error("CreateTags", "UnauthorizedOperation")));
-        super::super::test_support::wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (keys, world, provider) = setup.wire();
 
         let mut results = provider.provision_many(&specs(3)).await;
 
@@ -978,16 +955,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_fleet_that_cannot_be_deleted_keeps_what_names_it() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_delete_fleet()
+        };
+        setup
+            .mock
+            .expect_delete_fleet()
             .returning(|_| Err(ec2_error("DeleteFleets", "UnauthorizedOperation")));
-        super::super::test_support::wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
         let machines: Vec<Machine> = provider
             .provision_many(&specs(1))
             .await
@@ -1023,16 +998,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_fleet_request_is_every_machines_error() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_create_fleet()
+        };
+        setup
+            .mock
+            .expect_create_fleet()
             .returning(|_| Err(ec2_error("CreateFleet", "UnauthorizedOperation")));
-        super::super::test_support::wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (keys, world, provider) = setup.wire();
 
         let results = provider.provision_many(&specs(2)).await;
 
@@ -1050,14 +1023,10 @@ mod tests {
 
     #[tokio::test]
     async fn machines_that_need_different_volumes_are_made_one_by_one() {
-        if !have_ssh_keygen() {
+        let Some(setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        super::super::test_support::wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        };
+        let (_keys, world, provider) = setup.wire();
         let mut specs = specs(2);
         specs[1].data_devices = 3;
 
@@ -1080,15 +1049,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_instance_seen_running_before_its_volumes_is_looked_at_again() {
-        if !have_ssh_keygen() {
+        let Some(setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        world.lock().unwrap().volumes_listed_late = true;
-        let mut mock = MockEc2Api::new();
-        super::super::test_support::wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        };
+        setup.world.lock().unwrap().volumes_listed_late = true;
+        let (_keys, world, provider) = setup.wire();
 
         let machines: Vec<Machine> = provider
             .provision_many(&specs(2))

@@ -674,7 +674,7 @@ mod tests {
     use super::super::api::MockEc2Api;
     use super::super::tags::{EXPIRES, OWNER, RUN as RUN_TAG};
     use super::super::test_support::{
-        RUN, World, chain, ec2_error, have_ssh_keygen, provider, settings, spec, wire,
+        RUN, Setup, World, chain, ec2_error, provider, settings, spec, wire,
     };
     use super::*;
     use crate::CloudProvider;
@@ -689,14 +689,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_spot_machine_with_six_volumes_locked_down() {
-        if !have_ssh_keygen() {
+        let Some(setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        };
+        let (keys, world, provider) = setup.wire();
 
         let machine = provider.provision(&spec()).await.unwrap();
 
@@ -788,16 +784,12 @@ mod tests {
 
     #[tokio::test]
     async fn host_keys_from_the_console_are_pinned() {
-        if !have_ssh_keygen() {
+        let Some(setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
+        };
         let console = include_str!("../../fixtures/aws/console-cloud-init.txt");
-        world.lock().unwrap().console = Some(console.to_owned());
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        setup.world.lock().unwrap().console = Some(console.to_owned());
+        let (_keys, _world, provider) = setup.wire();
 
         let machine = provider.provision(&spec()).await.unwrap();
 
@@ -815,18 +807,13 @@ mod tests {
 
     #[tokio::test]
     async fn no_host_key_in_time_is_a_provisioning_error_that_leaves_nothing() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
+        };
         // What the EC2 emulator prints: a kernel log and no cloud-init.
-        world.lock().unwrap().console = Some("Linux version 2.6.16-xenU\n".to_owned());
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let mut settings = settings(keys.path());
-        settings.host_key_wait = Duration::from_millis(50);
-        let provider = provider(settings, mock);
+        setup.world.lock().unwrap().console = Some("Linux version 2.6.16-xenU\n".to_owned());
+        setup.settings.host_key_wait = Duration::from_millis(50);
+        let (keys, world, provider) = setup.wire();
 
         let error = provider.provision(&spec()).await.unwrap_err();
 
@@ -851,11 +838,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_host_key_the_instance_reports_in_its_tags_is_pinned() {
-        if !have_ssh_keygen() {
+        let Some(setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
+        };
         let key = {
             let console = include_str!("../../fixtures/aws/console-cloud-init.txt");
             let ConsoleHostKeys::Keys(keys) = host_keys(console) else {
@@ -866,7 +851,7 @@ mod tests {
                 .unwrap()
         };
         {
-            let mut w = world.lock().unwrap();
+            let mut w = setup.world.lock().unwrap();
             w.console = None;
             w.instance_tags = vec![
                 (
@@ -880,9 +865,7 @@ mod tests {
                 ),
             ];
         }
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, _world, provider) = setup.wire();
 
         let machine = provider.provision(&spec()).await.unwrap();
 
@@ -896,23 +879,25 @@ mod tests {
 
     #[tokio::test]
     async fn throttling_is_retried_with_backoff() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_describe_images()
+        };
+        setup
+            .mock
+            .expect_describe_images()
             .times(1)
             .returning(|_, _, _| Err(ec2_error("DescribeImages", "RequestLimitExceeded")));
-        mock.expect_import_key_pair()
+        setup
+            .mock
+            .expect_import_key_pair()
             .times(2)
             .returning(|_, _, _| Err(ec2_error("ImportKeyPair", "Throttling")));
-        mock.expect_run_instance()
+        setup
+            .mock
+            .expect_run_instance()
             .times(1)
             .returning(|_| Err(ec2_error("RunInstances", "InternalError")));
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
 
         let machine = provider.provision(&spec()).await.unwrap();
 
@@ -923,16 +908,14 @@ mod tests {
 
     #[tokio::test]
     async fn throttling_that_does_not_pass_fails_cleanly() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_create_security_group()
+        };
+        setup
+            .mock
+            .expect_create_security_group()
             .returning(|_, _, _, _| Err(ec2_error("CreateSecurityGroup", "RequestLimitExceeded")));
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
 
         let error = provider.provision(&spec()).await.unwrap_err();
 
@@ -942,17 +925,15 @@ mod tests {
 
     #[tokio::test]
     async fn no_capacity_moves_on_to_the_next_type() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_run_instance()
+        };
+        setup
+            .mock
+            .expect_run_instance()
             .withf(|request| request.instance_type == "m6i.large")
             .returning(|_| Err(ec2_error("RunInstances", "InsufficientInstanceCapacity")));
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, _world, provider) = setup.wire();
 
         let machine = provider.provision(&spec()).await.unwrap();
 
@@ -964,21 +945,18 @@ mod tests {
 
     #[tokio::test]
     async fn no_spot_capacity_falls_back_to_on_demand_when_allowed() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_run_instance()
+        };
+        setup
+            .mock
+            .expect_run_instance()
             .withf(|request| matches!(request.market, Market::Spot { .. }))
             .times(2)
             .returning(|_| Err(ec2_error("RunInstances", "SpotMaxPriceTooLow")));
-        wire(&world, &mut mock);
-        let mut settings = settings(keys.path());
-        settings.allow_on_demand = true;
-        settings.max_price = Some("0.01".to_owned());
-        let provider = provider(settings, mock);
+        setup.settings.allow_on_demand = true;
+        setup.settings.max_price = Some("0.01".to_owned());
+        let (_keys, _world, provider) = setup.wire();
 
         let machine = provider.provision(&spec()).await.unwrap();
 
@@ -997,16 +975,14 @@ mod tests {
 
     #[tokio::test]
     async fn no_capacity_anywhere_leaves_nothing() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_run_instance()
+        };
+        setup
+            .mock
+            .expect_run_instance()
             .returning(|_| Err(ec2_error("RunInstances", "InsufficientInstanceCapacity")));
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (keys, world, provider) = setup.wire();
 
         let error = provider.provision(&spec()).await.unwrap_err();
 
@@ -1036,20 +1012,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_halfway_removes_what_was_made() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_authorize_ssh().returning(|_, _| {
+        };
+        setup.mock.expect_authorize_ssh().returning(|_, _| {
             Err(ec2_error(
                 "AuthorizeSecurityGroupIngress",
                 "UnauthorizedOperation",
             ))
         });
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
 
         let error = provider.provision(&spec()).await.unwrap_err();
 
@@ -1074,16 +1046,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_after_launch_terminates_the_instance() {
-        if !have_ssh_keygen() {
+        let Some(setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        world.lock().unwrap().console =
+        };
+        setup.world.lock().unwrap().console =
             Some(include_str!("../../fixtures/aws/console-conflicting-keys.txt").to_owned());
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
 
         let error = provider.provision(&spec()).await.unwrap_err();
 
@@ -1103,16 +1071,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_permission_names_the_ec2_action() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_run_instance()
+        };
+        setup
+            .mock
+            .expect_run_instance()
             .returning(|_| Err(ec2_error("RunInstances", "UnauthorizedOperation")));
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
 
         let error = provider.provision(&spec()).await.unwrap_err();
 
@@ -1127,18 +1093,18 @@ mod tests {
 
     #[tokio::test]
     async fn what_cleanup_cannot_remove_is_named() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_run_instance()
+        };
+        setup
+            .mock
+            .expect_run_instance()
             .returning(|_| Err(ec2_error("RunInstances", "InsufficientInstanceCapacity")));
-        mock.expect_delete_security_group()
+        setup
+            .mock
+            .expect_delete_security_group()
             .returning(|_| Err(ec2_error("DeleteSecurityGroup", "UnauthorizedOperation")));
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
 
         let error = provider.provision(&spec()).await.unwrap_err();
 
@@ -1157,15 +1123,11 @@ mod tests {
 
     #[tokio::test]
     async fn ssh_is_never_opened_to_the_world_by_default() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let mut settings = settings(keys.path());
-        settings.ssh_cidr = None;
+        let mut setup = Setup::new();
+        setup.settings.ssh_cidr = None;
         // Nothing answers there: the address cannot be detected.
-        settings.address_check_url = "http://127.0.0.1:1/".to_owned();
-        let provider = provider(settings, mock);
+        setup.settings.address_check_url = "http://127.0.0.1:1/".to_owned();
+        let (_keys, world, provider) = setup.wire();
 
         let error = provider.provision(&spec()).await.unwrap_err();
 
@@ -1177,16 +1139,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_named_key_pair_is_used_and_kept() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_import_key_pair().never();
-        wire(&world, &mut mock);
-        let mut settings = settings(keys.path());
-        settings.key_name = Some("my-key".to_owned());
-        settings.identity_file = Some("/home/me/.ssh/id_ed25519".into());
-        settings.subnet_id = Some("subnet-1".to_owned());
-        let provider = provider(settings, mock);
+        let mut setup = Setup::new();
+        setup.mock.expect_import_key_pair().never();
+        setup.settings.key_name = Some("my-key".to_owned());
+        setup.settings.identity_file = Some("/home/me/.ssh/id_ed25519".into());
+        setup.settings.subnet_id = Some("subnet-1".to_owned());
+        let (_keys, world, provider) = setup.wire();
 
         let machine = provider.provision(&spec()).await.unwrap();
 
