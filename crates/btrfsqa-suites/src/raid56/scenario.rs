@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use btrfsqa_remote::{ExecOutput, ExecRequest, RemoteError, shell_quote};
+use btrfsqa_remote::{ExecRequest, RemoteError, shell_quote};
 
 use crate::SuiteContext;
 use crate::script::tail_lines;
 
 use super::parse::ScrubCounters;
-use super::session::{Phase, Session, Stop};
+use super::session::{Phase, Session, Stop, sha_of};
 use super::{DAMAGE, Damage, LEAVES, Raid56Scrub, STRIPE, Scenario, parse};
 
 impl Raid56Scrub {
@@ -367,15 +367,6 @@ pub(super) fn describe(targets: &[Target]) -> String {
         .map(|t| format!("{} on `{}`", t.what, t.device))
         .collect::<Vec<_>>()
         .join(" and ")
-}
-
-/// The digest from `... | sha256sum`.
-pub(super) fn sha_of(out: &ExecOutput) -> Result<String, String> {
-    parse::parse_sha256sum(&out.stdout_text())
-        .map_err(|e| e.to_string())?
-        .into_values()
-        .next()
-        .ok_or_else(|| "no checksum".to_owned())
 }
 
 /// Chooses fs-tree leaves below the root that live on one device; the

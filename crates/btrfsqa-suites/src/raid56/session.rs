@@ -11,7 +11,6 @@ use crate::SuiteContext;
 use crate::script::{Finished, exec_or_cancel, tail_lines};
 
 use super::parse::{ScrubCounters, ScrubState};
-use super::scenario::sha_of;
 use super::{DAMAGE, LOG_TAIL, parse};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,4 +256,13 @@ pub(super) fn command_failed(command: &str, out: &ExecOutput) -> String {
     } else {
         format!("`{}` {status}:\n{tail}", short(command))
     }
+}
+
+/// The digest from `... | sha256sum`.
+pub(super) fn sha_of(out: &ExecOutput) -> Result<String, String> {
+    parse::parse_sha256sum(&out.stdout_text())
+        .map_err(|e| e.to_string())?
+        .into_values()
+        .next()
+        .ok_or_else(|| "no checksum".to_owned())
 }
