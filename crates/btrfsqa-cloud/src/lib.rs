@@ -33,6 +33,7 @@ mod machine;
 mod plugin;
 pub mod qemu;
 mod static_hosts;
+mod tool;
 
 #[cfg(feature = "aws")]
 pub use aws::{

@@ -43,3 +43,44 @@ pub enum ModelError {
         supported: u32,
     },
 }
+
+/// An error with the full chain of its causes, `a: b: c`; a cause whose
+/// text the message already holds is not repeated.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_names_each_cause_once() {
+        let inner = std::io::Error::other("disk full");
+        let err = ModelError::Io {
+            action: "write",
+            path: PathBuf::from("/r/report.json"),
+            source: inner,
+        };
+        assert_eq!(
+            error_chain(&err),
+            "results store: cannot write `/r/report.json`: disk full"
+        );
+        // A message that already quotes its cause does not repeat it.
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer: disk full")]
+        struct Quoting(#[source] std::io::Error);
+        let err = Quoting(std::io::Error::other("disk full"));
+        assert_eq!(error_chain(&err), "outer: disk full");
+    }
+}

@@ -35,6 +35,7 @@ pub mod bisect;
 pub mod compare;
 mod error;
 mod event;
+pub mod fs;
 #[doc(hidden)]
 pub mod layers;
 mod redact;
@@ -44,7 +45,7 @@ mod schema;
 pub mod section;
 mod store;
 
-pub use error::ModelError;
+pub use error::{ModelError, error_chain};
 pub use event::{Event, EventSink, Stage};
 pub use redact::{redact_url, url_credentials};
 pub use report::{

@@ -1,5 +1,4 @@
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::{ModelError, RunId, RunReport, SCHEMA_VERSION};
@@ -140,37 +139,13 @@ pub(crate) fn read_report_file(path: &Path) -> Result<RunReport, ModelError> {
     })
 }
 
-/// Writes `bytes` to `path` so that readers see the old or the new content,
-/// never a mix, and the new content survives a crash once this returns.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let io = |action, source| ModelError::Io {
-        action,
+/// [`crate::fs::write_atomic`], its failure as the store's error.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    crate::fs::write_atomic(path, bytes).map_err(|source| ModelError::Io {
+        action: "write",
         path: path.to_owned(),
         source,
-    };
-    // A name of its own per write: two writers (threads, or a resumed run
-    // and a `btrfsqa publish`) never share, truncate or rename each other's.
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("json.tmp-{}-{n}", std::process::id()));
-    let written = (|| {
-        let mut file = fs::File::create(&tmp).map_err(|e| io("create", e))?;
-        file.write_all(bytes).map_err(|e| io("write", e))?;
-        file.sync_all().map_err(|e| io("sync", e))?;
-        fs::rename(&tmp, path).map_err(|e| io("rename into", e))
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written?;
-    if let Some(dir) = path.parent()
-        && let Ok(dir) = fs::File::open(dir)
-    {
-        // Syncing the directory makes the rename itself durable; a failure
-        // here only weakens durability, so it is not an error.
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    })
 }
 
 /// Turns any text (a test name, a host name) into one safe path component:

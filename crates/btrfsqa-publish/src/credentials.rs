@@ -18,6 +18,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use btrfsqa_model::fs::AtomicWrite;
+
 use crate::PublishError;
 
 /// The environment variables a token is read from, in order.
@@ -119,16 +121,14 @@ impl GitCredentials {
 
 /// Writes the askpass script (mode 0700) into `cache_dir`; it holds no secret.
 fn write_askpass(cache_dir: &Path) -> Result<PathBuf, PublishError> {
-    use std::os::unix::fs::PermissionsExt;
     fs::create_dir_all(cache_dir).map_err(PublishError::io("create directory", cache_dir))?;
     let path = cache_dir.join("git-askpass.sh");
     let current = fs::read_to_string(&path).ok();
     if current.as_deref() != Some(ASKPASS_SCRIPT) {
-        let tmp = cache_dir.join(format!("git-askpass.sh.{}", std::process::id()));
-        fs::write(&tmp, ASKPASS_SCRIPT).map_err(PublishError::io("write", &tmp))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700))
-            .map_err(PublishError::io("set permissions of", &tmp))?;
-        fs::rename(&tmp, &path).map_err(PublishError::io("rename into", &path))?;
+        AtomicWrite::new()
+            .mode(0o700)
+            .write(&path, ASKPASS_SCRIPT.as_bytes())
+            .map_err(PublishError::io("write", &path))?;
     }
     Ok(path)
 }

@@ -10,7 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
@@ -68,16 +68,6 @@ fn holder(file: &mut File) -> Option<u32> {
     text.trim().parse().ok()
 }
 
-/// `path` with a suffix unique to this write, in this process or any other
-/// (pid and a counter), then `suffix`: for temporary files renamed into place.
-pub(crate) fn unique_temp_path(path: &Path, suffix: &str) -> PathBuf {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".{}-{count}{suffix}", std::process::id()));
-    PathBuf::from(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,18 +95,5 @@ mod tests {
         rx.recv_timeout(Duration::from_secs(10))
             .expect("the second gets the lock once the first lets go");
         waiter.join().unwrap();
-    }
-
-    #[test]
-    fn temporary_names_differ() {
-        let a = unique_temp_path(Path::new("/x/index.html"), ".tmp");
-        let b = unique_temp_path(Path::new("/x/index.html"), ".tmp");
-        assert_ne!(a, b);
-        let name = a.file_name().unwrap().to_str().unwrap();
-        assert!(
-            name.starts_with(&format!("index.html.{}-", std::process::id()))
-                && name.ends_with(".tmp"),
-            "{name}"
-        );
     }
 }

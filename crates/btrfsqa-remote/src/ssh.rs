@@ -31,24 +31,28 @@
 //! whose controller exited or died, or whose connection broke does not run
 //! on, on a machine that may outlive the run (a static host).
 
+mod commands;
+mod master;
+
 use std::fmt;
-use std::num::NonZeroUsize;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use openssh::{ControlPersist, KnownHosts, OwningCommand, Session, SessionBuilder, Stdio};
+use openssh::{Session, Stdio};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Mutex, Semaphore, watch};
 
-use crate::error::{CommandFailed, HostKeyChanged, InvalidRequest, NoPinnedHostKey, NotReachable};
+use crate::error::{CommandFailed, InvalidRequest, NoPinnedHostKey, NotReachable};
 use crate::exec::push_capped;
 use crate::{
     ExecOutput, ExecRequest, OutputChunk, OutputSink, RemoteError, RemoteHost, StreamKind,
     shell_quote,
 };
+
+use commands::{detached_command, download_command, unique_pgid_file, upload_command, wrap_exec};
+use master::{End, Finish, KillOnDrop};
 
 /// How long one connection attempt may take (`ConnectTimeout`: TCP, then the
 /// SSH handshake).
@@ -238,207 +242,6 @@ impl OpenSshHost {
         }
         Ok(id)
     }
-}
-
-impl Inner {
-    fn new(name: String, target: SshTarget) -> Result<Self, RemoteError> {
-        let refuse = |source: Box<dyn std::error::Error + Send + Sync>| RemoteError::Connect {
-            host: name.clone(),
-            source,
-        };
-        if let Err(why) = check_host(&target.host) {
-            return Err(refuse(Box::new(InvalidRequest {
-                what: "host",
-                value: target.host.clone(),
-                why,
-            })));
-        }
-        let known_hosts = match &target.known_hosts_file {
-            Some(file) if holds_a_key(file) => file.clone(),
-            file => {
-                return Err(refuse(Box::new(NoPinnedHostKey {
-                    address: address(&target),
-                    host: target.host.clone(),
-                    port: target.port,
-                    file: file.clone(),
-                })));
-            }
-        };
-        let private = private_dir().map_err(|e| refuse(e.into()))?;
-        let config_file = private.path().join("ssh_config");
-        std::fs::write(&config_file, SSH_CONFIG).map_err(|e| refuse(e.into()))?;
-        Ok(Inner {
-            name,
-            target,
-            master: Mutex::new(None),
-            channels: Semaphore::new(MAX_CHANNELS),
-            config_file,
-            known_hosts,
-            private,
-        })
-    }
-
-    /// Starts a new master connection. It runs in its own task: if the caller
-    /// gives up half-way, the `ssh` it started is still waited for and shut
-    /// down, never left running detached.
-    async fn launch(self: Arc<Self>) -> Result<Master, RemoteError> {
-        let name = self.name.clone();
-        let (address, known_hosts) = (address(&self.target), self.known_hosts.clone());
-        let task = tokio::spawn(async move {
-            let mut builder = SessionBuilder::default();
-            if !self.target.user.is_empty() {
-                builder.user(self.target.user.clone());
-            }
-            builder
-                .port(self.target.port)
-                .config_file(&self.config_file)
-                .user_known_hosts_file(&self.known_hosts)
-                .known_hosts_check(KnownHosts::Strict)
-                .control_directory(self.private.path())
-                .control_persist(ControlPersist::IdleFor(
-                    NonZeroUsize::new(MASTER_IDLE_SECS).expect("non-zero"),
-                ))
-                .connect_timeout(CONNECT_TIMEOUT)
-                .server_alive_interval(KEEPALIVE);
-            if let Some(key) = &self.target.identity_file {
-                builder.keyfile(key);
-            }
-            tracing::debug!(host = %self.name, "opening ssh master connection");
-            builder.connect_mux(&self.target.host).await
-        });
-        match task.await {
-            Ok(Ok(session)) => Ok(Arc::new(session)),
-            Ok(Err(source)) if names_a_changed_host_key(&source) => Err(RemoteError::Connect {
-                host: name,
-                source: Box::new(HostKeyChanged {
-                    address,
-                    file: known_hosts,
-                    source,
-                }),
-            }),
-            Ok(Err(source)) => Err(RemoteError::Connect {
-                host: name,
-                source: Box::new(source),
-            }),
-            Err(join) => Err(RemoteError::Connect {
-                host: name,
-                source: Box::new(join),
-            }),
-        }
-    }
-
-    /// The current master, connecting first if there is none.
-    async fn master(self: &Arc<Self>) -> Result<Master, RemoteError> {
-        let mut current = self.master.lock().await;
-        if let Some(master) = &*current {
-            return Ok(master.clone());
-        }
-        let master = self.clone().launch().await?;
-        *current = Some(master.clone());
-        Ok(master)
-    }
-
-    /// Forgets `master` (if it is still the current one) so the next call
-    /// reconnects. The session shuts down once the last user lets go.
-    async fn discard(&self, master: &Master) {
-        let mut current = self.master.lock().await;
-        if current.as_ref().is_some_and(|m| Arc::ptr_eq(m, master)) {
-            tracing::debug!(host = %self.name, "dropping ssh master connection");
-            *current = None;
-        }
-    }
-
-    async fn discard_current(&self) {
-        self.master.lock().await.take();
-    }
-
-    /// Starts a remote command built by `build` on the current master. When
-    /// that fails because the master is gone, reconnects once and tries again:
-    /// the command never started, so running it now is safe.
-    async fn spawn(
-        self: &Arc<Self>,
-        label: &str,
-        build: impl Fn(&Master) -> Result<OwningCommand<Master>, RemoteError>,
-    ) -> Result<(Master, openssh::Child<Master>), RemoteError> {
-        let mut retried = false;
-        loop {
-            let master = self.master().await?;
-            let error = match build(&master)?.spawn().await {
-                Ok(child) => return Ok((master, child)),
-                Err(error) => error,
-            };
-            if retried || master.check().await.is_ok() {
-                return Err(RemoteError::Spawn {
-                    host: self.name.clone(),
-                    command: label.to_owned(),
-                    source: Box::new(error),
-                });
-            }
-            tracing::debug!(host = %self.name, "ssh master connection lost, reconnecting");
-            self.discard(&master).await;
-            retried = true;
-        }
-    }
-
-    /// Waits for a remote command's end, once its output streams are drained
-    /// (the `openssh` child stops the streams when `wait` returns).
-    async fn finish(&self, master: &Master, child: openssh::Child<Master>) -> Finish {
-        match child.wait().await {
-            Ok(status) => Finish::Exited(status.code()),
-            // The crate turns status 127 into an error; it is a status here.
-            Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                Finish::Exited(Some(127))
-            }
-            // No exit status: either the wrapper was killed or the connection
-            // broke, which the multiplexing protocol does not tell apart. A
-            // live master means the former.
-            Err(openssh::Error::RemoteProcessTerminated) => match master.check().await {
-                Ok(()) => Finish::Exited(None),
-                Err(_) => Finish::Lost(Box::new(openssh::Error::RemoteProcessTerminated)),
-            },
-            Err(error) => Finish::Lost(Box::new(error)),
-        }
-    }
-
-    /// Kills a timed-out command's process group. `Lost` when that failed
-    /// because the connection is gone.
-    async fn kill_timed_out(
-        &self,
-        master: &Master,
-        pgid_file: &str,
-        request: &ExecRequest,
-    ) -> Finish {
-        tracing::debug!(host = %self.name, command = %request.command, "timed out, killing");
-        match kill_group(master, pgid_file).await {
-            Ok(()) => Finish::Exited(None),
-            Err(error) => match master.check().await {
-                Ok(()) => Finish::Exited(None),
-                Err(_) => Finish::Lost(Box::new(error)),
-            },
-        }
-    }
-
-    fn disconnected(&self, command: &str, source: Box<openssh::Error>) -> RemoteError {
-        RemoteError::Disconnected {
-            host: self.name.clone(),
-            command: command.to_owned(),
-            source,
-        }
-    }
-}
-
-/// How a remote command ended, as far as the connection could tell.
-enum Finish {
-    /// With this status (`None`: no normal exit).
-    Exited(Option<i32>),
-    /// The connection broke.
-    Lost(Box<openssh::Error>),
-}
-
-/// Whether `exec` saw the command end by itself or killed it.
-enum End {
-    Finished(Finish),
-    TimedOut(Finish),
 }
 
 #[async_trait::async_trait]
@@ -749,47 +552,6 @@ impl RemoteHost for OpenSshHost {
     }
 }
 
-/// Kills the remote process group of a command whose `exec` future was
-/// dropped before it finished (the caller gave up), so it does not run on.
-struct KillOnDrop {
-    inner: Arc<Inner>,
-    master: Master,
-    pgid_file: String,
-    armed: bool,
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let inner = self.inner.clone();
-            let master = self.master.clone();
-            let pgid_file = std::mem::take(&mut self.pgid_file);
-            runtime.spawn(async move {
-                if kill_group(&master, &pgid_file).await.is_err() {
-                    tracing::debug!(host = %inner.name, "could not kill an abandoned command");
-                }
-            });
-        }
-    }
-}
-
-/// Kills the process group recorded in `pgid_file`, over its own channel.
-async fn kill_group(master: &Master, pgid_file: &str) -> Result<(), openssh::Error> {
-    let mut command = Session::to_raw_command(master.clone(), kill_group_command(pgid_file));
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let run = async { command.spawn().await?.wait().await.map(drop) };
-    match tokio::time::timeout(KILL_COMMAND_TIMEOUT, run).await {
-        Ok(result) => result,
-        Err(_) => Err(openssh::Error::Disconnected),
-    }
-}
-
 /// Reads a stream to its end (or until `stop`), forwarding chunks to the sink
 /// and keeping the capped tail.
 async fn pump(
@@ -821,113 +583,6 @@ async fn pump(
         }
     }
     captured
-}
-
-/// What ssh is told, whatever the user's own configuration says (`-F` makes
-/// ssh skip both `~/.ssh/config` and `/etc/ssh/ssh_config`). Host keys are
-/// checked only against the host's own file, which ssh never rewrites.
-const SSH_CONFIG: &str = "\
-# Written by btrfsqa for one machine; ssh reads no other configuration.
-Host *
-  BatchMode yes
-  PasswordAuthentication no
-  KbdInteractiveAuthentication no
-  GlobalKnownHostsFile /dev/null
-  HashKnownHosts no
-  CheckHostIP no
-  UpdateHostKeys no
-  ServerAliveCountMax 3
-  ForwardAgent no
-  ForwardX11 no
-  RequestTTY no
-  LogLevel ERROR
-";
-
-/// `exec sh -c BODY NAME ARGS...`: the login shell of the remote user (bash,
-/// zsh, fish...) only sees quoted words; everything else runs in `sh`, with
-/// the values as positional parameters rather than spliced into code.
-fn sh_command(body: &str, name: &str, args: &[&str]) -> String {
-    let mut command = format!("exec sh -c {} {}", shell_quote(body), name);
-    for arg in args {
-        command.push(' ');
-        command.push_str(&shell_quote(arg));
-    }
-    command
-}
-
-/// The remote command line for `script` (see the module documentation).
-/// `$1` names the file in `$TMPDIR` that receives the process group id, `$2`
-/// is the script.
-///
-/// The channel's standard input is kept open by the controller for as long
-/// as it waits for the command and never written: a watcher in the wrapper
-/// reads it, and when it ends (the controller dropped the command, exited
-/// or died, or the connection broke) kills the command's group. The script
-/// itself reads `/dev/null`. (`exec 3<&0` first: a shell gives a background
-/// job `/dev/null` as its standard input.)
-fn wrap_exec(script: &str, pgid_file: &str) -> String {
-    const WRAPPER: &str = r#"f=${TMPDIR:-/tmp}/$1
-exec 3<&0 </dev/null
-setsid -w sh -c '{ echo $$ > "$1"; } 2>/dev/null; exec sh -c "$2"' btrfsqa-cmd "$f" "$2" 3<&- &
-c=$!
-(while read -r x <&3; do :; done; if [ -s "$f" ]; then kill -9 -"$(cat "$f")"; fi) >/dev/null 2>&1 &
-w=$!
-exec 3<&-
-wait $c
-s=$?
-kill -9 $w 2>/dev/null
-if [ -s "$f" ]; then kill -9 -"$(cat "$f")" 2>/dev/null; fi
-rm -f "$f"
-exit $s"#;
-    sh_command(WRAPPER, "btrfsqa-exec", &[pgid_file, script])
-}
-
-/// Kills the group in `$1`, waiting a little for the file in case the
-/// command is only just starting. (`kill -9 -PGID`: dash's `kill` takes no
-/// `--`.)
-fn kill_group_command(pgid_file: &str) -> String {
-    const KILL: &str = r#"f=${TMPDIR:-/tmp}/$1
-i=0
-while [ ! -s "$f" ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i + 1)); done
-if [ -s "$f" ]; then kill -9 -"$(cat "$f")"; fi"#;
-    sh_command(KILL, "btrfsqa-kill", &[pgid_file])
-}
-
-fn upload_command(remote: &str) -> String {
-    sh_command(
-        r#"mkdir -p -- "$(dirname -- "$1")" && exec cat > "$1""#,
-        "btrfsqa-upload",
-        &[remote],
-    )
-}
-
-fn download_command(remote: &str) -> String {
-    sh_command(r#"exec cat -- "$1""#, "btrfsqa-download", &[remote])
-}
-
-/// Runs `command` in a new session after a second, detached from the
-/// channel, so that the channel can report back before the network goes.
-fn detached_command(command: &str) -> String {
-    format!(
-        "setsid -f sh -c {} </dev/null >/dev/null 2>&1",
-        shell_quote(&format!("sleep 1; {command}"))
-    )
-}
-
-/// A name for the file (in the machine's `$TMPDIR`) that holds a command's
-/// process group id.
-fn unique_pgid_file() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "btrfsqa-exec.{}.{}.{:08x}.pgid",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        nanos
-    )
 }
 
 /// A host name or address that ssh takes as a destination and nothing else
@@ -1030,102 +685,4 @@ fn private_dir() -> std::io::Result<tempfile::TempDir> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exec_wrapper_passes_values_as_arguments() {
-        let script = ExecRequest::new("echo 'it''s'; exit 3")
-            .env("A", "x y")
-            .script();
-        let wrapped = wrap_exec(&script, "pg");
-        assert!(wrapped.starts_with(
-            "exec sh -c 'f=${TMPDIR:-/tmp}/$1\nexec 3<&0 </dev/null\nsetsid -w sh -c '\\''"
-        ));
-        assert!(wrapped.ends_with(&format!(" btrfsqa-exec pg {}", shell_quote(&script))));
-        // One level of unquoting (what the login shell does) gives back the
-        // wrapper and the script untouched.
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "printf '%s\\n' {}",
-                wrapped.trim_start_matches("exec sh -c ")
-            ))
-            .output()
-            .unwrap();
-        let words = String::from_utf8(out.stdout).unwrap();
-        let words: Vec<&str> = words.split('\n').collect();
-        assert_eq!(words[0], "f=${TMPDIR:-/tmp}/$1");
-        assert_eq!(words[1], "exec 3<&0 </dev/null");
-        assert!(words[2].starts_with("setsid -w sh -c"));
-        assert!(words.contains(&"btrfsqa-exec"));
-        assert!(words.contains(&"pg"));
-    }
-
-    #[test]
-    fn helper_commands_quote_paths() {
-        assert_eq!(
-            upload_command("/tmp/a b/it's"),
-            r#"exec sh -c 'mkdir -p -- "$(dirname -- "$1")" && exec cat > "$1"' btrfsqa-upload '/tmp/a b/it'\''s'"#
-        );
-        assert_eq!(
-            download_command("-rf"),
-            r#"exec sh -c 'exec cat -- "$1"' btrfsqa-download -rf"#
-        );
-        assert!(kill_group_command("x y").ends_with(" btrfsqa-kill 'x y'"));
-        assert_eq!(
-            detached_command("systemctl reboot || reboot"),
-            "setsid -f sh -c 'sleep 1; systemctl reboot || reboot' </dev/null >/dev/null 2>&1"
-        );
-    }
-
-    #[test]
-    fn pgid_files_are_unique() {
-        let a = unique_pgid_file();
-        let b = unique_pgid_file();
-        assert_ne!(a, b);
-        assert!(a.starts_with("btrfsqa-exec.") && a.ends_with(".pgid"));
-    }
-
-    #[test]
-    fn hosts_that_ssh_would_misread_are_refused() {
-        for good in ["10.0.0.1", "vm-1.example.org", "::1", "fe80::1%eth0"] {
-            assert_eq!(check_host(good), Ok(()), "{good}");
-        }
-        for bad in ["", "-oProxyCommand=x", "root@h", "h x", "h;x"] {
-            assert!(check_host(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn environment_names_are_shell_names() {
-        assert!(is_env_name("FSTYP") && is_env_name("_x1"));
-        assert!(!is_env_name("") && !is_env_name("1A") && !is_env_name("A;rm -rf /"));
-    }
-
-    #[test]
-    fn host_key_failures_are_recognised_through_the_chain() {
-        let io = std::io::Error::other(
-            "@@@\nWARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!\nHost key verification failed.",
-        );
-        let error = RemoteError::Connect {
-            host: "m".into(),
-            source: Box::new(openssh::Error::Connect(io)),
-        };
-        assert!(host_key_refused(&error));
-        let other = RemoteError::Connect {
-            host: "m".into(),
-            source: Box::new(openssh::Error::Connect(std::io::Error::other(
-                "Connection refused",
-            ))),
-        };
-        assert!(!host_key_refused(&other) && !is_permanent(&other));
-        let invalid = Inner::new(
-            "m".into(),
-            SshTarget::new("-oProxyCommand=touch /tmp/x", 22, "root"),
-        )
-        .err()
-        .unwrap();
-        assert!(is_permanent(&invalid), "{invalid:?}");
-    }
-}
+mod tests;

@@ -173,17 +173,4 @@ pub enum NotifyError {
     },
 }
 
-/// An error with the full chain of its causes, `a: b: c`.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
-}
+pub use btrfsqa_model::error_chain;

@@ -383,24 +383,22 @@ mod tests {
     }
 
     use super::super::api::MockEc2Api;
-    use super::super::test_support::{
-        RUN as TEST_RUN, World, have_ssh_keygen, provider, settings, spec, wire,
-    };
+    use super::super::test_support::{RUN as TEST_RUN, Setup, provider, settings, spec};
     use crate::CloudProvider;
     use crate::aws::tags::MACHINE;
     use btrfsqa_model::RunId;
 
     #[tokio::test]
     async fn a_killed_controller_leaves_nothing_once_expired() {
-        if !have_ssh_keygen() {
+        let Some(setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let foreign = world.lock().unwrap().add_volume(&[("Name", "not ours")]);
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        };
+        let foreign = setup
+            .world
+            .lock()
+            .unwrap()
+            .add_volume(&[("Name", "not ours")]);
+        let (keys, world, provider) = setup.wire();
         let machine = provider.provision(&spec()).await.unwrap();
         let expires = crate::AwsMachineState::from_machine(&machine)
             .unwrap()
@@ -482,14 +480,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_dead_runs_fleet_and_launch_template_are_reaped_by_their_tags() {
-        if !have_ssh_keygen() {
+        let Some(setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        };
+        let (keys, world, provider) = setup.wire();
         let machines: Vec<_> = provider
             .provision_many(&fleet_specs())
             .await
@@ -544,14 +538,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_fleet_and_template_whose_instances_are_gone_go_after_the_grace_period() {
-        if !have_ssh_keygen() {
+        let Some(setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        };
+        let (_keys, world, provider) = setup.wire();
         let machines: Vec<_> = provider
             .provision_many(&fleet_specs())
             .await
@@ -587,13 +577,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_fleet_that_cannot_be_reaped_keeps_the_template_and_group_that_name_it() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_delete_fleet().returning(|_| {
+        };
+        setup.mock.expect_delete_fleet().returning(|_| {
             Err(Ec2Error::from_code(
                 "DeleteFleets",
                 "unexpectedError",
@@ -601,8 +588,7 @@ mod tests {
                 None,
             ))
         });
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
         let machines: Vec<_> = provider
             .provision_many(&fleet_specs())
             .await
@@ -633,14 +619,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_named_run_is_reaped_at_once() {
-        if !have_ssh_keygen() {
+        let Some(setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        };
+        let (_keys, world, provider) = setup.wire();
         let mut other = spec();
         other.run_id = RunId::parse("other-run").unwrap();
         let _ours = provider.provision(&spec()).await.unwrap();
@@ -664,12 +646,11 @@ mod tests {
 
     #[tokio::test]
     async fn orphans_of_an_ended_run_go_after_the_grace_period() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
+        let setup = Setup::new();
         let now = Utc::now();
         let stamp = |t: DateTime<Utc>| t.to_rfc3339();
         let (old, young) = {
-            let mut w = world.lock().unwrap();
+            let mut w = setup.world.lock().unwrap();
             let far = stamp(now + chrono::Duration::hours(10));
             (
                 w.add_volume(&[
@@ -686,9 +667,7 @@ mod tests {
                 ]),
             )
         };
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
 
         let items = provider.reap(None, false).await.unwrap();
 

@@ -246,15 +246,14 @@ impl AwsProvider {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::super::api::MockEc2Api;
     use super::super::tags::{MACHINE, RUN as RUN_TAG};
     use super::super::test_support::{
-        REGION, RUN, World, chain, ec2_error, provider, settings, spec, tag_map, wire,
+        REGION, RUN, Setup, World, chain, ec2_error, provider, settings, spec, tag_map,
     };
     use super::*;
     use crate::CloudProvider;
+    use std::sync::{Arc, Mutex};
 
     const SPOT_REQUEST: &str = "sir-0123456789abcdef0";
 
@@ -299,16 +298,18 @@ mod tests {
 
     #[tokio::test]
     async fn reset_reboots_then_waits_until_running() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
+        let mut setup = Setup::new();
         // Throttled once (retried), then the instance passes through
         // `pending`, which the reset must wait out.
-        mock.expect_reboot_instances()
+        setup
+            .mock
+            .expect_reboot_instances()
             .times(1)
             .returning(|_| Err(ec2_error("RebootInstances", "RequestLimitExceeded")));
-        let w = world.clone();
-        mock.expect_reboot_instances()
+        let w = setup.world.clone();
+        setup
+            .mock
+            .expect_reboot_instances()
             .times(1)
             .returning(move |ids| {
                 let mut world = w.lock().unwrap();
@@ -316,8 +317,7 @@ mod tests {
                 world.instances[0].state = "pending".to_owned();
                 Ok(())
             });
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
         let machine = machine_in(&world, "running");
 
         provider.reset(&machine).await.unwrap();
@@ -332,12 +332,9 @@ mod tests {
 
     #[tokio::test]
     async fn resetting_a_terminated_instance_says_it_is_gone() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_reboot_instances().never();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let mut setup = Setup::new();
+        setup.mock.expect_reboot_instances().never();
+        let (_keys, world, provider) = setup.wire();
         let machine = machine_in(&world, "terminated");
         world.lock().unwrap().instances[0].state_reason =
             Some("Server.SpotInstanceTermination: Spot instance termination".to_owned());
@@ -365,12 +362,9 @@ mod tests {
 
     #[tokio::test]
     async fn resetting_an_instance_ec2_no_longer_knows_says_it_is_gone() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_reboot_instances().never();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let mut setup = Setup::new();
+        setup.mock.expect_reboot_instances().never();
+        let (_keys, _world, provider) = setup.wire();
 
         let error = provider
             .reset(&machine_for("i-00000000000000000"))
@@ -386,12 +380,9 @@ mod tests {
 
     #[tokio::test]
     async fn reset_never_touches_an_instance_that_is_not_this_machines() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_reboot_instances().never();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let mut setup = Setup::new();
+        setup.mock.expect_reboot_instances().never();
+        let (_keys, world, provider) = setup.wire();
         let machine = machine_in(&world, "running");
         world.lock().unwrap().instances[0].tags = tag_map(&[("Name", "production")]);
 
@@ -406,13 +397,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_reboot_names_the_instance_and_the_action() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_reboot_instances()
+        let mut setup = Setup::new();
+        setup
+            .mock
+            .expect_reboot_instances()
             .returning(|_| Err(ec2_error("RebootInstances", "UnauthorizedOperation")));
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
         let machine = machine_in(&world, "running");
 
         let error = provider.reset(&machine).await.unwrap_err();
@@ -427,23 +417,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_reset_that_does_not_come_back_times_out() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        let w = world.clone();
-        mock.expect_describe_instances().returning(move |_, _| {
-            let w = w.lock().unwrap();
-            Ok(w.instances.clone())
-        });
-        let w = world.clone();
-        mock.expect_reboot_instances().returning(move |_| {
+        let mut setup = Setup::new();
+        let w = setup.world.clone();
+        setup
+            .mock
+            .expect_describe_instances()
+            .returning(move |_, _| {
+                let w = w.lock().unwrap();
+                Ok(w.instances.clone())
+            });
+        let w = setup.world.clone();
+        setup.mock.expect_reboot_instances().returning(move |_| {
             w.lock().unwrap().instances[0].state = "pending".to_owned();
             Ok(())
         });
-        wire(&world, &mut mock);
-        let mut settings = settings(keys.path());
-        settings.launch_timeout = Duration::from_millis(30);
-        let provider = provider(settings, mock);
+        setup.settings.launch_timeout = Duration::from_millis(30);
+        let (_keys, world, provider) = setup.wire();
         let machine = machine_in(&world, "running");
 
         let error = provider.reset(&machine).await.unwrap_err();
@@ -471,11 +460,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_console_is_decoded_or_none() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let setup = Setup::new();
+        let (_keys, world, provider) = setup.wire();
         let machine = machine_in(&world, "running");
 
         world.lock().unwrap().console = None;
@@ -493,13 +479,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_console_that_cannot_be_read_is_none() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_console_output()
+        let mut setup = Setup::new();
+        setup
+            .mock
+            .expect_console_output()
             .returning(|_| Err(ec2_error("GetConsoleOutput", "UnauthorizedOperation")));
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
         let machine = machine_in(&world, "running");
 
         assert_eq!(provider.console(&machine).await, None);
@@ -583,11 +568,8 @@ mod tests {
 
     #[tokio::test]
     async fn notices_come_from_the_state_then_the_spot_request() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let setup = Setup::new();
+        let (_keys, world, provider) = setup.wire();
         let machine = machine_in(&world, "running");
         world
             .lock()
@@ -617,12 +599,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_instance_terminated_behind_the_runs_back_is_a_notice() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_describe_spot_instance_requests().never();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let mut setup = Setup::new();
+        setup.mock.expect_describe_spot_instance_requests().never();
+        let (_keys, world, provider) = setup.wire();
         let machine = machine_in(&world, "running");
         provider
             .api(REGION)
@@ -648,19 +627,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_api_is_no_notice() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_describe_instances()
+        let mut setup = Setup::new();
+        setup
+            .mock
+            .expect_describe_instances()
             .times(4)
             .returning(|_, _| Err(ec2_error("DescribeInstances", "RequestLimitExceeded")));
-        mock.expect_describe_instances()
+        setup
+            .mock
+            .expect_describe_instances()
             .times(1)
             .returning(|_, _| Err(ec2_error("DescribeInstances", "UnauthorizedOperation")));
-        mock.expect_describe_spot_instance_requests()
+        setup
+            .mock
+            .expect_describe_spot_instance_requests()
             .returning(|_| Err(ec2_error("DescribeSpotInstanceRequests", "InternalError")));
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
         let machine = machine_in(&world, "running");
         world
             .lock()

@@ -248,6 +248,26 @@ fn instance_info(instance: &aws_sdk_ec2::types::Instance) -> Option<InstanceInfo
 }
 
 /// EC2 (and its emulator) sends empty strings for absent texts.
+/// Every page of a paginated `Describe*` call: `page` sends the request for
+/// one page (given the previous page's token) and returns its items and the
+/// next token; an absent or empty token ends the listing.
+async fn all_pages<T, F, Fut>(mut page: F) -> Result<Vec<T>, Ec2Error>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), Ec2Error>>,
+{
+    let mut items = Vec::new();
+    let mut token = None;
+    loop {
+        let (page, next) = page(token).await?;
+        items.extend(page);
+        token = next.filter(|t| !t.is_empty());
+        if token.is_none() {
+            return Ok(items);
+        }
+    }
+}
+
 fn non_empty(text: &str) -> Option<String> {
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_owned())
@@ -262,9 +282,7 @@ impl Ec2Api for SdkEc2 {
         filter_list: &[Filter],
     ) -> Result<Vec<ImageInfo>, Ec2Error> {
         const ACTION: &str = "DescribeImages";
-        let mut images = Vec::new();
-        let mut token = None;
-        loop {
+        all_pages(|token| async move {
             let answer = self
                 .client
                 .describe_images()
@@ -275,22 +293,21 @@ impl Ec2Api for SdkEc2 {
                 .send()
                 .await
                 .map_err(|error| sdk_error(ACTION, error))?;
-            images.extend(answer.images().iter().filter_map(|image| {
-                Some(ImageInfo {
-                    id: image.image_id()?.to_owned(),
-                    name: image.name().map(str::to_owned),
-                    creation_date: image.creation_date().map(str::to_owned),
-                    root_device_name: image.root_device_name().map(str::to_owned),
+            let images: Vec<_> = answer
+                .images()
+                .iter()
+                .filter_map(|image| {
+                    Some(ImageInfo {
+                        id: image.image_id()?.to_owned(),
+                        name: image.name().map(str::to_owned),
+                        creation_date: image.creation_date().map(str::to_owned),
+                        root_device_name: image.root_device_name().map(str::to_owned),
+                    })
                 })
-            }));
-            token = answer
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                return Ok(images);
-            }
-        }
+                .collect();
+            Ok((images, answer.next_token().map(str::to_owned)))
+        })
+        .await
     }
 
     async fn default_vpc(&self) -> Result<Option<String>, Ec2Error> {
@@ -446,9 +463,7 @@ impl Ec2Api for SdkEc2 {
         &self,
         filter_list: &[Filter],
     ) -> Result<Vec<ResourceInfo>, Ec2Error> {
-        let mut groups = Vec::new();
-        let mut token = None;
-        loop {
+        all_pages(|token| async move {
             let answer = self
                 .client
                 .describe_security_groups()
@@ -457,22 +472,21 @@ impl Ec2Api for SdkEc2 {
                 .send()
                 .await
                 .map_err(|error| sdk_error("DescribeSecurityGroups", error))?;
-            groups.extend(answer.security_groups().iter().filter_map(|group| {
-                Some(ResourceInfo {
-                    id: group.group_id()?.to_owned(),
-                    name: group.group_name().map(str::to_owned),
-                    state: None,
-                    tags: tags(group.tags()),
+            let groups: Vec<_> = answer
+                .security_groups()
+                .iter()
+                .filter_map(|group| {
+                    Some(ResourceInfo {
+                        id: group.group_id()?.to_owned(),
+                        name: group.group_name().map(str::to_owned),
+                        state: None,
+                        tags: tags(group.tags()),
+                    })
                 })
-            }));
-            token = answer
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                return Ok(groups);
-            }
-        }
+                .collect();
+            Ok((groups, answer.next_token().map(str::to_owned)))
+        })
+        .await
     }
 
     async fn delete_security_group(&self, group_id: &str) -> Result<(), Ec2Error> {
@@ -578,9 +592,7 @@ impl Ec2Api for SdkEc2 {
         ids: &[String],
         filter_list: &[Filter],
     ) -> Result<Vec<InstanceInfo>, Ec2Error> {
-        let mut instances = Vec::new();
-        let mut token = None;
-        loop {
+        all_pages(|token| async move {
             let answer = self
                 .client
                 .describe_instances()
@@ -590,21 +602,15 @@ impl Ec2Api for SdkEc2 {
                 .send()
                 .await
                 .map_err(|error| sdk_error("DescribeInstances", error))?;
-            instances.extend(
-                answer
-                    .reservations()
-                    .iter()
-                    .flat_map(|reservation| reservation.instances())
-                    .filter_map(instance_info),
-            );
-            token = answer
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                return Ok(instances);
-            }
-        }
+            let instances: Vec<_> = answer
+                .reservations()
+                .iter()
+                .flat_map(|reservation| reservation.instances())
+                .filter_map(instance_info)
+                .collect();
+            Ok((instances, answer.next_token().map(str::to_owned)))
+        })
+        .await
     }
 
     async fn terminate_instances(&self, ids: &[String]) -> Result<(), Ec2Error> {
@@ -631,9 +637,7 @@ impl Ec2Api for SdkEc2 {
         &self,
         ids: &[String],
     ) -> Result<Vec<SpotRequestInfo>, Ec2Error> {
-        let mut requests = Vec::new();
-        let mut token = None;
-        loop {
+        all_pages(|token| async move {
             let answer = self
                 .client
                 .describe_spot_instance_requests()
@@ -642,42 +646,32 @@ impl Ec2Api for SdkEc2 {
                 .send()
                 .await
                 .map_err(|error| sdk_error("DescribeSpotInstanceRequests", error))?;
-            requests.extend(
-                answer
-                    .spot_instance_requests()
-                    .iter()
-                    .filter_map(|request| {
-                        let status = request.status();
-                        Some(SpotRequestInfo {
-                            id: request.spot_instance_request_id()?.to_owned(),
-                            state: request.state().map(|state| state.as_str().to_owned()),
-                            status_code: status
-                                .and_then(|status| status.code())
-                                .and_then(non_empty),
-                            status_message: status
-                                .and_then(|status| status.message())
-                                .and_then(non_empty),
-                            instance_id: request.instance_id().and_then(non_empty),
-                        })
-                    }),
-            );
-            token = answer
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                return Ok(requests);
-            }
-        }
+            let requests: Vec<_> = answer
+                .spot_instance_requests()
+                .iter()
+                .filter_map(|request| {
+                    let status = request.status();
+                    Some(SpotRequestInfo {
+                        id: request.spot_instance_request_id()?.to_owned(),
+                        state: request.state().map(|state| state.as_str().to_owned()),
+                        status_code: status.and_then(|status| status.code()).and_then(non_empty),
+                        status_message: status
+                            .and_then(|status| status.message())
+                            .and_then(non_empty),
+                        instance_id: request.instance_id().and_then(non_empty),
+                    })
+                })
+                .collect();
+            Ok((requests, answer.next_token().map(str::to_owned)))
+        })
+        .await
     }
 
     async fn describe_volumes(
         &self,
         filter_list: &[Filter],
     ) -> Result<Vec<ResourceInfo>, Ec2Error> {
-        let mut volumes = Vec::new();
-        let mut token = None;
-        loop {
+        all_pages(|token| async move {
             let answer = self
                 .client
                 .describe_volumes()
@@ -686,22 +680,21 @@ impl Ec2Api for SdkEc2 {
                 .send()
                 .await
                 .map_err(|error| sdk_error("DescribeVolumes", error))?;
-            volumes.extend(answer.volumes().iter().filter_map(|volume| {
-                Some(ResourceInfo {
-                    id: volume.volume_id()?.to_owned(),
-                    name: None,
-                    state: volume.state().map(|state| state.as_str().to_owned()),
-                    tags: tags(volume.tags()),
+            let volumes: Vec<_> = answer
+                .volumes()
+                .iter()
+                .filter_map(|volume| {
+                    Some(ResourceInfo {
+                        id: volume.volume_id()?.to_owned(),
+                        name: None,
+                        state: volume.state().map(|state| state.as_str().to_owned()),
+                        tags: tags(volume.tags()),
+                    })
                 })
-            }));
-            token = answer
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                return Ok(volumes);
-            }
-        }
+                .collect();
+            Ok((volumes, answer.next_token().map(str::to_owned)))
+        })
+        .await
     }
 
     async fn delete_volume(&self, volume_id: &str) -> Result<(), Ec2Error> {
@@ -796,9 +789,7 @@ impl Ec2Api for SdkEc2 {
         &self,
         filter_list: &[Filter],
     ) -> Result<Vec<ResourceInfo>, Ec2Error> {
-        let mut templates = Vec::new();
-        let mut token = None;
-        loop {
+        all_pages(|token| async move {
             let answer = self
                 .client
                 .describe_launch_templates()
@@ -807,22 +798,21 @@ impl Ec2Api for SdkEc2 {
                 .send()
                 .await
                 .map_err(|error| sdk_error("DescribeLaunchTemplates", error))?;
-            templates.extend(answer.launch_templates().iter().filter_map(|template| {
-                Some(ResourceInfo {
-                    id: template.launch_template_id()?.to_owned(),
-                    name: template.launch_template_name().map(str::to_owned),
-                    state: None,
-                    tags: tags(template.tags()),
+            let templates: Vec<_> = answer
+                .launch_templates()
+                .iter()
+                .filter_map(|template| {
+                    Some(ResourceInfo {
+                        id: template.launch_template_id()?.to_owned(),
+                        name: template.launch_template_name().map(str::to_owned),
+                        state: None,
+                        tags: tags(template.tags()),
+                    })
                 })
-            }));
-            token = answer
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                return Ok(templates);
-            }
-        }
+                .collect();
+            Ok((templates, answer.next_token().map(str::to_owned)))
+        })
+        .await
     }
 
     async fn delete_launch_template(&self, template_id: &str) -> Result<(), Ec2Error> {
@@ -948,9 +938,7 @@ impl Ec2Api for SdkEc2 {
     }
 
     async fn describe_fleets(&self, ids: &[String]) -> Result<Vec<ResourceInfo>, Ec2Error> {
-        let mut fleets = Vec::new();
-        let mut token = None;
-        loop {
+        all_pages(|token| async move {
             let answer = self
                 .client
                 .describe_fleets()
@@ -959,22 +947,21 @@ impl Ec2Api for SdkEc2 {
                 .send()
                 .await
                 .map_err(|error| sdk_error("DescribeFleets", error))?;
-            fleets.extend(answer.fleets().iter().filter_map(|fleet| {
-                Some(ResourceInfo {
-                    id: fleet.fleet_id()?.to_owned(),
-                    name: None,
-                    state: fleet.fleet_state().map(|state| state.as_str().to_owned()),
-                    tags: tags(fleet.tags()),
+            let fleets: Vec<_> = answer
+                .fleets()
+                .iter()
+                .filter_map(|fleet| {
+                    Some(ResourceInfo {
+                        id: fleet.fleet_id()?.to_owned(),
+                        name: None,
+                        state: fleet.fleet_state().map(|state| state.as_str().to_owned()),
+                        tags: tags(fleet.tags()),
+                    })
                 })
-            }));
-            token = answer
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            if token.is_none() {
-                return Ok(fleets);
-            }
-        }
+                .collect();
+            Ok((fleets, answer.next_token().map(str::to_owned)))
+        })
+        .await
     }
 
     async fn delete_fleet(&self, fleet_id: &str) -> Result<(), Ec2Error> {
@@ -1016,5 +1003,42 @@ impl Ec2Api for SdkEc2 {
             .await
             .map_err(|error| sdk_error("CreateTags", error))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pages_are_followed_until_the_token_is_absent_or_empty() {
+        let mut asked = Vec::new();
+        let items = all_pages(|token: Option<String>| {
+            asked.push(token.clone());
+            let (page, next) = match token.as_deref() {
+                None => (vec![1, 2], Some("b")),
+                Some("b") => (vec![3], Some("")),
+                other => panic!("asked for page {other:?}"),
+            };
+            async move { Ok((page, next.map(str::to_owned))) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(items, [1, 2, 3]);
+        assert_eq!(asked, [None, Some("b".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_page_fails_the_listing() {
+        let result: Result<Vec<u8>, _> = all_pages(|_| async {
+            Err(Ec2Error::from_code(
+                "DescribeVolumes",
+                "UnauthorizedOperation",
+                "no",
+                None,
+            ))
+        })
+        .await;
+        assert!(result.is_err());
     }
 }

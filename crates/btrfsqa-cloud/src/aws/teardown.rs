@@ -575,30 +575,24 @@ pub(super) fn owned_run(tags: &std::collections::BTreeMap<String, String>) -> Op
 #[cfg(test)]
 mod tests {
     use super::super::api::MockEc2Api;
-    use super::super::test_support::{
-        RUN, World, ec2_error, have_ssh_keygen, provider, settings, spec, tag_map, wire,
-    };
+    use super::super::test_support::{RUN, Setup, ec2_error, provider, settings, spec, tag_map};
     use super::*;
     use crate::CloudProvider;
     use crate::aws::tags::RUN as RUN_TAG;
 
     #[tokio::test]
     async fn teardown_removes_only_what_carries_the_run() {
-        if !have_ssh_keygen() {
+        let Some(setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
+        };
         let (foreign, other_run) = {
-            let mut w = world.lock().unwrap();
+            let mut w = setup.world.lock().unwrap();
             (
                 w.add_volume(&[("Name", format!("btrfsqa-{RUN}-aws-0").as_str())]),
                 w.add_volume(&[(RUN_TAG, "another-run"), (MACHINE, "aws-0")]),
             )
         };
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
         let machine = provider.provision(&spec()).await.unwrap();
 
         provider.teardown(&machine).await.unwrap();
@@ -618,11 +612,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_instance_not_tagged_as_ours_is_never_terminated() {
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let setup = Setup::new();
+        let (_keys, world, provider) = setup.wire();
         // Someone else's instance, named as this machine's provider id.
         let id = {
             let mut w = world.lock().unwrap();
@@ -656,15 +647,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_damaged_record_cannot_point_teardown_at_another_directory() {
-        if !have_ssh_keygen() {
+        let Some(setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
+        };
         let precious = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, _world, provider) = setup.wire();
         let mut machine = provider.provision(&spec()).await.unwrap();
         let mut state = AwsMachineState::from_machine(&machine).unwrap();
         let real_dir = state.local_dir.clone();
@@ -682,20 +669,20 @@ mod tests {
 
     #[tokio::test]
     async fn teardown_waits_while_the_group_is_still_in_use() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_delete_security_group()
+        };
+        setup
+            .mock
+            .expect_delete_security_group()
             .times(3)
             .returning(|_| Err(ec2_error("DeleteSecurityGroup", "DependencyViolation")));
-        mock.expect_delete_volume()
+        setup
+            .mock
+            .expect_delete_volume()
             .times(1)
             .returning(|_| Err(ec2_error("DeleteVolume", "RequestLimitExceeded")));
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
         let machine = provider.provision(&spec()).await.unwrap();
         // A volume that outlived its instance (DeleteOnTermination undone).
         world
@@ -710,19 +697,19 @@ mod tests {
 
     #[tokio::test]
     async fn teardown_errors_name_what_is_left() {
-        if !have_ssh_keygen() {
+        let Some(mut setup) = Setup::with_ssh_keygen() else {
             return;
-        }
-        let keys = tempfile::tempdir().unwrap();
-        let world = World::new();
-        let mut mock = MockEc2Api::new();
-        mock.expect_delete_key_pair()
+        };
+        setup
+            .mock
+            .expect_delete_key_pair()
             .returning(|_, _| Err(ec2_error("DeleteKeyPair", "UnauthorizedOperation")));
-        mock.expect_terminate_instances()
+        setup
+            .mock
+            .expect_terminate_instances()
             .times(2)
             .returning(|_| Err(ec2_error("TerminateInstances", "ServiceUnavailable")));
-        wire(&world, &mut mock);
-        let provider = provider(settings(keys.path()), mock);
+        let (_keys, world, provider) = setup.wire();
         let machine = provider.provision(&spec()).await.unwrap();
 
         let error = provider.teardown(&machine).await.unwrap_err();

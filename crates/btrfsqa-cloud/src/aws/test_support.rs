@@ -725,6 +725,45 @@ pub(crate) fn spec() -> MachineSpec {
     MachineSpec::new(RunId::parse(RUN).unwrap(), "aws-0")
 }
 
+/// The set-up most provider tests share: a key directory, an empty
+/// [`World`], a mock for the test's own expectations (set before [`wire`]'s,
+/// so they are tried first) and the test [`settings`], which a test may
+/// change before [`Setup::wire`].
+pub(crate) struct Setup {
+    pub keys: tempfile::TempDir,
+    pub world: Arc<Mutex<World>>,
+    pub mock: MockEc2Api,
+    pub settings: AwsSettings,
+}
+
+impl Setup {
+    /// The set-up, for tests that make no SSH key.
+    pub fn new() -> Setup {
+        let keys = tempfile::tempdir().unwrap();
+        let settings = settings(keys.path());
+        Setup {
+            keys,
+            world: World::new(),
+            mock: MockEc2Api::new(),
+            settings,
+        }
+    }
+
+    /// The set-up, or `None` (the test skipped) where there is no
+    /// `ssh-keygen` to make a key with.
+    pub fn with_ssh_keygen() -> Option<Setup> {
+        have_ssh_keygen().then(Setup::new)
+    }
+
+    /// Wires the mock to the world and makes the provider: the key
+    /// directory (kept as long as the test holds it), the world, the provider.
+    pub fn wire(mut self) -> (tempfile::TempDir, Arc<Mutex<World>>, AwsProvider) {
+        wire(&self.world, &mut self.mock);
+        let provider = provider(self.settings, self.mock);
+        (self.keys, self.world, provider)
+    }
+}
+
 /// ssh-keygen is needed to make a key; tests that make one skip without it.
 pub(crate) fn have_ssh_keygen() -> bool {
     let found = std::process::Command::new("ssh-keygen")
@@ -738,13 +777,4 @@ pub(crate) fn have_ssh_keygen() -> bool {
 }
 
 /// An error and all its sources, one line.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use btrfsqa_model::error_chain as chain;

@@ -2,7 +2,6 @@
 //! machine is made of, rewritten (atomically) before every provisioning step
 //! so that a controller killed at any instant leaves enough for `reap`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -69,20 +68,9 @@ impl LocalState {
     /// Writes `dir/machine.json` through a temporary file and a rename, so a
     /// reader (or a crash) sees either the old or the new state, never half.
     pub(crate) fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let target = dir.join(STATE_FILE);
-        let temp = dir.join(format!(".{STATE_FILE}.tmp-{}", std::process::id()));
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        let result = (|| {
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(&json)?;
-            file.write_all(b"\n")?;
-            file.sync_all()?;
-            std::fs::rename(&temp, &target)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        result
+        let mut json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        json.push(b'\n');
+        btrfsqa_model::fs::write_atomic(&dir.join(STATE_FILE), &json)
     }
 
     /// Reads `dir/machine.json`, if there is a readable one.

@@ -3,11 +3,11 @@
 //! `/proc` and `/sys`. Everything that decides (which devices are ours, what
 //! to undo) lives elsewhere and is tested against a fake of this trait.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 use crate::error::CommandError;
 use crate::local::parse::{self, LoopDevice, Mount};
+use crate::tool::{find_tool, run_tool};
 
 /// What the local provider needs from the machine it runs on.
 pub(crate) trait System: Send + Sync {
@@ -60,7 +60,7 @@ impl System for HostSystem {
     }
 
     fn attach(&self, file: &Path) -> Result<String, CommandError> {
-        let out = run(
+        let out = run_tool(
             "losetup",
             &["--find".as_ref(), "--show".as_ref(), file.as_os_str()],
         )?;
@@ -77,11 +77,11 @@ impl System for HostSystem {
     }
 
     fn detach(&self, device: &str) -> Result<(), CommandError> {
-        run("losetup", &["-d".as_ref(), device.as_ref()]).map(drop)
+        run_tool("losetup", &["-d", device]).map(drop)
     }
 
     fn loop_devices(&self) -> Result<Vec<LoopDevice>, CommandError> {
-        let json = run("losetup", &["-l".as_ref(), "-J".as_ref()])?;
+        let json = run_tool("losetup", &["-l", "-J"])?;
         parse::losetup_list(&json).map_err(|e| CommandError {
             command: "losetup -l -J".to_owned(),
             status: Some(0),
@@ -90,7 +90,7 @@ impl System for HostSystem {
     }
 
     fn associated(&self, file: &Path) -> Result<Vec<String>, CommandError> {
-        let out = run("losetup", &["-j".as_ref(), file.as_os_str()])?;
+        let out = run_tool("losetup", &["-j".as_ref(), file.as_os_str()])?;
         Ok(parse::losetup_associated(&out))
     }
 
@@ -130,20 +130,11 @@ impl System for HostSystem {
             args.push("-l".as_ref());
         }
         args.push(target.as_os_str());
-        run("umount", &args).map(drop)
+        run_tool("umount", &args).map(drop)
     }
 
     fn btrfs_forget(&self, device: &str) -> Result<(), CommandError> {
-        run(
-            "btrfs",
-            &[
-                "device".as_ref(),
-                "scan".as_ref(),
-                "--forget".as_ref(),
-                device.as_ref(),
-            ],
-        )
-        .map(drop)
+        run_tool("btrfs", &["device", "scan", "--forget", device]).map(drop)
     }
 
     fn process(&self, pid: u32) -> Option<ProcessInfo> {
@@ -158,52 +149,6 @@ impl System for HostSystem {
             comm: stat.comm,
             exe,
             start_time: stat.start_time,
-        })
-    }
-}
-
-/// Finds a system tool on PATH or in the sbin directories, which a non-login
-/// root shell (or a test harness) may not have on its PATH.
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-/// Runs a tool with the C locale (its messages are matched on) and returns
-/// its stdout, or the failure with its stderr.
-fn run(tool: &str, args: &[&std::ffi::OsStr]) -> Result<String, CommandError> {
-    let command_line = std::iter::once(tool.to_owned())
-        .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let Some(program) = find_tool(tool) else {
-        return Err(CommandError {
-            command: command_line,
-            status: None,
-            stderr: format!("`{tool}` is not installed"),
-        });
-    };
-    tracing::debug!(command = %command_line, "running");
-    let output = Command::new(program)
-        .args(args)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| CommandError {
-            command: command_line.clone(),
-            status: None,
-            stderr: e.to_string(),
-        })?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(CommandError {
-            command: command_line,
-            status: output.status.code(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         })
     }
 }
@@ -292,7 +237,7 @@ mod tests {
 
     #[test]
     fn missing_tools_are_reported_by_name() {
-        let err = run("btrfsqa-no-such-tool", &[]).unwrap_err();
+        let err = run_tool::<&str>("btrfsqa-no-such-tool", &[]).unwrap_err();
         assert_eq!(err.status, None);
         assert!(
             err.to_string()

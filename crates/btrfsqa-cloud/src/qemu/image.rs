@@ -404,7 +404,7 @@ pub fn build_image(settings: &ImageSettings) -> Result<ImageBuild, ImageError> {
         ("qemu-img", "scripts/install-deps.sh qemu"),
         ("chroot", "coreutils"),
     ] {
-        if super::find_tool(tool).is_none() {
+        if crate::tool::find_tool(tool).is_none() {
             return Err(ImageError::MissingTool {
                 tool: tool.to_owned(),
                 hint: hint.to_owned(),
@@ -594,7 +594,7 @@ fn run_logged(
         (Ok(out), Ok(err)) => (out, err),
         (Err(e), _) | (_, Err(e)) => return Err(failed(None, e.to_string())),
     };
-    let program_path = super::find_tool(program).unwrap_or_else(|| PathBuf::from(program));
+    let program_path = crate::tool::find_tool(program).unwrap_or_else(|| PathBuf::from(program));
     let status = Command::new(program_path)
         .args(args)
         .env("LC_ALL", "C")

@@ -80,7 +80,7 @@ fn cache_key(qemu: &Path, image: &ImagePaths) -> String {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     };
-    let qemu_path = super::find_tool(&qemu.display().to_string()).unwrap_or(qemu.to_owned());
+    let qemu_path = crate::tool::find_tool(&qemu.display().to_string()).unwrap_or(qemu.to_owned());
     format!(
         "host={} qemu={}@{} image-kernel={}",
         host.trim(),

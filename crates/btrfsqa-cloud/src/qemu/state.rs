@@ -2,7 +2,6 @@
 //! rewritten atomically before and after every step (launch, relaunch), so
 //! teardown and `reap` always know the current pid.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -97,22 +96,9 @@ pub(crate) fn parse_start_time(stat: &str) -> Option<u64> {
 impl QemuState {
     /// Writes `dir/machine.json` through a temporary file and a rename.
     pub(crate) fn write(&self) -> std::io::Result<()> {
-        let target = self.dir.join(STATE_FILE);
-        let temp = self
-            .dir
-            .join(format!(".{STATE_FILE}.tmp-{}", std::process::id()));
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        let result = (|| {
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(&json)?;
-            file.write_all(b"\n")?;
-            file.sync_all()?;
-            std::fs::rename(&temp, &target)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        result
+        let mut json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        json.push(b'\n');
+        btrfsqa_model::fs::write_atomic(&self.dir.join(STATE_FILE), &json)
     }
 
     /// Reads `dir/machine.json`, if there is a readable one.

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use btrfsqa_cloud::{
     Access, CloudProvider, MachineSpec, SshEndpoint, StaticHost, StaticProvider, StaticSettings,
 };
-use btrfsqa_model::RunId;
+use btrfsqa_model::{RunId, error_chain as chain};
 use btrfsqa_remote::testsupport::TestSshd;
 use btrfsqa_remote::{ExecRequest, OpenSshHost, RemoteHost, SshTarget};
 
@@ -31,17 +31,6 @@ fn target(endpoint: &SshEndpoint) -> SshTarget {
         identity_file: endpoint.identity_file.clone(),
         known_hosts_file: endpoint.known_hosts_file.clone(),
     }
-}
-
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        cause = error.source();
-    }
-    text
 }
 
 /// A host with no `known-hosts-file`: its key is learned at first use,

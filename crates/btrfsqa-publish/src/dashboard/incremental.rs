@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use btrfsqa_model::fs::AtomicWrite;
 use btrfsqa_model::{ModelError, ResultsStore, RunId, RunReport};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -14,7 +15,6 @@ use sha2::{Digest, Sha256};
 use super::renderer::RenderStats;
 use super::summary::{self, RunSummary};
 use crate::PublishError;
-use crate::lock::unique_temp_path;
 
 /// The file in the output directory that remembers which report each run
 /// page was rendered from. It starts with a dot so static hosts that hide
@@ -249,10 +249,12 @@ pub(super) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PublishError> 
 pub(crate) const TMP_SUFFIX: &str = ".btrfsqa-tmp";
 
 /// Writes through a temporary file and a rename, so a web server reading the
-/// directory never serves half a page.
-/// The temporary name is unique (pid and counter), so writers never share one.
+/// directory never serves half a page. Not synced: a whole site is rewritten
+/// at once, and a page lost to a power cut is rebuilt by the next publish.
 pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
-    let tmp = unique_temp_path(path, TMP_SUFFIX);
-    write_file(&tmp, bytes)?;
-    fs::rename(&tmp, path).map_err(PublishError::io("rename into", path))
+    AtomicWrite::new()
+        .temp_suffix(TMP_SUFFIX)
+        .sync(false)
+        .write(path, bytes)
+        .map_err(PublishError::io("write", path))
 }

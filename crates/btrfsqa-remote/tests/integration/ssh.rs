@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use btrfsqa_model::error_chain as chain;
 use btrfsqa_remote::testsupport::TestSshd;
 use btrfsqa_remote::{ExecRequest, OpenSshHost, RemoteError, RemoteHost, SshTarget};
 
@@ -17,18 +18,6 @@ async fn connected() -> Option<(TestSshd, OpenSshHost)> {
         .await
         .unwrap_or_else(|e| panic!("{}\nsshd log:\n{}", chain(&e), sshd.log()));
     Some((sshd, host))
-}
-
-/// An error with all its causes, as a user would read it.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        cause = error.source();
-    }
-    text
 }
 
 #[tokio::test]

@@ -188,9 +188,7 @@ pub async fn bisect_with(
         };
         std::fs::create_dir_all(&dir).map_err(io)?;
         let json = serde_json::to_vec_pretty(state).expect("a bisection serializes");
-        let partial = path.with_extension(format!("json.{}", std::process::id()));
-        std::fs::write(&partial, json).map_err(io)?;
-        std::fs::rename(&partial, &path).map_err(io)
+        btrfsqa_model::fs::write_atomic(&path, &json).map_err(io)
     };
 
     // The bad commit first: how it fails is what bad means.

@@ -350,15 +350,12 @@ impl Watcher {
             self.state.triggered.drain(..extra);
         }
         let json = serde_json::to_vec_pretty(&self.state).expect("the state serializes");
-        let partial = self
-            .state_path
-            .with_extension(format!("json.{}", std::process::id()));
-        let io = |source| WatchError::State {
-            path: self.state_path.clone(),
-            source,
-        };
-        std::fs::write(&partial, json).map_err(io)?;
-        std::fs::rename(&partial, &self.state_path).map_err(io)
+        btrfsqa_model::fs::write_atomic(&self.state_path, &json).map_err(|source| {
+            WatchError::State {
+                path: self.state_path.clone(),
+                source,
+            }
+        })
     }
 }
 

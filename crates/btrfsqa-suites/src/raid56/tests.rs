@@ -1,10 +1,10 @@
 //! The suite against a scripted fake machine (a `MockRemoteHost` that answers
 //! each btrfs-progs command with captured real output).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use btrfsqa_remote::MockRemoteHost;
+use btrfsqa_remote::{ExecOutput, MockRemoteHost, RemoteError};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
