@@ -32,6 +32,7 @@ mod local;
 mod machine;
 mod plugin;
 pub mod qemu;
+mod state_home;
 mod static_hosts;
 mod tool;
 

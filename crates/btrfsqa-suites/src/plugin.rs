@@ -27,6 +27,26 @@ pub struct GitSource {
     pub git_ref: String,
 }
 
+impl GitSource {
+    /// The source at `url` and `git_ref`.
+    pub fn new(url: &str, git_ref: &str) -> Self {
+        GitSource {
+            url: url.to_owned(),
+            git_ref: git_ref.to_owned(),
+        }
+    }
+
+    /// Pins the fields `url` and `git_ref` of a suite's config to `commit`
+    /// (of `new_url`, when given): what [`SuitePlugin::pin_source`] does
+    /// for a suite configured by `git-url` and `git-ref`.
+    pub fn pin(url: &mut String, git_ref: &mut String, new_url: Option<&str>, commit: &str) {
+        if let Some(new_url) = new_url {
+            *url = new_url.to_owned();
+        }
+        *git_ref = commit.to_owned();
+    }
+}
+
 /// A suite (or a family of named suites) as the registry knows it.
 pub trait SuitePlugin {
     /// Its section: `[suites.ID]`; also the suite's id in `run.suites`

@@ -182,16 +182,7 @@ impl Default for AwsSettings {
 
 /// `$XDG_STATE_HOME/btrfsqa/aws-keys`, else `~/.local/state/btrfsqa/aws-keys`.
 fn default_key_dir() -> PathBuf {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|dir| !dir.is_empty())
-                .map(|home| PathBuf::from(home).join(".local/state"))
-        })
-        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
-    state.join("btrfsqa/aws-keys")
+    crate::state_home::state_dir("aws-keys")
 }
 
 #[cfg(test)]

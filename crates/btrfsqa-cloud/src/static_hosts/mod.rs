@@ -235,7 +235,7 @@ impl StaticProvider {
             .await
             .map_err(|e| self.failed(operation.clone(), e))?;
         make_private_dir(&dir)
-            .and_then(|()| write_atomically(&file, &lines))
+            .and_then(|()| btrfsqa_model::fs::write_atomic(&file, lines.as_bytes()))
             .map_err(|e| self.failed(operation, e))?;
         tracing::info!(host = %host.name, file = %file.display(), "host key recorded at first use");
         Ok(file)
@@ -464,29 +464,10 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-/// Writes `file` whole or not at all (a temporary file renamed over it).
-fn write_atomically(file: &Path, text: &str) -> std::io::Result<()> {
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let mut temporary = tempfile::NamedTempFile::new_in(dir)?;
-    temporary.write_all(text.as_bytes())?;
-    temporary.as_file().sync_all()?;
-    temporary.persist(file).map_err(|e| e.error)?;
-    Ok(())
-}
-
 /// `$XDG_STATE_HOME/btrfsqa/static-hosts`, else
 /// `~/.local/state/btrfsqa/static-hosts`.
 fn default_state_dir() -> PathBuf {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|dir| !dir.is_empty())
-                .map(|home| PathBuf::from(home).join(".local/state"))
-        })
-        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
-    state.join("btrfsqa/static-hosts")
+    crate::state_home::state_dir("static-hosts")
 }
 
 #[cfg(test)]

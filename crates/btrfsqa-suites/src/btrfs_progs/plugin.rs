@@ -35,16 +35,10 @@ impl SuitePlugin for BtrfsProgsTests {
     }
 
     fn source(config: &BtrfsProgsConfig) -> Option<GitSource> {
-        Some(GitSource {
-            url: config.git_url.clone(),
-            git_ref: config.git_ref.clone(),
-        })
+        Some(GitSource::new(&config.git_url, &config.git_ref))
     }
 
     fn pin_source(config: &mut BtrfsProgsConfig, url: Option<&str>, commit: &str) {
-        if let Some(url) = url {
-            config.git_url = url.to_owned();
-        }
-        config.git_ref = commit.to_owned();
+        GitSource::pin(&mut config.git_url, &mut config.git_ref, url, commit);
     }
 }

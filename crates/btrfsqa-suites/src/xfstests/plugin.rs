@@ -41,17 +41,11 @@ impl SuitePlugin for Xfstests {
     }
 
     fn source(config: &XfstestsConfig) -> Option<GitSource> {
-        Some(GitSource {
-            url: config.git_url.clone(),
-            git_ref: config.git_ref.clone(),
-        })
+        Some(GitSource::new(&config.git_url, &config.git_ref))
     }
 
     fn pin_source(config: &mut XfstestsConfig, url: Option<&str>, commit: &str) {
-        if let Some(url) = url {
-            config.git_url = url.to_owned();
-        }
-        config.git_ref = commit.to_owned();
+        GitSource::pin(&mut config.git_url, &mut config.git_ref, url, commit);
     }
 
     /// Each name is a built-in profile or a configured section's name; the
