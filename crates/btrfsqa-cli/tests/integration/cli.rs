@@ -273,3 +273,98 @@ fn an_unknown_profile_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("`--profile compres`"), "{stderr}");
 }
+
+/// `plan` refuses flags it cannot use, and plans fstests' `check.time`
+/// without a configuration: each machine's tests, or one comparing line.
+#[test]
+fn plan_checks_its_flags_and_plans_a_check_time_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("check.time");
+    for (flags, message) in [
+        (vec!["--shards", "0"], "error: --shards must be at least 1"),
+        (
+            vec!["--setup-secs=-1"],
+            "error: --setup-secs must be a number of seconds, 0 or more",
+        ),
+        (
+            vec!["--durations", file.to_str().unwrap()],
+            "error: cannot read `",
+        ),
+    ] {
+        let out = run(btrfsqa().arg("plan").args(&flags));
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.starts_with(message), "{flags:?}: {stderr}");
+    }
+    std::fs::write(&file, "no durations here\n").unwrap();
+    let out = run(btrfsqa().arg("plan").arg("--durations").arg(&file));
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("holds no `TEST SECONDS` lines"), "{stderr}");
+
+    std::fs::write(&file, "btrfs/001 30\nbtrfs/002 10\ngeneric/001 10\n").unwrap();
+    let plan = |extra: &[&str]| {
+        let out = run(btrfsqa()
+            .args(["plan", "--shards", "2", "--setup-secs", "0", "--durations"])
+            .arg(&file)
+            .args(extra));
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        stdout
+    };
+    let stdout = plan(&[]);
+    assert!(
+        stdout.contains("machine 0: 1 tests in 1 batches, 30 s")
+            && stdout.contains("xfstests/btrfs/001")
+            && stdout.contains(
+                "3 tests, 50 s in all; predicted makespan 30 s on 2 machines (lower bound 30 s)"
+            ),
+        "{stdout}"
+    );
+    let stdout = plan(&["--compare"]);
+    assert!(
+        stdout
+            .starts_with("shards=2   tests=3 lower-bound=30s (longest test) btrfsqa=30s (1.000, "),
+        "{stdout}"
+    );
+}
+
+/// `teardown` of a run: a bad id is a usage error; a recorded machine whose
+/// provider the configuration cannot make is named, and the exit code says
+/// it is still up.
+#[test]
+fn teardown_names_a_machine_it_cannot_tear_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = run(btrfsqa()
+        .args(["teardown", "not/a-run", "--results-dir"])
+        .arg(&store));
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    let id = "20261124-100000-ab12";
+    std::fs::create_dir_all(store.join(id)).unwrap();
+    let machine = serde_json::json!({
+        "run_id": id,
+        "name": "gone-0",
+        "provider": "no-such-provider",
+        "provider_id": "m-1",
+        "access": { "kind": "local" },
+        "test_dev": "/dev/loop90",
+        "scratch_devs": [],
+        "work_dir": "/tmp/w",
+        "instance_type": null,
+    });
+    std::fs::write(
+        store.join(id).join("machine-gone-0.json"),
+        machine.to_string(),
+    )
+    .unwrap();
+    let out = run(btrfsqa()
+        .args(["teardown", id, "--results-dir"])
+        .arg(&store));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("error: machine `gone-0` has unknown provider `no-such-provider`"),
+        "{stderr}"
+    );
+}
