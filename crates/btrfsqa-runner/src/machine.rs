@@ -1,5 +1,6 @@
-//! A machine by hand, outside a run: provisioned and recorded under a run id
-//! of its own, left up, and torn down later by that id.
+//! Machines by hand, outside a run: one provisioned and recorded under a
+//! run id of its own, left up, and torn down later by that id; and what
+//! runs left behind, reaped.
 //!
 //! A run's own machines are the run controller's (`run/machine.rs`); this
 //! module uses the same records, so a run's id tears its machines down too.
@@ -30,19 +31,31 @@ pub struct Provisioned {
     pub not_recorded: Option<std::io::Error>,
 }
 
+/// What a provider found left behind by runs, and what it did with each.
+#[derive(Debug)]
+pub struct Reaped {
+    /// The provider that looked.
+    pub provider: String,
+    /// What it found.
+    pub items: Vec<ReapItem>,
+}
+
+impl Reaped {
+    /// Whether nothing is still there that should have gone (a failed
+    /// removal); deleted, already gone, would be removed in a dry run or
+    /// kept because its run is still going are all as they should be.
+    pub fn is_complete(&self) -> bool {
+        !self.items.iter().any(|item| item.action.is_failure())
+    }
+}
+
 /// How a run's machines were torn down.
 #[derive(Debug)]
 pub enum Teardown {
     /// Each recorded machine, with how its teardown went.
     Machines(Vec<MachineTeardown>),
-    /// None was recorded: what the provider found tagged with the run, and
-    /// what it did with each.
-    Reaped {
-        /// The provider that reaped.
-        provider: String,
-        /// What it found.
-        items: Vec<ReapItem>,
-    },
+    /// None was recorded: what the provider found tagged with the run.
+    Reaped(Reaped),
 }
 
 impl Teardown {
@@ -50,7 +63,7 @@ impl Teardown {
     pub fn is_complete(&self) -> bool {
         match self {
             Teardown::Machines(machines) => machines.iter().all(|m| m.result.is_ok()),
-            Teardown::Reaped { items, .. } => !items.iter().any(|i| i.action.is_failure()),
+            Teardown::Reaped(reaped) => reaped.is_complete(),
         }
     }
 }
@@ -148,6 +161,26 @@ pub async fn provision_machine(settings: &Settings) -> Result<Provisioned, Machi
     })
 }
 
+/// Finds, with the configured provider, what earlier runs (every run, or
+/// only `run`) left behind, and removes it unless `dry_run`.
+pub async fn reap(
+    settings: &Settings,
+    run: Option<RunId>,
+    dry_run: bool,
+) -> Result<Reaped, MachineError> {
+    let provider = crate::registry::provider(settings)
+        .await
+        .map_err(MachineError::Provider)?;
+    let items = provider
+        .reap(run, dry_run)
+        .await
+        .map_err(MachineError::Reap)?;
+    Ok(Reaped {
+        provider: provider.id().to_owned(),
+        items,
+    })
+}
+
 /// Tears down every machine recorded for `run`, each with its own provider;
 /// with no record, reaps whatever the provider `overrides` names (or the
 /// configured one) finds tagged with the run.
@@ -171,17 +204,9 @@ pub async fn teardown_run(
     let machines = read_machine_records(&store.run_dir(run));
     if machines.is_empty() {
         let settings = Settings::resolve(config, overrides.clone())?;
-        let provider = crate::registry::provider(&settings)
-            .await
-            .map_err(MachineError::Provider)?;
-        let items = provider
-            .reap(Some(run.clone()), false)
-            .await
-            .map_err(MachineError::Reap)?;
-        return Ok(Teardown::Reaped {
-            provider: provider.id().to_owned(),
-            items,
-        });
+        return Ok(Teardown::Reaped(
+            reap(&settings, Some(run.clone()), false).await?,
+        ));
     }
     let mut torn_down = Vec::new();
     for machine in machines {
