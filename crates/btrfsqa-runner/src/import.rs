@@ -18,7 +18,6 @@ use btrfsqa_suites::SuiteError;
 use btrfsqa_suites::import;
 
 use crate::error::ErrorKind;
-use crate::recording::SECRET_ENV_VARS;
 use crate::settings::Settings;
 
 /// What to import.
@@ -153,8 +152,9 @@ pub fn import_results(
     // The run's id says when its tests ran, known only once they are read:
     // they are read into a directory of their own first.
     let staging = store.create_run(&staging_id)?;
-    // What is copied loses the run's secrets, as recordings of runs do.
-    let redactor = btrfsqa_remote::Redactor::from_env(SECRET_ENV_VARS);
+    // What is copied loses the run's secrets (the known ones and those
+    // `run.secret-env` names), as recordings of runs do.
+    let redactor = crate::registry::redactor(settings);
     let imported = match &request.source {
         ImportSource::Xfstests { dir } => import::xfstests(dir, &staging, &redactor),
         ImportSource::BtrfsProgs { dir, .. } => {

@@ -131,6 +131,51 @@ fn import_stays_in_its_directory_and_redacts_what_it_copies() {
     assert!(files > 3, "the import kept its files");
 }
 
+/// The variables `run.secret-env` names are secrets to an import too: their
+/// values never reach the store (config.md), as with a run's recordings.
+#[test]
+fn import_redacts_the_configured_secret_variables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = crate::repo_root().join("crates/btrfsqa-suites/fixtures/xfstests/btrfs-loop-30");
+    let src = tmp.path().join("results");
+    std::fs::create_dir_all(src.join("btrfs")).unwrap();
+    for file in ["result.xml", "check.log", "check.time"] {
+        std::fs::copy(fixture.join(file), src.join(file)).unwrap();
+    }
+    let secret = "lab-passphrase-0123456789";
+    let mut full = std::fs::read(fixture.join("btrfs/012.full")).unwrap();
+    full.extend_from_slice(format!("mounted with {secret}\n").as_bytes());
+    std::fs::write(src.join("btrfs/012.full"), full).unwrap();
+    let config = tmp.path().join("btrfsqa.toml");
+    std::fs::write(&config, "[run]\nsecret-env = [\"LAB_PASSPHRASE\"]\n").unwrap();
+    let store = tmp.path().join("store");
+    let out = run(btrfsqa()
+        .env("LAB_PASSPHRASE", secret)
+        .args(["import", "xfstests"])
+        .arg(&src)
+        .arg("--config")
+        .arg(&config)
+        .arg("--results-dir")
+        .arg(&store));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let mut stack = vec![store];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            files += 1;
+            let content = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            assert!(!content.contains(secret), "{} holds it", path.display());
+        }
+    }
+    assert!(files > 3, "the import kept its files");
+}
+
 /// Runs `btrfsqa ARGS` with its stdout a pipe whose reader is already gone
 /// (`btrfsqa ARGS | head -c 0`); its exit code and stderr.
 fn with_stdout_closed(args: &[&str], dir: &std::path::Path) -> (Option<i32>, String) {
