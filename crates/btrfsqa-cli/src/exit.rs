@@ -1,4 +1,8 @@
-//! Exit codes. Documented in README.md ("Exit codes"); keep both in step.
+//! Exit codes: what each means is documented in README.md ("Exit codes"),
+//! the one place users read; which error exits with which code is decided
+//! here alone, by the error's kind ([`btrfsqa_runner::ErrorKind`]).
+
+use btrfsqa_runner::ErrorKind;
 
 /// What `btrfsqa` exits with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +37,65 @@ impl From<btrfsqa_runner::RunVerdict> for Code {
             RunVerdict::InfrastructureError => Code::Infrastructure,
             RunVerdict::Interrupted => Code::Interrupted,
             RunVerdict::PublishFailed => Code::PublishFailed,
+        }
+    }
+}
+
+impl From<ErrorKind> for Code {
+    fn from(kind: ErrorKind) -> Self {
+        match kind {
+            ErrorKind::Usage => Code::Usage,
+            ErrorKind::Infrastructure => Code::Infrastructure,
+            ErrorKind::PublishFailed => Code::PublishFailed,
+            ErrorKind::Interrupted => Code::Interrupted,
+        }
+    }
+}
+
+impl From<&btrfsqa_runner::Error> for Code {
+    fn from(err: &btrfsqa_runner::Error) -> Self {
+        err.kind().into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// README.md's "Exit codes" table: each code with its meaning.
+    fn documented() -> Vec<(u8, String)> {
+        let readme = include_str!("../../../README.md");
+        let table = &readme[readme.find("### Exit codes").expect("the section")..];
+        table
+            .lines()
+            .skip_while(|line| !line.starts_with("| ---"))
+            .skip(1)
+            .take_while(|line| line.starts_with('|'))
+            .map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                (cells[1].parse().expect("a code"), cells[2].to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_kind_of_error_exits_with_the_code_the_readme_documents_for_it() {
+        let documented = documented();
+        assert_eq!(documented.len(), 6, "{documented:?}");
+        for kind in ErrorKind::ALL {
+            let code = Code::from(kind) as u8;
+            let meaning = documented
+                .iter()
+                .find(|(documented, _)| *documented == code)
+                .map(|(_, meaning)| meaning.as_str())
+                .unwrap_or_else(|| panic!("{kind:?}: code {code} is not documented"));
+            let says = match kind {
+                ErrorKind::Usage => "bad command line or configuration",
+                ErrorKind::Infrastructure => "infrastructure error",
+                ErrorKind::PublishFailed => "publishing failed",
+                ErrorKind::Interrupted => "interrupted",
+            };
+            assert!(meaning.contains(says), "{kind:?} exits {code}: {meaning}");
         }
     }
 }

@@ -1,5 +1,35 @@
+//! The errors of configuration, runs and notifications, and the classes
+//! every error of the runner falls into ([`ErrorKind`]).
+
 use std::fmt;
 use std::path::PathBuf;
+
+/// What kind of failure an error is: what a caller tells its user, and what
+/// the CLI's exit code says (README.md, "Exit codes").
+// Not `non_exhaustive`: a new kind must make every caller's mapping (the
+// CLI's exit codes) fail to compile until it is mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The request or the configuration is unusable, or something the user
+    /// should wait for is busy: nothing was started.
+    Usage,
+    /// A machine, a provider, a source or the results store failed.
+    Infrastructure,
+    /// The results are kept in the store, but publishing them failed.
+    PublishFailed,
+    /// Stopped by a signal or a deadline; what was done is kept.
+    Interrupted,
+}
+
+impl ErrorKind {
+    /// Every kind, for callers that map each of them.
+    pub const ALL: [ErrorKind; 4] = [
+        ErrorKind::Usage,
+        ErrorKind::Infrastructure,
+        ErrorKind::PublishFailed,
+        ErrorKind::Interrupted,
+    ];
+}
 
 /// One problem in a configuration file, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +130,21 @@ pub enum RunError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl RunError {
+    /// A run that never started because of its configuration, its provider's
+    /// set-up or a busy run or store is the user's to fix or wait for; a
+    /// store that cannot be written is the infrastructure's.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RunError::Config(_)
+            | RunError::Provider { .. }
+            | RunError::Busy { .. }
+            | RunError::StoreInUse { .. } => ErrorKind::Usage,
+            RunError::Store(_) => ErrorKind::Infrastructure,
+        }
+    }
 }
 
 /// A notification hook that could not deliver (see [`crate::notify`]).

@@ -10,6 +10,12 @@
 //! prints: progress arrives as [`btrfsqa_model::Event`]s through the sink
 //! you pass.
 //!
+//! Besides runs: [`import::import_results`] makes a run of results made
+//! elsewhere, [`plan::forecast`] predicts a run, and
+//! [`machine::provision_machine`] and [`machine::teardown_run`] handle a
+//! machine by hand. Every entry point's error converts into [`Error`],
+//! whose [`Error::kind`] says what kind of failure it is.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use btrfsqa_runner::{ConfigSource, RunOverrides, Runner, Settings};
@@ -30,10 +36,13 @@ pub mod bisect;
 pub mod config;
 mod connect;
 mod error;
+mod failure;
 pub mod history;
+pub mod import;
 mod journal;
 pub mod kernel;
 mod lock;
+pub mod machine;
 pub mod matrix;
 pub mod notify;
 pub mod plan;
@@ -48,7 +57,8 @@ pub mod watch;
 
 pub use config::{Config, ConfigSource, DEFAULT_CONFIG};
 pub use connect::{Connector, DefaultConnector, MockConnector};
-pub use error::{ConfigError, ConfigIssue, NotifyError, RunError, error_chain};
+pub use error::{ConfigError, ConfigIssue, ErrorKind, NotifyError, RunError, error_chain};
+pub use failure::Error;
 pub use journal::Journal;
 pub use recording::SECRET_ENV_VARS;
 pub use run::{RunOutcome, RunVerdict, Runner, read_machine_records, write_machine_record};

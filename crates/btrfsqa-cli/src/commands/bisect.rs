@@ -1,26 +1,20 @@
 //! `btrfsqa bisect`: the first bad commit of a source for one test.
 
 use btrfsqa_runner::bisect::search::Mark;
-use btrfsqa_runner::bisect::{
-    BisectError, BisectRequest, Bisection, Outcome, Step, bisect as run_bisect,
-};
+use btrfsqa_runner::bisect::{BisectRequest, Bisection, Outcome, Step, bisect as run_bisect};
 use btrfsqa_runner::watch::WatchSource;
 use btrfsqa_runner::{CancellationToken, RunOverrides};
 
 use super::run::{event_sink, watch_signals};
-use super::{load_settings, print_error};
+use super::{load_settings, usage};
 use crate::args::{BisectArgs, MessageFormat};
 use crate::exit::Code;
 
-pub async fn bisect(args: BisectArgs) -> Code {
+pub async fn bisect(args: BisectArgs) -> super::Outcome {
     if args.runs == 0 {
-        errln!("error: --runs must be at least 1");
-        return Code::Usage;
+        return usage("--runs must be at least 1");
     }
-    let settings = match load_settings(&args.config, RunOverrides::default()) {
-        Ok(settings) => settings,
-        Err(code) => return code,
-    };
+    let settings = load_settings(&args.config, RunOverrides::default())?;
     let source = match &args.source {
         Some(name) => WatchSource::from(name.clone()),
         None => btrfsqa_runner::bisect::default_source(&settings, &args.suite),
@@ -56,18 +50,7 @@ pub async fn bisect(args: BisectArgs) -> Code {
             errln!("{}", describe(step));
         }
     };
-    let result = run_bisect(&settings, &request, events, cancel.clone(), &on_step).await;
-    let state = match result {
-        Ok(state) => state,
-        Err(err) => {
-            print_error(&err);
-            return match err {
-                BisectError::Request(_) | BisectError::Commits { .. } => Code::Usage,
-                BisectError::Stopped { .. } => Code::Interrupted,
-                _ => Code::Infrastructure,
-            };
-        }
-    };
+    let state = run_bisect(&settings, &request, events, cancel.clone(), &on_step).await?;
     let journal = settings
         .results_dir()
         .join(".bisect")
@@ -75,7 +58,7 @@ pub async fn bisect(args: BisectArgs) -> Code {
         .join("bisect.json");
     let runs = state.test_runs();
     publish(&settings, &state).await;
-    match state.outcome.clone() {
+    let code = match state.outcome.clone() {
         Some(Outcome::Found { commit, subject }) => {
             if json {
                 let line = serde_json::json!({
@@ -118,7 +101,8 @@ pub async fn bisect(args: BisectArgs) -> Code {
             Code::Infrastructure
         }
         None => Code::Infrastructure,
-    }
+    };
+    Ok(code)
 }
 
 /// Publishes the site again once the bisection has ended, so its page

@@ -9,7 +9,7 @@ use btrfsqa_model::{ResultsStore, RunId, RunReport};
 use btrfsqa_runner::RunOverrides;
 use btrfsqa_runner::history::ExpectationsConfig;
 
-use super::{load_settings, print_error};
+use super::{failed, load_settings, print_error};
 use crate::args::{CompareArgs, HistoryArgs};
 use crate::exit::Code;
 use crate::output::Colors;
@@ -17,7 +17,7 @@ use crate::output::Colors;
 pub fn compare(args: CompareArgs) -> Code {
     let settings = match load_settings(&args.config, RunOverrides::default()) {
         Ok(settings) => settings,
-        Err(code) => return code,
+        Err(err) => return failed(&err),
     };
     let store = ResultsStore::new(settings.results_dir());
     let history = match load_history(&store) {
@@ -68,7 +68,7 @@ pub fn compare(args: CompareArgs) -> Code {
 pub fn history(args: HistoryArgs) -> Code {
     let settings = match load_settings(&args.config, RunOverrides::default()) {
         Ok(settings) => settings,
-        Err(code) => return code,
+        Err(err) => return failed(&err),
     };
     let store = ResultsStore::new(settings.results_dir());
     let history = match load_history(&store) {

@@ -3,7 +3,7 @@
 use btrfsqa_cloud::qemu::{ImagePaths, ImageSettings, build_image};
 use btrfsqa_runner::RunOverrides;
 
-use super::{load_settings, print_error};
+use super::{failed, load_settings, print_error};
 use crate::args::ImageBuildArgs;
 use crate::exit::Code;
 
@@ -16,7 +16,7 @@ pub async fn build(args: ImageBuildArgs) -> Code {
                 .providers
                 .get::<btrfsqa_cloud::QemuConfig>()
                 .map_or_else(ImagePaths::from_env_or_default, |qemu| qemu.image()),
-            Err(code) => return code,
+            Err(err) => return failed(&err),
         },
     };
     let mut settings = ImageSettings::new(paths.clone());

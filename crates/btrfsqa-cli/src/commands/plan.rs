@@ -1,95 +1,86 @@
-//! `btrfsqa plan`: who would run what, and when the run would end.
+//! `btrfsqa plan`: who would run what, and when the run would end
+//! ([`btrfsqa_runner::plan::forecast`]).
 
-use btrfsqa_model::ResultsStore;
+use std::num::NonZeroUsize;
+
 use btrfsqa_runner::RunOverrides;
-use btrfsqa_runner::plan::{RunPlan, setup_estimate};
-use btrfsqa_runner::schedule::{self, History, Plan, WorkItem};
+use btrfsqa_runner::plan::{Forecast, ForecastRequest, PlanSource, forecast};
+use btrfsqa_runner::schedule::Plan;
 
-use super::{load_settings, print_error};
+use super::{Outcome, load_settings, usage};
 use crate::args::PlanArgs;
 use crate::exit::Code;
 
-pub async fn plan(args: PlanArgs) -> Code {
-    if args.shards == 0 {
-        errln!("error: --shards must be at least 1");
-        return Code::Usage;
-    }
-    if args.setup_secs.is_some_and(|s| !s.is_finite() || s < 0.0) {
-        errln!("error: --setup-secs must be a number of seconds, 0 or more");
-        return Code::Usage;
-    }
-    let plan = match &args.durations {
-        // fstests' check.time: every test in it, with its duration.
-        Some(file) => match std::fs::read_to_string(file) {
-            Ok(text) => {
-                let times = btrfsqa_suites::xfstests::parse::parse_check_time(&text);
-                if times.is_empty() {
-                    errln!(
-                        "error: `{}` holds no `TEST SECONDS` lines (fstests' check.time format)",
-                        file.display()
-                    );
-                    return Code::Usage;
-                }
-                RunPlan {
-                    items: times
-                        .into_iter()
-                        .map(|(test, secs)| WorkItem::test("xfstests", &test, secs))
-                        .collect(),
-                    ..RunPlan::default()
-                }
-            }
-            Err(err) => {
-                errln!("error: cannot read `{}`: {err}", file.display());
-                return Code::Usage;
-            }
-        },
-        // The configured suites' tests, with durations from the results store.
-        None => match configured(&args).await {
-            Ok(plan) => plan,
-            Err(code) => return code,
-        },
+pub async fn plan(args: PlanArgs) -> Outcome {
+    let Some(machines) = NonZeroUsize::new(args.shards) else {
+        return usage("--shards must be at least 1");
     };
+    if args.setup_secs.is_some_and(|s| !s.is_finite() || s < 0.0) {
+        return usage("--setup-secs must be a number of seconds, 0 or more");
+    }
+    let source = match &args.durations {
+        Some(file) => PlanSource::CheckTime(file.clone()),
+        None => {
+            let overrides = RunOverrides {
+                suites: args.suites.clone(),
+                profiles: args.profiles.clone(),
+                ..RunOverrides::default()
+            };
+            PlanSource::Configured(Box::new(load_settings(&args.config, overrides)?))
+        }
+    };
+    let request = ForecastRequest {
+        source,
+        machines,
+        setup_secs: args.setup_secs,
+        compare: args.compare,
+    };
+    let forecast = forecast(&request).await?;
+    let plan = &forecast.plan;
     for warning in &plan.warnings {
         errln!("warning: {warning}");
     }
     for (suite, error) in &plan.failures {
         errln!("error: suite {suite}: {error}");
     }
-    let items = &plan.items;
-    let setup = |item: &WorkItem| args.setup_secs.unwrap_or_else(|| setup_estimate(item));
-    let lower = schedule::lower_bound(items, args.shards);
-    let predicted = plan.predict(args.shards, &setup);
-    if args.compare {
+    print_forecast(&forecast, args.shards);
+    // A suite that cannot list its tests would not run.
+    Ok(if plan.failures.is_empty() {
+        Code::Ok
+    } else {
+        Code::Infrastructure
+    })
+}
+
+/// The comparison line when the forecast has the alternatives, else each
+/// machine's tests and the totals.
+fn print_forecast(forecast: &Forecast, shards: usize) {
+    let items = &forecast.plan.items;
+    let lower = forecast.lower_bound_secs;
+    let predicted = &forecast.predicted;
+    if let Some(alternatives) = &forecast.alternatives {
         let ratio = |p: &Plan| p.makespan() / lower.max(f64::MIN_POSITIVE);
-        let unbatched = schedule::simulate_unbatched(items, args.shards, &setup);
-        let rr = schedule::round_robin(items, args.shards);
-        let ordered = schedule::in_order(items, args.shards);
-        let longest = items.iter().map(|i| i.estimate_secs).fold(0.0, f64::max);
         outln!(
             "shards={:<3} tests={} lower-bound={:.0}s{} btrfsqa={:.0}s ({:.3}, {} batches) one-per-batch={:.0}s ({:.3}) round-robin={:.0}s ({:.3}) in-order={:.0}s ({:.3})",
-            args.shards,
+            shards,
             items.len(),
             lower,
-            if (lower - longest).abs() < 1e-9 {
+            if forecast.bound_by_longest {
                 " (longest test)"
             } else {
                 ""
             },
             predicted.makespan(),
-            ratio(&predicted),
+            ratio(predicted),
             predicted.batches.iter().sum::<usize>(),
-            unbatched.makespan(),
-            ratio(&unbatched),
-            rr.makespan(),
-            ratio(&rr),
-            ordered.makespan(),
-            ratio(&ordered),
+            alternatives.one_per_batch.makespan(),
+            ratio(&alternatives.one_per_batch),
+            alternatives.round_robin.makespan(),
+            ratio(&alternatives.round_robin),
+            alternatives.in_order.makespan(),
+            ratio(&alternatives.in_order),
         );
-        return if plan.failures.is_empty() {
-            Code::Ok
-        } else {
-            Code::Infrastructure
-        };
+        return;
     }
     for (machine, (tests, busy)) in predicted
         .machines
@@ -109,28 +100,8 @@ pub async fn plan(args: PlanArgs) -> Code {
     outln!(
         "\n{} tests, {:.0} s in all; predicted makespan {:.0} s on {} machines (lower bound {lower:.0} s)",
         items.len(),
-        plan.total_secs(),
+        forecast.plan.total_secs(),
         predicted.makespan(),
-        args.shards
+        shards
     );
-    if plan.failures.is_empty() {
-        Code::Ok
-    } else {
-        Code::Infrastructure
-    }
-}
-
-async fn configured(args: &PlanArgs) -> Result<RunPlan, Code> {
-    let overrides = RunOverrides {
-        suites: args.suites.clone(),
-        profiles: args.profiles.clone(),
-        ..RunOverrides::default()
-    };
-    let settings = load_settings(&args.config, overrides)?;
-    let suites = btrfsqa_runner::registry::suites(&settings).map_err(|err| {
-        print_error(&err);
-        Code::Usage
-    })?;
-    let history = History::from_store(&ResultsStore::new(settings.results_dir()));
-    Ok(RunPlan::build(&suites, &history, &Default::default()).await)
 }

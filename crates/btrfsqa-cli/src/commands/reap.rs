@@ -4,27 +4,21 @@ use btrfsqa_cloud::ReapItem;
 use btrfsqa_model::RunId;
 use btrfsqa_runner::RunOverrides;
 
-use super::{load_settings, print_error};
+use super::{Outcome, load_settings, print_error};
 use crate::args::ReapArgs;
 use crate::exit::Code;
 
-pub async fn reap(args: ReapArgs) -> Code {
+pub async fn reap(args: ReapArgs) -> Outcome {
     let overrides = RunOverrides {
-        provider: args
-            .provider
-            .as_deref()
-            .map(|p| p.parse().expect("clap checked the value")),
+        provider: args.provider.clone(),
         ..Default::default()
     };
-    let mut settings = match load_settings(&args.config, overrides) {
-        Ok(settings) => settings,
-        Err(code) => return code,
-    };
+    let mut settings = load_settings(&args.config, overrides)?;
     let run = match args.run.as_deref().map(RunId::parse).transpose() {
         Ok(run) => run,
         Err(err) => {
             print_error(&err);
-            return Code::Usage;
+            return Ok(Code::Usage);
         }
     };
     if !args.regions.is_empty()
@@ -35,43 +29,30 @@ pub async fn reap(args: ReapArgs) -> Code {
     {
         aws.reap_regions = args.regions.clone();
     }
-    let provider = match btrfsqa_runner::registry::provider(&settings).await {
-        Ok(provider) => provider,
-        Err(err) => {
-            print_error(&err);
-            return Code::Usage;
-        }
-    };
-    match provider.reap(run, args.dry_run).await {
-        Ok(items) => {
-            if items.is_empty() {
-                outln!("nothing left behind by {} runs", provider.id());
-                return Code::Ok;
-            }
-            outln!(
-                "{:<10} {:<14} {:<28} {:<50} action",
-                "provider",
-                "kind",
-                "run",
-                "id"
-            );
-            for item in &items {
-                outln!(
-                    "{:<10} {:<14} {:<28} {:<50} {}",
-                    item.provider,
-                    item.kind,
-                    item.run_id.as_deref().unwrap_or("-"),
-                    item.id,
-                    item.action
-                );
-            }
-            exit_code(&items)
-        }
-        Err(err) => {
-            print_error(&err);
-            Code::Infrastructure
-        }
+    let reaped = btrfsqa_runner::machine::reap(&settings, run, args.dry_run).await?;
+    let items = &reaped.items;
+    if items.is_empty() {
+        outln!("nothing left behind by {} runs", reaped.provider);
+        return Ok(Code::Ok);
     }
+    outln!(
+        "{:<10} {:<14} {:<28} {:<50} action",
+        "provider",
+        "kind",
+        "run",
+        "id"
+    );
+    for item in items {
+        outln!(
+            "{:<10} {:<14} {:<28} {:<50} {}",
+            item.provider,
+            item.kind,
+            item.run_id.as_deref().unwrap_or("-"),
+            item.id,
+            item.action
+        );
+    }
+    Ok(exit_code(items))
 }
 
 /// 3 when anything is still there that should have gone (a failed

@@ -5,27 +5,21 @@ use std::sync::Arc;
 use btrfsqa_model::Event;
 use btrfsqa_runner::{CancellationToken, RunOverrides, Runner};
 
-use super::{load_settings, print_error};
+use super::{Outcome, load_settings, print_error, usage};
 use crate::args::{MessageFormat, ResumeArgs, RunArgs};
 use crate::exit::Code;
 use crate::output::{Progress, summary};
 
-pub async fn run(args: RunArgs) -> Code {
+pub async fn run(args: RunArgs) -> Outcome {
     let overrides = RunOverrides {
-        provider: args
-            .provider
-            .as_deref()
-            .map(|p| p.parse().expect("clap checked the value")),
+        provider: args.provider.clone(),
         suites: args.suites.clone(),
         profiles: args.profiles.clone(),
         results_dir: None,
         site_repo: args.site_repo.clone(),
         shards: args.shards,
     };
-    let settings = match load_settings(&args.config, overrides) {
-        Ok(settings) => settings,
-        Err(code) => return code,
-    };
+    let settings = load_settings(&args.config, overrides)?;
     match btrfsqa_runner::matrix::split(&settings, &btrfsqa_runner::matrix::new_id()) {
         Some(runs) => drive_matrix(runs, args.message_format).await,
         None => drive(settings, args.message_format, None).await,
@@ -34,16 +28,13 @@ pub async fn run(args: RunArgs) -> Code {
 
 /// A kernel matrix: every kernel's run at once, then each one's summary
 /// and a line per kernel. Exits with the most severe of their codes.
-async fn drive_matrix(runs: Vec<btrfsqa_runner::matrix::MatrixRun>, format: MessageFormat) -> Code {
+async fn drive_matrix(
+    runs: Vec<btrfsqa_runner::matrix::MatrixRun>,
+    format: MessageFormat,
+) -> Outcome {
     let mut runners = Vec::new();
     for run in runs {
-        match Runner::from_settings(run.settings).await {
-            Ok(runner) => runners.push((run.kernel, runner)),
-            Err(err) => {
-                print_error(&err);
-                return Code::Usage;
-            }
-        }
+        runners.push((run.kernel, Runner::from_settings(run.settings).await?));
     }
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
@@ -77,7 +68,7 @@ async fn drive_matrix(runs: Vec<btrfsqa_runner::matrix::MatrixRun>, format: Mess
             Err(err) => {
                 errln!("error: kernel {}:", outcome.kernel);
                 print_error(err);
-                codes.push(run_error_code(err));
+                codes.push(Code::from(err.kind()));
                 lines.push(format!("  {:<16} did not run", outcome.kernel));
             }
         }
@@ -88,7 +79,7 @@ async fn drive_matrix(runs: Vec<btrfsqa_runner::matrix::MatrixRun>, format: Mess
             outln!("{line}");
         }
     }
-    most_severe(&codes)
+    Ok(most_severe(&codes))
 }
 
 /// The code that says the most: interrupted, infrastructure, bad usage,
@@ -110,32 +101,26 @@ fn most_severe(codes: &[Code]) -> Code {
 
 /// `btrfsqa resume`: the tests of a stored run that have no verdict yet, on
 /// a new machine.
-pub async fn resume(args: ResumeArgs) -> Code {
+pub async fn resume(args: ResumeArgs) -> Outcome {
     let run_id = match btrfsqa_model::RunId::parse(&args.run_id) {
         Ok(run_id) => run_id,
         Err(err) => {
             print_error(&err);
-            return Code::Usage;
+            return Ok(Code::Usage);
         }
     };
     let overrides = RunOverrides {
-        provider: args
-            .provider
-            .as_deref()
-            .map(|p| p.parse().expect("clap checked the value")),
+        provider: args.provider.clone(),
         site_repo: args.site_repo.clone(),
         ..Default::default()
     };
-    let settings = match load_settings(&args.config, overrides) {
-        Ok(settings) => settings,
-        Err(code) => return code,
-    };
+    let settings = load_settings(&args.config, overrides)?;
     let store = btrfsqa_model::ResultsStore::new(settings.results_dir());
     let stored = match store.read_report(&run_id) {
         Ok(report) => report,
         Err(err) => {
             print_error(&err);
-            return Code::Usage;
+            return Ok(Code::Usage);
         }
     };
     // A run of a kernel matrix goes on with its own kernel.
@@ -152,10 +137,9 @@ pub async fn resume(args: ResumeArgs) -> Code {
             {
                 Some(run) => run.settings,
                 None => {
-                    errln!(
-                        "error: run {run_id} tested kernel `{kernel}` of a matrix, and the configuration's [[kernel.matrix]] has no kernel of that name"
-                    );
-                    return Code::Usage;
+                    return usage(&format!(
+                        "run {run_id} tested kernel `{kernel}` of a matrix, and the configuration's [[kernel.matrix]] has no kernel of that name"
+                    ));
                 }
             }
         }
@@ -169,14 +153,8 @@ async fn drive(
     settings: btrfsqa_runner::Settings,
     format: MessageFormat,
     resume: Option<btrfsqa_model::RunId>,
-) -> Code {
-    let runner = match Runner::from_settings(settings).await {
-        Ok(runner) => runner,
-        Err(err) => {
-            print_error(&err);
-            return Code::Usage;
-        }
-    };
+) -> Outcome {
+    let runner = Runner::from_settings(settings).await?;
 
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
@@ -187,27 +165,8 @@ async fn drive(
         Some(run_id) => runner.resume(run_id, sink, cancel).await,
         None => runner.run(sink, cancel).await,
     };
-    let outcome = match result {
-        Ok(outcome) => outcome,
-        Err(err) => {
-            progress.finish();
-            print_error(&err);
-            return run_error_code(&err);
-        }
-    };
     progress.finish();
-    report(&outcome, json)
-}
-
-/// The exit code of a run that could not run: a busy run or store is the
-/// user's to wait for (usage), anything else the infrastructure's.
-fn run_error_code(err: &btrfsqa_runner::RunError) -> Code {
-    match err {
-        btrfsqa_runner::RunError::Busy { .. } | btrfsqa_runner::RunError::StoreInUse { .. } => {
-            Code::Usage
-        }
-        _ => Code::Infrastructure,
-    }
+    Ok(report(&result?, json))
 }
 
 /// Where a run's events go: progress on stderr, or JSON lines on stdout.

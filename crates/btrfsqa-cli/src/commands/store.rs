@@ -3,7 +3,7 @@
 use btrfsqa_model::{ResultsStore, RunId};
 use btrfsqa_runner::RunOverrides;
 
-use super::{load_settings, print_error};
+use super::{failed, load_settings, print_error};
 use crate::args::{PublishArgs, ShowArgs};
 use crate::exit::Code;
 
@@ -14,7 +14,7 @@ pub async fn publish(args: PublishArgs) -> Code {
     };
     let settings = match load_settings(&args.config, overrides) {
         Ok(settings) => settings,
-        Err(code) => return code,
+        Err(err) => return failed(&err),
     };
     let run = match RunId::parse(&args.run_id) {
         Ok(run) => run,
@@ -54,7 +54,7 @@ pub async fn publish(args: PublishArgs) -> Code {
 pub fn show(args: ShowArgs) -> Code {
     let settings = match load_settings(&args.config, RunOverrides::default()) {
         Ok(settings) => settings,
-        Err(code) => return code,
+        Err(err) => return failed(&err),
     };
     let store = ResultsStore::new(settings.results_dir());
     let run = match &args.run_id {

@@ -1,28 +1,16 @@
 //! `btrfsqa watch`: polls the refs of `[watch]` and runs when one moves.
 
-use btrfsqa_runner::watch::{Tick, WatchError, Watcher};
+use btrfsqa_runner::watch::{Tick, Watcher};
 use btrfsqa_runner::{CancellationToken, RunOverrides};
 
 use super::run::{event_sink, report, watch_signals};
-use super::{load_settings, print_error};
+use super::{Outcome, failed, load_settings, print_error};
 use crate::args::{MessageFormat, WatchArgs};
 use crate::exit::Code;
 
-pub async fn watch(args: WatchArgs) -> Code {
-    let settings = match load_settings(&args.config, RunOverrides::default()) {
-        Ok(settings) => settings,
-        Err(code) => return code,
-    };
-    let (mut watcher, stale) = match Watcher::start(settings) {
-        Ok(started) => started,
-        Err(err) => {
-            print_error(&err);
-            return match err {
-                WatchError::State { .. } => Code::Infrastructure,
-                _ => Code::Usage,
-            };
-        }
-    };
+pub async fn watch(args: WatchArgs) -> Outcome {
+    let settings = load_settings(&args.config, RunOverrides::default())?;
+    let (mut watcher, stale) = Watcher::start(settings)?;
     if let Some(stale) = stale {
         errln!("watch: took over the lock of a watcher that is gone ({stale})");
     }
@@ -83,25 +71,22 @@ pub async fn watch(args: WatchArgs) -> Code {
                 }
                 code
             }
+            // Said, and watching goes on: the next poll may succeed.
             Err(err) => {
                 progress.finish();
-                print_error(&err);
-                match err {
-                    WatchError::Run(btrfsqa_runner::RunError::StoreInUse { .. }) => Code::Usage,
-                    _ => Code::Infrastructure,
-                }
+                failed(&err.into())
             }
         };
         if cancel.is_cancelled() {
-            return Code::Interrupted;
+            return Ok(Code::Interrupted);
         }
         if args.once {
-            return code;
+            return Ok(code);
         }
         let wait = watcher.next_wait();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = cancel.cancelled() => return Code::Interrupted,
+            () = cancel.cancelled() => return Ok(Code::Interrupted),
         }
     }
 }

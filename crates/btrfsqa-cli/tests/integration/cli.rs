@@ -131,6 +131,51 @@ fn import_stays_in_its_directory_and_redacts_what_it_copies() {
     assert!(files > 3, "the import kept its files");
 }
 
+/// The variables `run.secret-env` names are secrets to an import too: their
+/// values never reach the store (config.md), as with a run's recordings.
+#[test]
+fn import_redacts_the_configured_secret_variables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = crate::repo_root().join("crates/btrfsqa-suites/fixtures/xfstests/btrfs-loop-30");
+    let src = tmp.path().join("results");
+    std::fs::create_dir_all(src.join("btrfs")).unwrap();
+    for file in ["result.xml", "check.log", "check.time"] {
+        std::fs::copy(fixture.join(file), src.join(file)).unwrap();
+    }
+    let secret = "lab-passphrase-0123456789";
+    let mut full = std::fs::read(fixture.join("btrfs/012.full")).unwrap();
+    full.extend_from_slice(format!("mounted with {secret}\n").as_bytes());
+    std::fs::write(src.join("btrfs/012.full"), full).unwrap();
+    let config = tmp.path().join("btrfsqa.toml");
+    std::fs::write(&config, "[run]\nsecret-env = [\"LAB_PASSPHRASE\"]\n").unwrap();
+    let store = tmp.path().join("store");
+    let out = run(btrfsqa()
+        .env("LAB_PASSPHRASE", secret)
+        .args(["import", "xfstests"])
+        .arg(&src)
+        .arg("--config")
+        .arg(&config)
+        .arg("--results-dir")
+        .arg(&store));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let mut stack = vec![store];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            files += 1;
+            let content = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            assert!(!content.contains(secret), "{} holds it", path.display());
+        }
+    }
+    assert!(files > 3, "the import kept its files");
+}
+
 /// Runs `btrfsqa ARGS` with its stdout a pipe whose reader is already gone
 /// (`btrfsqa ARGS | head -c 0`); its exit code and stderr.
 fn with_stdout_closed(args: &[&str], dir: &std::path::Path) -> (Option<i32>, String) {
@@ -272,4 +317,99 @@ fn an_unknown_profile_is_a_usage_error() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("`--profile compres`"), "{stderr}");
+}
+
+/// `plan` refuses flags it cannot use, and plans fstests' `check.time`
+/// without a configuration: each machine's tests, or one comparing line.
+#[test]
+fn plan_checks_its_flags_and_plans_a_check_time_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("check.time");
+    for (flags, message) in [
+        (vec!["--shards", "0"], "error: --shards must be at least 1"),
+        (
+            vec!["--setup-secs=-1"],
+            "error: --setup-secs must be a number of seconds, 0 or more",
+        ),
+        (
+            vec!["--durations", file.to_str().unwrap()],
+            "error: cannot read `",
+        ),
+    ] {
+        let out = run(btrfsqa().arg("plan").args(&flags));
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.starts_with(message), "{flags:?}: {stderr}");
+    }
+    std::fs::write(&file, "no durations here\n").unwrap();
+    let out = run(btrfsqa().arg("plan").arg("--durations").arg(&file));
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("holds no `TEST SECONDS` lines"), "{stderr}");
+
+    std::fs::write(&file, "btrfs/001 30\nbtrfs/002 10\ngeneric/001 10\n").unwrap();
+    let plan = |extra: &[&str]| {
+        let out = run(btrfsqa()
+            .args(["plan", "--shards", "2", "--setup-secs", "0", "--durations"])
+            .arg(&file)
+            .args(extra));
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        stdout
+    };
+    let stdout = plan(&[]);
+    assert!(
+        stdout.contains("machine 0: 1 tests in 1 batches, 30 s")
+            && stdout.contains("xfstests/btrfs/001")
+            && stdout.contains(
+                "3 tests, 50 s in all; predicted makespan 30 s on 2 machines (lower bound 30 s)"
+            ),
+        "{stdout}"
+    );
+    let stdout = plan(&["--compare"]);
+    assert!(
+        stdout
+            .starts_with("shards=2   tests=3 lower-bound=30s (longest test) btrfsqa=30s (1.000, "),
+        "{stdout}"
+    );
+}
+
+/// `teardown` of a run: a bad id is a usage error; a recorded machine whose
+/// provider the configuration cannot make is named, and the exit code says
+/// it is still up.
+#[test]
+fn teardown_names_a_machine_it_cannot_tear_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = run(btrfsqa()
+        .args(["teardown", "not/a-run", "--results-dir"])
+        .arg(&store));
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    let id = "20261124-100000-ab12";
+    std::fs::create_dir_all(store.join(id)).unwrap();
+    let machine = serde_json::json!({
+        "run_id": id,
+        "name": "gone-0",
+        "provider": "no-such-provider",
+        "provider_id": "m-1",
+        "access": { "kind": "local" },
+        "test_dev": "/dev/loop90",
+        "scratch_devs": [],
+        "work_dir": "/tmp/w",
+        "instance_type": null,
+    });
+    std::fs::write(
+        store.join(id).join("machine-gone-0.json"),
+        machine.to_string(),
+    )
+    .unwrap();
+    let out = run(btrfsqa()
+        .args(["teardown", id, "--results-dir"])
+        .arg(&store));
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("error: machine `gone-0` has unknown provider `no-such-provider`"),
+        "{stderr}"
+    );
 }

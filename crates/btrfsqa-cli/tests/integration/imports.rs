@@ -92,6 +92,12 @@ fn an_fstests_import_shows_the_kernel_dates_and_durations_of_result_xml() {
         attribute(&xml, "hostname")
     );
     assert_eq!(report["import"]["kind"], "xfstests");
+    // The version is the binary's, with its commit, as `--version` says it.
+    let version = text(&run(btrfsqa().arg("--version"))).0;
+    assert_eq!(
+        report["provenance"]["btrfsqa_version"].as_str(),
+        version.trim().strip_prefix("btrfsqa "),
+    );
     assert_eq!(report["import"]["user"], "importer");
     assert!(
         report["import"]["source"]
