@@ -4,6 +4,10 @@
 
 #[cfg(feature = "aws")]
 mod aws;
+#[cfg(feature = "aws")]
+mod aws_fleet;
+#[cfg(feature = "aws")]
+mod aws_moto;
 mod local;
 mod qemu;
 mod static_hosts;

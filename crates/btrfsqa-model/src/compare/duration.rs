@@ -12,7 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{TestKey, attempts_in};
+use super::keys::TestKey;
+use super::verdicts::attempts_in;
 use crate::{RunReport, TestOutcome, Verdict};
 
 /// How many earlier durations count.

@@ -1,7 +1,9 @@
 //! Classification on constructed histories.
 
+use chrono::{DateTime, Utc};
+
 use super::*;
-use crate::{Attempt, Provenance, SuiteReport};
+use crate::{Attempt, Provenance, RunId, RunStatus, SuiteReport, TestOutcome};
 
 /// A run builder: `run(n, kernel)` starts on day `n`, provider `local`,
 /// one suite `s`.

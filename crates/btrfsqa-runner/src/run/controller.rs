@@ -4,108 +4,25 @@
 //! machine asks), takes back what a lost machine did not finish, schedules
 //! the reruns of new failures, and decides what the run left undone.
 
+mod messages;
+mod report;
+
 use std::collections::{HashMap, HashSet};
 
-use btrfsqa_cloud::{Access, Machine};
+use btrfsqa_cloud::Access;
 use btrfsqa_model::EventSink;
 use btrfsqa_model::compare::TestKey;
-use btrfsqa_model::{Event, KernelInfo, ResultsStore, RunReport, SuiteReport, TestOutcome};
+use btrfsqa_model::{Event, ResultsStore, RunReport, SuiteReport, TestOutcome};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use messages::{Batch, BatchResult, Ended, Gone, Message, Settings};
+use report::Index;
+
 use super::events::warning;
-use crate::history::{self, ExpectationsConfig, RerunPlan};
+use crate::history::{self, RerunPlan};
 use crate::plan::RunPlan;
 use crate::schedule::{Queue, WorkItem};
-
-/// Work handed to one machine: items of one suite and profile, run by one
-/// invocation of the suite.
-#[derive(Debug, Clone)]
-pub(crate) struct Batch {
-    /// The suite's id.
-    pub suite: String,
-    /// The profile the items run under.
-    pub profile: Option<String>,
-    /// The items.
-    pub items: Vec<WorkItem>,
-    /// For a whole suite: the tests it already has verdicts for.
-    pub skip: Vec<String>,
-    /// These are reruns of new failures.
-    pub rerun: bool,
-}
-
-impl Batch {
-    /// The tests to put in `SuiteContext::only` (`None` for a whole suite).
-    pub fn only(&self) -> Option<Vec<String>> {
-        self.items
-            .iter()
-            .map(|item| item.test.clone())
-            .collect::<Option<Vec<_>>>()
-    }
-}
-
-/// What a machine did with a batch.
-#[derive(Debug)]
-pub(crate) struct BatchResult {
-    /// The batch.
-    pub batch: Batch,
-    /// The outcomes (and the suite's error, artifacts...).
-    pub part: SuiteReport,
-    /// Items to hand out again (the rest of a batch stopped by a hang, a
-    /// crash, a broken connection or a machine taken away).
-    pub requeue: Vec<WorkItem>,
-    /// `interrupted` outcomes of a machine taken away: kept only for tests
-    /// no other machine runs.
-    pub withdrawn: Vec<TestOutcome>,
-    /// The suite could not be set up on this machine (why).
-    pub setup_failed: Option<String>,
-}
-
-/// Why a worker stopped asking for work.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Gone {
-    /// No work was left.
-    Done,
-    /// The machine could not be made usable (unreachable, kernel stage).
-    Failed(String),
-    /// The machine could not be brought back after trouble.
-    GivenUp(String),
-    /// The machine is being taken away (a spot interruption notice).
-    TakenAway(String),
-}
-
-/// What workers tell the controller.
-#[derive(Debug)]
-pub(crate) enum Message {
-    /// The worker's machine exists.
-    Provisioned { worker: usize, machine: Machine },
-    /// It could not be made.
-    ProvisionFailed { worker: usize, error: String },
-    /// The machine runs the kernel under test and is ready for suites;
-    /// `stage` holds what the kernel stage reported.
-    Ready {
-        worker: usize,
-        kernel: KernelInfo,
-        stage: Vec<SuiteReport>,
-    },
-    /// The worker wants a batch (`None`: no more work).
-    Next {
-        worker: usize,
-        reply: oneshot::Sender<Option<Batch>>,
-    },
-    /// Items of a batch cut short by trouble, handed back before the
-    /// machine is recovered so the other machines can take them at once.
-    Requeue { items: Vec<WorkItem> },
-    /// A batch ended.
-    Finished { worker: usize, result: BatchResult },
-    /// The worker stopped asking.
-    Gone { worker: usize, why: Gone },
-    /// A machine is torn down (`error`: what could not be removed).
-    TornDown {
-        cost_usd: Option<f64>,
-        error: Option<String>,
-    },
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -142,34 +59,11 @@ enum Phase {
     Done,
 }
 
-/// What the run left when the controller stopped.
-#[derive(Debug)]
-pub(crate) struct Ended {
-    /// The report, every outcome merged, not yet finished.
-    pub report: RunReport,
-    /// Why a machine was taken away while work was left (the run is
-    /// interrupted, resumably).
-    pub interruption: Option<String>,
-    /// What teardown could not remove.
-    pub teardown_errors: Vec<String>,
-}
-
-/// What the controller needs besides the plan.
-pub(crate) struct Settings {
-    /// How many machines (workers) the run has.
-    pub machines: usize,
-    /// The suites' ids in the configured order.
-    pub suite_order: Vec<String>,
-    pub expectations: ExpectationsConfig,
-    /// The run's page on the dashboard (for the comparison summary).
-    pub run_page: Option<String>,
-}
-
 /// The controller's state.
 pub(crate) struct Controller {
     report: RunReport,
-    /// `(suite, profile, test)` → (suite index, test index) in `report`.
-    index: HashMap<TestKey, (usize, usize)>,
+    /// Where each test's outcome is in `report`.
+    index: Index,
     store: ResultsStore,
     sink: EventSink,
     stop: CancellationToken,
@@ -525,61 +419,13 @@ impl Controller {
         self.queue.push_back_first(requeue);
     }
 
-    /// Puts a suite's (partial) report into the run's report: outcomes
-    /// replace earlier ones of the same test, in constant time each.
+    /// Puts a suite's (partial) report into the run's report.
     fn merge(&mut self, part: SuiteReport) {
-        let at = match self.report.suites.iter().position(|s| s.id == part.id) {
-            Some(at) => at,
-            None => {
-                self.report.suites.push(SuiteReport::new(&part.id));
-                self.report.suites.len() - 1
-            }
-        };
-        let SuiteReport {
-            tests,
-            artifacts,
-            duration_secs,
-            error,
-            source,
-            ..
-        } = part;
-        let suite = &mut self.report.suites[at];
-        suite.artifacts.extend(artifacts);
-        suite.duration_secs = match (suite.duration_secs, duration_secs) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
-        };
-        if let Some(error) = error {
-            suite.error = Some(match suite.error.take() {
-                Some(previous) if !previous.contains(&error) => format!("{previous}; {error}"),
-                Some(previous) => previous,
-                None => error,
-            });
-        }
-        if suite.source.is_none() {
-            suite.source = source;
-        }
-        for outcome in tests {
-            let key = TestKey::of(&outcome);
-            self.withdrawn.remove(&key);
-            match self.index.get(&key) {
-                Some(&(s, t)) => self.report.suites[s].tests[t] = outcome,
-                None => {
-                    let tests = &mut self.report.suites[at].tests;
-                    self.index.insert(key, (at, tests.len()));
-                    tests.push(outcome);
-                }
-            }
-        }
+        report::merge(&mut self.report, &mut self.index, &mut self.withdrawn, part);
     }
 
     fn reindex(&mut self) {
-        self.index.clear();
-        for (s, suite) in self.report.suites.iter().enumerate() {
-            for (t, test) in suite.tests.iter().enumerate() {
-                self.index.insert(TestKey::of(test), (s, t));
-            }
-        }
+        self.index = report::index_of(&self.report);
     }
 
     /// Items no machine left can run (their suite could not be set up on
@@ -715,26 +561,9 @@ impl Controller {
             part.tests.push(outcome);
             self.merge(part);
         }
-        // Tests in the order one machine would have run them, suites in the
-        // configured order: a sharded report reads like an unsharded one.
         let order = std::mem::take(&mut self.order);
-        for suite in &mut self.report.suites {
-            if let Some(order) = order.get(&suite.id) {
-                suite.tests.sort_by_key(|t| {
-                    order
-                        .get(&(t.profile.clone(), t.name.clone()))
-                        .copied()
-                        .unwrap_or(usize::MAX)
-                });
-            }
-        }
         let suite_order = std::mem::take(&mut self.suite_order);
-        self.report.suites.sort_by_key(|s| {
-            suite_order
-                .iter()
-                .position(|id| *id == s.id)
-                .unwrap_or(usize::MAX)
-        });
+        report::put_in_order(&mut self.report, &order, &suite_order);
         if self.comparison.is_none() && !self.stop.is_cancelled() {
             self.start_reruns();
         }
@@ -788,110 +617,4 @@ impl Controller {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use btrfsqa_model::{Provenance, RunId, Verdict};
-
-    fn controller(dir: &std::path::Path, tests: usize) -> Controller {
-        let store = ResultsStore::new(dir);
-        let run = RunId::parse("run-merge").unwrap();
-        store.create_run(&run).unwrap();
-        let report = RunReport::start(run, chrono::Utc::now(), Provenance::default());
-        let items = (0..tests)
-            .map(|i| WorkItem::test("xfstests", &format!("t/{i:05}"), 1.0))
-            .collect();
-        let plan = RunPlan {
-            items,
-            ..RunPlan::default()
-        };
-        Controller::new(
-            report,
-            store,
-            std::sync::Arc::new(|_| {}),
-            CancellationToken::new(),
-            plan,
-            Settings {
-                machines: 1,
-                suite_order: vec!["xfstests".into()],
-                expectations: ExpectationsConfig::default(),
-                run_page: None,
-            },
-        )
-    }
-
-    fn batch(from: usize, to: usize) -> BatchResult {
-        let items: Vec<WorkItem> = (from..to)
-            .map(|i| WorkItem::test("xfstests", &format!("t/{i:05}"), 1.0))
-            .collect();
-        let mut part = SuiteReport::new("xfstests");
-        part.tests = (from..to)
-            .map(|i| TestOutcome::new("xfstests", format!("t/{i:05}"), Verdict::Pass))
-            .collect();
-        BatchResult {
-            batch: Batch {
-                suite: "xfstests".into(),
-                profile: None,
-                items,
-                skip: Vec::new(),
-                rerun: false,
-            },
-            part,
-            requeue: Vec::new(),
-            withdrawn: Vec::new(),
-            setup_failed: None,
-        }
-    }
-
-    #[test]
-    fn a_test_reported_again_replaces_its_outcome() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut controller = controller(dir.path(), 4);
-        controller.workers[0].name = Some("m".into());
-        controller.take(0, batch(0, 3));
-        let mut again = batch(1, 2);
-        again.part.tests[0].verdict = Verdict::Fail;
-        controller.take(0, again);
-        let ended = controller.finish();
-        let verdicts: Vec<_> = ended
-            .report
-            .outcomes()
-            .map(|t| (t.name.clone(), t.verdict))
-            .collect();
-        assert_eq!(
-            verdicts,
-            [
-                ("t/00000".into(), Verdict::Pass),
-                ("t/00001".into(), Verdict::Fail),
-                ("t/00002".into(), Verdict::Pass)
-            ]
-        );
-    }
-
-    /// Not a check: a measurement, printed for `bench/merge-scale.sh`.
-    #[test]
-    #[ignore = "a benchmark: bench/merge-scale.sh runs it"]
-    fn merge_scale() {
-        for (tests, per_batch) in [(1_000, 20), (10_000, 20), (10_000, 100)] {
-            let dir = tempfile::tempdir().unwrap();
-            let mut controller = controller(dir.path(), tests);
-            controller.workers[0].name = Some("m".into());
-            let started = std::time::Instant::now();
-            let mut writes = std::time::Duration::ZERO;
-            for from in (0..tests).step_by(per_batch) {
-                controller.take(0, batch(from, (from + per_batch).min(tests)));
-                let at = std::time::Instant::now();
-                controller.save_now_and_then();
-                writes += at.elapsed();
-            }
-            let ended = controller.finish();
-            let total = started.elapsed();
-            assert_eq!(ended.report.summary.total(), tests as u32);
-            println!(
-                "{tests} tests in batches of {per_batch}: merged and ordered in {:.3} s, \
-                 plus {:.3} s writing report.json (at most every 2 s)",
-                (total - writes).as_secs_f64(),
-                writes.as_secs_f64()
-            );
-        }
-    }
-}
+mod tests;

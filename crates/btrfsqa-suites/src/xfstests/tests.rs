@@ -1,9 +1,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use btrfsqa_model::{ArtifactKind, Event, Verdict};
 use btrfsqa_remote::{ExecOutput, MockRemoteHost, OutputChunk, StreamKind};
 
+use super::parse::ParsedTest;
 use super::*;
 use crate::MachineDevices;
 
