@@ -48,6 +48,7 @@ impl RunPlan {
             match suite.list_tests().await {
                 Ok(Some(list)) => {
                     plan.warnings.extend(list.warnings);
+                    let setup_secs = list.batch_setup_ms as f64 / 1000.0;
                     let order = plan.order.entry(id.clone()).or_default();
                     for test in list.tests {
                         let key = TestKey {
@@ -71,6 +72,7 @@ impl RunPlan {
                             suite: id.clone(),
                             profile: test.profile,
                             test: Some(test.name),
+                            setup_secs,
                             exclusive: test.exclusive,
                         });
                     }
@@ -80,6 +82,7 @@ impl RunPlan {
                     suite: id,
                     profile: None,
                     test: None,
+                    setup_secs: DEFAULT_SETUP_SECS,
                     exclusive: false,
                 }),
                 Err(err) => plan.failures.push((id, crate::error::error_chain(&err))),
@@ -139,16 +142,14 @@ impl RunPlan {
     }
 }
 
-/// A suite's predicted set-up per batch, in seconds: what one invocation of
-/// its harness costs besides its tests (fstests: a fresh filesystem on the
-/// test device, `./check` starting, the results collected). Measured by
-/// `bench/shard-live.sh` on loop devices (about a second), with room for a
-/// machine reached over SSH.
+/// The set-up of a batch of a suite that cannot list its tests, seconds.
+const DEFAULT_SETUP_SECS: f64 = btrfsqa_suites::DEFAULT_BATCH_SETUP_MS as f64 / 1000.0;
+
+/// A batch's predicted set-up, in seconds: what one invocation of the
+/// harness of `item`'s suite costs besides its tests, as the suite said
+/// when it listed them ([`TestList::batch_setup_ms`](btrfsqa_suites::TestList::batch_setup_ms)).
 pub fn setup_estimate(item: &WorkItem) -> f64 {
-    match item.suite.as_str() {
-        "xfstests" => 1.5,
-        _ => 0.5,
-    }
+    item.setup_secs
 }
 
 /// Where the tests of a forecast come from.
@@ -265,6 +266,7 @@ pub async fn forecast(request: &ForecastRequest) -> Result<Forecast, PlanError> 
 
 /// fstests' `check.time` (`TEST SECONDS` lines) as a plan of its tests.
 fn check_time_plan(path: &Path) -> Result<RunPlan, PlanError> {
+    use btrfsqa_suites::xfstests;
     let text = std::fs::read_to_string(path).map_err(|error| PlanError::Read {
         path: path.to_path_buf(),
         error,
@@ -278,7 +280,10 @@ fn check_time_plan(path: &Path) -> Result<RunPlan, PlanError> {
     Ok(RunPlan {
         items: times
             .into_iter()
-            .map(|(test, secs)| WorkItem::test("xfstests", &test, secs))
+            .map(|(test, secs)| WorkItem {
+                setup_secs: xfstests::BATCH_SETUP_MS as f64 / 1000.0,
+                ..WorkItem::test(xfstests::ID, &test, secs)
+            })
             .collect(),
         ..RunPlan::default()
     })
@@ -309,6 +314,7 @@ mod tests {
                     })
                     .collect(),
                 warnings: vec![format!("{id} warns")],
+                batch_setup_ms: if id == "xfstests" { 1500 } else { 500 },
             }))
         });
         suite

@@ -32,6 +32,9 @@ pub struct WorkItem {
     pub test: Option<String>,
     /// Estimated duration in seconds.
     pub estimate_secs: f64,
+    /// What a batch holding it costs once besides its tests, in seconds
+    /// (its suite's [`TestList::batch_setup_ms`](btrfsqa_suites::TestList::batch_setup_ms)).
+    pub setup_secs: f64,
     /// It changes state the whole kernel shares: on machines that share one
     /// kernel it runs while nothing else runs.
     pub exclusive: bool,
@@ -45,6 +48,7 @@ impl WorkItem {
             profile: None,
             test: Some(test.to_owned()),
             estimate_secs,
+            setup_secs: btrfsqa_suites::DEFAULT_BATCH_SETUP_MS as f64 / 1000.0,
             exclusive: false,
         }
     }

@@ -91,13 +91,33 @@ impl ListedTest {
 }
 
 /// What [`TestSuite::list_tests`] found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestList {
     /// The tests, in the order one machine would run them.
     pub tests: Vec<ListedTest>,
     /// What a user should know about the list (a named test the source
     /// lacks), one sentence each.
     pub warnings: Vec<String>,
+    /// What one invocation of the suite's harness costs besides its tests,
+    /// in milliseconds (fstests: a fresh filesystem on the test device,
+    /// `./check` starting, the results collected): what a batch of these
+    /// tests costs once, on top of their durations. The scheduler sizes
+    /// batches by it.
+    pub batch_setup_ms: u64,
+}
+
+/// [`TestList::batch_setup_ms`] of a suite that says nothing: a command
+/// over SSH and a little bookkeeping.
+pub const DEFAULT_BATCH_SETUP_MS: u64 = 500;
+
+impl Default for TestList {
+    fn default() -> Self {
+        TestList {
+            tests: Vec::new(),
+            warnings: Vec::new(),
+            batch_setup_ms: DEFAULT_BATCH_SETUP_MS,
+        }
+    }
 }
 
 impl TestList {
@@ -105,7 +125,7 @@ impl TestList {
     pub fn of(tests: impl IntoIterator<Item = String>) -> Self {
         TestList {
             tests: tests.into_iter().map(ListedTest::new).collect(),
-            warnings: Vec::new(),
+            ..TestList::default()
         }
     }
 }

@@ -72,6 +72,9 @@ pub(crate) struct Controller {
     phase: Phase,
     order: HashMap<String, HashMap<(Option<String>, String), usize>>,
     suite_order: Vec<String>,
+    /// Each suite's batch set-up, seconds, as its first items said: reruns
+    /// of its tests are batched alike.
+    setup_secs: HashMap<String, f64>,
     settings: Settings,
     reruns: Option<RerunPlan>,
     comparison: Option<btrfsqa_model::compare::Comparison>,
@@ -107,6 +110,11 @@ impl Controller {
             store,
             sink,
             stop,
+            setup_secs: plan
+                .items
+                .iter()
+                .map(|item| (item.suite.clone(), item.setup_secs))
+                .collect(),
             queue: Queue::new(plan.items),
             workers: (0..machines)
                 .map(|_| Worker {
@@ -492,6 +500,11 @@ impl Controller {
                     profile: key.profile.clone(),
                     test: Some(key.name.clone()),
                     estimate_secs: 1.0,
+                    setup_secs: self
+                        .setup_secs
+                        .get(&key.suite)
+                        .copied()
+                        .unwrap_or_else(|| WorkItem::test("", "", 0.0).setup_secs),
                     exclusive: false,
                 });
             }

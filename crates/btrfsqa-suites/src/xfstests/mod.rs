@@ -36,6 +36,12 @@ use std::time::Instant;
 use btrfsqa_model::{ArtifactKind, SuiteReport};
 
 pub use common::ID;
+
+/// What one `./check` costs besides its tests, milliseconds: a fresh
+/// filesystem on the test device, `./check` starting and the results
+/// collected; about a second on loop devices (`bench/shard-live.sh`), with
+/// room for a machine reached over SSH.
+pub const BATCH_SETUP_MS: u64 = 1500;
 use common::remote_error;
 pub use config::{
     MachineLayout, PROFILES, Profile, ResolvedSection, SectionConfig, XfstestsConfig,
@@ -159,7 +165,10 @@ impl TestSuite for Xfstests {
                 .lines()
                 .filter_map(|line| line.split_once("tests/").map(|(_, t)| t.to_owned()))
                 .collect();
-        let mut list = TestList::default();
+        let mut list = TestList {
+            batch_setup_ms: BATCH_SETUP_MS,
+            ..TestList::default()
+        };
         for section in &sections {
             let expunged = self.expunged(section)?;
             let (tests, unknown) =
