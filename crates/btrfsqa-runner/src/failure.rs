@@ -10,6 +10,7 @@ use crate::error::{ConfigError, ErrorKind, RunError};
 use crate::import::ImportError;
 use crate::machine::MachineError;
 use crate::plan::PlanError;
+use crate::stored::StoredError;
 use crate::watch::WatchError;
 
 /// Any error of the runner's entry points. Its message and causes are those
@@ -41,6 +42,12 @@ pub enum Error {
     /// A finished run's results could not be published.
     #[error(transparent)]
     Publish(#[from] btrfsqa_publish::PublishError),
+    /// A stored run could not be had (or published again).
+    #[error(transparent)]
+    Stored(#[from] StoredError),
+    /// The qemu provider's guest image could not be built.
+    #[error(transparent)]
+    Image(#[from] btrfsqa_cloud::qemu::ImageError),
 }
 
 impl Error {
@@ -55,6 +62,8 @@ impl Error {
             Error::Plan(err) => err.kind(),
             Error::Machine(err) => err.kind(),
             Error::Publish(_) => ErrorKind::PublishFailed,
+            Error::Stored(err) => err.kind(),
+            Error::Image(_) => ErrorKind::Infrastructure,
         }
     }
 }

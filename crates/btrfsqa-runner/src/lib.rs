@@ -53,6 +53,7 @@ pub mod registry;
 mod run;
 pub mod schedule;
 mod settings;
+pub mod stored;
 pub mod watch;
 
 pub use config::{Config, ConfigSource, DEFAULT_CONFIG};

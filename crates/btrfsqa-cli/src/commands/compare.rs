@@ -5,39 +5,28 @@
 //! run and the dashboard shows.
 
 use btrfsqa_model::compare::{self, Class, Comparison, HistoryEntry, TestComparison, TestFilter};
-use btrfsqa_model::{ResultsStore, RunId, RunReport};
+use btrfsqa_model::{ResultsStore, RunReport};
 use btrfsqa_runner::RunOverrides;
 use btrfsqa_runner::history::ExpectationsConfig;
+use btrfsqa_runner::stored::{self, find_run};
 
-use super::{failed, load_settings, print_error};
+use super::{Outcome, load_settings};
 use crate::args::{CompareArgs, HistoryArgs};
 use crate::exit::Code;
 use crate::output::Colors;
 
-pub fn compare(args: CompareArgs) -> Code {
-    let settings = match load_settings(&args.config, RunOverrides::default()) {
-        Ok(settings) => settings,
-        Err(err) => return failed(&err),
-    };
+pub fn compare(args: CompareArgs) -> Outcome {
+    let settings = load_settings(&args.config, RunOverrides::default())?;
     let store = ResultsStore::new(settings.results_dir());
-    let history = match load_history(&store) {
-        Ok(history) => history,
-        Err(code) => return code,
-    };
+    let history = load_history(&store)?;
     let expectations = &settings.config.expectations;
     let (baseline, run) = match &args.run_b {
-        Some(run_b) => match (
-            find_run(&store, &history, &args.run_a),
-            find_run(&store, &history, run_b),
-        ) {
-            (Ok(a), Ok(b)) => (Some(a), b),
-            (Err(code), _) | (_, Err(code)) => return code,
-        },
+        Some(run_b) => {
+            let a = find_run(&store, &history, &args.run_a)?;
+            (Some(a), find_run(&store, &history, run_b)?)
+        }
         None => {
-            let run = match find_run(&store, &history, &args.run_a) {
-                Ok(run) => run,
-                Err(code) => return code,
-            };
+            let run = find_run(&store, &history, &args.run_a)?;
             let baseline = compare::choose_baseline(
                 run,
                 &history,
@@ -62,19 +51,13 @@ pub fn compare(args: CompareArgs) -> Code {
             render_comparison(&comparison, run, baseline, args.all, Colors::stdout())
         );
     }
-    Code::Ok
+    Ok(Code::Ok)
 }
 
-pub fn history(args: HistoryArgs) -> Code {
-    let settings = match load_settings(&args.config, RunOverrides::default()) {
-        Ok(settings) => settings,
-        Err(err) => return failed(&err),
-    };
+pub fn history(args: HistoryArgs) -> Outcome {
+    let settings = load_settings(&args.config, RunOverrides::default())?;
     let store = ResultsStore::new(settings.results_dir());
-    let history = match load_history(&store) {
-        Ok(history) => history,
-        Err(code) => return code,
-    };
+    let history = load_history(&store)?;
     let filter = TestFilter {
         name: args.test.clone(),
         suite: args.suite.clone(),
@@ -82,8 +65,9 @@ pub fn history(args: HistoryArgs) -> Code {
     };
     let entries = compare::test_history(&history, &filter);
     if entries.is_empty() {
+        // The message says `error:` itself (and what the store does hold).
         errln!("{}", no_test_message(&history, &filter, &store));
-        return Code::Usage;
+        return Ok(Code::Usage);
     }
     let (passes, failures, flips) = compare::history_stats(&entries);
     let shown: Vec<&HistoryEntry> = entries.iter().rev().take(args.limit).collect();
@@ -156,60 +140,16 @@ pub fn history(args: HistoryArgs) -> Code {
         out.push_str(&table(&rows, colors));
         out!("{out}");
     }
-    Code::Ok
+    Ok(Code::Ok)
 }
 
 /// Every readable report; unreadable ones are named on stderr and skipped.
-fn load_history(store: &ResultsStore) -> Result<Vec<RunReport>, Code> {
-    match store.load_all() {
-        Ok((reports, errors)) => {
-            for err in &errors {
-                errln!("warning: skipping a run: {err}");
-            }
-            Ok(reports)
-        }
-        Err(err) => {
-            print_error(&err);
-            Err(Code::Infrastructure)
-        }
+fn load_history(store: &ResultsStore) -> Result<Vec<RunReport>, btrfsqa_runner::Error> {
+    let (reports, errors) = stored::history(store)?;
+    for err in &errors {
+        errln!("warning: skipping a run: {err}");
     }
-}
-
-/// The stored run `id`, or a message and exit code 2.
-fn find_run<'a>(
-    store: &ResultsStore,
-    history: &'a [RunReport],
-    id: &str,
-) -> Result<&'a RunReport, Code> {
-    let id = RunId::parse(id).map_err(|err| {
-        print_error(&err);
-        Code::Usage
-    })?;
-    if let Some(report) = history.iter().find(|r| r.run_id == id) {
-        return Ok(report);
-    }
-    // Not among the readable runs: say why precisely (absent or broken).
-    match store.read_report(&id) {
-        Err(err) if store.report_path(&id).exists() => print_error(&err),
-        _ => {
-            let newest: Vec<String> = history
-                .iter()
-                .rev()
-                .take(3)
-                .map(|r| r.run_id.to_string())
-                .collect();
-            errln!(
-                "error: no run `{id}` in `{}`{}",
-                store.root().display(),
-                if newest.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (newest: {})", newest.join(", "))
-                }
-            );
-        }
-    }
-    Err(Code::Usage)
+    Ok(reports)
 }
 
 fn no_baseline_note(run: &RunReport, expectations: &ExpectationsConfig) -> String {

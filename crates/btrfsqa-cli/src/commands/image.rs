@@ -3,21 +3,18 @@
 use btrfsqa_cloud::qemu::{ImagePaths, ImageSettings, build_image};
 use btrfsqa_runner::RunOverrides;
 
-use super::{failed, load_settings, print_error};
+use super::{Outcome, load_settings};
 use crate::args::ImageBuildArgs;
 use crate::exit::Code;
 
-pub async fn build(args: ImageBuildArgs) -> Code {
+pub async fn build(args: ImageBuildArgs) -> Outcome {
     let paths = match &args.image_dir {
         Some(dir) => ImagePaths::from_path(dir),
-        None => match load_settings(&args.config, RunOverrides::default()) {
-            Ok(settings) => settings
-                .config
-                .providers
-                .get::<btrfsqa_cloud::QemuConfig>()
-                .map_or_else(ImagePaths::from_env_or_default, |qemu| qemu.image()),
-            Err(err) => return failed(&err),
-        },
+        None => load_settings(&args.config, RunOverrides::default())?
+            .config
+            .providers
+            .get::<btrfsqa_cloud::QemuConfig>()
+            .map_or_else(ImagePaths::from_env_or_default, |qemu| qemu.image()),
     };
     let mut settings = ImageSettings::new(paths.clone());
     settings.force = args.force;
@@ -38,25 +35,17 @@ pub async fn build(args: ImageBuildArgs) -> Code {
             paths.log().display()
         );
     }
-    match tokio::task::spawn_blocking(move || build_image(&settings)).await {
-        Ok(Ok(built)) => {
-            let verb = if built.built { "built" } else { "cached" };
-            outln!(
-                "{verb} {} (Debian {}, kernel {}, {:.0} s to build)",
-                built.paths.rootfs().display(),
-                built.info.suite,
-                built.info.kernel_release,
-                built.info.build_secs
-            );
-            Code::Ok
-        }
-        Ok(Err(err)) => {
-            print_error(&err);
-            Code::Infrastructure
-        }
-        Err(err) => {
-            print_error(&err);
-            Code::Infrastructure
-        }
-    }
+    let built = tokio::task::spawn_blocking(move || build_image(&settings))
+        .await
+        // A panic while building is a panic here.
+        .unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()))?;
+    let verb = if built.built { "built" } else { "cached" };
+    outln!(
+        "{verb} {} (Debian {}, kernel {}, {:.0} s to build)",
+        built.paths.rootfs().display(),
+        built.info.suite,
+        built.info.kernel_release,
+        built.info.build_secs
+    );
+    Ok(Code::Ok)
 }

@@ -413,3 +413,23 @@ fn teardown_names_a_machine_it_cannot_tear_down() {
         "{stderr}"
     );
 }
+
+/// `show` and `publish` of runs the store does not hold, or without a site:
+/// said by the runner's stored-run errors, exit code 2.
+#[test]
+fn show_and_publish_name_what_the_store_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let out = run(btrfsqa().arg("show").arg("--results-dir").arg(&results));
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no runs in"), "{stderr}");
+    let out = run(btrfsqa()
+        .args(["show", "../escape", "--results-dir"])
+        .arg(&results));
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    let out = run(btrfsqa()
+        .args(["publish", "20260101-000000-abcd", "--results-dir"])
+        .arg(&results));
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+}
