@@ -38,6 +38,17 @@ pub enum StoredError {
     /// The store itself cannot be read.
     #[error(transparent)]
     Store(ModelError),
+    /// A run of a kernel matrix is resumed with a configuration whose
+    /// matrix no longer has its kernel.
+    #[error(
+        "run {run} tested kernel `{kernel}` of a matrix, and the configuration's [[kernel.matrix]] has no kernel of that name"
+    )]
+    NoMatrixKernel {
+        /// The run.
+        run: RunId,
+        /// Its kernel's name in the matrix.
+        kernel: String,
+    },
     /// Publishing was asked for without a site repository.
     #[error("no site repository: set `publish.site-repo` or pass --site-repo")]
     NoSiteRepo,
@@ -63,6 +74,7 @@ impl StoredError {
             | StoredError::NoRuns { .. }
             | StoredError::NotFound { .. }
             | StoredError::Unreadable(_)
+            | StoredError::NoMatrixKernel { .. }
             | StoredError::NoSiteRepo => ErrorKind::Usage,
             StoredError::Store(_) => ErrorKind::Infrastructure,
             StoredError::Publish(_) => ErrorKind::PublishFailed,
@@ -116,9 +128,38 @@ pub fn find_run<'a>(
     }
 }
 
+/// The id `id` names, as a [`StoredError`] when it is not a run id.
+pub fn run_id(id: &str) -> Result<RunId, StoredError> {
+    RunId::parse(id).map_err(StoredError::BadId)
+}
+
+/// The stored run `id` and the settings to resume it with: `settings`, or
+/// for a run of a kernel matrix, those of its own kernel in the matrix.
+pub fn resume_settings(settings: Settings, id: &str) -> Result<(RunId, Settings), StoredError> {
+    use btrfsqa_model::compare::{KERNEL_LABEL, MATRIX_LABEL};
+    let run = run_id(id)?;
+    let store = ResultsStore::new(settings.results_dir());
+    let stored = store.read_report(&run).map_err(StoredError::Unreadable)?;
+    let (Some(matrix), Some(kernel)) = (
+        stored.labels.get(MATRIX_LABEL),
+        stored.labels.get(KERNEL_LABEL),
+    ) else {
+        return Ok((run, settings));
+    };
+    crate::matrix::split(&settings, matrix)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|matrix_run| &matrix_run.kernel == kernel)
+        .map(|matrix_run| (run.clone(), matrix_run.settings))
+        .ok_or_else(|| StoredError::NoMatrixKernel {
+            run,
+            kernel: kernel.clone(),
+        })
+}
+
 /// Publishes the stored run `id` again, to the configured site.
 pub async fn publish_run(settings: &Settings, id: &str) -> Result<Published, StoredError> {
-    let run = RunId::parse(id).map_err(StoredError::BadId)?;
+    let run = run_id(id)?;
     let store = ResultsStore::new(settings.results_dir());
     store.read_report(&run).map_err(StoredError::Unreadable)?;
     let publisher = crate::registry::publisher(settings).ok_or(StoredError::NoSiteRepo)?;
@@ -146,6 +187,32 @@ mod tests {
                 dir.path().display()
             )
         );
+        assert_eq!(err.kind(), ErrorKind::Usage);
+    }
+
+    #[test]
+    fn a_matrix_run_resumes_with_its_own_kernel_or_says_it_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = crate::ConfigSource {
+            name: "m.toml".into(),
+            base_dir: dir.path().to_owned(),
+            text: "[run]\nresults-dir = \"r\"\n[[kernel.matrix]]\nname = \"installed\"\n".into(),
+        };
+        let settings = Settings::resolve(&source, crate::RunOverrides::default()).unwrap();
+        let store = ResultsStore::new(settings.results_dir());
+        let id = RunId::generate(chrono::Utc::now());
+        let mut report = RunReport::start(id.clone(), chrono::Utc::now(), Default::default());
+        report.labels.insert("matrix".into(), "m1".into());
+        report.labels.insert("kernel".into(), "installed".into());
+        store.create_run(&id).unwrap();
+        store.write_report(&report).unwrap();
+        let (run, resumed) = resume_settings(settings.clone(), id.as_str()).unwrap();
+        assert_eq!(run, id);
+        assert_eq!(resumed.config.run.labels["kernel"], "installed");
+        report.labels.insert("kernel".into(), "for-next".into());
+        store.write_report(&report).unwrap();
+        let err = resume_settings(settings, id.as_str()).unwrap_err();
+        assert!(matches!(err, StoredError::NoMatrixKernel { .. }), "{err}");
         assert_eq!(err.kind(), ErrorKind::Usage);
     }
 }

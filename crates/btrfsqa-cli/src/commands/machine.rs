@@ -1,7 +1,6 @@
 //! `btrfsqa provision` and `btrfsqa teardown`: a machine by hand
 //! ([`btrfsqa_runner::machine`]).
 
-use btrfsqa_model::RunId;
 use btrfsqa_runner::machine::{MachineError, Teardown, provision_machine, teardown_run};
 use btrfsqa_runner::{RunOverrides, error_chain};
 
@@ -38,13 +37,7 @@ pub async fn provision(args: ProvisionArgs) -> Outcome {
 /// Tears down every machine recorded for a run; with no record, reaps
 /// whatever the provider finds tagged with the run.
 pub async fn teardown(args: TeardownArgs) -> Outcome {
-    let run_id = match RunId::parse(&args.run_id) {
-        Ok(run) => run,
-        Err(err) => {
-            print_error(&err);
-            return Ok(Code::Usage);
-        }
-    };
+    let run_id = btrfsqa_runner::stored::run_id(&args.run_id)?;
     let overrides = RunOverrides {
         provider: args.provider.clone(),
         ..Default::default()

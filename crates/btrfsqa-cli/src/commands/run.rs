@@ -5,7 +5,7 @@ use std::sync::Arc;
 use btrfsqa_model::Event;
 use btrfsqa_runner::{CancellationToken, RunOverrides, Runner};
 
-use super::{Outcome, load_settings, print_error, usage};
+use super::{Outcome, load_settings, print_error};
 use crate::args::{MessageFormat, ResumeArgs, RunArgs};
 use crate::exit::Code;
 use crate::output::{Progress, summary};
@@ -102,49 +102,14 @@ fn most_severe(codes: &[Code]) -> Code {
 /// `btrfsqa resume`: the tests of a stored run that have no verdict yet, on
 /// a new machine.
 pub async fn resume(args: ResumeArgs) -> Outcome {
-    let run_id = match btrfsqa_model::RunId::parse(&args.run_id) {
-        Ok(run_id) => run_id,
-        Err(err) => {
-            print_error(&err);
-            return Ok(Code::Usage);
-        }
-    };
     let overrides = RunOverrides {
         provider: args.provider.clone(),
         site_repo: args.site_repo.clone(),
         ..Default::default()
     };
     let settings = load_settings(&args.config, overrides)?;
-    let store = btrfsqa_model::ResultsStore::new(settings.results_dir());
-    let stored = match store.read_report(&run_id) {
-        Ok(report) => report,
-        Err(err) => {
-            print_error(&err);
-            return Ok(Code::Usage);
-        }
-    };
     // A run of a kernel matrix goes on with its own kernel.
-    let labels = &stored.labels;
-    let settings = match (
-        labels.get(btrfsqa_model::compare::MATRIX_LABEL),
-        labels.get(btrfsqa_model::compare::KERNEL_LABEL),
-    ) {
-        (Some(matrix), Some(kernel)) => {
-            match btrfsqa_runner::matrix::split(&settings, matrix)
-                .unwrap_or_default()
-                .into_iter()
-                .find(|run| &run.kernel == kernel)
-            {
-                Some(run) => run.settings,
-                None => {
-                    return usage(&format!(
-                        "run {run_id} tested kernel `{kernel}` of a matrix, and the configuration's [[kernel.matrix]] has no kernel of that name"
-                    ));
-                }
-            }
-        }
-        _ => settings,
-    };
+    let (run_id, settings) = btrfsqa_runner::stored::resume_settings(settings, &args.run_id)?;
     drive(settings, args.message_format, Some(run_id)).await
 }
 
