@@ -21,8 +21,8 @@ use btrfsqa_cloud::{
 };
 use btrfsqa_model::Section;
 use btrfsqa_suites::{
-    BtrfsProgsTests, GitSource, ProfileCheck, Raid56Scrub, ScriptSuite, SuitePlugin, SuiteSetup,
-    TestSuite, Xfstests,
+    BtrfsProgsTests, Distro, GitSource, ProfileCheck, Raid56Scrub, ScriptSuite, SuitePlugin,
+    SuiteSetup, TestSuite, Xfstests,
 };
 
 /// Every provider, in the order documentation lists them.
@@ -171,6 +171,7 @@ pub struct SuiteEntry {
     source: fn(&dyn AnySection) -> Option<GitSource>,
     pin_source: fn(&mut dyn AnySection, Option<&str>, &str),
     select_profiles: SelectProfiles,
+    machine_packages: fn(Distro) -> &'static [&'static str],
 }
 
 impl SuiteEntry {
@@ -194,6 +195,7 @@ impl SuiteEntry {
                 let config = section.as_any_mut().downcast_mut::<S::Config>()?;
                 S::select_profiles(config, names)
             },
+            machine_packages: S::machine_packages,
         }
     }
 
@@ -474,6 +476,20 @@ pub fn suite_ids(sections: &SuiteSections) -> Vec<(String, &'static SuiteEntry, 
     out
 }
 
+/// What every suite needs on a machine of `distro`, each package once, in
+/// the table's order: what a machine image made for the suites holds.
+pub fn machine_packages(distro: Distro) -> Vec<&'static str> {
+    let mut packages: Vec<&'static str> = Vec::new();
+    for entry in SUITES {
+        for package in (entry.machine_packages)(distro) {
+            if !packages.contains(package) {
+                packages.push(package);
+            }
+        }
+    }
+    packages
+}
+
 /// The suite section whose suite has the id `suite`.
 pub fn suite_entry(sections: &SuiteSections, suite: &str) -> Option<&'static SuiteEntry> {
     suite_ids(sections)
@@ -534,6 +550,24 @@ mod tests {
         }
         assert_eq!(ProviderSections::default().iter().count(), PROVIDERS.len());
         assert_eq!(SuiteSections::default().iter().count(), SUITES.len());
+    }
+
+    #[test]
+    fn the_suites_packages_cover_fstests_and_btrfs_progs() {
+        let packages = machine_packages(Distro::Debian);
+        for needed in [
+            "xfslibs-dev",
+            "liburing-dev",
+            "fio",
+            "dmsetup",
+            "btrfs-progs",
+        ] {
+            assert!(packages.contains(&needed), "{needed}");
+        }
+        let mut unique = packages.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), packages.len());
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub use profile_check::{ProfileCheck, ProfileCheckConfig};
 pub use raid56::{Raid56Scrub, Raid56ScrubConfig};
 pub use script::{ScriptSuite, ScriptSuiteConfig};
 pub use script_suites::ScriptSuites;
+pub use setup::Distro;
 pub use source::{Commit, commit_range, git_ref_problem, git_url_and_auth, git_url_problem};
 pub use xfstests::{Xfstests, XfstestsConfig};
 

@@ -78,6 +78,13 @@ pub trait SuitePlugin {
         let _ = (config, url, commit);
     }
 
+    /// The packages the suite needs on a machine of `distro` to build and
+    /// run (what a machine image made for it should hold already).
+    fn machine_packages(distro: crate::Distro) -> &'static [&'static str] {
+        let _ = distro;
+        &[]
+    }
+
     /// `--profile`: narrows the suite to the profiles `names`; returns
     /// `(key below the section, message)` for each name it does not know,
     /// or `None` when the suite has no profiles.

@@ -121,7 +121,7 @@ pub(crate) fn output_tail(out: &ExecOutput) -> String {
 
 /// A family of distributions with one package manager and one set of names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Distro {
+pub enum Distro {
     /// Debian, Ubuntu and their derivatives: apt-get, dpkg.
     Debian,
     /// Fedora, CentOS Stream, RHEL and their derivatives: dnf, rpm.

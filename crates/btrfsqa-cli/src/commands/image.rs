@@ -18,7 +18,14 @@ pub async fn build(args: ImageBuildArgs) -> Outcome {
     };
     let mut settings = ImageSettings::new(paths.clone());
     settings.force = args.force;
-    settings.extra_packages = args.packages.clone();
+    // What the suites need to build and run inside the guest, then the
+    // user's own.
+    settings.extra_packages =
+        btrfsqa_runner::plugins::machine_packages(btrfsqa_suites::Distro::Debian)
+            .into_iter()
+            .map(str::to_owned)
+            .chain(args.packages.iter().cloned())
+            .collect();
     if let Some(mirror) = &args.mirror {
         settings.mirror = mirror.clone();
     }

@@ -182,7 +182,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 /// Packages btrfs-progs needs to build and to run its tests.
-fn packages(distro: Distro) -> &'static [&'static str] {
+pub(crate) fn packages(distro: Distro) -> &'static [&'static str] {
     match distro {
         Distro::Debian => &[
             "make",

@@ -34,6 +34,10 @@ impl SuitePlugin for BtrfsProgsTests {
         Arc::new(BtrfsProgsTests::new(config))
     }
 
+    fn machine_packages(distro: crate::Distro) -> &'static [&'static str] {
+        super::packages(distro)
+    }
+
     fn source(config: &BtrfsProgsConfig) -> Option<GitSource> {
         Some(GitSource::new(&config.git_url, &config.git_ref))
     }

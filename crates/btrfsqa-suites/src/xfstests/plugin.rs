@@ -40,6 +40,10 @@ impl SuitePlugin for Xfstests {
         Arc::new(Xfstests::new(config))
     }
 
+    fn machine_packages(distro: crate::Distro) -> &'static [&'static str] {
+        super::setup::packages(distro)
+    }
+
     fn source(config: &XfstestsConfig) -> Option<GitSource> {
         Some(GitSource::new(&config.git_url, &config.git_ref))
     }

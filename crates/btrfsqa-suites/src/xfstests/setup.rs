@@ -14,7 +14,7 @@ use crate::source::PinnedSource;
 use crate::{SuiteContext, SuiteError};
 
 /// Packages fstests needs to build and run, per distribution family.
-fn packages(distro: Distro) -> &'static [&'static str] {
+pub(super) fn packages(distro: Distro) -> &'static [&'static str] {
     match distro {
         Distro::Debian => &[
             "make",
