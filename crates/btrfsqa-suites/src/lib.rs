@@ -49,6 +49,7 @@ pub mod script;
 mod script_suites;
 mod setup;
 mod source;
+mod stop;
 pub mod xfstests;
 
 pub use btrfs_progs::{BtrfsProgsConfig, BtrfsProgsTests};

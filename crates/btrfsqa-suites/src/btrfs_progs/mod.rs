@@ -543,10 +543,8 @@ impl BtrfsProgsTests {
                 out = &mut exec => break out?,
                 _ = ctx.cancel.cancelled(), if !stopped => {
                     stopped = true;
-                    let kill = format!(
-                        "p=$(cat {}) && kill -TERM -\"$p\" 2>/dev/null || kill -TERM \"$p\" 2>/dev/null; true",
-                        shell_quote(&pidfile)
-                    );
+                    // A case's own cleanup runs on SIGTERM: thirty seconds for it.
+                    let kill = crate::stop::stop_group(&pidfile, 30);
                     host.exec(ExecRequest::new(kill).timeout(Duration::from_secs(60)), None).await?;
                 }
             }

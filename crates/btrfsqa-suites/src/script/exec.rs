@@ -34,18 +34,16 @@ pub(crate) async fn exec_or_cancel(
     if cancel.is_cancelled() {
         return Ok(Finished::Cancelled);
     }
-    let pidfile = shell_quote(pidfile);
-    request.command = format!("echo $$ > {pidfile} || exit 125; {}", request.command);
+    let quoted = shell_quote(pidfile);
+    request.command = format!("echo $$ > {quoted} || exit 125; {}", request.command);
     tokio::select! {
         biased;
         () = cancel.cancelled() => {}
         out = ctx.host.exec(request, sink) => return out.map(Finished::Done),
     }
-    // `kill -KILL -PGID`, not `kill -KILL -- -PGID`: dash's kill has no `--`.
     let kill = format!(
-        "p=$(cat {pidfile} 2>/dev/null) && [ -n \"$p\" ] && \
-         {{ kill -KILL -\"$p\" 2>/dev/null || {{ pkill -KILL -P \"$p\"; kill -KILL \"$p\"; }}; }} 2>/dev/null; \
-         rm -f {pidfile}; exit 0"
+        "{}; rm -f {quoted}; exit 0",
+        crate::stop::stop_group(pidfile, 0)
     );
     ctx.host
         .exec(

@@ -36,12 +36,8 @@ impl Check<'_> {
 
     /// Stops a running `./check` and everything it started (its own session).
     async fn stop_check(&self, section: &ResolvedSection) {
-        let pidfile = shell_quote(&self.pidfile(section));
-        let command = format!(
-            "p=$(cat {pidfile} 2>/dev/null) && [ -n \"$p\" ] || exit 0; kill -TERM -\"$p\" 2>/dev/null; \
-             for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 -\"$p\" 2>/dev/null || exit 0; sleep 1; done; \
-             kill -KILL -\"$p\" 2>/dev/null; true"
-        );
+        // `./check` cleans up (unmounts) after a SIGTERM: ten seconds for it.
+        let command = crate::stop::stop_group(&self.pidfile(section), 10);
         let _ = self
             .ctx
             .host
