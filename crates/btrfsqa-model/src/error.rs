@@ -4,6 +4,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ModelError {
+    /// A kernel range (`>=6.1,<6.9`) with a part that is no comparison of
+    /// kernel versions.
+    #[error("`{part}` is not a kernel version comparison (expected e.g. `>=6.1,<6.9`)")]
+    NotAKernelRange {
+        /// The part.
+        part: String,
+    },
     /// A run id that is not of the accepted form.
     #[error("invalid run id `{value}`: {reason}")]
     InvalidRunId {

@@ -127,8 +127,51 @@ pub fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
 }
 
+/// Reads a stream to its end (or until `stop` says so), forwarding chunks
+/// to the sink and keeping the capped tail: the one capture of a command's
+/// output, for local processes and SSH channels alike.
+pub(crate) async fn pump(
+    mut reader: impl tokio::io::AsyncRead + Unpin,
+    stream: StreamKind,
+    sink: Option<OutputSink>,
+    limit: usize,
+    mut stop: Option<tokio::sync::watch::Receiver<bool>>,
+) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut captured = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let stopped = async {
+            match &mut stop {
+                Some(stop) => {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let read = tokio::select! {
+            read = reader.read(&mut buf) => read,
+            () = stopped => break,
+        };
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                push_capped(&mut captured, &buf[..n], limit);
+                if let Some(sink) = &sink {
+                    // A closed receiver means nobody wants the stream any more.
+                    let _ = sink.send(OutputChunk {
+                        stream,
+                        data: buf[..n].to_vec(),
+                    });
+                }
+            }
+        }
+    }
+    captured
+}
+
 /// Appends `data` to `buf`, keeping only the last `limit` bytes.
-pub(crate) fn push_capped(buf: &mut Vec<u8>, data: &[u8], limit: usize) {
+pub fn push_capped(buf: &mut Vec<u8>, data: &[u8], limit: usize) {
     buf.extend_from_slice(data);
     if buf.len() > limit {
         let excess = buf.len() - limit;

@@ -31,7 +31,9 @@ mod ssh;
 pub mod testsupport;
 
 pub use error::RemoteError;
-pub use exec::{ExecOutput, ExecRequest, OutputChunk, OutputSink, StreamKind, shell_quote};
+pub use exec::{
+    ExecOutput, ExecRequest, OutputChunk, OutputSink, StreamKind, push_capped, shell_quote,
+};
 pub use local::LocalHost;
 pub use record::{CastRecorder, RecordingHost};
 pub use redact::{REDACTED, RedactingStream, Redactor, is_secret_name};

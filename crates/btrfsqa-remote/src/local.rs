@@ -2,13 +2,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use crate::exec::push_capped;
-use crate::{
-    ExecOutput, ExecRequest, OutputChunk, OutputSink, RemoteError, RemoteHost, StreamKind,
-};
+use crate::exec::pump;
+use crate::{ExecOutput, ExecRequest, OutputSink, RemoteError, RemoteHost, StreamKind};
 
 /// The controller's environment variables a command sees (besides what its
 /// request sets): what a shell and the tools need to run and to print
@@ -89,8 +86,8 @@ impl RemoteHost for LocalHost {
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let limit = request.capture_limit;
-        let out_task = tokio::spawn(pump(stdout, StreamKind::Stdout, sink.clone(), limit));
-        let err_task = tokio::spawn(pump(stderr, StreamKind::Stderr, sink, limit));
+        let out_task = tokio::spawn(pump(stdout, StreamKind::Stdout, sink.clone(), limit, None));
+        let err_task = tokio::spawn(pump(stderr, StreamKind::Stderr, sink, limit, None));
 
         let (status, timed_out) = match request.timeout {
             Some(timeout) => match tokio::time::timeout(timeout, child.wait()).await {
@@ -186,34 +183,6 @@ fn kill_group(pgid: Option<u32>) {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-}
-
-/// Reads a stream to its end, forwarding chunks to the sink and keeping the
-/// capped tail.
-pub(crate) async fn pump(
-    mut reader: impl AsyncRead + Unpin,
-    stream: StreamKind,
-    sink: Option<OutputSink>,
-    limit: usize,
-) -> Vec<u8> {
-    let mut captured = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                push_capped(&mut captured, &buf[..n], limit);
-                if let Some(sink) = &sink {
-                    // A closed receiver means nobody wants the stream any more.
-                    let _ = sink.send(OutputChunk {
-                        stream,
-                        data: buf[..n].to_vec(),
-                    });
-                }
-            }
-        }
-    }
-    captured
 }
 
 #[cfg(test)]

@@ -41,14 +41,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openssh::{Session, Stdio};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, Semaphore, watch};
 
 use crate::error::{CommandFailed, InvalidRequest, NoPinnedHostKey, NotReachable};
-use crate::exec::push_capped;
+use crate::exec::pump;
 use crate::{
-    ExecOutput, ExecRequest, OutputChunk, OutputSink, RemoteError, RemoteHost, StreamKind,
-    shell_quote,
+    ExecOutput, ExecRequest, OutputSink, RemoteError, RemoteHost, StreamKind, shell_quote,
 };
 
 use commands::{detached_command, download_command, unique_pgid_file, upload_command, wrap_exec};
@@ -301,9 +300,9 @@ impl RemoteHost for OpenSshHost {
             StreamKind::Stdout,
             sink.clone(),
             limit,
-            stopped.clone(),
+            Some(stopped.clone()),
         ));
-        let err_task = tokio::spawn(pump(stderr, StreamKind::Stderr, sink, limit, stopped));
+        let err_task = tokio::spawn(pump(stderr, StreamKind::Stderr, sink, limit, Some(stopped)));
         let mut drained = Box::pin(async move {
             let (out, err) = tokio::join!(out_task, err_task);
             (out.unwrap_or_default(), err.unwrap_or_default())
@@ -400,15 +399,7 @@ impl RemoteHost for OpenSshHost {
             })
             .await?;
         let stderr = child.stderr().take().expect("stderr is piped");
-        let (_stop, stopped) = watch::channel(false);
-        let stderr = pump(
-            stderr,
-            StreamKind::Stderr,
-            None,
-            HELPER_STDERR_LIMIT,
-            stopped,
-        )
-        .await;
+        let stderr = pump(stderr, StreamKind::Stderr, None, HELPER_STDERR_LIMIT, None).await;
         match inner.finish(&master, child).await {
             Finish::Exited(Some(0)) => Ok(()),
             Finish::Exited(code) => Err(failed(Box::new(CommandFailed {
@@ -487,7 +478,7 @@ impl RemoteHost for OpenSshHost {
                 StreamKind::Stderr,
                 None,
                 HELPER_STDERR_LIMIT,
-                stopped
+                Some(stopped)
             )
         );
         drop(stdout);
@@ -550,39 +541,6 @@ impl RemoteHost for OpenSshHost {
             delay = (delay * 2).min(BACKOFF_MAX);
         }
     }
-}
-
-/// Reads a stream to its end (or until `stop`), forwarding chunks to the sink
-/// and keeping the capped tail.
-async fn pump(
-    mut reader: impl AsyncRead + Unpin,
-    stream: StreamKind,
-    sink: Option<OutputSink>,
-    limit: usize,
-    mut stop: watch::Receiver<bool>,
-) -> Vec<u8> {
-    let mut captured = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let read = tokio::select! {
-            read = reader.read(&mut buf) => read,
-            _ = stop.wait_for(|stop| *stop) => break,
-        };
-        match read {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                push_capped(&mut captured, &buf[..n], limit);
-                if let Some(sink) = &sink {
-                    // A closed receiver means nobody wants the stream any more.
-                    let _ = sink.send(OutputChunk {
-                        stream,
-                        data: buf[..n].to_vec(),
-                    });
-                }
-            }
-        }
-    }
-    captured
 }
 
 /// A host name or address that ssh takes as a destination and nothing else

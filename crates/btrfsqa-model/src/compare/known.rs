@@ -56,9 +56,9 @@ impl KnownFailure {
             issues.push(("test".to_owned(), "must not be empty".to_owned()));
         }
         if let Some(range) = &self.kernel
-            && let Err(message) = KernelRange::parse(range)
+            && let Err(err) = KernelRange::parse(range)
         {
-            issues.push(("kernel".to_owned(), message));
+            issues.push(("kernel".to_owned(), err.to_string()));
         }
         issues
     }
@@ -104,8 +104,8 @@ enum Cmp {
 }
 
 impl KernelRange {
-    /// Parses `>=6.1,<6.9`; the message says what is wrong.
-    pub fn parse(text: &str) -> Result<KernelRange, String> {
+    /// Parses `>=6.1,<6.9`; the error names the part that is wrong.
+    pub fn parse(text: &str) -> Result<KernelRange, crate::ModelError> {
         let mut bounds = Vec::new();
         for part in text.split(',') {
             let part = part.trim();
@@ -129,9 +129,9 @@ impl KernelRange {
             match version {
                 Some(version) => bounds.push((cmp, version)),
                 None => {
-                    return Err(format!(
-                        "`{part}` is not a kernel version comparison (expected e.g. `>=6.1,<6.9`)"
-                    ));
+                    return Err(crate::ModelError::NotAKernelRange {
+                        part: part.to_owned(),
+                    });
                 }
             }
         }

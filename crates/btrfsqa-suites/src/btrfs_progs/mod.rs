@@ -560,16 +560,15 @@ impl BtrfsProgsTests {
         outcome.started_at = Some(began);
         outcome.duration_secs = Some(out.duration.as_secs_f64());
         let console = out.stdout_text();
-        let mut console_bytes = out.stdout.clone();
-        if console_bytes.len() as u64 > self.config.max_artifact_bytes {
-            let keep = self.config.max_artifact_bytes as usize;
-            console_bytes.drain(..console_bytes.len() - keep);
-        }
+        let mut console_bytes = Vec::new();
+        let limit = usize::try_from(self.config.max_artifact_bytes).unwrap_or(usize::MAX);
+        btrfsqa_remote::push_capped(&mut console_bytes, &out.stdout, limit);
         let path = format!("{rel_dir}/console.log");
         if crate::context::write_file(&ctx.run_dir.join(&path), &console_bytes).is_ok() {
-            outcome
-                .artifacts
-                .push(Artifact::new(ArtifactKind::Stdout, path));
+            let mut artifact = Artifact::new(ArtifactKind::Stdout, path);
+            let left_out = out.stdout.len() - console_bytes.len();
+            artifact.truncated_bytes = (left_out > 0).then_some(left_out as u64);
+            outcome.artifacts.push(artifact);
         }
         let results = self.fetch_results(ctx, dir, &results_file, &rel_dir).await;
         let parsed_results = results.as_ref().and_then(|(_, text)| {

@@ -254,6 +254,7 @@ for i in $(find tests/cli-tests -mindepth 1 -maxdepth 1 -type d ${TEST:+-name "$
   echo "    [TEST/cli]   $name"
   case $name in
     *hang*) sleep 60;;
+    *loud*) head -c 3000 /dev/zero | tr '\0' x; echo; echo "the end of $name";;
     *fail*) echo "====== RUN CHECK /bin/false --flag" >> "$RESULTS"; echo "boom" >> "$RESULTS"
             echo "failed: /bin/false --flag" | tee -a "$RESULTS"; echo "test failed for case $name" | tee -a "$RESULTS"; exit 1;;
   esac
@@ -382,5 +383,35 @@ async fn cancelling_stops_the_running_case() {
             ("cli/001-pass", Verdict::Pass),
             ("cli/002-hang", Verdict::Interrupted)
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_long_console_keeps_its_tail_and_says_how_much_was_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    fake_tree(&tmp.path().join("progs"), &["001-loud"]);
+    let ctx = local_ctx(tmp.path());
+    let config = BtrfsProgsConfig {
+        max_artifact_bytes: 1024,
+        ..local_config(tmp.path())
+    };
+    let suite = BtrfsProgsTests::new(config);
+    suite.prepare(&ctx).await.unwrap();
+    let report = suite.run(&ctx).await.unwrap();
+    let console = report.tests[0]
+        .artifacts
+        .iter()
+        .find(|a| a.path.ends_with("console.log"))
+        .expect("a console artifact");
+    let kept = std::fs::read(ctx.run_dir.join(&console.path)).unwrap();
+    // The case printed its name line, 3000 bytes and a last line: the last
+    // 1024 bytes are kept, and the artifact says how many were cut.
+    assert_eq!(kept.len(), 1024);
+    assert!(kept.ends_with(b"the end of 001-loud\n"));
+    assert!(
+        console
+            .truncated_bytes
+            .is_some_and(|cut| cut >= 3000 - 1024),
+        "{console:?}"
     );
 }
