@@ -184,7 +184,7 @@ impl SuiteEntry {
                     .map(S::suite_ids)
                     .unwrap_or_default()
             },
-            make: |section, id, setup| typed::<S::Config>(section).map(|c| S::make(c, id, setup)),
+            make: |section, id, setup| S::make(typed::<S::Config>(section)?, id, setup),
             source: |section| typed::<S::Config>(section).and_then(S::source),
             pin_source: |section, url, commit| {
                 if let Some(config) = section.as_any_mut().downcast_mut::<S::Config>() {
@@ -512,19 +512,17 @@ pub fn pin_suite_source(
     url: Option<&str>,
     commit: &str,
 ) -> bool {
-    if suite_source(sections, id).is_none() {
+    let Some(entry) = SUITES.iter().find(|entry| entry.id == id) else {
+        return false;
+    };
+    let Some(section) = sections.by_id_mut(id) else {
+        return false;
+    };
+    if entry.source(section).is_none() {
         return false;
     }
-    match (
-        SUITES.iter().find(|entry| entry.id == id),
-        sections.by_id_mut(id),
-    ) {
-        (Some(entry), Some(section)) => {
-            entry.pin_source(section, url, commit);
-            true
-        }
-        _ => false,
-    }
+    entry.pin_source(section, url, commit);
+    true
 }
 
 /// The ids of the suite sections built from git, for messages.

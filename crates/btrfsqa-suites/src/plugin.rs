@@ -63,8 +63,9 @@ pub trait SuitePlugin {
         vec![(Self::ID.to_owned(), String::new())]
     }
 
-    /// The suite `id` (one of [`suite_ids`](Self::suite_ids)).
-    fn make(config: &Self::Config, id: &str, setup: SuiteSetup<'_>) -> Arc<dyn TestSuite>;
+    /// The suite `id`, one of [`suite_ids`](Self::suite_ids) (`None` for
+    /// an id the section does not make).
+    fn make(config: &Self::Config, id: &str, setup: SuiteSetup<'_>) -> Option<Arc<dyn TestSuite>>;
 
     /// The git source the suite is built from, when it is built from one.
     fn source(config: &Self::Config) -> Option<GitSource> {

@@ -202,8 +202,12 @@ impl SuitePlugin for ProfileCheck {
     const ID: &'static str = ID;
     type Config = ProfileCheckConfig;
 
-    fn make(config: &ProfileCheckConfig, _id: &str, _setup: SuiteSetup<'_>) -> Arc<dyn TestSuite> {
-        Arc::new(ProfileCheck::new(config.clone()))
+    fn make(
+        config: &ProfileCheckConfig,
+        _id: &str,
+        _setup: SuiteSetup<'_>,
+    ) -> Option<Arc<dyn TestSuite>> {
+        Some(Arc::new(ProfileCheck::new(config.clone())))
     }
 }
 

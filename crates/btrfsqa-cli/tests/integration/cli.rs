@@ -73,21 +73,28 @@ fn help_lists_the_commands() {
     }
 }
 
+/// A copy of real fstests results in `dir/name` whose `btrfs/012.full`
+/// also quotes `secret`.
+fn fstests_results_with(dir: &std::path::Path, name: &str, secret: &str) -> std::path::PathBuf {
+    let fixture = crate::repo_root().join("crates/btrfsqa-suites/fixtures/xfstests/btrfs-loop-30");
+    let src = dir.join(name);
+    std::fs::create_dir_all(src.join("btrfs")).unwrap();
+    for file in ["result.xml", "check.log", "check.time"] {
+        std::fs::copy(fixture.join(file), src.join(file)).unwrap();
+    }
+    let mut full = std::fs::read(fixture.join("btrfs/012.full")).unwrap();
+    full.extend_from_slice(format!("quoted with {secret}\n").as_bytes());
+    std::fs::write(src.join("btrfs/012.full"), full).unwrap();
+    src
+}
+
 /// `btrfsqa import` reads nothing outside the directory it is given and
 /// keeps no secret of the run's environment in what it copies.
 #[test]
 fn import_stays_in_its_directory_and_redacts_what_it_copies() {
     let tmp = tempfile::tempdir().unwrap();
-    let fixture = crate::repo_root().join("crates/btrfsqa-suites/fixtures/xfstests/btrfs-loop-30");
-    let src = tmp.path().join("results-from-elsewhere");
-    std::fs::create_dir_all(src.join("btrfs")).unwrap();
-    for file in ["result.xml", "check.log", "check.time"] {
-        std::fs::copy(fixture.join(file), src.join(file)).unwrap();
-    }
     let secret = "s3cret-token-value-0123456789";
-    let mut full = std::fs::read(fixture.join("btrfs/012.full")).unwrap();
-    full.extend_from_slice(format!("pushed with {secret}\n").as_bytes());
-    std::fs::write(src.join("btrfs/012.full"), full).unwrap();
+    let src = fstests_results_with(tmp.path(), "results-from-elsewhere", secret);
     std::fs::write(tmp.path().join("outside"), "OUTSIDE-THE-IMPORT\n").unwrap();
     std::os::unix::fs::symlink(tmp.path().join("outside"), src.join("btrfs/001.full")).unwrap();
     let store = tmp.path().join("store");
@@ -136,16 +143,8 @@ fn import_stays_in_its_directory_and_redacts_what_it_copies() {
 #[test]
 fn import_redacts_the_configured_secret_variables() {
     let tmp = tempfile::tempdir().unwrap();
-    let fixture = crate::repo_root().join("crates/btrfsqa-suites/fixtures/xfstests/btrfs-loop-30");
-    let src = tmp.path().join("results");
-    std::fs::create_dir_all(src.join("btrfs")).unwrap();
-    for file in ["result.xml", "check.log", "check.time"] {
-        std::fs::copy(fixture.join(file), src.join(file)).unwrap();
-    }
     let secret = "lab-passphrase-0123456789";
-    let mut full = std::fs::read(fixture.join("btrfs/012.full")).unwrap();
-    full.extend_from_slice(format!("mounted with {secret}\n").as_bytes());
-    std::fs::write(src.join("btrfs/012.full"), full).unwrap();
+    let src = fstests_results_with(tmp.path(), "results", secret);
     let config = tmp.path().join("btrfsqa.toml");
     std::fs::write(&config, "[run]\nsecret-env = [\"LAB_PASSPHRASE\"]\n").unwrap();
     let store = tmp.path().join("store");

@@ -8,14 +8,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::runs::{Area, spawn_run, verdicts, wait_for_journal, wait_for_journal_within, walk};
+use crate::runs::{
+    Area, pairs, spawn_run, verdicts, wait_for_journal, wait_for_journal_within, walk,
+};
 use crate::{btrfsqa, need_root, run, text};
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-        .collect()
-}
 
 fn test_of<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     report["suites"]

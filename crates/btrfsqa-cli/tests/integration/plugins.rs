@@ -4,14 +4,8 @@
 
 use std::process::Command;
 
-use crate::runs::{Area, verdicts};
+use crate::runs::{Area, pairs, verdicts};
 use crate::{btrfsqa, need_root, run, text};
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-        .collect()
-}
 
 #[test]
 fn profile_check_makes_and_checks_a_filesystem_in_each_profile() {

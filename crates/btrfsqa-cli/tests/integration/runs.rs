@@ -132,6 +132,13 @@ pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// `(name, verdict)` pairs as [`verdicts`] gives them.
+pub(crate) fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
 pub(crate) fn verdicts(report: &serde_json::Value) -> Vec<(String, String)> {
     report["suites"]
         .as_array()

@@ -26,12 +26,16 @@ impl SuitePlugin for BtrfsProgsTests {
     const ID: &'static str = "btrfs-progs";
     type Config = BtrfsProgsConfig;
 
-    fn make(config: &BtrfsProgsConfig, _id: &str, setup: SuiteSetup<'_>) -> Arc<dyn TestSuite> {
+    fn make(
+        config: &BtrfsProgsConfig,
+        _id: &str,
+        setup: SuiteSetup<'_>,
+    ) -> Option<Arc<dyn TestSuite>> {
         let mut config = config.clone();
         config
             .cache_dir
             .get_or_insert_with(|| setup.cache_dir.to_owned());
-        Arc::new(BtrfsProgsTests::new(config))
+        Some(Arc::new(BtrfsProgsTests::new(config)))
     }
 
     fn machine_packages(distro: crate::Distro) -> &'static [&'static str] {

@@ -18,7 +18,11 @@ impl SuitePlugin for Raid56Scrub {
     const ID: &'static str = "raid56-scrub";
     type Config = Raid56ScrubConfig;
 
-    fn make(config: &Raid56ScrubConfig, _id: &str, _setup: SuiteSetup<'_>) -> Arc<dyn TestSuite> {
-        Arc::new(Raid56Scrub::new(config.clone()))
+    fn make(
+        config: &Raid56ScrubConfig,
+        _id: &str,
+        _setup: SuiteSetup<'_>,
+    ) -> Option<Arc<dyn TestSuite>> {
+        Some(Arc::new(Raid56Scrub::new(config.clone())))
     }
 }

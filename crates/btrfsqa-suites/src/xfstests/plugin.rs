@@ -32,12 +32,16 @@ impl SuitePlugin for Xfstests {
     const ID: &'static str = "xfstests";
     type Config = XfstestsConfig;
 
-    fn make(config: &XfstestsConfig, _id: &str, setup: SuiteSetup<'_>) -> Arc<dyn TestSuite> {
+    fn make(
+        config: &XfstestsConfig,
+        _id: &str,
+        setup: SuiteSetup<'_>,
+    ) -> Option<Arc<dyn TestSuite>> {
         let mut config = config.clone();
         config
             .cache_dir
             .get_or_insert_with(|| setup.cache_dir.to_owned());
-        Arc::new(Xfstests::new(config))
+        Some(Arc::new(Xfstests::new(config)))
     }
 
     fn machine_packages(distro: crate::Distro) -> &'static [&'static str] {
